@@ -20,6 +20,9 @@ available as :data:`NII_DOUBLET_RATIO_PYNEB`.
 transition probabilities, Kisielius et al. 2009 collision strengths) at
 T = 1e4 K and n_e = 100 cm^-3, the same conditions as the Balmer ratios; it
 falls to 1.14 at 300 cm^-3 and 0.81 at 1000 cm^-3, so it is a parameter.
+[SII] 6718/6733 = 1.35: computed with PyNeb 1.1.32 (Rynkun et al. 2019
+transition probabilities, Tayal & Zatsarinny 2010 collision strengths) at
+T = 1e4 K and n_e = 100 cm^-3 (1.20 at 300 cm^-3); a parameter too.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "NII_DOUBLET_RATIO",
     "NII_DOUBLET_RATIO_PYNEB",
     "OII_DOUBLET_RATIO",
+    "SII_DOUBLET_RATIO",
     "BALMER_RATIOS",
     "BLENDS",
     "C_KMS",
@@ -48,6 +52,7 @@ OIII_DOUBLET_RATIO = 2.98
 NII_DOUBLET_RATIO = 3.071
 NII_DOUBLET_RATIO_PYNEB = 2.942
 OII_DOUBLET_RATIO = 1.35
+SII_DOUBLET_RATIO = 1.35
 
 #: Case-B intrinsic ratios relative to Hbeta (T = 1e4 K, n_e = 100 cm^-3).
 BALMER_RATIOS = {"Ha": 2.86, "Hb": 1.0, "Hg": 0.468, "Hd": 0.259}

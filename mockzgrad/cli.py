@@ -1,0 +1,148 @@
+"""Command-line interface: a thin layer over the Python API.
+
+Every user mistake (a :class:`~mockzgrad.errors.MockzgradError`) is printed
+as one line on stderr and the process exits with status 2, without a
+traceback. Nothing in the package imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import __version__
+from .errors import MockzgradError, MockzgradWarning
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_calibrations(args) -> int:
+    from . import calibrations
+
+    sets = calibrations.available_sets()
+    if args.json:
+        out = {}
+        for name in sets:
+            cs = calibrations.load_set(name)
+            out[name] = {
+                "reference": cs.reference,
+                "diagnostics": {
+                    d.name: {"key": d.key, "valid_range": list(d.valid_range), "status": d.status,
+                             "usable": d.usable, "stand_in": d.stand_in, "sigma_ratio": d.sigma_ratio}
+                    for d in cs.diagnostics.values()
+                },
+            }
+        print(json.dumps(out, indent=1))
+        return 0
+    for name in sets:
+        cs = calibrations.load_set(name)
+        if args.set and name not in args.set:
+            continue
+        print(f"{name}: {cs.reference}")
+        for d in cs.diagnostics.values():
+            flags = []
+            if d.stand_in:
+                flags.append(f"stand-in: uses {d.stand_in.get('uses')} for {d.stand_in.get('for')}")
+            if not d.usable:
+                flags.append("NOT USABLE")
+            if d.needs_logu:
+                flags.append("needs log U")
+            scatter = f" sigma={d.sigma_ratio:.2f} dex" if d.sigma_ratio else ""
+            extra = f"  [{'; '.join(flags)}]" if flags else ""
+            print(f"  {d.key:<16} {d.name:<8} Z in [{d.valid_range[0]:.2f}, {d.valid_range[1]:.2f}]"
+                  f"  {d.status}{scatter}{extra}")
+    print("Add a calibration: drop a JSON file in a directory listed in MOCKZGRAD_CALIBRATION_PATH "
+          "(see calibration_curves/README.md).")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .config import config_to_dict, dumps_toml, load_config
+    from .galaxy import resolve_galaxy
+
+    cfg = load_config(args.config)
+    model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    print(f"# {args.config}: valid")
+    print(dumps_toml(config_to_dict(cfg)), end="")
+    print("\n# resolved")
+    print(f"# kpc_per_arcsec = {model.kpc_per_arcsec:.4f}")
+    print(f"# r_eff = {model.r_eff:.3f} kpc = {model.r_eff_arcsec:.4f} arcsec")
+    print(f"# 2 r_eff / psf_fwhm = {2 * model.r_eff_arcsec / cfg.instrument.psf.fwhm:.3f}")
+    print(f"# z0 = {model.z0:.4f}{' (automatic)' if model.z0_auto else ''}; "
+          f"common validity range {list(model.z_valid_range)}")
+    return 0
+
+
+def _cmd_cube(args) -> int:
+    from .config import load_config
+    from .cube import build_cube
+
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    if args.noise_free:
+        cfg = cfg.replace(**{"noise.enabled": False})
+    mock = build_cube(cfg)
+    mock.write(args.output, overwrite=args.overwrite, include_noise_free=args.keep_noise_free)
+    print(f"wrote {args.output}: {mock.data.shape[0]} channels x {mock.data.shape[1]} x "
+          f"{mock.data.shape[2]} spaxels; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mockzgrad",
+        description="Mock IFU/grism observations of disk galaxies with metallicity gradients, "
+                    "and beam-smearing corrections.",
+    )
+    parser.add_argument("--version", action="version", version=f"mockzgrad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("calibrations", help="list calibration sets, diagnostics, ranges, references")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--set", nargs="*", help="only these sets")
+    p.set_defaults(func=_cmd_calibrations)
+
+    p = sub.add_parser("check", help="validate a configuration file and print it resolved")
+    p.add_argument("config", help="TOML configuration")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("cube", help="build one mock IFU cube and write it as FITS")
+    p.add_argument("config", help="TOML configuration")
+    p.add_argument("-o", "--output", required=True, help="output FITS file")
+    p.add_argument("--seed", type=int, help="override the configuration's seed")
+    p.add_argument("--noise-free", action="store_true", help="write the cube without noise")
+    p.add_argument("--keep-noise-free", action="store_true",
+                   help="also store the noise-free cube as an extension")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_cube)
+
+    return parser
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"mockzgrad: warning: {message}\n"
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    warnings.formatwarning = _format_warning
+    warnings.simplefilter("default", MockzgradWarning)
+    try:
+        return args.func(args) or 0
+    except MockzgradError as exc:
+        print(f"mockzgrad: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mockzgrad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,848 @@
+"""Configuration of one mock: frozen dataclasses, TOML I/O and validation.
+
+This is the only module that checks user input. Every dataclass validates
+its fields in ``__post_init__``, so a configuration built in Python is
+checked exactly like one read from TOML. Errors are :class:`ConfigError`
+with a message naming the field (dotted TOML path), the value and what is
+allowed.
+
+Units inside a configuration are fixed and documented per field (kpc, km/s,
+arcsec, deg, Angstrom, erg/s/cm^2); a TOML file holds bare numbers in those
+units. The defaults are the flagship experiment of DESIGN.md (a
+JWST/NIRSpec-IFU-like mock of a z = 5 disk).
+
+Examples
+--------
+>>> from mockzgrad.config import MockConfig, load_config
+>>> cfg = MockConfig()                       # flagship defaults
+>>> cfg2 = cfg.replace(**{"galaxy.metallicity.grad_z": -0.2})
+>>> cfg2.galaxy.metallicity.grad_z
+-0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from .errors import ConfigError
+from .lines import (
+    LINES,
+    NII_DOUBLET_RATIO,
+    OII_DOUBLET_RATIO,
+    OIII_DOUBLET_RATIO,
+    SII_DOUBLET_RATIO,
+)
+
+__all__ = [
+    "RotationConfig",
+    "MetallicityConfig",
+    "GalaxyConfig",
+    "DustConfig",
+    "LinesConfig",
+    "PSFConfig",
+    "SpectralConfig",
+    "InstrumentConfig",
+    "NoiseConfig",
+    "CosmologyConfig",
+    "MockConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "dumps_toml",
+    "save_config",
+]
+
+ROTATION_KINDS = ("exponential_disk", "arctan")
+Z_PROFILES = ("linear", "broken_linear")
+DUST_LAWS = ("calzetti2000", "cardelli1989", "battisti2022")
+PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
+SPECTRAL_GRIDS = ("velocity", "linear")
+OUTSIDE_RANGE_POLICIES = ("clip", "extrapolate", "raise")
+RATIO_SCATTER_MODES = ("none", "per_mock", "per_spaxel")
+DEFAULT_SNR = 30.0
+
+
+# --------------------------------------------------------------------------
+# small validators: each names the field, the value and what is allowed
+# --------------------------------------------------------------------------
+
+def _num(path: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False, unit=""):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path} = {value!r}: expected a number{_u(unit)}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        raise ConfigError(
+            f"{path} = {value!r}{_u(unit)}; allowed {_interval(lo, hi, lo_open, hi_open)}{_u(unit)}"
+        )
+    return value
+
+
+def _int(path: str, value, lo=None, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path} = {value!r}: expected an integer")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{path} = {value!r}; allowed {_interval(lo, hi, False, False)}")
+    return value
+
+
+def _choice(path: str, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{path} = {value!r}; allowed: {', '.join(map(repr, allowed))}")
+    return value
+
+
+def _u(unit):
+    return f" {unit}" if unit else ""
+
+
+def _interval(lo, hi, lo_open, hi_open):
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def _line(path: str, name):
+    if not isinstance(name, str) or name not in LINES:
+        close = difflib.get_close_matches(str(name), LINES, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"{path} = {name!r} is not a known line{hint}; allowed: {', '.join(LINES)}")
+    return name
+
+
+# --------------------------------------------------------------------------
+# galaxy
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class RotationConfig:
+    """Rotation curve.
+
+    Parameters
+    ----------
+    kind : {"exponential_disk", "arctan"}
+        ``"exponential_disk"``: circular velocity of a razor-thin exponential
+        disk of baryonic mass ``10**log_mbary`` and the galaxy's ``r_eff``
+        (Freeman 1970). ``"arctan"``: V(R) = v0 + (2/pi) vc arctan(R/rt).
+    log_mbary : float
+        log10 of the baryonic mass, Msun; [6, 13].
+    pressure_support : bool
+        Subtract the asymmetric-drift term of a self-gravitating exponential
+        disk of constant ``sigma0`` (Burkert et al. 2010):
+        V^2 = Vc^2 - 3.36 sigma0^2 (R / r_eff); clipped at zero.
+    v0 : float
+        Arctan offset velocity, km/s.
+    vc : float
+        Arctan asymptotic amplitude, km/s; [0, 1000].
+    rt : float
+        Arctan turnover radius, kpc; > 0.
+    """
+
+    kind: str = "exponential_disk"
+    log_mbary: float = 10.5
+    pressure_support: bool = False
+    v0: float = 0.0
+    vc: float = 200.0
+    rt: float = 1.0
+
+    def __post_init__(self):
+        p = "galaxy.rotation"
+        _choice(f"{p}.kind", self.kind, ROTATION_KINDS)
+        _num(f"{p}.log_mbary", self.log_mbary, 6.0, 13.0, unit="log Msun")
+        if not isinstance(self.pressure_support, bool):
+            raise ConfigError(f"{p}.pressure_support = {self.pressure_support!r}: expected true or false")
+        _num(f"{p}.v0", self.v0, -1000.0, 1000.0, unit="km/s")
+        _num(f"{p}.vc", self.vc, 0.0, 1000.0, unit="km/s")
+        _num(f"{p}.rt", self.rt, 0.0, 100.0, lo_open=True, unit="kpc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetallicityConfig:
+    """Radial gas-phase metallicity Z(r) = 12 + log(O/H).
+
+    Parameters
+    ----------
+    profile : {"linear", "broken_linear"}
+        ``linear``: Z = z0 + grad_z r. ``broken_linear``: slope ``grad_z``
+        inside ``r_break`` and ``grad_z_outer`` outside, continuous.
+    grad_z : float
+        Gradient, dex/kpc, on the deprojected radius; [-1, 1].
+    z0 : float or None
+        Z at r = 0. None: chosen so that Z(r) stays inside the validity range
+        of every generating calibration out to ``r_valid`` (DESIGN.md).
+    r_break : float or None
+        Break radius, kpc (broken_linear only).
+    grad_z_outer : float or None
+        Outer gradient, dex/kpc (broken_linear only).
+    r_valid : float
+        Radius out to which Z must stay inside the calibrations' validity
+        ranges, in units of ``r_eff``; (0, 10].
+    """
+
+    profile: str = "linear"
+    grad_z: float = -0.10
+    z0: float | None = None
+    r_break: float | None = None
+    grad_z_outer: float | None = None
+    r_valid: float = 3.0
+
+    def __post_init__(self):
+        p = "galaxy.metallicity"
+        _choice(f"{p}.profile", self.profile, Z_PROFILES)
+        _num(f"{p}.grad_z", self.grad_z, -1.0, 1.0, unit="dex/kpc")
+        if self.z0 is not None:
+            _num(f"{p}.z0", self.z0, 6.5, 9.8, unit="(12+log(O/H))")
+        _num(f"{p}.r_valid", self.r_valid, 0.0, 10.0, lo_open=True, unit="r_eff")
+        if self.profile == "broken_linear":
+            if self.r_break is None or self.grad_z_outer is None:
+                raise ConfigError(
+                    f"{p}.profile = 'broken_linear' needs {p}.r_break (kpc) and {p}.grad_z_outer (dex/kpc)"
+                )
+        if self.r_break is not None:
+            _num(f"{p}.r_break", self.r_break, 0.0, 100.0, lo_open=True, unit="kpc")
+        if self.grad_z_outer is not None:
+            _num(f"{p}.grad_z_outer", self.grad_z_outer, -1.0, 1.0, unit="dex/kpc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GalaxyConfig:
+    """Disk galaxy: light profile, geometry, kinematics, metallicity.
+
+    Parameters
+    ----------
+    redshift : float
+        Redshift; (0, 20].
+    r_eff : float
+        Effective (half-light) radius of the Sersic light profile, kpc; > 0.
+    sersic_n : float
+        Sersic index; [0.3, 8]. 1 = exponential disk.
+    inclination : float
+        Inclination, deg; [0, 90]. 0 = face-on.
+    pa : float
+        Position angle of the receding major axis, deg east of north; [-360, 360].
+    q0 : float
+        Intrinsic axial ratio of the disk (thickness); [0, 1). Observed axis
+        ratio is sqrt(cos^2 i + q0^2 sin^2 i).
+    x_offset, y_offset : float
+        Offset of the centre from the field centre, arcsec (x towards east,
+        y towards north).
+    sigma0 : float
+        Intrinsic velocity dispersion, km/s; [0, 500].
+    """
+
+    redshift: float = 5.0
+    r_eff: float = 2.0
+    sersic_n: float = 1.0
+    inclination: float = 20.0
+    pa: float = 0.0
+    q0: float = 0.0
+    x_offset: float = 0.0
+    y_offset: float = 0.0
+    sigma0: float = 80.0
+    rotation: RotationConfig = field(default_factory=RotationConfig)
+    metallicity: MetallicityConfig = field(default_factory=MetallicityConfig)
+
+    def __post_init__(self):
+        p = "galaxy"
+        _num(f"{p}.redshift", self.redshift, 0.0, 20.0, lo_open=True)
+        _num(f"{p}.r_eff", self.r_eff, 0.0, 100.0, lo_open=True, unit="kpc")
+        _num(f"{p}.sersic_n", self.sersic_n, 0.3, 8.0)
+        _num(f"{p}.inclination", self.inclination, 0.0, 90.0, unit="deg")
+        _num(f"{p}.pa", self.pa, -360.0, 360.0, unit="deg")
+        _num(f"{p}.q0", self.q0, 0.0, 1.0, hi_open=True)
+        _num(f"{p}.x_offset", self.x_offset, -60.0, 60.0, unit="arcsec")
+        _num(f"{p}.y_offset", self.y_offset, -60.0, 60.0, unit="arcsec")
+        _num(f"{p}.sigma0", self.sigma0, 0.0, 500.0, unit="km/s")
+
+
+# --------------------------------------------------------------------------
+# line model
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class DustConfig:
+    """Dust attenuation applied to the generated line fluxes.
+
+    Parameters
+    ----------
+    law : {"calzetti2000", "cardelli1989", "battisti2022"}
+        Attenuation curve.
+    a_v : float
+        V-band attenuation at the centre, mag; [0, 10]. 0 = no dust.
+    a_v_grad : float
+        Radial slope of A_V, mag/kpc; A_V(r) = max(0, a_v + a_v_grad r).
+    """
+
+    law: str = "calzetti2000"
+    a_v: float = 0.0
+    a_v_grad: float = 0.0
+
+    def __post_init__(self):
+        _choice("lines.dust.law", self.law, DUST_LAWS)
+        _num("lines.dust.a_v", self.a_v, 0.0, 10.0, unit="mag")
+        _num("lines.dust.a_v_grad", self.a_v_grad, -5.0, 5.0, unit="mag/kpc")
+
+
+FLAGSHIP_LINES = ("OII_3727", "OII_3730", "NeIII_3870", "Hb", "OIII_4960", "OIII_5008")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinesConfig:
+    """Which lines are made and how their fluxes follow from Z(r).
+
+    Parameters
+    ----------
+    reference_line : str
+        Line that follows the light profile (e.g. ``"OIII_5008"`` at z ~ 5,
+        ``"Ha"`` at z ~ 1-2).
+    reference_flux : float
+        Total (spatially integrated, intrinsic) flux of the reference line,
+        erg/s/cm^2; > 0.
+    lines : tuple of str
+        Lines rendered into the cube.
+    generating_set : tuple of str
+        Calibration diagnostics (keys such as ``"S25_R3"``) that give every
+        other line relative to the reference line. Together with the fixed
+        doublet and Balmer ratios they must determine each rendered line
+        exactly once.
+    oiii_doublet_ratio, nii_doublet_ratio, oii_doublet_ratio, sii_doublet_ratio : float
+        [OIII] 5008/4960, [NII] 6585/6550, [OII] 3730/3727, [SII] 6718/6733
+        flux ratios (see :mod:`mockzgrad.lines` for their sources).
+    outside_range : {"clip", "extrapolate", "raise"}
+        What to do where Z(r) leaves a generating calibration's validity
+        range: evaluate at the clipped Z (default, with a warning),
+        extrapolate the published form, or refuse.
+    ratio_scatter : {"none", "per_mock", "per_spaxel"}
+        Perturb each generating log ratio by a Gaussian draw of its
+        calibration's intrinsic scatter, once per mock or per sub-pixel;
+        the draws are recorded in the truth.
+    dust : DustConfig
+    """
+
+    reference_line: str = "OIII_5008"
+    reference_flux: float = 1.0e-16
+    lines: tuple[str, ...] = FLAGSHIP_LINES
+    generating_set: tuple[str, ...] = ("S25_R3", "S25_O32", "S25_Ne3O2")
+    oiii_doublet_ratio: float = OIII_DOUBLET_RATIO
+    nii_doublet_ratio: float = NII_DOUBLET_RATIO
+    oii_doublet_ratio: float = OII_DOUBLET_RATIO
+    sii_doublet_ratio: float = SII_DOUBLET_RATIO
+    outside_range: str = "clip"
+    ratio_scatter: str = "none"
+    dust: DustConfig = field(default_factory=DustConfig)
+
+    def __post_init__(self):
+        p = "lines"
+        _line(f"{p}.reference_line", self.reference_line)
+        _num(f"{p}.reference_flux", self.reference_flux, 0.0, 1e-5, lo_open=True, unit="erg/s/cm^2")
+        _strtuple(self, "lines", f"{p}.lines")
+        _strtuple(self, "generating_set", f"{p}.generating_set")
+        if not self.lines:
+            raise ConfigError(f"{p}.lines = []: at least one line must be rendered")
+        for name in self.lines:
+            _line(f"{p}.lines", name)
+        if len(set(self.lines)) != len(self.lines):
+            raise ConfigError(f"{p}.lines = {list(self.lines)}: a line is listed twice")
+        for key in ("oiii_doublet_ratio", "nii_doublet_ratio", "oii_doublet_ratio", "sii_doublet_ratio"):
+            _num(f"{p}.{key}", getattr(self, key), 0.0, 10.0, lo_open=True)
+        _choice(f"{p}.outside_range", self.outside_range, OUTSIDE_RANGE_POLICIES)
+        _choice(f"{p}.ratio_scatter", self.ratio_scatter, RATIO_SCATTER_MODES)
+        _check_generating_set(self)
+
+
+def _strtuple(obj, attr, path):
+    value = getattr(obj, attr)
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) for v in value
+    ):
+        raise ConfigError(f"{path} = {value!r}: expected a list of strings")
+    object.__setattr__(obj, attr, tuple(value))
+
+
+def _check_generating_set(cfg: LinesConfig):
+    """Unknown or unusable calibration keys are user mistakes: say so here."""
+    from . import calibrations  # physics data; imports nothing above it
+
+    known = calibrations.all_diagnostics()
+    for key in cfg.generating_set:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=4)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"lines.generating_set: unknown calibration {key!r}{hint}; "
+                "`mockzgrad calibrations` lists them"
+            )
+        diag = known[key]
+        if not diag.usable:
+            raise ConfigError(
+                f"lines.generating_set: calibration {key!r} has status {diag.status} and is not "
+                f"usable for generating lines ({diag.notes.strip()[:160]})"
+            )
+
+
+# --------------------------------------------------------------------------
+# instrument
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class PSFConfig:
+    """Point-spread function (see :mod:`mockzgrad.psf`).
+
+    Parameters
+    ----------
+    kind : {"gaussian", "elliptical_gaussian", "moffat", "image"}
+    fwhm : float
+        FWHM, arcsec (major-axis FWHM for the elliptical Gaussian); (0, 10].
+    fwhm_minor : float or None
+        Minor-axis FWHM of the elliptical Gaussian, arcsec; <= fwhm.
+    pa : float
+        Position angle of the elliptical PSF's major axis, deg east of north.
+    beta : float or None
+        Moffat power index; > 1. Required for ``kind = "moffat"``.
+    file : str or None
+        FITS image of the PSF (``kind = "image"``).
+    ref_wavelength : float or None
+        Observed wavelength at which ``fwhm`` holds, Angstrom. With
+        ``scaling_exponent`` the FWHM varies as (lambda/ref)^exponent.
+    scaling_exponent : float or None
+        Exponent of the FWHM-wavelength scaling (1 = diffraction limited).
+    """
+
+    kind: str = "gaussian"
+    fwhm: float = 0.255
+    fwhm_minor: float | None = None
+    pa: float = 0.0
+    beta: float | None = None
+    file: str | None = None
+    ref_wavelength: float | None = None
+    scaling_exponent: float | None = None
+
+    def __post_init__(self):
+        p = "instrument.psf"
+        _choice(f"{p}.kind", self.kind, PSF_KINDS)
+        _num(f"{p}.fwhm", self.fwhm, 0.0, 10.0, lo_open=True, unit="arcsec")
+        _num(f"{p}.pa", self.pa, -360.0, 360.0, unit="deg")
+        if self.kind == "elliptical_gaussian":
+            if self.fwhm_minor is None:
+                raise ConfigError(f"{p}.kind = 'elliptical_gaussian' needs {p}.fwhm_minor (arcsec)")
+            _num(f"{p}.fwhm_minor", self.fwhm_minor, 0.0, self.fwhm, lo_open=True, unit="arcsec")
+        if self.kind == "moffat":
+            if self.beta is None:
+                raise ConfigError(f"{p}.kind = 'moffat' needs {p}.beta (> 1)")
+            _num(f"{p}.beta", self.beta, 1.0, 100.0, lo_open=True)
+        if self.kind == "image":
+            if not isinstance(self.file, str) or not self.file:
+                raise ConfigError(f"{p}.kind = 'image' needs {p}.file (path to a FITS image)")
+        if (self.ref_wavelength is None) != (self.scaling_exponent is None):
+            raise ConfigError(f"{p}.ref_wavelength and {p}.scaling_exponent go together; give both or neither")
+        if self.ref_wavelength is not None:
+            _num(f"{p}.ref_wavelength", self.ref_wavelength, 900.0, 3e5, unit="Angstrom")
+            _num(f"{p}.scaling_exponent", self.scaling_exponent, -3.0, 3.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectralConfig:
+    """Spectral grid of the cube (observed frame, vacuum wavelengths).
+
+    Parameters
+    ----------
+    grid : {"velocity", "linear"}
+        ``velocity``: channels of constant width in km/s (log-lambda).
+        ``linear``: channels of constant width in Angstrom (NIRSpec-like).
+    channel_width : float
+        Channel width, km/s (``velocity``); (0, 2000].
+    dispersion : float or None
+        Channel width, Angstrom (``linear``).
+    window : float or None
+        Half-width of the stored window around each redshifted line, km/s;
+        only channels within it are stored unless ``full_grid``. None: six
+        times sqrt(sigma0^2 + lsf_sigma^2) plus the projected rotation speed.
+    full_grid : bool
+        Store every channel from ``wave_min`` to ``wave_max``.
+    wave_min, wave_max : float or None
+        Observed wavelength range of the full grid, Angstrom (default: the
+        span of the lines plus ``window``).
+    """
+
+    grid: str = "velocity"
+    channel_width: float = 106.0
+    dispersion: float | None = None
+    window: float | None = None
+    full_grid: bool = False
+    wave_min: float | None = None
+    wave_max: float | None = None
+
+    def __post_init__(self):
+        p = "instrument.spectral"
+        _choice(f"{p}.grid", self.grid, SPECTRAL_GRIDS)
+        _num(f"{p}.channel_width", self.channel_width, 0.0, 2000.0, lo_open=True, unit="km/s")
+        if self.grid == "linear":
+            if self.dispersion is None:
+                raise ConfigError(f"{p}.grid = 'linear' needs {p}.dispersion (Angstrom per channel)")
+            _num(f"{p}.dispersion", self.dispersion, 0.0, 1000.0, lo_open=True, unit="Angstrom")
+        if self.window is not None:
+            _num(f"{p}.window", self.window, 100.0, 1e5, unit="km/s")
+        if not isinstance(self.full_grid, bool):
+            raise ConfigError(f"{p}.full_grid = {self.full_grid!r}: expected true or false")
+        for key in ("wave_min", "wave_max"):
+            if getattr(self, key) is not None:
+                _num(f"{p}.{key}", getattr(self, key), 900.0, 3e5, unit="Angstrom")
+        if self.wave_min is not None and self.wave_max is not None and self.wave_max <= self.wave_min:
+            raise ConfigError(f"{p}.wave_max = {self.wave_max} must exceed {p}.wave_min = {self.wave_min}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstrumentConfig:
+    """IFU instrument.
+
+    Parameters
+    ----------
+    name : str
+        Label written to the output.
+    pixel_scale : float
+        Spaxel size, arcsec; (0, 5].
+    fov : float or None
+        Side of the square field of view, arcsec. None: chosen so that at
+        least ``fov_flux_fraction`` of every line's PSF-smeared flux falls
+        inside (a given ``fov`` is checked against the same criterion).
+    fov_flux_fraction : float
+        Required enclosed fraction of PSF-smeared flux; [0.9, 1).
+    oversample : int
+        Sub-pixels per spaxel per axis for rendering; [1, 20].
+    lsf_sigma : float
+        Gaussian line-spread function sigma, km/s; [0, 2000].
+    psf : PSFConfig
+    spectral : SpectralConfig
+    """
+
+    name: str = "nirspec_ifu"
+    pixel_scale: float = 0.05
+    fov: float | None = None
+    fov_flux_fraction: float = 0.995
+    oversample: int = 4
+    lsf_sigma: float = 125.0
+    psf: PSFConfig = field(default_factory=PSFConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+
+    def __post_init__(self):
+        p = "instrument"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{p}.name = {self.name!r}: expected a non-empty string")
+        _num(f"{p}.pixel_scale", self.pixel_scale, 0.0, 5.0, lo_open=True, unit="arcsec")
+        if self.fov is not None:
+            _num(f"{p}.fov", self.fov, self.pixel_scale * 4, 600.0, unit="arcsec")
+        _num(f"{p}.fov_flux_fraction", self.fov_flux_fraction, 0.9, 1.0, hi_open=True)
+        _int(f"{p}.oversample", self.oversample, 1, 20)
+        _num(f"{p}.lsf_sigma", self.lsf_sigma, 0.0, 2000.0, unit="km/s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoiseConfig:
+    """Noise: Gaussian with constant sigma per pixel and channel.
+
+    Give exactly one of ``snr`` and ``sigma``.
+
+    Parameters
+    ----------
+    snr : float or None
+        Target S/N (default 30 when neither ``snr`` nor ``sigma`` is given) as defined in DESIGN.md: the mean, over spaxels inside the
+        r_eff ellipse, of noise-free signal / sigma in the channel where the
+        spatially integrated ``snr_line`` peaks; (0, 1e6].
+    sigma : float or None
+        Absolute noise sigma per pixel and channel, erg/s/cm^2 per channel.
+    snr_line : str
+        Line whose peak channel defines the S/N.
+    enabled : bool
+        False: a noise-free cube (the variance still describes ``snr``/``sigma``).
+    """
+
+    snr: float | None = None
+    sigma: float | None = None
+    snr_line: str = "OIII_5008"
+    enabled: bool = True
+
+    def __post_init__(self):
+        p = "noise"
+        if self.snr is None and self.sigma is None:  # neither given: the flagship S/N
+            object.__setattr__(self, "snr", DEFAULT_SNR)
+        if (self.snr is None) == (self.sigma is None):
+            raise ConfigError(
+                f"{p}: give exactly one of {p}.snr (target S/N) and {p}.sigma (erg/s/cm^2 per channel); "
+                f"got snr = {self.snr!r}, sigma = {self.sigma!r}"
+            )
+        if self.snr is not None:
+            _num(f"{p}.snr", self.snr, 0.0, 1e6, lo_open=True)
+        if self.sigma is not None:
+            _num(f"{p}.sigma", self.sigma, 0.0, 1.0, lo_open=True, unit="erg/s/cm^2")
+        _line(f"{p}.snr_line", self.snr_line)
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"{p}.enabled = {self.enabled!r}: expected true or false")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CosmologyConfig:
+    """Cosmology: flat LambdaCDM by (h0, om0), or a named astropy realization.
+
+    Parameters
+    ----------
+    h0 : float
+        Hubble constant, km/s/Mpc; [20, 150].
+    om0 : float
+        Matter density today; (0, 1].
+    name : str or None
+        Name of an astropy realization (e.g. ``"Planck18"``); overrides h0/om0.
+    """
+
+    h0: float = 70.0
+    om0: float = 0.3
+    name: str | None = None
+
+    def __post_init__(self):
+        _num("cosmology.h0", self.h0, 20.0, 150.0, unit="km/s/Mpc")
+        _num("cosmology.om0", self.om0, 0.0, 1.0, lo_open=True)
+        if self.name is not None:
+            from astropy.cosmology import realizations
+
+            if self.name not in realizations.available:
+                raise ConfigError(
+                    f"cosmology.name = {self.name!r}; allowed: {', '.join(realizations.available)}"
+                )
+
+    def to_astropy(self):
+        """The astropy cosmology this configuration describes (cached)."""
+        return _astropy_cosmology(self.h0, self.om0, self.name)
+
+
+@functools.lru_cache(maxsize=16)
+def _astropy_cosmology(h0, om0, name):
+    from astropy.cosmology import FlatLambdaCDM, realizations
+
+    if name is not None:
+        return getattr(realizations, name)
+    return FlatLambdaCDM(H0=h0, Om0=om0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MockConfig:
+    """Everything needed to build one mock cube.
+
+    ``seed`` seeds the noise (and ratio-scatter) draws: same config and seed,
+    same bytes.
+    """
+
+    galaxy: GalaxyConfig = field(default_factory=GalaxyConfig)
+    lines: LinesConfig = field(default_factory=LinesConfig)
+    instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    cosmology: CosmologyConfig = field(default_factory=CosmologyConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        _int("seed", self.seed, 0, 2**63 - 1)
+        for name, cls in (("galaxy", GalaxyConfig), ("lines", LinesConfig),
+                          ("instrument", InstrumentConfig), ("noise", NoiseConfig),
+                          ("cosmology", CosmologyConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.noise.snr_line not in self.lines.lines:
+            raise ConfigError(
+                f"noise.snr_line = {self.noise.snr_line!r} is not among lines.lines = {list(self.lines.lines)}"
+            )
+        if self.lines.reference_line not in self.lines.lines:
+            raise ConfigError(
+                f"lines.reference_line = {self.lines.reference_line!r} is not among "
+                f"lines.lines = {list(self.lines.lines)}"
+            )
+
+    def replace(self, **changes) -> "MockConfig":
+        """Copy with changes given by dotted paths, e.g. ``{"galaxy.r_eff": 3.0}``."""
+        data = config_to_dict(self)
+        for path, value in changes.items():
+            _set_path(data, path, value)
+        return config_from_dict(data)
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+
+# --------------------------------------------------------------------------
+# dict / TOML conversion
+# --------------------------------------------------------------------------
+
+def _hints(cls):
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def config_to_dict(obj) -> dict:
+    """Plain nested dict of a config dataclass; None values are omitted
+    (TOML has no null), tuples become lists."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _build(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a table, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{path}.{key}" if path else key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"{full}: unknown key{hint}; allowed in [{path or 'top level'}]: {', '.join(names)}"
+            )
+        tp = hints[key]
+        if _is_dataclass_type(tp):
+            kwargs[key] = _build(tp, value, full)
+        else:
+            kwargs[key] = _coerce(full, value, tp)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _coerce(path, value, tp):
+    """Check the TOML type against the annotation; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(path, value, non_none[0]) if value is not None else None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} = {value!r}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} = {value!r}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} = {value!r}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} = {value!r}: expected a string")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path} = {value!r}: expected a list of strings")
+        return tuple(value)
+    return value  # pragma: no cover
+
+
+def config_from_dict(data: dict) -> MockConfig:
+    """Build and validate a :class:`MockConfig` from a nested dict (as read from TOML)."""
+    return _build(MockConfig, data, "")
+
+
+def _set_path(data: dict, path: str, value):
+    keys = path.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{path}: {k} is not a table")
+    if value is None:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = list(value) if isinstance(value, tuple) else value
+
+
+def load_config(path) -> MockConfig:
+    """Read and validate a TOML configuration file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not valid TOML, or holds an invalid value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: not valid TOML ({exc})") from None
+    return config_from_dict(data)
+
+
+# --------------------------------------------------------------------------
+# TOML writer (tomllib reads only); enough for nested tables of scalars/lists
+# --------------------------------------------------------------------------
+
+def _toml_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(f"cannot write {value!r} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def dumps_toml(data: dict, *, _prefix: str = "") -> str:
+    """Serialise a nested dict of scalars, lists and tables to TOML text."""
+    lines = []
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is not None:
+            lines.append(f"{key} = {_toml_scalar(value)}")
+    out = "\n".join(lines)
+    for key, value in tables:
+        name = f"{_prefix}.{key}" if _prefix else key
+        body = dumps_toml(value, _prefix=name).strip("\n")
+        block = f"[{name}]" + (f"\n{body}" if body else "")
+        out = f"{out}\n\n{block}" if out else block
+    return out.strip("\n") + "\n"
+
+
+def save_config(cfg: MockConfig, path) -> None:
+    """Write a configuration as TOML."""
+    Path(path).write_text(dumps_toml(config_to_dict(cfg)))
