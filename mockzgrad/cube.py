@@ -48,7 +48,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["MockCube", "build_cube", "read_cube", "BUNIT"]
+__all__ = ["MockCube", "Scene", "build_cube", "model_cube", "read_cube", "BUNIT"]
 
 #: Flux unit of a cube pixel: flux in one spaxel and one channel.
 BUNIT = "erg/(s cm2)"
@@ -314,26 +314,39 @@ def _auto_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves) -
     return 2.0 * r + 2.0 * pixel_scale
 
 
-def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
-    """Build one mock IFU cube from a configuration.
+@dataclass(frozen=True)
+class Scene:
+    """What :func:`model_cube` resolved: the galaxy, grids and PSF of a mock."""
+
+    model: GalaxyModel
+    grid: SpectralGrid
+    psf: object
+    n: int
+    window: float
+    line_waves: np.ndarray
+    ratio_offsets: dict | None
+
+
+def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = True):
+    """Noise-free model cube of a configuration, and the scene it resolved.
 
     Parameters
     ----------
     cfg : MockConfig
-        The mock; ``cfg.seed`` seeds every random draw.
-    keep_noise_free : bool
-        Keep the noise-free cube in the result.
+    apply_psf : bool
+        Convolve with the PSF (False: the cube as rendered, LSF included).
     use_numba : bool
         Use the compiled render kernel (False: its numpy twin).
 
     Returns
     -------
-    MockCube
+    cube : ndarray, shape (n_chan, n, n)
+        Flux per spaxel and channel, erg/s/cm^2.
+    scene : Scene
     """
     inst, lcfg = cfg.instrument, cfg.lines
     model = resolve_galaxy(cfg.galaxy, lcfg, cfg.cosmology)
-    ss = np.random.SeedSequence(cfg.seed)
-    rng_scatter, rng_noise = (np.random.default_rng(s) for s in ss.spawn(2))
+    rng_scatter = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[0])
 
     # spectral grid
     z = model.redshift
@@ -382,6 +395,10 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
     sigma_sub = np.full_like(vlos, sigma_tot)
 
     cube = render_lines(flux_sub, vlos, sigma_sub, line_waves, lo, hi, os_, use_numba=use_numba)
+    scene = Scene(model=model, grid=grid, psf=psf, n=n, window=window, line_waves=line_waves,
+                  ratio_offsets=offsets)
+    if not apply_psf:
+        return cube[:, half:half + n, half:half + n], scene
     # PSF: channels grouped by the line they belong to when the PSF varies
     if len(kernels) == 1 or not psf.varies:
         cube = psf_mod.convolve_with_kernel(cube, next(iter(kernels.values())))
@@ -393,7 +410,31 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
             if sel.any():
                 out[sel] = psf_mod.convolve_with_kernel(cube[sel], kernels[np.round(w, 6)])
         cube = out
-    cube = cube[:, half:half + n, half:half + n]
+    return cube[:, half:half + n, half:half + n], scene
+
+
+def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
+    """Build one mock IFU cube from a configuration.
+
+    Parameters
+    ----------
+    cfg : MockConfig
+        The mock; ``cfg.seed`` seeds every random draw.
+    keep_noise_free : bool
+        Keep the noise-free cube in the result.
+    use_numba : bool
+        Use the compiled render kernel (False: its numpy twin).
+
+    Returns
+    -------
+    MockCube
+    """
+    inst, lcfg = cfg.instrument, cfg.lines
+    cube, scene = model_cube(cfg, use_numba=use_numba)
+    model, grid, n, window = scene.model, scene.grid, scene.n, scene.window
+    offsets, psf, ps = scene.ratio_offsets, scene.psf, inst.pixel_scale
+    lo, hi, z = grid.edges_lo, grid.edges_hi, model.redshift
+    rng_noise = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
 
     # truth and flux check
     totals = lineflux.analytic_line_totals(model, lcfg, ratio_offsets=offsets) \
@@ -428,7 +469,7 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
         "x_resolution": 2.0 * model.r_eff_arcsec / inst.psf.fwhm,
         "pixel_scale": ps,
         "lsf_sigma": inst.lsf_sigma,
-        "oversample": os_,
+        "oversample": inst.oversample,
         "fov": n * ps,
         "reference_line": lcfg.reference_line,
         "generating_set": list(lcfg.generating_set),

@@ -320,7 +320,10 @@ def test_line_model_validation():
     with pytest.raises(ConfigError):
         LineModel(("Hb",), {"OIII_4960": ("OIII_5008", 0.3)})
     with pytest.raises(ConfigError):
-        LineModel(("OIII_4960", "OIII_5008"), {"OIII_4960": ("OIII_5008", 0.3), "OIII_5008": ("OIII_4960", 3)})
+        LineModel(
+            ("OIII_4960", "OIII_5008"),
+            {"OIII_4960": ("OIII_5008", 0.3), "OIII_5008": ("OIII_4960", 3)},
+        )
     m = default_line_model(["Hb", "OIII", "NII", "Ha"])
     assert m.ties["OIII_4960"] == ("OIII_5008", pytest.approx(1 / 2.98))
     assert m.ties["NII_6550"] == ("NII_6585", pytest.approx(1 / 3.071))
@@ -359,3 +362,51 @@ def test_rms_error_spectrum_recovers_noise():
     est1 = rms_error_spectrum(data[0], lo, hi, lines_obs, mask_kms=800.0, window=60)
     assert est1.shape == (n_chan,)
     assert np.median(est1) == pytest.approx(sigma_noise, rel=0.1)
+
+
+def test_rms_error_spectrum_on_gapped_grid():
+    lo, hi, _, _, _ = z5_setup()
+    rng = np.random.default_rng(9)
+    data = 0.2 * rng.standard_normal((3, lo.size)) + 1.0
+    lines_obs = [LINES[n].wavelength * (1 + Z5) for n in Z5_LINES]
+    est = rms_error_spectrum(data, lo, hi, lines_obs)  # windows shorter than 160: each used whole
+    assert np.all(np.isfinite(est))
+    assert np.median(est) == pytest.approx(0.2, rel=0.1)
+
+
+# --------------------------------------------------------------------------
+# Robustness and internal consistency
+# --------------------------------------------------------------------------
+
+
+def test_noise_only_spectra_do_not_break():
+    lo, hi, _, model, _ = z5_setup()
+    rng = np.random.default_rng(21)
+    data = 0.5 * rng.standard_normal((200, lo.size))
+    res = fit_lines(data, np.full(data.shape, 0.5), lo, hi, Z5, model, sigma_init=150.0)
+    ok = res.success
+    assert ok.mean() > 0.9
+    assert np.all(np.isfinite(res.flux_err[ok])) and np.all(res.flux_err[ok] > 0)
+    assert np.all(np.isnan(res.flux[~ok]))
+    lo_b, hi_b = res.velocity_bounds
+    assert np.all((res.velocity[ok] >= lo_b) & (res.velocity[ok] <= hi_b))
+    assert np.all((res.sigma[ok] >= res.sigma_bounds[ok, 0]) & (res.sigma[ok] <= res.sigma_bounds[ok, 1]))
+
+
+def test_chunking_and_per_spectrum_sigma_init(monkeypatch):
+    import mockzgrad.recovery.linefit as linefit
+
+    lo, hi, spec, model, _ = z5_setup()
+    rng = np.random.default_rng(2)
+    data = spec[None, :] + 0.08 * rng.standard_normal((20, spec.size))
+    err = np.full(data.shape, 0.08)
+    whole = fit_lines(data, err, lo, hi, Z5, model, sigma_init=np.full(20, 150.0))
+    monkeypatch.setattr(linefit, "_CHUNK", 6)
+    chunked = fit_lines(data, err, lo, hi, Z5, model, sigma_init=150.0)
+    np.testing.assert_allclose(chunked.flux, whole.flux, rtol=1e-9)
+    np.testing.assert_allclose(chunked.covariance, whole.covariance, rtol=1e-7)
+    # a per-spectrum sigma_init moves each spectrum's width bounds
+    s_init = np.linspace(120.0, 220.0, 20)
+    res = fit_lines(data, err, lo, hi, Z5, model, sigma_init=s_init)
+    np.testing.assert_allclose(res.sigma_bounds[:, 1] - s_init, 5.0 * res.channel_kms)
+    np.testing.assert_allclose(res.flux, whole.flux, rtol=1e-6)

@@ -125,9 +125,13 @@ class GradientFit:
             "chi2": float(self.chi2),
             "n_samples": 0 if self.samples is None else int(self.samples.shape[0]),
             "n_bootstrap": int(self.n_bootstrap),
-            "bootstrap_grad_z": None if self.bootstrap_grad_z is None else [float(x) for x in self.bootstrap_grad_z],
-            "bootstrap_z0": None if self.bootstrap_z0 is None else [float(x) for x in self.bootstrap_z0],
+            "bootstrap_grad_z": _list_or_none(self.bootstrap_grad_z),
+            "bootstrap_z0": _list_or_none(self.bootstrap_z0),
         }
+
+
+def _list_or_none(values):
+    return None if values is None else [float(x) for x in values]
 
 
 def _wls(r, z, e):
@@ -247,7 +251,9 @@ def fit_gradient(
         else:
             boot = _bootstrap(r, zz, e, rng, bootstrap)
             n_boot = boot.shape[0]
-    pct = None if boot is None or n_boot == 0 else np.percentile(boot, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
+    pct = None
+    if boot is not None and n_boot > 0:
+        pct = np.percentile(boot, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
 
     return GradientFit(
         grad_z=float(centre[0]),
@@ -308,7 +314,9 @@ def _bootstrap(r, z, e, rng, n_resamples):
     return np.stack([grad, z0], axis=1)
 
 
-def median_gradient_over_diagnostics(fits: Mapping[str, GradientFit], *, ddof: int = 1) -> tuple[float, float]:
+def median_gradient_over_diagnostics(
+    fits: Mapping[str, GradientFit], *, ddof: int = 1
+) -> tuple[float, float]:
     """Method II: the median of the gradients fitted with each diagnostic alone.
 
     Parameters

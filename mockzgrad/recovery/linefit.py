@@ -35,17 +35,25 @@ Bounds
 (by default the line with the largest baseline-subtracted flux in the stack
 of all spectra). The velocity offset is free within ``+-2`` channels of the
 redshift guess; ``sigma`` within ``+-5`` channels of ``sigma_init``, and
-never below ``sigma_min``.
+never below ``sigma_min`` (default half a channel).
 
 Method (variable projection)
 ----------------------------
 Given ``(v, sigma)`` the model is linear in the line fluxes and baseline
 coefficients, which are solved exactly (batched weighted normal equations).
 The profile chi^2 is evaluated for all spectra at once on a coarse
-``(v, sigma)`` grid; each spectrum then starts from its best grid point and
-is refined with vectorised Levenberg-Marquardt steps on ``(v, sigma)`` using
-the reduced (Schur-complement) Gauss-Newton matrix (Kaufman 1975, BIT 15, 49;
-Golub & Pereyra 2003, Inverse Problems 19, R1), projected onto the bounds.
+``(v, sigma)`` grid (one shared design matrix per grid point, so the normal
+matrices of all spectra are one matrix product); each spectrum then starts
+from its best grid point and is refined with vectorised Levenberg-Marquardt
+steps on ``(v, sigma)``. The curvature matrix is the reduced
+(Schur-complement) Gauss-Newton matrix of variable projection (Kaufman 1975,
+BIT 15, 49; Golub & Pereyra 2003, Inverse Problems 19, R1) with a BFGS
+secant correction, and each step is followed by a one-point parabolic line
+search: at low S/N the Gauss-Newton matrix alone misjudges the curvature and
+converges slowly. Bounds are handled by an active set (a parameter on a
+bound whose descent direction points outwards is held). Iteration stops when
+the Newton step would lower chi^2 by less than 1e-10; a spectrum not
+converged after ``max_iter`` iterations is flagged ``success = False``.
 The covariance of all parameters is ``(J^T W J)^-1`` with the Jacobian ``J``
 at the optimum with respect to every parameter (fluxes, baselines, ``v``,
 ``sigma``); errors are not rescaled by the reduced chi^2.
@@ -91,11 +99,13 @@ _LN10 = math.log(10.0)
 _V_BOUND_CHANNELS = 2.0
 #: Width bound, channels either side of ``sigma_init``.
 _SIGMA_BOUND_CHANNELS = 5.0
+#: Default lower bound of the width, channels.
+_SIGMA_MIN_CHANNELS = 0.5
 #: A line column is unconstrained if less than this fraction of its profile
 #: (at the start point) falls on valid channels.
 _MIN_COVERAGE = 1e-3
-#: Convergence: the Gauss-Newton step would lower chi^2 by less than this
-#: (times max(1, chi^2)), i.e. parameters within ~1e-6 of their errors.
+#: Convergence: the Newton step on (v, sigma) would lower chi^2 by less than
+#: this, i.e. (v, sigma) are within ~1e-5 of their errors of the minimum.
 _CHI2_TOL = 1e-10
 #: Spectra fitted together; bounds the memory of the batched design matrices.
 _CHUNK = 1024
@@ -448,7 +458,8 @@ def _as_edges(edges_lo, edges_hi):
     hi = np.asarray(edges_hi, dtype=float)
     if lo.ndim != 1 or lo.shape != hi.shape or lo.size < 2:
         raise ConfigError(
-            f"edges_lo, edges_hi: shapes {lo.shape}, {hi.shape}; expected two equal 1-D arrays of >= 2 channels"
+            f"edges_lo, edges_hi: shapes {lo.shape}, {hi.shape}; expected two equal 1-D arrays "
+            "of >= 2 channels"
         )
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
         raise ConfigError("edges_lo, edges_hi: edges must be finite with edges_hi > edges_lo, Angstrom")
@@ -658,7 +669,7 @@ def _bounds(setup, y, w, names, sigma_init, sigma_min, reference_line):
         s0 = np.broadcast_to(np.asarray(sigma_init, dtype=float), (n_spec,)).copy()
         if not np.all(np.isfinite(s0) & (s0 > 0.0)):
             raise ConfigError(f"sigma_init = {sigma_init!r}; allowed: finite and > 0 km/s")
-    sigma_min = float(sigma_min)
+    sigma_min = _SIGMA_MIN_CHANNELS * chan if sigma_min is None else float(sigma_min)
     if not (math.isfinite(sigma_min) and sigma_min > 0.0):
         raise ConfigError(f"sigma_min = {sigma_min}; allowed: finite and > 0 km/s")
     s_lo = np.maximum(s0 - _SIGMA_BOUND_CHANNELS * chan, sigma_min)
@@ -934,7 +945,7 @@ def fit_lines(
     sigma_init=None,
     half_window: int | None = None,
     reference_line: str | None = None,
-    sigma_min: float = 1.0,
+    sigma_min: float | None = None,
     n_grid: tuple[int, int] = (9, 13),
     max_iter: int = 40,
 ) -> LineFitResult:
@@ -966,8 +977,12 @@ def fit_lines(
     reference_line : str or None, optional
         Line whose local channel width (km/s) defines "one channel" for the
         bounds. Default: the brightest line of the stack.
-    sigma_min : float, optional
-        Lower bound of ``sigma``, km/s; > 0.
+    sigma_min : float or None, optional
+        Lower bound of ``sigma``, km/s; > 0 (e.g. the LSF sigma). Default:
+        half a channel. Spectrographs sample the LSF with >= 2 channels per
+        FWHM, so a narrower observed line is unphysical; it is where fits to
+        noise collapse into a spike inside one channel, a degenerate model
+        (the velocity and width are then unconstrained).
     n_grid : (int, int), optional
         Points of the coarse grid in ``v`` and ``sigma``; each >= 2.
     max_iter : int, optional
@@ -986,12 +1001,11 @@ def fit_lines(
         raise ConfigError(f"n_grid = {n_grid!r}; allowed: two integers >= 2")
 
     n_spec = y.shape[0]
-    p = setup.n_free + 2 * setup.n_win
     res = _empty_results(n_spec, setup)
     act_all = _active_columns(setup, w, s0)
     for c0 in range(0, n_spec, _CHUNK):
         sel = slice(c0, min(n_spec, c0 + _CHUNK))
-        _fit_block(setup, y[sel], w[sel], act_all[sel], vb, sb[sel], chan, (nv, ns), max_iter, res, sel, p)
+        _fit_block(setup, y[sel], w[sel], act_all[sel], vb, sb[sel], (nv, ns), max_iter, res, sel)
     return _result(setup, names, res, redshift, chan, vb, sb, "varpro")
 
 
@@ -1009,10 +1023,6 @@ def _empty_results(n_spec, setup):
     }
 
 
-_BFGS = True
-_BFGS_BASE = "gn"
-
-
 def _bfgs(b, step, dy):
     """BFGS update of batched 2x2 curvature matrices ``b`` (kept if ``step.dy <= 0``)."""
     sy = np.sum(step * dy, axis=1)
@@ -1021,7 +1031,11 @@ def _bfgs(b, step, dy):
     ok = (sy > 1e-12 * np.sqrt(np.sum(step**2, 1) * np.sum(dy**2, 1))) & (sbs > 0.0)
     sy = np.where(ok, sy, 1.0)
     sbs = np.where(ok, sbs, 1.0)
-    new = b - bs[:, :, None] * bs[:, None, :] / sbs[:, None, None] + dy[:, :, None] * dy[:, None, :] / sy[:, None, None]
+    new = (
+        b
+        - bs[:, :, None] * bs[:, None, :] / sbs[:, None, None]
+        + dy[:, :, None] * dy[:, None, :] / sy[:, None, None]
+    )
     return np.where(ok[:, None, None], new, b)
 
 
@@ -1036,7 +1050,8 @@ def _solve2(h, g):
     return np.where(ok[:, None] & np.isfinite(x), x, 0.0)
 
 
-def _fit_block(setup, y, w, active, vb, sb, chan, n_grid, max_iter, res, sel, p):
+def _fit_block(setup, y, w, active, vb, sb, n_grid, max_iter, res, sel):
+    """Fit the spectra ``sel`` (one chunk) and store the results in ``res``."""
     n_valid = np.count_nonzero(w > 0.0, axis=1)
     n_par = np.count_nonzero(active, axis=1) + 2
     ok = (n_valid >= n_par) & np.any(active[:, : setup.n_free], axis=1)
@@ -1055,7 +1070,7 @@ def _fit_block(setup, y, w, active, vb, sb, chan, n_grid, max_iter, res, sel, p)
     s = np.where(np.isfinite(chi2_grid[best, np.arange(y.shape[0])]), ss[best], 0.5 * (sb[:, 0] + sb[:, 1]))
     s = np.clip(s, sb[:, 0], sb[:, 1])
 
-    # Levenberg-Marquardt on (v, s) with the reduced Gauss-Newton matrix
+    # Levenberg-Marquardt on (v, s); curvature: reduced Gauss-Newton + BFGS
     lo = np.stack([np.full(v.size, vb[0]), sb[:, 0]], axis=1)
     hi = np.stack([np.full(v.size, vb[1]), sb[:, 1]], axis=1)
     theta = np.stack([v, s], axis=1)
@@ -1106,7 +1121,7 @@ def _fit_block(setup, y, w, active, vb, sb, chan, n_grid, max_iter, res, sel, p)
         acc = i[better]
         # secant (BFGS) correction: the curvature matrix is made to reproduce
         # the change of the gradient over the step just taken
-        h_t = _bfgs(h_t if _BFGS_BASE == "gn" else h[i], trial - theta[i], g[i] - g_t) if _BFGS else h_t
+        h_t = _bfgs(h_t, trial - theta[i], g[i] - g_t)
         theta[acc], chi2[acc], g[acc], h[acc] = trial[better], c_t[better], g_t[better], h_t[better]
         lam[acc] = np.maximum(lam[acc] * 0.1, 1e-12)
         rej = i[~better]
@@ -1115,11 +1130,14 @@ def _fit_block(setup, y, w, active, vb, sb, chan, n_grid, max_iter, res, sel, p)
     # covariance of all parameters from the full Jacobian at the optimum
     chi2, beta, _, _, hess = _evaluate(setup, theta[:, 0], theta[:, 1], y, w, active, full=True)
     act_full = np.concatenate([active, np.ones((active.shape[0], 2), dtype=bool)], axis=1)
-    _, cov = _solve_normal(hess, np.zeros(hess.shape[:2]), act_full, want_inverse=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # degenerate fits give inf: flagged below
+        _, cov = _solve_normal(hess, np.zeros(hess.shape[:2]), act_full, want_inverse=True)
     cov = np.where(act_full[:, :, None] & act_full[:, None, :], cov, np.nan)
 
     rows = np.arange(sel.start, sel.stop)[ok]
-    good = converged & np.isfinite(chi2) & np.all(np.isfinite(np.einsum("sii->si", cov)[:, -2:]), axis=1)
+    var = np.einsum("sii->si", cov)
+    var_ok = np.where(act_full, np.isfinite(var) & (var > 0.0), True)
+    good = converged & np.isfinite(chi2) & np.all(var_ok, axis=1)
     beta = np.where(active, beta, np.nan)
     res["beta"][rows] = beta
     res["cov"][rows] = cov
@@ -1143,10 +1161,14 @@ def _result(setup, names, res, redshift, chan, vb, sb, method):
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = flux / err
     n_spec = flux.shape[0]
-    v_err = np.sqrt(res["cov"][:, -2, -2])
-    s_err = np.sqrt(res["cov"][:, -1, -1])
+    with np.errstate(invalid="ignore"):
+        v_err = np.sqrt(res["cov"][:, -2, -2])
+        s_err = np.sqrt(res["cov"][:, -1, -1])
     base = res["beta"][:, nf:].reshape(n_spec, setup.n_win, 2)
-    nan_if_bad = lambda x: np.where(ok, x, np.nan)  # noqa: E731
+
+    def nan_if_bad(x):
+        return np.where(ok, x, np.nan)
+
     return LineFitResult(
         line_names=tuple(names),
         free_lines=setup.free_lines,
@@ -1183,7 +1205,7 @@ def fit_lines_curve_fit(
     sigma_init=None,
     half_window: int | None = None,
     reference_line: str | None = None,
-    sigma_min: float = 1.0,
+    sigma_min: float | None = None,
 ) -> LineFitResult:
     """The same model fitted one spectrum at a time with ``scipy.optimize.curve_fit``.
 
@@ -1197,7 +1219,9 @@ def fit_lines_curve_fit(
 
     Parameters
     ----------
-    spectra, errors, edges_lo, edges_hi, redshift, line_model, sigma_init, half_window, reference_line, sigma_min
+    spectra, errors, edges_lo, edges_hi, redshift, line_model
+        As in :func:`fit_lines`.
+    sigma_init, half_window, reference_line, sigma_min
         As in :func:`fit_lines`.
 
     Returns
@@ -1239,7 +1263,8 @@ def fit_lines_curve_fit(
             mu = setup.lam_obs[k] * (1.0 + v / C_KMS)
             sw = mu * sig / C_KMS
             frac = 0.5 * (erf((hi_c - mu) / (_SQRT2 * sw)) - erf((lo_c - mu) / (_SQRT2 * sw)))
-            out = out + np.where(wc == win_of_line[k], setup.line_coef[k] * prm[setup.line_col[k]] * frac, 0.0)
+            amp = setup.line_coef[k] * prm[setup.line_col[k]]
+            out = out + np.where(wc == win_of_line[k], amp * frac, 0.0)
         return out
 
     for i in range(n_spec):
@@ -1293,7 +1318,7 @@ def fit_lines_curve_fit(
         res["v"][i], res["s"][i] = full[-2], full[-1]
         res["chi2"][i] = float(r @ r)
         res["dof"][i] = chans.size - np.count_nonzero(free_par)
-        res["success"][i] = bool(np.all(np.isfinite(np.diag(pcov))))
+        res["success"][i] = bool(np.all(np.isfinite(np.diag(pcov)) & (np.diag(pcov) > 0.0)))
         res["active"][i] = act
     return _result(setup, names, res, redshift, chan, vb, sb, "curve_fit")
 
