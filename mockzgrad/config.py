@@ -63,6 +63,9 @@ __all__ = [
     "config_to_dict",
     "dumps_toml",
     "save_config",
+    "Recipe",
+    "load_recipe",
+    "available_recipes",
 ]
 
 ROTATION_KINDS = ("exponential_disk", "arctan")
@@ -846,3 +849,327 @@ def dumps_toml(data: dict, *, _prefix: str = "") -> str:
 def save_config(cfg: MockConfig, path) -> None:
     """Write a configuration as TOML."""
     Path(path).write_text(dumps_toml(config_to_dict(cfg)))
+
+
+# --------------------------------------------------------------------------
+# recovery recipes: each published pipeline's choices
+# --------------------------------------------------------------------------
+
+BINNING_SCHEMES = ("annuli", "fixed_annuli", "grown_annuli", "spaxels", "voronoi")
+METHODS = ("I", "II", "flux")
+GRADIENT_FITS = ("analytic", "emcee")
+ERROR_MODELS = ("variance", "rms")
+GATE_MODES = ("lines", "ratio")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeInfo:
+    """Who measures gradients this way, and where it is written."""
+
+    name: str = "lee2026"
+    description: str = ""
+    source: str = ""
+    notes: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"recipe.name = {self.name!r}: expected a non-empty string")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeometryRecipe:
+    """Centre, axis ratio and PA: fitted to the brightest line map, or given.
+
+    Parameters
+    ----------
+    mode : {"fit", "given"}
+    x_offset, y_offset : float
+        Centre, arcsec east/north of the field centre (``given``).
+    axis_ratio : float
+        Observed b/a (``given``); (0, 1].
+    pa : float
+        Major-axis position angle, deg east of north (``given``).
+    q0 : float
+        Intrinsic thickness used to turn the axis ratio into an inclination.
+    """
+
+    mode: str = "fit"
+    x_offset: float = 0.0
+    y_offset: float = 0.0
+    axis_ratio: float = 1.0
+    pa: float = 0.0
+    q0: float = 0.0
+
+    def __post_init__(self):
+        p = "geometry"
+        _choice(f"{p}.mode", self.mode, ("fit", "given"))
+        _num(f"{p}.axis_ratio", self.axis_ratio, 0.0, 1.0, lo_open=True)
+        _num(f"{p}.pa", self.pa, -360.0, 360.0, unit="deg")
+        _num(f"{p}.q0", self.q0, 0.0, 1.0, hi_open=True)
+        _num(f"{p}.x_offset", self.x_offset, -60.0, 60.0, unit="arcsec")
+        _num(f"{p}.y_offset", self.y_offset, -60.0, 60.0, unit="arcsec")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinningRecipe:
+    """How spaxels are grouped (radii always in deprojected physical kpc).
+
+    Parameters
+    ----------
+    scheme : {"annuli", "fixed_annuli", "grown_annuli", "spaxels", "voronoi"}
+        ``annuli``: elliptical annuli of width = PSF HWHM, outermost set by
+        the gating line's integrated S/N >= ``snr_outer`` (default);
+        ``fixed_annuli``: ``n_annuli`` annuli of ``width_arcsec``;
+        ``grown_annuli``: grown outward until the gating line reaches
+        ``target_snr``; ``spaxels``: one bin per spaxel with cuts;
+        ``voronoi``: Voronoi bins of ``target_snr`` on the gating line.
+    sectors : bool
+        Split bins into azimuthal sectors (0-30, 30-60, 60-90 deg from the
+        major axis).
+    """
+
+    scheme: str = "annuli"
+    snr_outer: float = 3.0
+    n_annuli: int = 3
+    width_arcsec: float = 0.5
+    target_snr: float = 15.0
+    snr_min: float = 10.0
+    r_min_kpc: float = 0.0
+    r_max_kpc: float | None = None
+    r_max_reff: float | None = None
+    min_spaxels: int = 20
+    sectors: bool = False
+
+    def __post_init__(self):
+        p = "binning"
+        _choice(f"{p}.scheme", self.scheme, BINNING_SCHEMES)
+        _num(f"{p}.snr_outer", self.snr_outer, 0.0, 1e4, lo_open=True)
+        _int(f"{p}.n_annuli", self.n_annuli, 1, 100)
+        _num(f"{p}.width_arcsec", self.width_arcsec, 0.0, 60.0, lo_open=True, unit="arcsec")
+        _num(f"{p}.target_snr", self.target_snr, 0.0, 1e4, lo_open=True)
+        _num(f"{p}.snr_min", self.snr_min, 0.0, 1e4)
+        _num(f"{p}.r_min_kpc", self.r_min_kpc, 0.0, 1e3, unit="kpc")
+        if self.r_max_kpc is not None:
+            _num(f"{p}.r_max_kpc", self.r_max_kpc, self.r_min_kpc, 1e3, lo_open=True, unit="kpc")
+        if self.r_max_reff is not None:
+            _num(f"{p}.r_max_reff", self.r_max_reff, 0.0, 100.0, lo_open=True, unit="r_eff")
+        _int(f"{p}.min_spaxels", self.min_spaxels, 1, 10**7)
+        if not isinstance(self.sectors, bool):
+            raise ConfigError(f"{p}.sectors = {self.sectors!r}: expected true or false")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatingRecipe:
+    """Which line gates the bins, and how diagnostics are admitted.
+
+    Parameters
+    ----------
+    line : str
+        Gating line, or ``"brightest"`` (the brightest fitted line; Halpha
+        is preferred where it exists because [OIII] depends on Z).
+    mode : {"lines", "ratio"}
+        A diagnostic is used where each of its lines has S/N >= ``snr_min``
+        (``lines``) or where the ratio itself is detected at ``snr_min`` sigma.
+    snr_min : float
+        Threshold, default 2.5 (DESIGN.md).
+    """
+
+    line: str = "brightest"
+    mode: str = "lines"
+    snr_min: float = 2.5
+
+    def __post_init__(self):
+        if self.line != "brightest":
+            _line("gating.line", self.line)
+        _choice("gating.mode", self.mode, GATE_MODES)
+        _num("gating.snr_min", self.snr_min, 0.0, 1e3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorsRecipe:
+    """Spectral errors: from the variance cube, or an RMS in a moving window."""
+
+    model: str = "variance"
+    window: int = 160
+    mask_kms: float = 500.0
+
+    def __post_init__(self):
+        _choice("errors.model", self.model, ERROR_MODELS)
+        _int("errors.window", self.window, 5, 100000)
+        _num("errors.mask_kms", self.mask_kms, 0.0, 1e5, unit="km/s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DustRecipe:
+    """Balmer-decrement dust correction (off for de-reddened mocks)."""
+
+    correct: bool = False
+    law: str = "calzetti2000"
+    pair: tuple[str, ...] = ("Ha", "Hb")
+    snr_min: float = 4.0
+
+    def __post_init__(self):
+        if not isinstance(self.correct, bool):
+            raise ConfigError(f"dust.correct = {self.correct!r}: expected true or false")
+        _choice("dust.law", self.law, DUST_LAWS)
+        _strtuple(self, "pair", "dust.pair")
+        if self.pair not in (("Ha", "Hb"), ("Hg", "Hb")):
+            raise ConfigError(f"dust.pair = {list(self.pair)}; allowed: ['Ha', 'Hb'], ['Hg', 'Hb']")
+        _num("dust.snr_min", self.snr_min, 0.0, 1e3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetallicityRecipe:
+    """Metallicity per bin.
+
+    Parameters
+    ----------
+    method : {"I", "II", "flux"}
+        Method I (one Z for all diagnostics), Method II (each diagnostic
+        inverted alone, median gradient), or the line-flux Bayesian method.
+    diagnostics : tuple of str
+        Calibration keys; those whose lines are not in the cube are dropped
+        and reported.
+    scatter : bool
+        Include the calibrations' intrinsic scatter in chi^2.
+    covariance : bool
+        Use the full covariance of the log ratios (published Method I
+        errors ignore it).
+    logu : float
+        Ionisation parameter for calibrations that need one.
+    sampler : {"grid", "emcee"}
+    nii_ha : float or None
+        Fixed [NII]/Halpha for blended Halpha (line-flux method); None: fitted.
+    oii_ratio : float or None
+        Tie the [OII] doublet at this 3730/3727 ratio in the line fit.
+    also : tuple of str
+        Further methods whose results are reported beside ``method``.
+    max_z_err : float or None
+        Leave out bins whose metallicity error exceeds this, dex.
+    """
+
+    method: str = "I"
+    diagnostics: tuple[str, ...] = ("S25_R3", "S25_O32", "S25_Ne3O2", "S25_N2", "S25_S2")
+    scatter: bool = True
+    covariance: bool = False
+    logu: float = -2.5
+    sampler: str = "grid"
+    nii_ha: float | None = None
+    oii_ratio: float | None = None
+    also: tuple[str, ...] = ()
+    max_z_err: float | None = None
+
+    def __post_init__(self):
+        p = "metallicity"
+        _choice(f"{p}.method", self.method, METHODS)
+        _strtuple(self, "diagnostics", f"{p}.diagnostics")
+        _strtuple(self, "also", f"{p}.also")
+        for m in self.also:
+            _choice(f"{p}.also", m, METHODS)
+        from . import calibrations
+
+        known = calibrations.all_diagnostics()
+        for key in self.diagnostics:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=4)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ConfigError(f"{p}.diagnostics: unknown calibration {key!r}{hint}")
+        if not self.diagnostics:
+            raise ConfigError(f"{p}.diagnostics = []: at least one calibration is needed")
+        for key in ("scatter", "covariance"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{p}.{key} = {getattr(self, key)!r}: expected true or false")
+        _num(f"{p}.logu", self.logu, -4.0, -1.0)
+        _choice(f"{p}.sampler", self.sampler, ("grid", "emcee"))
+        if self.nii_ha is not None:
+            _num(f"{p}.nii_ha", self.nii_ha, 0.0, 0.5)
+        if self.max_z_err is not None:
+            _num(f"{p}.max_z_err", self.max_z_err, 0.0, 10.0, lo_open=True, unit="dex")
+        if self.oii_ratio is not None:
+            _num(f"{p}.oii_ratio", self.oii_ratio, 0.0, 10.0, lo_open=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientRecipe:
+    """Linear fit of Z against radius."""
+
+    fit: str = "analytic"
+    bootstrap: int = 0
+    r_min_kpc: float = 0.0
+
+    def __post_init__(self):
+        _choice("gradient.fit", self.fit, GRADIENT_FITS)
+        _int("gradient.bootstrap", self.bootstrap, 0, 100000)
+        _num("gradient.r_min_kpc", self.r_min_kpc, 0.0, 1e3, unit="kpc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A published survey's gradient measurement, as one set of choices.
+
+    Recipes ship as TOML files in ``mockzgrad/recipes/`` (``lee2026``,
+    ``ju_msa3d``, ``li2025_kurvs``, ``wang2017``, ``wang2022``); copy one,
+    edit it and pass its path. A correction curve is valid only for the
+    recipe that made it.
+    """
+
+    recipe: RecipeInfo = field(default_factory=RecipeInfo)
+    geometry: GeometryRecipe = field(default_factory=GeometryRecipe)
+    binning: BinningRecipe = field(default_factory=BinningRecipe)
+    gating: GatingRecipe = field(default_factory=GatingRecipe)
+    errors: ErrorsRecipe = field(default_factory=ErrorsRecipe)
+    dust: DustRecipe = field(default_factory=DustRecipe)
+    metallicity: MetallicityRecipe = field(default_factory=MetallicityRecipe)
+    gradient: GradientRecipe = field(default_factory=GradientRecipe)
+
+    def replace(self, **changes) -> "Recipe":
+        """Copy with changes given by dotted paths, e.g. ``{"metallicity.method": "II"}``."""
+        data = config_to_dict(self)
+        for path, value in changes.items():
+            _set_path(data, path, value)
+        return _build(Recipe, data, "")
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+
+def available_recipes() -> list[str]:
+    """Names of the recipes shipped with mockzgrad."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("mockzgrad.recipes").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_recipe(name_or_path) -> Recipe:
+    """A shipped recipe by name, or a recipe TOML file by path.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, unreadable file or invalid value.
+    """
+    from importlib import resources
+
+    text = None
+    path = Path(str(name_or_path))
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"recipe file {str(path)!r}: cannot read ({exc.strerror})") from None
+        where = str(path)
+    else:
+        names = available_recipes()
+        if str(name_or_path) not in names:
+            close = difflib.get_close_matches(str(name_or_path), names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"recipe = {str(name_or_path)!r} is not a shipped recipe{hint}; "
+                              f"allowed: {', '.join(names)}, or a path to a .toml file")
+        text = resources.files("mockzgrad.recipes").joinpath(f"{name_or_path}.toml").read_text()
+        where = f"recipe {name_or_path}"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    return _build(Recipe, data, "")

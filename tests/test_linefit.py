@@ -328,6 +328,8 @@ def test_line_model_validation():
     assert m.ties["OIII_4960"] == ("OIII_5008", pytest.approx(1 / 2.98))
     assert m.ties["NII_6550"] == ("NII_6585", pytest.approx(1 / 3.071))
     assert "OII_3730" not in m.ties
+    assert m == default_line_model(["Hb", "OIII_4960", "OIII_5008", "NII_6550", "NII_6585", "Ha"])
+    assert hash(m) == hash(default_line_model(["Hb", "OIII", "NII", "Ha"]))
 
 
 def test_line_outside_grid_is_a_config_error():

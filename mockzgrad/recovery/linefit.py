@@ -173,6 +173,9 @@ class LineModel:
         object.__setattr__(self, "lines", lines)
         object.__setattr__(self, "ties", MappingProxyType(ties))
 
+    def __hash__(self):
+        return hash((self.lines, tuple(sorted(self.ties.items()))))
+
     @property
     def free_lines(self) -> tuple[str, ...]:
         """Lines whose flux is a free parameter (not tied), in ``lines`` order."""
