@@ -149,16 +149,32 @@ def test_twins_agree_untruncated(kind):
 
 
 def test_wrapper_paths_agree_and_accumulate():
+    # A full-band grid: most channels get no flux and must stay untouched.
     rng = np.random.default_rng(11)
     flux, vlos, sigma, line_wave = random_inputs(rng, 2, 2)
-    lo, hi = grid_for(line_wave, "log")
+    edges = np.geomspace(line_wave.min() * 0.9, line_wave.max() * 1.1, 801)
+    lo, hi = edges[:-1], edges[1:]
     cube_nb = render_lines(flux, vlos, sigma, line_wave, lo, hi, 2)
     cube_ref = render_lines(flux, vlos, sigma, line_wave, lo, hi, 2, use_numba=False)
     np.testing.assert_allclose(cube_nb, cube_ref, rtol=0, atol=1e-6 * cube_ref.max())
+    assert np.count_nonzero(cube_nb.any(axis=(1, 2))) < lo.size // 4
     out = np.ones_like(cube_nb)
     res = render_lines(flux, vlos, sigma, line_wave, lo, hi, 2, out=out)
     assert res is out
     np.testing.assert_allclose(out, 1.0 + cube_nb, rtol=1e-15, atol=0)
+
+
+def test_lines_outside_the_grid_and_one_channel_grids():
+    lw = 5008.24 * (1 + REDSHIFT)
+    # the line is 20 sigma away from the only channel: nothing lands
+    lo, hi = np.array([lw * 1.01]), np.array([lw * 1.011])
+    assert not single_pixel(lw, 0.0, 100.0, lo, hi, n_sigma=6.0).any()
+    # a single channel holding the whole line
+    lo, hi = np.array([lw * 0.98]), np.array([lw * 1.02])
+    assert single_pixel(lw, 0.0, 100.0, lo, hi, flux=3.0, n_sigma=12.0)[0] == pytest.approx(3.0, rel=1e-14)
+    # one channel covering half the profile
+    lo, hi = np.array([lw]), np.array([lw * 1.02])
+    assert single_pixel(lw, 0.0, 100.0, lo, hi)[0] == pytest.approx(0.5, rel=1e-13)
 
 
 def test_result_independent_of_thread_count():

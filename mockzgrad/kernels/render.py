@@ -308,7 +308,7 @@ def render_lines_nb(flux_sub, vlos_sub, sigma_sub, line_wave, edges_lo, edges_hi
                     for j in range(n):
                         wmin = min(wmin, lmin_c[j])
                         wmax = max(wmax, lmax_c[j])
-                    if not wmin < wmax:  # nothing to render in this chunk
+                    if wmin > wmax:  # no resolved sub-pixel with flux in this chunk
                         continue
                     k0 = _first_channel_above(edges_hi, wmin)
                     for k in range(k0, n_chan):
