@@ -923,6 +923,9 @@ class BinningRecipe:
         ``grown_annuli``: grown outward until the gating line reaches
         ``target_snr``; ``spaxels``: one bin per spaxel with cuts;
         ``voronoi``: Voronoi bins of ``target_snr`` on the gating line.
+    r_min_kpc, r_max_kpc : float
+        Radial range of the bins used, deprojected kpc (spaxels: a cut
+        applied to each spaxel; other schemes: to each bin's radius).
     sectors : bool
         Split bins into azimuthal sectors (0-30, 30-60, 60-90 deg from the
         major axis).
@@ -936,7 +939,6 @@ class BinningRecipe:
     snr_min: float = 10.0
     r_min_kpc: float = 0.0
     r_max_kpc: float | None = None
-    r_max_reff: float | None = None
     min_spaxels: int = 20
     sectors: bool = False
 
@@ -951,8 +953,6 @@ class BinningRecipe:
         _num(f"{p}.r_min_kpc", self.r_min_kpc, 0.0, 1e3, unit="kpc")
         if self.r_max_kpc is not None:
             _num(f"{p}.r_max_kpc", self.r_max_kpc, self.r_min_kpc, 1e3, lo_open=True, unit="kpc")
-        if self.r_max_reff is not None:
-            _num(f"{p}.r_max_reff", self.r_max_reff, 0.0, 100.0, lo_open=True, unit="r_eff")
         _int(f"{p}.min_spaxels", self.min_spaxels, 1, 10**7)
         if not isinstance(self.sectors, bool):
             raise ConfigError(f"{p}.sectors = {self.sectors!r}: expected true or false")
@@ -1046,6 +1046,9 @@ class MetallicityRecipe:
         Further methods whose results are reported beside ``method``.
     max_z_err : float or None
         Leave out bins whose metallicity error exceeds this, dex.
+    fit_a_v : bool
+        Line-flux method: fit A_V jointly with Z (False: spectra taken as
+        de-reddened, A_V = 0).
     """
 
     method: str = "I"
@@ -1058,6 +1061,7 @@ class MetallicityRecipe:
     oii_ratio: float | None = None
     also: tuple[str, ...] = ()
     max_z_err: float | None = None
+    fit_a_v: bool = False
 
     def __post_init__(self):
         p = "metallicity"

@@ -32,8 +32,9 @@ given. Values are normalised before writing: Python and numpy ints, floats
 and strings are kept; bools become 0/1; None, and NaN (SQLite has no NaN),
 become NULL; dicts, lists, tuples and arrays are JSON-encoded into text. A
 result key equal to one of the fixed columns above is stored as
-``result_<key>``. SQL column names are case-insensitive: keys differing only
-in case share a column.
+``result_<key>``. SQL column names are case-insensitive: one result with
+keys differing only in case is refused, and such keys of different mocks
+share a column.
 
 ``meta``: ``key TEXT PRIMARY KEY, value TEXT`` (suite fingerprint, suite
 TOML text, package version, creation time, ...).
@@ -49,6 +50,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -238,21 +240,17 @@ class ResultsStore:
     def _read_columns(self) -> list[str]:
         return [r[1] for r in self._conn.execute("PRAGMA table_info(mocks)")]
 
+    @contextlib.contextmanager
     def _transaction(self):
-        store = self
-
-        class _Tx:
-            def __enter__(self_):
-                store._conn.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self_, exc_type, exc, tb):
-                if exc_type is None:
-                    store._conn.execute("COMMIT")
-                else:
-                    store._conn.execute("ROLLBACK")
-                return False
-
-        return _Tx()
+        """One write transaction: committed on success, rolled back on any exception."""
+        conn = self._c()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close the connection (idempotent). The last writer to close
@@ -278,6 +276,11 @@ class ResultsStore:
             self.close()
         except Exception:
             pass
+
+    def _writable(self) -> sqlite3.Connection:
+        if self.readonly:
+            raise DataError(f"results store {str(self.path)!r} is open read-only")
+        return self._c()
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -329,22 +332,28 @@ class ResultsStore:
         }
         for key, value in normalise_result(result or {}).items():
             row[self.result_column(key)] = value
-        conn = self._c()
-        with self._transaction():
-            known = {c.lower() for c in self._columns}
-            for col in row:
-                if col.lower() not in known:
-                    conn.execute(f"ALTER TABLE mocks ADD COLUMN {_quote(col)}")
-                    known.add(col.lower())
-            names = ", ".join(_quote(c) for c in row)
-            marks = ", ".join("?" for _ in row)
-            conn.execute(f"INSERT OR REPLACE INTO mocks ({names}) VALUES ({marks})", tuple(row.values()))
-        self._columns = self._read_columns()
+        conn = self._writable()
+        altered = False
+        try:
+            with self._transaction():
+                known = {c.lower() for c in self._columns}
+                for col in row:
+                    if col.lower() not in known:
+                        conn.execute(f"ALTER TABLE mocks ADD COLUMN {_quote(col)}")
+                        known.add(col.lower())
+                        altered = True
+                names = ", ".join(_quote(c) for c in row)
+                marks = ", ".join("?" for _ in row)
+                conn.execute(f"INSERT OR REPLACE INTO mocks ({names}) VALUES ({marks})", tuple(row.values()))
+        finally:
+            if altered:  # also after a rollback: re-read what is really there
+                self._columns = self._read_columns()
 
     def set_meta(self, key: str, value: str) -> None:
         """Set one ``meta`` entry (text; JSON-encode anything else), committed at once."""
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("meta keys and values are strings")
+        self._writable()
         with self._transaction():
             self._c().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
@@ -353,6 +362,7 @@ class ResultsStore:
         for k, v in items.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("meta keys and values are strings")
+        self._writable()
         with self._transaction():
             self._c().executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(items.items()))
 
@@ -389,7 +399,7 @@ class ResultsStore:
         """Raw rows as dicts (SQL column -> stored value), sorted by ``mock_index``."""
         cur = self._c().execute("SELECT * FROM mocks ORDER BY mock_index")
         names = [d[0] for d in cur.description]
-        out = [dict(zip(names, r)) for r in cur]
+        out = [dict(zip(names, r, strict=True)) for r in cur]
         if indices is not None:
             wanted = set(int(i) for i in indices)
             out = [r for r in out if r["mock_index"] in wanted]
@@ -464,11 +474,7 @@ class ResultsStore:
         table = self.to_table()
         if ext == ".csv":
             table.meta.clear()  # plain CSV has no header metadata
-        if ext == ".parquet":
-            table.meta.clear()  # parquet metadata round-trips only through astropy's serialisation
-            table.write(path, format="parquet", overwrite=True)
-        else:
-            table.write(path, format=_EXPORT_FORMATS[ext], overwrite=True)
+        table.write(path, format=_EXPORT_FORMATS[ext], overwrite=True)
         return path
 
     def integrity_check(self) -> str:

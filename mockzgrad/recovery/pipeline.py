@@ -132,16 +132,37 @@ def _jsonable(obj):
     return obj
 
 
-def estimate_redshift(cube, line: str) -> float:
-    """Redshift from the flux-weighted centroid of the integrated spectrum's
-    peak, taken to be ``line``."""
+def estimate_redshift(cube, candidates) -> float:
+    """Redshift from the integrated spectrum's brightest peak.
+
+    The peak's flux-weighted centroid is identified, in turn, with each
+    candidate line; the identification that puts the most catalogue lines
+    on flux detected at S/N >= 3 wins (ties: the earlier candidate).
+    Returns NaN when no identification gives a positive redshift.
+    """
+    if isinstance(candidates, str):
+        candidates = [candidates]
     spec = np.nansum(cube.data, axis=(1, 2))
+    noise = np.sqrt(np.nansum(cube.variance, axis=(1, 2)))
     k = int(np.nanargmax(spec))
     lo, hi = max(k - 2, 0), min(k + 3, spec.size)
     w = np.clip(spec[lo:hi], 0, None)
     lam = cube.wavelengths[lo:hi]
     centre = float(np.sum(w * lam) / np.sum(w)) if np.sum(w) > 0 else float(cube.wavelengths[k])
-    return centre / LINES[line].wavelength - 1.0
+    best, best_score = math.nan, -1
+    for line in candidates:
+        z = centre / LINES[line].wavelength - 1.0
+        if z <= 0:
+            continue
+        score = 0
+        for other in LINES:  # every catalogue line counts as support
+            near = np.abs(cube.wavelengths / (LINES[other].wavelength * (1 + z)) - 1.0) * C_KMS <= 250.0
+            if near.any():
+                flux, err = spec[near].sum(), math.sqrt(float(np.sum(noise[near] ** 2)))
+                score += int(err > 0 and flux / err >= 3.0)
+        if score > best_score:
+            best, best_score = z, score
+    return best
 
 
 def _covered(cube, line, redshift, margin_kms=300.0):
@@ -202,14 +223,12 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
     if reference_line is None:
         reference_line = recipe.gating.line if recipe.gating.line != "brightest" else "OIII_5008"
     if redshift is None:
-        for cand in (reference_line, "OIII_5008", "Ha"):
-            z_try = estimate_redshift(cube, cand)
-            if z_try > 0:
-                redshift, reference_line = z_try, cand
-                break
-        else:
-            raise RecoveryError("cannot identify the brightest line to estimate the redshift; "
-                                "pass redshift=")
+        candidates = [reference_line] + [n for n in ("OIII_5008", "Ha") if n != reference_line]
+        for d in diags:
+            candidates += [n for n in sorted(d.lines) if n not in candidates]
+        redshift = estimate_redshift(cube, candidates)
+        if not math.isfinite(redshift):
+            raise RecoveryError("cannot identify the brightest line to estimate the redshift; pass redshift=")
     scale = kpc_per_arcsec(redshift, cosmology)
     wanted = set()
     for d in diags:
@@ -247,8 +266,12 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
     # --- PSF homogenisation (to the reddest line used) ---------------------
     if psf.varies:
         reddest = max(LINES[n].wavelength for n in present) * (1 + redshift)
-        data = geomod.homogenise_psf(data, cube.wavelengths, psf, reddest)
+        variance = geomod.homogenise_variance(np.asarray(cube.variance, float), cube.wavelengths, psf, reddest,
+                                              pixel_scale=cube.pixel_scale)
+        data = geomod.homogenise_psf(data, cube.wavelengths, psf, reddest, pixel_scale=cube.pixel_scale)
         psf_fwhm = float(psf.fwhm_at(reddest))
+    else:
+        variance = np.asarray(cube.variance, float)
 
     # --- gating map and binning --------------------------------------------
     gate_line = reference_line if recipe.gating.line == "brightest" else recipe.gating.line
@@ -259,6 +282,8 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
     b = recipe.binning
     common = dict(gate_map=gate_map, gate_err=gate_err)
     if b.scheme == "annuli":
+        # width = PSF HWHM (Lee et al. 2026); below a spaxel each ring holds the
+        # spaxels whose centres fall in it and empty rings are skipped
         bins = binmod.elliptical_annuli(xx, yy, geom, scale, width_arcsec=0.5 * psf_fwhm,
                                         snr_outer=b.snr_outer, **common)
     elif b.scheme == "fixed_annuli":
@@ -274,12 +299,13 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
     if b.sectors:
         bins = binmod.azimuthal_sectors(bins, xx, yy, geom)
     excluded.extend(_excluded_records(bins))
+    bins = _radial_cut(bins, b.r_min_kpc if b.scheme != "spaxels" else 0.0, b.r_max_kpc, excluded)
     n_bins = int(np.asarray(bins.radius_kpc).size)
     if n_bins == 0:
         return _no_gradient(recipe, redshift, scale, geom, excluded, "no bin passed the gating cuts")
 
     # --- spectra, errors and line fits --------------------------------------
-    spectra, errors = sum_spectra(data, cube.variance, bins.labels, n_bins)
+    spectra, errors = sum_spectra(data, variance, bins.labels, n_bins)
     line_waves = np.array([LINES[n].wavelength * (1 + redshift) for n in present])
     if recipe.errors.model == "rms":
         errors = rms_error_spectrum(spectra, cube.edges_lo, cube.edges_hi, line_waves,
@@ -329,7 +355,7 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
             gradients["I"] = _fit_method(res, radius, "I", per_bin, recipe, rng)
         elif m == "flux":
             res = metmod.line_flux_method(fluxes, usable_diags, dust_law=recipe.dust.law,
-                                          fit_dust=not recipe.dust.correct, nii_ha=met.nii_ha,
+                                          fit_dust=met.fit_a_v, nii_ha=met.nii_ha,
                                           sampler=met.sampler, rng=rng, logu=met.logu)
             gradients["flux"] = _fit_method(res, radius, "flux", per_bin, recipe, rng)
         else:
@@ -366,6 +392,31 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
                                    "calibrations": {d.key: d.provenance() for d in usable_diags}})
 
 
+def _radial_cut(bins, r_min, r_max, excluded):
+    """Leave out bins outside [r_min, r_max] kpc, relabelling the rest."""
+    radius = np.asarray(bins.radius_kpc, dtype=float)
+    keep = radius >= r_min
+    if r_max is not None:
+        keep &= radius <= r_max
+    if keep.all():
+        return bins
+    for i in np.flatnonzero(~keep):
+        excluded.append({"bin": int(i), "reason": f"radius {radius[i]:.2f} kpc outside the fitted range "
+                                                  f"[{r_min}, {r_max}] kpc"})
+    new_index = np.full(radius.size, -1)
+    new_index[keep] = np.arange(int(keep.sum()))
+    labels = np.asarray(bins.labels)
+    new_labels = np.where(labels >= 0, new_index[np.maximum(labels, 0)], -1)
+    import dataclasses
+
+    changes = {"labels": new_labels}
+    for name in ("radius_kpc", "inner", "outer", "n_spaxels", "sector", "snr", "parent"):
+        val = getattr(bins, name, None)
+        if val is not None and np.ndim(val) == 1 and np.size(val) == radius.size:
+            changes[name] = np.asarray(val)[keep]
+    return dataclasses.replace(bins, **changes)
+
+
 def _f(v) -> float:
     return math.nan if v is None else float(v)
 
@@ -383,7 +434,7 @@ def _excluded_records(bins) -> list:
 
 def _fit_method(res, radius, label, per_bin, recipe, rng, *, min_bins=2) -> dict:
     """Store per-bin metallicities of one method and fit its gradient."""
-    z = np.asarray(res.z_median if hasattr(res, "z_median") else res.z, dtype=float)
+    z = np.asarray(res.z, dtype=float)  # best fit (minimum chi^2); errors from percentiles
     lo = np.asarray(res.z_lo, dtype=float)
     hi = np.asarray(res.z_hi, dtype=float)
     valid = np.asarray(res.valid, dtype=bool).copy()

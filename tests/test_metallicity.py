@@ -1,0 +1,509 @@
+"""Tests of the per-bin metallicity methods (mockzgrad.recovery.metallicity).
+
+Independent references: line fluxes built exactly on the calibration curves
+(so the true Z is known), finite differences and Monte Carlo for the error
+propagation, the scatter of fits over noisy realisations for the error bars,
+emcee against the grid, a brute-force numpy twin of the line-flux posterior,
+and the dust curve of mockzgrad.dust for reddening.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mockzgrad.calibrations import get_diagnostic
+from mockzgrad.dust import k_lambda, redden
+from mockzgrad.errors import ConfigError
+from mockzgrad.lines import LINES, NII_DOUBLET_RATIO
+from mockzgrad.recovery.metallicity import (
+    REASON_NO_DIAGNOSTIC,
+    REASON_OUTSIDE_RANGE,
+    BinFluxes,
+    MetallicityResult,
+    balmer_decrement_correction,
+    line_flux_method,
+    log_ratios,
+    method_one,
+    method_two,
+)
+
+KEYS = ["S25_R3", "S25_O32", "S25_Ne3O2"]
+NAMES = ("OIII_5008", "Hb", "OII_3727", "OII_3730", "NeIII_3870")
+NAMES_BALMER = NAMES + ("Ha", "Hg")
+R3, O32, NE3O2 = (get_diagnostic(k) for k in KEYS)
+ONE_SIGMA_LO, ONE_SIGMA_HI = 15.865525393145708, 84.13447460685429  # 100 Phi(-+1)
+
+
+def exact_fluxes(z, balmer=False):
+    """Fluxes exactly on the S25 curves: [OIII]5008 = 1, Hb = [OIII]/10^R3,
+    [OII] = [OIII]/10^O32 (split 0.4/0.6), [NeIII] = [OII] 10^Ne3O2; Case B Ha, Hg."""
+    z = np.asarray(z, dtype=float)
+    o3 = np.ones_like(z)
+    hb = o3 / 10 ** R3.log_ratio(z)
+    o2 = o3 / 10 ** O32.log_ratio(z)
+    ne = o2 * 10 ** NE3O2.log_ratio(z)
+    cols = [o3, hb, 0.4 * o2, 0.6 * o2, ne]
+    if balmer:
+        cols += [2.86 * hb, 0.468 * hb]
+    return np.stack(cols, axis=1)
+
+
+def r3_turnover():
+    zz = np.linspace(*R3.valid_range, 200001)
+    return zz[np.argmax(R3.log_ratio(zz))]
+
+
+def wavelengths(names):
+    return np.array([LINES[n].wavelength for n in names])
+
+
+def noisy(rng, flux, snr):
+    err = np.abs(flux) / snr
+    return BinFluxes.from_errors(NAMES_BALMER[: flux.shape[1]], flux + err * rng.standard_normal(flux.shape),
+                                 err)
+
+
+def quantiles_on_grid(x, p):
+    """15.87/50/84.13 percentiles of a density tabulated on x (trapezoid CDF)."""
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(x))])
+    cdf /= cdf[-1]
+    return np.interp(np.array([ONE_SIGMA_LO, 50.0, ONE_SIGMA_HI]) / 100.0, cdf, x)
+
+
+# ---------------------------------------------------------------------------
+# inputs and log ratios
+# ---------------------------------------------------------------------------
+def test_binfluxes_checks_input():
+    with pytest.raises(ConfigError, match="unknown line"):
+        BinFluxes.from_errors(("OIII_5007",), [[1.0]], [[0.1]])
+    with pytest.raises(ConfigError, match="shape"):
+        BinFluxes(("Hb", "Ha"), np.ones((3, 2)), np.ones((3, 3, 3)))
+    b = BinFluxes.from_errors(("Hb", "Ha"), [1.0, 3.0], [0.1, 0.2])
+    assert b.n_bins == 1
+    np.testing.assert_allclose(b.cov[0], np.diag([0.01, 0.04]))
+    np.testing.assert_allclose(b.snr[0], [10.0, 15.0])
+
+
+def test_binfluxes_from_linefit_maps_ties():
+    class Fit:  # the attributes of LineFitResult that are used
+        line_names = ("OIII_4960", "OIII_5008", "Hb")
+        tie_matrix = np.array([[1 / 2.98, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        flux = np.array([[1 / 2.98, 1.0, 0.2]])
+        covariance = np.array([[[0.01, 0.001], [0.001, 0.004]]])
+
+    b = BinFluxes.from_linefit(Fit())
+    assert b.cov[0, 0, 0] == pytest.approx(0.01 / 2.98**2)
+    assert b.cov[0, 0, 1] == pytest.approx(0.01 / 2.98)
+    assert b.cov[0, 0, 2] == pytest.approx(0.001 / 2.98)
+    assert b.cov[0, 2, 2] == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize("key", ["S25_Rhat", "C20_RS32", "S25_O3N2", "S25_R23"])
+def test_log_ratio_error_matches_finite_differences(key):
+    """General ratios (weighted terms, sums of parts, inverse terms, blends)."""
+    d = get_diagnostic(key)
+    names = tuple(sorted(d.lines))
+    rng = np.random.default_rng(0)
+    flux = rng.uniform(0.5, 2.0, (4, len(names)))
+    a = rng.normal(size=(4, len(names), len(names)))
+    cov = 1e-3 * np.einsum("bij,bkj->bik", a, a)  # full, correlated
+    rs = log_ratios(BinFluxes(names, flux, cov), [key], snr_min=0.0)
+    for b in range(4):
+        jac = np.empty(len(names))
+        for i in range(len(names)):
+            h = 1e-6 * flux[b, i]
+            up, dn = flux[b].copy(), flux[b].copy()
+            up[i] += h
+            dn[i] -= h
+            f = lambda x: float(d.log_ratio_from_fluxes(dict(zip(names, x))))  # noqa: E731
+            jac[i] = (f(up) - f(dn)) / (2 * h)
+        assert rs.log_ratio[b, 0] == pytest.approx(float(d.log_ratio_from_fluxes(dict(zip(names, flux[b])))))
+        assert rs.cov[b, 0, 0] == pytest.approx(jac @ cov[b] @ jac, rel=1e-6)
+
+
+def test_log_ratio_covariance_matches_monte_carlo():
+    """Shared lines correlate R3, O32 and Ne3O2; first order is exact enough at S/N 100."""
+    rng = np.random.default_rng(1)
+    flux = exact_fluxes([7.9])
+    err = flux / 100.0
+    rs = log_ratios(BinFluxes.from_errors(NAMES, flux, err), KEYS)
+    draws = flux + err * rng.standard_normal((20000, flux.shape[1]))
+    mc = log_ratios(BinFluxes.from_errors(NAMES, draws, np.broadcast_to(err, draws.shape)), KEYS)
+    emp = np.cov(mc.log_ratio.T)
+    sd = np.sqrt(np.diag(emp))
+    np.testing.assert_allclose(rs.cov[0] / np.outer(sd, sd), emp / np.outer(sd, sd), atol=0.05)
+    corr = rs.cov[0, 0, 1] / np.sqrt(rs.cov[0, 0, 0] * rs.cov[0, 1, 1])
+    assert corr > 0.3  # R3 and O32 share [OIII]5008
+
+
+# ---------------------------------------------------------------------------
+# exact fluxes: every method returns the input metallicity
+# ---------------------------------------------------------------------------
+Z_EXACT = np.concatenate([np.linspace(7.45, 7.87, 8), np.linspace(7.98, 8.27, 7)])
+
+
+def test_method_one_exact_fluxes():
+    flux = exact_fluxes(Z_EXACT)
+    bins = BinFluxes.from_errors(NAMES, flux, 0.02 * flux)
+    res = method_one(log_ratios(bins, KEYS), scatter=False)
+    assert res.valid.all()
+    np.testing.assert_allclose(res.z, Z_EXACT, atol=1e-3)
+    assert np.all(res.z_lo < Z_EXACT) and np.all(Z_EXACT < res.z_hi)
+    assert np.all(res.chi2_min < 1e-3)
+    assert all(u == tuple(KEYS) for u in res.diagnostics_used)
+
+
+def test_method_two_exact_fluxes_and_branches():
+    flux = exact_fluxes(Z_EXACT)
+    bins = BinFluxes.from_errors(NAMES, flux, 0.02 * flux)
+    res = method_two(log_ratios(bins, KEYS))
+    z_turn = r3_turnover()
+    for key in KEYS:
+        assert res[key].valid.all(), key
+        np.testing.assert_allclose(res[key].z, Z_EXACT, atol=1e-6, err_msg=key)
+    r3 = res["S25_R3"]
+    # every input Z reaches the other branch inside 7.3-8.6, so R3 has two roots
+    assert r3.branch == tuple("lower" if z < z_turn else "upper" for z in Z_EXACT)
+    assert set(r3.chosen_by) == {"other diagnostics"}
+    assert set(res["S25_O32"].branch) == {"single"}
+
+
+def test_method_two_alone_branch_chosen_by_all():
+    flux = exact_fluxes([7.6])
+    bins = BinFluxes.from_errors(NAMES[:2], flux[:, :2], 0.02 * flux[:, :2])
+    r3 = method_two(log_ratios(bins, ["S25_R3"]))["S25_R3"]
+    assert r3.valid[0] and r3.chosen_by[0] == "all"
+    assert "ambiguous" in r3.notes[0]
+
+
+def test_method_two_ratio_beyond_extreme():
+    z_turn = r3_turnover()
+    top = float(R3.log_ratio(z_turn))
+    sig = 0.02  # dex
+    err_hb = sig * math.log(10.0)  # relative error of Hb giving sigma(log R3) = sig
+    hb = 1.0 / 10 ** np.array([top + 0.5 * sig, top + 3 * sig])
+    bins = BinFluxes.from_errors(("OIII_5008", "Hb"), np.stack([np.ones(2), hb], 1),
+                                 np.stack([np.zeros(2), err_hb * hb], 1))
+    r3 = method_two(log_ratios(bins, ["S25_R3"]))["S25_R3"]
+    assert r3.valid[0] and r3.branch[0] == "extreme"
+    assert r3.z[0] == pytest.approx(z_turn, abs=1e-4)
+    assert 0 < r3.z_err[0] < 0.5  # finite at the turnover (second-order width)
+    assert not r3.valid[1] and r3.reason[1] == REASON_OUTSIDE_RANGE
+
+
+def test_line_flux_exact_fluxes_with_dust():
+    z = Z_EXACT[::2]
+    a_v = np.linspace(0.1, 2.5, z.size)
+    obs = redden(exact_fluxes(z, balmer=True), wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
+    bins = BinFluxes.from_errors(NAMES_BALMER, obs, 0.01 * obs)
+    fine = line_flux_method(bins, KEYS, scatter=False, z_grid=np.arange(7.4, 8.3005, 0.001),
+                            av_grid=np.arange(0.0, 3.0001, 0.01))
+    assert fine.valid.all()
+    np.testing.assert_allclose(fine.z, z, atol=1e-3)
+    np.testing.assert_allclose(fine.a_v, a_v, atol=0.01)
+    hb = exact_fluxes(z)[:, 1]
+    np.testing.assert_allclose(fine.f_hb, hb, rtol=0.01)
+    adaptive = line_flux_method(bins, KEYS, scatter=False)
+    assert np.all(np.abs(adaptive.z - z) <= adaptive.info["z_step"])
+    assert np.all((adaptive.z_lo < z) & (z < adaptive.z_hi))
+    assert np.all((adaptive.a_v_lo < a_v) & (a_v < adaptive.a_v_hi))
+
+
+def test_line_flux_derives_lines_over_halpha():
+    """S2 and N2 are over Halpha: [SII]/Hb = S2 x 2.86, [NII]/Hb = N2 x 2.86."""
+    z = np.array([8.0, 8.2, 8.45])
+    s2, n2 = get_diagnostic("S25_S2"), get_diagnostic("S25_N2")
+    hb = 1 / 10 ** R3.log_ratio(z)
+    ha = 2.86 * hb
+    names = ("OIII_5008", "Hb", "Ha", "NII_6585", "SII_6718", "SII_6733")
+    sii = ha * 10 ** s2.log_ratio(z)
+    flux = np.stack([np.ones(3), hb, ha, ha * 10 ** n2.log_ratio(z), 0.55 * sii, 0.45 * sii], 1)
+    bins = BinFluxes.from_errors(names, flux, 0.01 * flux)
+    res = line_flux_method(bins, ["S25_R3", "S25_N2", "S25_S2"], fit_dust=False, scatter=False,
+                           balmer=("Hb", "Ha"), z_grid=np.arange(7.9, 8.6005, 0.001))
+    assert set(res.info["units"]) == {"OIII_5008", "Hb", "Ha", "NII_6585", "SII_6718+SII_6733"}
+    np.testing.assert_allclose(res.z, z, atol=1e-3)
+    np.testing.assert_allclose(res.a_v, 0.0)
+
+
+def test_line_flux_blended_halpha():
+    z = np.array([7.7, 8.1])
+    a_v = np.array([0.4, 1.2])
+    f = exact_fluxes(z, balmer=True)
+    f[:, 5] *= 1 + 0.05 * (1 + 1 / NII_DOUBLET_RATIO)  # "Ha" = Ha + [NII] 6550, 6585
+    obs = redden(f, wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
+    bins = BinFluxes.from_errors(NAMES_BALMER, obs, 0.01 * obs)
+    fixed = line_flux_method(bins, KEYS, scatter=False, nii_ha=0.05)
+    assert np.all(np.abs(fixed.z - z) <= fixed.info["z_step"])
+    np.testing.assert_allclose(fixed.a_v, a_v, atol=0.06)
+    ignored = line_flux_method(bins, KEYS, scatter=False)  # blend taken as pure Ha
+    assert np.all(ignored.a_v > fixed.a_v)
+    nuis = line_flux_method(bins, KEYS, scatter=False, nii_ha="nuisance")
+    assert nuis.valid.all()
+    assert np.all((nuis.z_lo < z) & (z < nuis.z_hi))
+    assert np.all(nuis.a_v_hi - nuis.a_v_lo > fixed.a_v_hi - fixed.a_v_lo)
+    with pytest.raises(ConfigError, match="nii_ha"):
+        line_flux_method(bins, KEYS, nii_ha="free")
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+def test_method_one_errors_are_calibrated(record_property):
+    """Covariance on, scatter off: (Z_best - Z_true) / sigma has unit width."""
+    rng = np.random.default_rng(3)
+    z = rng.uniform(7.55, 8.15, 500)  # >= 0.15 dex (~10 sigma) from the range edges
+    bins = noisy(rng, exact_fluxes(z), 30.0)
+    rs = log_ratios(bins, KEYS)
+    res = method_one(rs, scatter=False, covariance=True)
+    pull = (res.z - z) / res.z_err
+    assert np.std(pull) == pytest.approx(1.0, abs=0.1)
+    assert abs(np.median(pull)) < 0.15
+    frac = np.mean((res.z_lo < z) & (z < res.z_hi))
+    assert frac == pytest.approx(0.683, abs=0.05)
+    diag = method_one(rs, scatter=False, covariance=False)
+    width_diag = float(np.std((diag.z - z) / diag.z_err))
+    record_property("pull_width_covariance_off", width_diag)
+    assert math.isfinite(width_diag) and width_diag != pytest.approx(np.std(pull), rel=1e-3)
+    assert diag.info["covariance"] is False
+
+
+def test_line_flux_errors_are_calibrated():
+    rng = np.random.default_rng(4)
+    z = rng.uniform(7.55, 8.15, 300)
+    a_v = rng.uniform(0.3, 2.0, 300)
+    obs = redden(exact_fluxes(z, balmer=True), wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
+    res = line_flux_method(noisy(rng, obs, 30.0), KEYS, scatter=False)
+    assert np.std((res.z_median - z) / res.z_err) == pytest.approx(1.0, abs=0.12)
+    sig_av = 0.5 * (res.a_v_hi - res.a_v_lo)
+    assert np.std((res.a_v_median - a_v) / sig_av) == pytest.approx(1.0, abs=0.12)
+
+
+def test_method_one_scatter_widens_and_is_reported():
+    bins = BinFluxes.from_errors(NAMES, exact_fluxes([7.8]), 0.02 * exact_fluxes([7.8]))
+    rs = log_ratios(bins, KEYS)
+    off, on = method_one(rs, scatter=False), method_one(rs, scatter=True)
+    assert on.z_err[0] > off.z_err[0]
+    assert on.info["scatter_unknown"] == ("S25_Ne3O2",)  # sigma_ratio not published
+    known = log_ratios(bins, KEYS[:2])  # R3 and O32: 0.13 and 0.29 dex >> 0.01 dex errors
+    assert method_one(known, scatter=True).z_err[0] > 5 * method_one(known, scatter=False).z_err[0]
+
+
+# ---------------------------------------------------------------------------
+# grid vs emcee
+# ---------------------------------------------------------------------------
+def _compare(grid, mc, name, tol_med=0.1, tol_width=0.1):
+    lo, med, hi = (getattr(grid, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
+    mlo, mmed, mhi = (getattr(mc, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
+    sd = 0.5 * (hi - lo)
+    assert np.all(np.abs(mmed - med) < tol_med * sd), (mmed - med) / sd
+    np.testing.assert_allclose(0.5 * (mhi - mlo), sd, rtol=tol_width)
+
+
+def test_method_one_grid_matches_emcee():
+    rng = np.random.default_rng(5)
+    z = np.array([7.6, 8.15])
+    rs = log_ratios(noisy(rng, exact_fluxes(z), 15.0), KEYS)
+    grid = method_one(rs)
+    mc = method_one(rs, sampler="emcee", rng=np.random.default_rng(1), n_walkers=32,
+                    n_steps=1000, n_burn=200)
+    _compare(grid, mc, "z")
+    np.testing.assert_allclose(mc.z, grid.z, atol=0.2 * grid.z_err.max())
+    with pytest.raises(ConfigError, match="rng"):
+        method_one(rs, sampler="emcee")
+
+
+def _line_flux_bins(seed, snr=15.0):
+    rng = np.random.default_rng(seed)
+    z, a_v = np.array([7.7, 8.1]), np.array([0.6, 1.4])
+    obs = redden(exact_fluxes(z, balmer=True), wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
+    return noisy(rng, obs, snr)
+
+
+def test_line_flux_grid_matches_emcee():
+    bins = _line_flux_bins(6)
+    grid = line_flux_method(bins, KEYS)
+    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(2),
+                          n_walkers=32, n_steps=1500, n_burn=500)
+    _compare(grid, mc, "z")
+    _compare(grid, mc, "a_v")
+
+
+@pytest.mark.slow
+def test_line_flux_grid_matches_emcee_published_setting():
+    bins = _line_flux_bins(7)
+    grid = line_flux_method(bins, KEYS)
+    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(3))
+    assert mc.info["n_walkers"] == 100 and mc.info["n_steps"] == 5000 and mc.info["n_burn"] == 2000
+    _compare(grid, mc, "z", tol_med=0.05, tol_width=0.05)
+    _compare(grid, mc, "a_v", tol_med=0.05, tol_width=0.05)
+
+
+def test_line_flux_grid_matches_brute_force_twin():
+    """Independent numpy evaluation of the published posterior on a dense 3-D grid."""
+    bins = _line_flux_bins(8, snr=8.0).select([0])
+    zg = np.arange(7.4, 8.3001, 0.004)
+    ag = np.arange(0.0, 4.0001, 0.025)
+    res = line_flux_method(bins, KEYS, z_grid=zg, av_grid=ag, a_v_range=(0.0, 4.0))
+    # the documented model: OIII/Hb = R3; OII/Hb = R3 / O32 (scatter of both);
+    # NeIII/Hb = OII/Hb x Ne3O2 (Ne3O2 scatter unknown = 0); Balmer lines Case B
+    s_r3, s_o32 = R3.sigma_ratio, O32.sigma_ratio
+    lr3, lo32, lne = (d.log_ratio(zg) for d in (R3, O32, NE3O2))
+    logr = {"OIII_5008": (lr3, s_r3), "OII": (lr3 - lo32, math.hypot(s_r3, s_o32)),
+            "NeIII_3870": (lr3 - lo32 + lne, math.hypot(s_r3, s_o32)),
+            "Hb": (0 * zg, 0.0), "Ha": (0 * zg + math.log10(2.86), 0.0),
+            "Hg": (0 * zg + math.log10(0.468), 0.0)}
+    f, e = bins.flux[0], bins.err[0]
+    obs = {"OIII_5008": (f[0], e[0]), "OII": (f[2] + f[3], math.hypot(e[2], e[3])),
+           "NeIII_3870": (f[4], e[4]), "Hb": (f[1], e[1]), "Ha": (f[5], e[5]), "Hg": (f[6], e[6])}
+    wave = {"OIII_5008": 5008.240, "OII": 0.5 * (3727.092 + 3729.875), "NeIII_3870": 3869.857,
+            "Hb": 4862.683, "Ha": 6564.61, "Hg": 4341.684}
+    k_hb = float(k_lambda(wave["Hb"], "calzetti2000")) / 4.05
+    # ln f_Hb around the de-reddened observed Hb at each A_V (a shift: the flat measure is kept)
+    lnf = (np.log(f[1]) + 0.4 * math.log(10) * k_hb * ag)[None, :, None] + \
+        np.linspace(-1.0, 1.0, 201)[None, None, :]
+    fh = np.exp(lnf)
+    du = 2.0 / 200
+    chi2 = 0.0
+    for key, (lr, s) in logr.items():
+        k = float(k_lambda(wave[key], "calzetti2000")) / 4.05
+        a = (10**lr)[:, None, None] * 10 ** (-0.4 * ag[None, :, None] * k)
+        t = a * math.log(10) * s
+        y, sy = obs[key]
+        chi2 = chi2 + (y - a * fh) ** 2 / (sy**2 + (fh * t) ** 2)
+    post = np.exp(-0.5 * (chi2 - chi2.min()))  # flat in ln f_Hb (Jeffreys), flat Z, A_V
+    assert post[:, :, [0, -1]].max() < 1e-8  # the ln f_Hb window holds the posterior
+    marg = post.sum(axis=2) * du
+    pz = np.trapezoid(marg, ag, axis=1)
+    pa = np.trapezoid(marg, zg, axis=0)
+    qz, qa = quantiles_on_grid(zg, pz), quantiles_on_grid(ag, pa)
+    sz, sa = 0.5 * (qz[2] - qz[0]), 0.5 * (qa[2] - qa[0])
+    np.testing.assert_allclose([res.z_lo[0], res.z_median[0], res.z_hi[0]], qz, atol=0.03 * sz)
+    np.testing.assert_allclose([res.a_v_lo[0], res.a_v_median[0], res.a_v_hi[0]], qa, atol=0.03 * sa)
+
+
+# ---------------------------------------------------------------------------
+# S/N gate, invalid bins, records
+# ---------------------------------------------------------------------------
+def test_snr_gate_removes_diagnostics_with_reasons():
+    flux = exact_fluxes([7.7, 7.7, 7.7, 7.7])
+    err = flux / 50.0
+    err[0, 1] = flux[0, 1] / 2.0  # Hb at S/N 2: R3 out
+    err[1, 4] = flux[1, 4] / 2.0  # [NeIII] at S/N 2: Ne3O2 out
+    err[2, 2:4] = flux[2, 2:4] / 1.5  # [OII] blend at S/N ~2.1: O32 and Ne3O2 out
+    err[3, :] = flux[3, :] / 1.0  # nothing passes
+    rs = log_ratios(BinFluxes.from_errors(NAMES, flux, err), KEYS)
+    np.testing.assert_array_equal(rs.usable, [[False, True, True], [True, True, False],
+                                              [True, False, False], [False, False, False]])
+    assert rs.reason("S25_R3")[0] == "line Hb S/N = 2.00 < 2.5"
+    assert rs.reason("S25_Ne3O2")[1] == "line NeIII_3870 S/N = 2.00 < 2.5"
+    assert "line OII_3727+OII_3730 S/N" in rs.reason("S25_O32")[2]
+    assert rs.reason("S25_O32")[0] == ""
+    res = method_one(rs)
+    assert res.diagnostics_used[:3] == (("S25_O32", "S25_Ne3O2"), ("S25_R3", "S25_O32"),
+                                        ("S25_R3",))
+    assert res.valid.tolist() == [True, True, True, False]
+    assert res.reason[3].startswith(REASON_NO_DIAGNOSTIC)
+    assert np.isnan(res.z[3])
+    recs = res.to_records()
+    json.dumps(recs, allow_nan=False)
+    for rec in recs[:3]:
+        assert all(rec[k] is not None for k in ("z", "z_median", "z_lo", "z_hi", "chi2_min"))
+    assert recs[3]["z"] is None and recs[3]["valid"] is False
+    m2 = method_two(rs)
+    assert not m2["S25_R3"].valid[0] and m2["S25_R3"].reason[0] == "line Hb S/N = 2.00 < 2.5"
+
+
+def test_ratio_gate_and_missing_lines():
+    flux = exact_fluxes([7.7, 7.7])
+    err = flux / 50.0
+    err[1, 1] = flux[1, 1] / 3.0  # Hb S/N 3: passes the line gate
+    bins = BinFluxes.from_errors(NAMES, flux, err)
+    rs = log_ratios(bins, KEYS + ["S25_N2"], gate="ratio", snr_min=3.2)
+    assert rs.usable[0, :3].all() and not rs.usable[1, 0]
+    assert rs.reason("S25_R3")[1].startswith("ratio S/N = ")
+    assert rs.reason("S25_N2") == ("lines Ha, NII_6585 not measured",) * 2
+    assert np.all(rs.err[:, 0] > 0)
+    lines_gate = log_ratios(bins, ["S25_R3"], snr_min=3.2)
+    assert not lines_gate.usable[1, 0]  # Hb at S/N 3 fails the line gate too
+    res = method_one(rs)
+    assert all("S25_N2" not in u for u in res.diagnostics_used)
+
+
+def test_no_nan_reported_as_valid():
+    rng = np.random.default_rng(9)
+    flux = exact_fluxes(rng.uniform(7.5, 8.2, 40))
+    err = flux * rng.uniform(0.05, 1.0, flux.shape)
+    flux = flux + err * rng.standard_normal(flux.shape)  # some negative fluxes
+    flux[0, 1] = np.nan
+    bins = BinFluxes.from_errors(NAMES, flux, err)
+    rs = log_ratios(bins, KEYS)
+    results = [method_one(rs), *method_two(rs).values(), line_flux_method(bins, KEYS, balmer=("Hb",),
+                                                                          fit_dust=False)]
+    for res in results:
+        assert isinstance(res, MetallicityResult)
+        for name in ("z", "z_median", "z_lo", "z_hi"):
+            assert np.all(np.isfinite(getattr(res, name)[res.valid])), (res.method, name)
+            assert np.all(np.isnan(getattr(res, name)[~res.valid])), (res.method, name)
+        assert all(bool(r) != bool(v) for r, v in zip(res.reason, res.valid))
+        json.dumps(res.to_records(), allow_nan=False)
+
+
+# ---------------------------------------------------------------------------
+# dust
+# ---------------------------------------------------------------------------
+def test_balmer_decrement_recovers_a_v_and_intrinsic_fluxes():
+    z = np.array([7.6, 7.9, 8.2, 7.8])
+    a_v = np.array([0.3, 1.1, 2.4, 0.8])
+    intrinsic = exact_fluxes(z, balmer=True)
+    obs = redden(intrinsic, wavelengths(NAMES_BALMER)[None, :], a_v[:, None], law="calzetti2000")
+    err = obs / 50.0
+    err[3, 5] = obs[3, 5] / 3.0  # Ha at S/N 3 in the last bin
+    bins = BinFluxes.from_errors(NAMES_BALMER, obs, err)
+    cor, av, src = balmer_decrement_correction(bins, law="calzetti2000", global_a_v=0.7)
+    assert src == ("bin", "bin", "bin", "global")
+    np.testing.assert_allclose(av[:3], a_v[:3], atol=1e-10)
+    assert av[3] == 0.7
+    np.testing.assert_allclose(cor.flux[:3], intrinsic[:3], rtol=1e-10)
+    _, av_none, src_none = balmer_decrement_correction(bins, law="calzetti2000")
+    assert src_none[3] == "none" and av_none[3] == 0.0
+    hg, av_hg, src_hg = balmer_decrement_correction(bins, pair=("Hg", "Hb"), law="calzetti2000")
+    assert src_hg == ("bin",) * 4
+    np.testing.assert_allclose(av_hg, a_v, atol=1e-10)
+    # below the intrinsic decrement (e.g. noise): global value, not a negative A_V
+    low = BinFluxes.from_errors(("Hb", "Ha"), [[1.0, 2.7]], [[0.01, 0.01]])
+    assert balmer_decrement_correction(low, global_a_v=0.5)[2] == ("global",)
+
+
+def test_balmer_decrement_covariance_matches_monte_carlo():
+    rng = np.random.default_rng(10)
+    obs = redden(exact_fluxes([7.9], balmer=True), wavelengths(NAMES_BALMER)[None, :], 1.2)
+    err = obs / 40.0
+    cor, _, _ = balmer_decrement_correction(BinFluxes.from_errors(NAMES_BALMER, obs, err))
+    draws = obs + err * rng.standard_normal((20000, obs.shape[1]))
+    mc, _, src = balmer_decrement_correction(
+        BinFluxes.from_errors(NAMES_BALMER, draws, np.broadcast_to(err, draws.shape)))
+    assert set(src) == {"bin"}
+    emp = np.cov(mc.flux.T)
+    sd = np.sqrt(np.diag(emp))
+    np.testing.assert_allclose(np.sqrt(np.diag(cor.cov[0])), sd, rtol=0.05)
+    np.testing.assert_allclose(cor.cov[0] / np.outer(sd, sd), emp / np.outer(sd, sd), atol=0.05)
+    fixed, _, _ = balmer_decrement_correction(BinFluxes.from_errors(NAMES_BALMER, obs, err),
+                                              a_v_error=False)
+    assert np.all(np.diag(fixed.cov[0]) <= np.diag(cor.cov[0]) * (1 + 1e-12))
+
+
+def test_dust_corrected_method_one_matches_line_flux_method():
+    """Correct by the Balmer decrement, then Method I, vs the joint line-flux fit."""
+    rng = np.random.default_rng(11)
+    z = rng.uniform(7.6, 8.1, 6)
+    a_v = rng.uniform(0.3, 1.5, 6)
+    obs = redden(exact_fluxes(z, balmer=True), wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
+    bins = BinFluxes.from_errors(NAMES_BALMER, obs, obs / 200.0)
+    cor, _, _ = balmer_decrement_correction(bins)
+    m1 = method_one(log_ratios(cor, KEYS), scatter=False)
+    lf = line_flux_method(bins, KEYS, scatter=False)
+    np.testing.assert_allclose(m1.z, z, atol=1e-3)
+    np.testing.assert_allclose(lf.z_median, z, atol=3 * lf.z_err.max())
