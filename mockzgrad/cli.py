@@ -124,6 +124,143 @@ def _cmd_recover(args) -> int:
     return 0
 
 
+def _cmd_suite(args) -> int:
+    from pathlib import Path
+
+    from .store import ResultsStore
+    from .suite import load_suite, run_suite
+
+    spec = load_suite(args.suite)
+    executor = "dask" if (args.dask or args.scheduler) else args.executor
+    run = run_suite(spec, args.output, "mockzgrad.job:run_mock", workers=args.workers, executor=executor,
+                    scheduler=args.scheduler, progress=not args.no_progress, new=args.new,
+                    retry_failed=args.retry_failed)
+    print(f"suite {spec.name!r}: {run.n_ok} ok, {run.n_failed} failed, {run.n_skipped} already done, "
+          f"{run.n_run} run in {run.elapsed_s:.1f} s; results in {Path(args.output) / 'results.sqlite'}")
+    if args.export:
+        with ResultsStore(Path(args.output) / "results.sqlite", readonly=True) as store:
+            store.export(args.export, overwrite=True)
+        print(f"exported {args.export}")
+    if run.interrupted:
+        print(f"interrupted by {run.interrupted}; re-run the same command to finish", file=sys.stderr)
+        return 130 if run.interrupted == "SIGINT" else 143
+    return 0
+
+
+def _results_table(path):
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from .errors import DataError
+    from .store import ResultsStore
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.sqlite"
+    if not path.exists():
+        raise DataError(f"results {str(path)!r} do not exist (give a suite output folder, its "
+                        "results.sqlite, or an exported CSV/ECSV table)")
+    if path.suffix == ".sqlite":
+        with ResultsStore(path, readonly=True) as store:
+            return store.to_table(), dict(store.meta)
+    fmt = "ascii.ecsv" if path.suffix == ".ecsv" else "ascii.csv"
+    table = Table.read(path, format=fmt)
+    return table, dict(table.meta)
+
+
+def _provenance(meta, results_path) -> dict:
+    import json as _json
+
+    from . import calibrations
+    from .config import load_recipe
+
+    spec = meta.get("suite_spec")
+    if isinstance(spec, str):
+        try:
+            spec = _json.loads(spec)
+        except ValueError:
+            spec = {}
+    spec = spec or {}
+    recipe_name = (spec.get("recovery") or {}).get("recipe", "lee2026")
+    recipe = load_recipe(recipe_name)
+    return {
+        "suite": meta.get("suite_name", str(results_path)),
+        "suite_toml": meta.get("suite_toml", ""),
+        "results": str(results_path),
+        "package_version": __version__,
+        "recipe": recipe_name,
+        "recipe_overrides": (spec.get("recovery") or {}).get("overrides", {}),
+        "calibrations": {k: calibrations.get_diagnostic(k).provenance()
+                         for k in recipe.metallicity.diagnostics},
+    }
+
+
+def _cmd_curves(args) -> int:
+    from .curves import derive_curves
+    from .plots import plot_curves, plot_surface
+
+    table, meta = _results_table(args.results)
+    degree = args.degree if args.degree == "auto" else int(args.degree)
+    curves = derive_curves(table, provenance=_provenance(meta, args.results), degree=degree)
+    curves.write(args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output}: curves for |grad_z| = "
+          f"{', '.join(f'{g:g}' for g in curves.abs_grads())} dex/kpc")
+    for name, check in (curves.checks or {}).items():
+        if isinstance(check, dict) and "flagged" in check:
+            print(f"  check {name}: {'FLAGGED' if check['flagged'] else 'ok'}"
+                  f"{' - ' + check['message'] if check.get('message') else ''}")
+    if args.plot:
+        plot_curves(curves, args.plot, table=table)
+        print(f"wrote {args.plot}")
+        if curves.has_surface:
+            from pathlib import Path
+
+            p = Path(args.plot)
+            surf = p.with_name(p.stem + "_surface" + p.suffix)
+            plot_surface(curves, surf)
+            print(f"wrote {surf}")
+    return 0
+
+
+def _cmd_correct(args) -> int:
+    import numpy as np
+
+    from .correct import DEFAULT_COLUMNS, correct_table, read_gradient_table, write_table
+    from .curves import CorrectionCurves
+
+    curves = CorrectionCurves.read(args.curves)
+    table = read_gradient_table(args.gradients)
+    columns = dict(DEFAULT_COLUMNS)
+    for item in args.column or []:
+        if "=" not in item:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--column {item!r}: expected ROLE=NAME, roles: {', '.join(DEFAULT_COLUMNS)}")
+        role, name = item.split("=", 1)
+        columns[role] = name
+    out = correct_table(table, curves, x=args.x, columns=columns, rng=np.random.default_rng(args.seed))
+    write_table(out, args.output, overwrite=args.overwrite)
+    n_flag = int(np.sum(np.asarray(out["flag"]) != "ok")) if "flag" in out.colnames else 0
+    print(f"wrote {args.output}: {len(out)} gradients corrected; {n_flag} flagged (see the 'flag' column)")
+    if args.plot:
+        from .plots import plot_corrections
+
+        plot_corrections(out, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    paths = run_demo(args.outdir, workers=args.workers, progress=not args.no_progress)
+    print("demo finished; outputs:")
+    for label, path in paths.items():
+        print(f"  {label:<22} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mockzgrad",
@@ -164,6 +301,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers (emcee, bootstrap)")
     p.add_argument("--plot", help="radial-profile figure (.png or .pdf)")
     p.set_defaults(func=_cmd_recover)
+
+    p = sub.add_parser("suite", help="run a suite of mocks (resumable) into an output folder")
+    p.add_argument("suite", help="suite TOML file")
+    p.add_argument("-o", "--output", required=True, help="output folder (results.sqlite, cubes/)")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--executor", choices=["local", "dask", "serial"], default="local")
+    p.add_argument("--dask", action="store_true", help="run on a dask LocalCluster")
+    p.add_argument("--scheduler", help="address of an existing dask scheduler")
+    p.add_argument("--new", action="store_true",
+                   help="start over in a folder that holds another suite (the old results are kept aside)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed mocks again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export", help="also export the results (.csv, .ecsv, .parquet)")
+    p.set_defaults(func=_cmd_suite)
+
+    p = sub.add_parser("curves", help="beam-smearing correction curves from suite results")
+    p.add_argument("results", help="suite output folder, results.sqlite, or an exported table")
+    p.add_argument("-o", "--output", required=True, help="curves ECSV file")
+    p.add_argument("--degree", default="auto", help="polynomial degree or 'auto' (BIC, 1-4)")
+    p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_curves)
+
+    p = sub.add_parser("correct", help="correct measured gradients with correction curves")
+    p.add_argument("gradients", help="CSV/ECSV table of measured gradients")
+    p.add_argument("--curves", required=True, help="curves ECSV from `mockzgrad curves`")
+    p.add_argument("-o", "--output", required=True, help="output table (.csv or .ecsv)")
+    p.add_argument("--x", help="sample-wide 2 r_eff / PSF FWHM: a value (2.5) or a range (1.2:4.5)")
+    p.add_argument("--column", action="append", metavar="ROLE=NAME",
+                   help="map an input column, e.g. gradient=grad (roles: gradient, err_minus, err_plus, "
+                        "x, r_eff, psf_fwhm, inclination, id)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo error propagation")
+    p.add_argument("--plot", help="figure of observed vs corrected gradients")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_correct)
+
+    p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")
+    p.add_argument("--outdir", default="mockzgrad-demo", help="output folder (default ./mockzgrad-demo)")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .config import config_from_dict, load_recipe
 from .cube import build_cube
+from .errors import MockzgradWarning
 
 __all__ = ["run_mock", "TRUTH_COLUMNS"]
 
@@ -31,7 +33,7 @@ def run_mock(spec) -> dict:
     spec : MockSpec
         ``spec.config``: the full mock configuration dict (seed included);
         ``spec.recovery``: ``{"recipe": name or path, "overrides": {dotted: value}}``;
-        ``spec.keep_cube``: write the cube to ``spec.recovery["cube_dir"]``.
+        ``spec.cube_path``: where to write the cube (None: not kept).
 
     Returns
     -------
@@ -42,6 +44,16 @@ def run_mock(spec) -> dict:
     """
     from .recovery.pipeline import recover
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MockzgradWarning)
+        out = _run(spec, recover)
+    # warnings become data in the results row instead of stderr noise from workers
+    messages = sorted({str(w.message) for w in caught if issubclass(w.category, MockzgradWarning)})
+    out["warnings"] = " | ".join(messages) if messages else None
+    return out
+
+
+def _run(spec, recover) -> dict:
     t0 = time.perf_counter()
     cfg = config_from_dict(spec.config)
     rec = dict(spec.recovery or {})
@@ -50,9 +62,9 @@ def run_mock(spec) -> dict:
         recipe = recipe.replace(**rec["overrides"])
     cube = build_cube(cfg, keep_noise_free=False)
     t1 = time.perf_counter()
-    if getattr(spec, "keep_cube", False) and rec.get("cube_dir"):
-        path = Path(rec["cube_dir"]) / f"mock_{spec.index:06d}.fits"
-        cube.write(path, overwrite=True)
+    if getattr(spec, "cube_path", None):
+        Path(spec.cube_path).parent.mkdir(parents=True, exist_ok=True)
+        cube.write(spec.cube_path, overwrite=True)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
     result = recover(cube, recipe, rng=rng)
     t2 = time.perf_counter()
