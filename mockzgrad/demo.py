@@ -42,9 +42,8 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
     dict
         Label -> path of every output.
     """
-    from .cli import _provenance
     from .correct import correct_table, read_gradient_table, write_table
-    from .curves import derive_curves
+    from .curves import derive_curves, suite_provenance
     from .plots import plot_corrections, plot_curves
     from .store import ResultsStore
     from .suite import load_suite, run_suite
@@ -63,7 +62,7 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
         table = store.to_table()
         meta = dict(store.meta)
         store.export(out / "suite_results.csv", overwrite=True)
-    curves = derive_curves(table, provenance=_provenance(meta, results))
+    curves = derive_curves(table, provenance=suite_provenance(meta, results))
     curves.write(out / "curves.ecsv", overwrite=True)
     plot_curves(curves, out / "curves.png", table=table)
     gradients = read_gradient_table(inputs / "observed_gradients_lee2026.csv")

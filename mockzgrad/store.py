@@ -63,7 +63,8 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 
-__all__ = ["ResultsStore", "STATUSES", "FIXED_COLUMNS", "normalise_result", "utc_now"]
+__all__ = [
+    "load_results_table", "ResultsStore", "STATUSES", "FIXED_COLUMNS", "normalise_result", "utc_now"]
 
 #: Allowed values of the ``status`` column.
 STATUSES = ("ok", "failed")
@@ -505,3 +506,26 @@ def _column(name, values):
     if mask.any():
         return MaskedColumn(data, name=name, mask=mask)
     return Column(data, name=name)
+
+
+def load_results_table(path):
+    """Results of a suite as (table, meta) from an output folder, its
+    results.sqlite, or an exported CSV/ECSV table."""
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from .errors import DataError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.sqlite"
+    if not path.exists():
+        raise DataError(f"results {str(path)!r} do not exist (give a suite output folder, its "
+                        "results.sqlite, or an exported CSV/ECSV table)")
+    if path.suffix == ".sqlite":
+        with ResultsStore(path, readonly=True) as store:
+            return store.to_table(), dict(store.meta)
+    fmt = "ascii.ecsv" if path.suffix == ".ecsv" else "ascii.csv"
+    table = Table.read(path, format=fmt)
+    return table, dict(table.meta)

@@ -261,7 +261,11 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
         geom = geomod.Geometry.given(x_offset=g.x_offset, y_offset=g.y_offset,
                                      axis_ratio=g.axis_ratio, pa=g.pa, q0=g.q0)
     else:
-        geom = geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, psf_fwhm=psf_fwhm, q0=g.q0)
+        # only spaxels where the line is detected constrain the fit (and keep it fast)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            detected = ref_map > 2.0 * ref_err
+        mask = detected if detected.sum() >= 12 else None
+        geom = geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, psf_fwhm=psf_fwhm, q0=g.q0, mask=mask)
 
     # --- PSF homogenisation (to the reddest line used) ---------------------
     if psf.varies:

@@ -1,0 +1,69 @@
+"""Benchmark: suite throughput and the 1 -> 2 worker speed-up.
+
+Runs the first ``--n-mocks`` mocks (default 100) of the flagship suite
+(annuli + Method I + analytic gradient) into fresh temporary folders with
+the local executor on 1 and 2 workers and with a dask LocalCluster of 1 and
+2 workers, and the quickstart suite on all cores. Prints wall time, mocks/s,
+the speed-up from 1 to 2 workers per executor, and the estimated wall time
+of the 1500-mock flagship suite on this machine. Targets: flagship suite
+under 5 minutes on 2 cores; speed-up >= 1.8 for both executors.
+
+Run: ``python benchmarks/bench_suite.py [--n-mocks 100] [--skip-dask]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timed_run(spec, executor, workers):
+    from mockzgrad.suite import run_suite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        run = run_suite(spec, Path(tmp) / "run", "mockzgrad.job:run_mock", workers=workers,
+                        executor=executor, progress=False)
+        wall = time.perf_counter() - t
+    return wall, run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-mocks", type=int, default=102, help="mocks per timing (a multiple of 6)")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args(argv)
+
+    from mockzgrad.suite import load_suite
+
+    flagship = load_suite(ROOT / "examples" / "flagship_suite.toml")
+    n = max(6, args.n_mocks - args.n_mocks % 6)
+    spec = dataclasses.replace(flagship, n_mocks=n)
+    quick = load_suite(ROOT / "examples" / "quickstart_suite.toml")
+    _timed_run(dataclasses.replace(quick, n_mocks=6), "local", 2)  # warm numba caches
+
+    print(f"flagship suite, first {n} mocks (annuli + Method I + analytic gradient)")
+    rates = {}
+    for executor in ("local",) + (() if args.skip_dask else ("dask",)):
+        for workers in (1, 2):
+            wall, run = _timed_run(spec, executor, workers)
+            rates[(executor, workers)] = run.n_ok / wall
+            print(f"  {executor:<5} {workers} worker(s): {wall:6.1f} s, {run.n_ok / wall:5.2f} mocks/s "
+                  f"({run.n_failed} failed)")
+        speedup = rates[(executor, 2)] / rates[(executor, 1)]
+        est = 1500 / rates[(executor, 2)]
+        print(f"  {executor}: speed-up 1 -> 2 workers = {speedup:.2f} (target >= 1.8); "
+              f"1500-mock flagship estimate on 2 workers: {est / 60:.1f} min (target < 5 min)")
+    wall, run = _timed_run(quick, "local", None)
+    print(f"quickstart suite ({quick.n_mocks} mocks), all cores: {wall:.1f} s, {run.n_ok / wall:.2f} mocks/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
