@@ -1001,10 +1001,25 @@ class ErrorsRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class DustRecipe:
-    """Balmer-decrement dust correction (off for de-reddened mocks)."""
+    """Balmer-decrement dust correction (off for de-reddened mocks).
+
+    Parameters
+    ----------
+    correct : bool
+        Correct the line fluxes for dust.
+    law : {"calzetti2000", "cardelli1989", "battisti2022"}
+        Curve used to turn the Balmer decrement into A_V.
+    law_lines : str or None
+        Curve used to de-redden the lines with that A_V (default ``law``).
+    pair : ("Ha", "Hb") or ("Hg", "Hb")
+    snr_min : float
+        Both Balmer lines must exceed this S/N for a per-bin A_V; otherwise
+        the integrated (global) A_V is used, and each bin says which.
+    """
 
     correct: bool = False
     law: str = "calzetti2000"
+    law_lines: str | None = None
     pair: tuple[str, ...] = ("Ha", "Hb")
     snr_min: float = 4.0
 
@@ -1012,6 +1027,11 @@ class DustRecipe:
         if not isinstance(self.correct, bool):
             raise ConfigError(f"dust.correct = {self.correct!r}: expected true or false")
         _choice("dust.law", self.law, DUST_LAWS)
+        if self.law_lines is not None:
+            _choice("dust.law_lines", self.law_lines, DUST_LAWS)
+        if self.law == "battisti2022" and self.law_lines in (None, "battisti2022"):
+            raise ConfigError("dust.law = 'battisti2022' is known only at Halpha and Hbeta: set dust.law_lines "
+                              "to the curve that de-reddens the other lines ('calzetti2000' or 'cardelli1989')")
         _strtuple(self, "pair", "dust.pair")
         if self.pair not in (("Ha", "Hb"), ("Hg", "Hb")):
             raise ConfigError(f"dust.pair = {list(self.pair)}; allowed: ['Ha', 'Hb'], ['Hg', 'Hb']")

@@ -1791,7 +1791,7 @@ def _log_trapezoid_weights(x: np.ndarray) -> np.ndarray:
 # Balmer decrement
 # ---------------------------------------------------------------------------
 def balmer_decrement_correction(bins: BinFluxes, *, law: str = "calzetti2000",
-                                r_v: float | None = None, pair=("Ha", "Hb"),
+                                r_v: float | None = None, pair=("Ha", "Hb"), law_lines: str | None = None,
                                 intrinsic: float | None = None, snr_min: float = 4.0,
                                 global_a_v: float | None = None, a_v_error: bool = True):
     """Correct line fluxes for dust with the Balmer decrement of each bin.
@@ -1801,9 +1801,13 @@ def balmer_decrement_correction(bins: BinFluxes, *, law: str = "calzetti2000",
     bins : BinFluxes
         Observed fluxes; both lines of ``pair`` must be measured.
     law : str, optional
-        Attenuation law of :mod:`mockzgrad.dust`.
+        Attenuation law of :mod:`mockzgrad.dust`, used for A_V from the decrement.
     r_v : float, optional
         R_V; None = the law's default.
+    law_lines : str, optional
+        Law that de-reddens every line with that A_V (default ``law``). The
+        Battisti et al. (2022) curve is known only at Halpha and Hbeta, so
+        other lines need a stand-in curve here (e.g. ``"cardelli1989"``).
     pair : (str, str), optional
         Balmer lines ``(l1, l2)`` whose ratio F(l1)/F(l2) is used:
         ``("Ha", "Hb")`` or ``("Hg", "Hb")``.
@@ -1863,7 +1867,12 @@ def balmer_decrement_correction(bins: BinFluxes, *, law: str = "calzetti2000",
     fallback = 0.0 if global_a_v is None else global_a_v
     a_v = np.where(use, av_bin, fallback)
     source = tuple("bin" if u else ("global" if global_a_v is not None else "none") for u in use)
-    kap = k_lambda(np.array([LINES[x].wavelength for x in bins.names]), law, r_v) / r_v_eff
+    if law_lines is None or law_lines == law:
+        kap = k_lambda(np.array([LINES[x].wavelength for x in bins.names]), law, r_v) / r_v_eff
+    else:
+        if law_lines not in LAWS:
+            raise ConfigError(f"law_lines = {law_lines!r}; allowed: {', '.join(LAWS)}")
+        kap = k_lambda(np.array([LINES[x].wavelength for x in bins.names]), law_lines) / DEFAULT_R_V[law_lines]
     gain = 10.0 ** (0.4 * a_v[:, None] * kap[None, :])
     flux = bins.flux * gain
     n, nl = flux.shape

@@ -327,12 +327,11 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
         tot_fit = fit_lines(tot_spec, tot_err, cube.edges_lo, cube.edges_hi, redshift, model,
                             reference_line=reference_line)
         tot_fluxes = _bin_fluxes(tot_fit, present)
-        _, a_v_global, _ = metmod.balmer_decrement_correction(
-            tot_fluxes, law=recipe.dust.law, pair=tuple(recipe.dust.pair), snr_min=recipe.dust.snr_min,
-            global_a_v=0.0)
+        dust_kw = dict(law=recipe.dust.law, law_lines=recipe.dust.law_lines, pair=tuple(recipe.dust.pair),
+                       snr_min=recipe.dust.snr_min)
+        _, a_v_global, _ = metmod.balmer_decrement_correction(tot_fluxes, global_a_v=0.0, **dust_kw)
         fluxes, a_v, a_v_source = metmod.balmer_decrement_correction(
-            fluxes, law=recipe.dust.law, pair=tuple(recipe.dust.pair), snr_min=recipe.dust.snr_min,
-            global_a_v=float(np.asarray(a_v_global)[0]))
+            fluxes, global_a_v=float(np.asarray(a_v_global)[0]), **dust_kw)
         a_v_info = (np.asarray(a_v), list(a_v_source))
 
     # --- metallicity -------------------------------------------------------
@@ -416,7 +415,7 @@ def _radial_cut(bins, r_min, r_max, excluded):
     changes = {"labels": new_labels}
     for name in ("radius_kpc", "inner", "outer", "n_spaxels", "sector", "snr", "parent"):
         val = getattr(bins, name, None)
-        if val is not None and np.ndim(val) == 1 and np.size(val) == radius.size:
+        if val is not None and np.ndim(val) >= 1 and np.shape(val)[0] == radius.size:
             changes[name] = np.asarray(val)[keep]
     return dataclasses.replace(bins, **changes)
 
