@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 
 from . import __version__, lineflux, noise, psf as psf_mod
 from .config import MockConfig, config_from_dict, config_to_dict, dumps_toml
@@ -371,7 +372,13 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     for w in np.unique(np.round(line_waves, 6)):
         kernels[w] = psf.kernel(ps, wavelength=w if psf.varies else None, sampling="center")
     half = max(k.shape[0] for k in kernels.values()) // 2
-    n_ext = n + 2 * half
+    # the rendered field is padded by at least the kernel half-width on each
+    # side (so the circular FFT wraps nothing into the field) and rounded up
+    # to a fast FFT length; the crop below keeps the central n x n
+    n_ext = scipy.fft.next_fast_len(n + 2 * half, real=True)
+    while (n_ext - n) % 2:  # equal padding on both sides keeps the field centred
+        n_ext = scipy.fft.next_fast_len(n_ext + 1, real=True)
+    half = (n_ext - n) // 2
 
     # sub-pixel model
     os_ = inst.oversample
@@ -401,14 +408,14 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
         return cube[:, half:half + n, half:half + n], scene
     # PSF: channels grouped by the line they belong to when the PSF varies
     if len(kernels) == 1 or not psf.varies:
-        cube = psf_mod.convolve_with_kernel(cube, next(iter(kernels.values())))
+        cube = psf_mod.convolve_with_kernel(cube, next(iter(kernels.values())), pad=False)
     else:
         out = np.empty_like(cube)
         nearest = np.argmin(np.abs(grid.centres[:, None] - line_waves[None, :]), axis=1)
         for j, w in enumerate(line_waves):
             sel = nearest == j
             if sel.any():
-                out[sel] = psf_mod.convolve_with_kernel(cube[sel], kernels[np.round(w, 6)])
+                out[sel] = psf_mod.convolve_with_kernel(cube[sel], kernels[np.round(w, 6)], pad=False)
         cube = out
     return cube[:, half:half + n, half:half + n], scene
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mockzgrad import calibrations
-from mockzgrad.config import LinesConfig, MockConfig
+from mockzgrad.config import DustConfig, LinesConfig, MockConfig
 from mockzgrad.dust import k_lambda
 from mockzgrad.errors import ConfigError
 from mockzgrad.galaxy import resolve_galaxy
@@ -21,7 +21,7 @@ from mockzgrad.lineflux import analytic_line_totals, draw_ratio_offsets, generat
 from mockzgrad.lines import LINES
 
 FLAGSHIP = LinesConfig()  # [OIII] 5008 reference, S25 R3 + O32 + Ne3O2
-#: Common validity range of S25 R3, O32, Ne3O2 (calibration files; DESIGN.md)
+#: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.3], their calibration files)
 Z_FLAGSHIP = np.linspace(7.45, 8.25, 33)
 
 #: Case-B Halpha/Hbeta and Hgamma/Hbeta at 1e4 K, 100 cm^-3
@@ -151,7 +151,6 @@ class TestGeneratingErrors:
 # ------------------------------------------------------------------------ dust
 class TestDust:
     def test_uniform_calzetti(self):
-        dusty = LinesConfig(dust={"a_v": 1.0} if False else None) if False else None  # noqa: F841
         cfg = MockConfig().replace(**{"lines.dust.a_v": 1.0}).lines
         clean = line_factors(FLAGSHIP, Z_FLAGSHIP)
         got = line_factors(cfg, Z_FLAGSHIP)
@@ -161,10 +160,8 @@ class TestDust:
             np.testing.assert_allclose(got[name], expect, rtol=1e-12, err_msg=name)
 
     def test_balmer_decrement_reddened(self):
-        cfg = LinesConfig(reference_line="Ha", lines=HALPHA_LINES, generating_set=("C20_N2", "C20_S2"))
-        cfg = MockConfig().replace(**{"lines." + k: v for k, v in
-                                      {"reference_line": "Ha", "lines": list(HALPHA_LINES),
-                                       "generating_set": ["C20_N2", "C20_S2"], "dust.a_v": 0.7}.items()}).lines
+        cfg = LinesConfig(reference_line="Ha", lines=HALPHA_LINES, generating_set=("C20_N2", "C20_S2"),
+                          dust=DustConfig(a_v=0.7))
         f = line_factors(cfg, np.array([8.3]))
         k_ha, k_hb = k_lambda([LINES["Ha"].wavelength, LINES["Hb"].wavelength], "calzetti2000")
         # E(Hb - Ha) = A_V (k_Hb - k_Ha) / R_V
@@ -291,7 +288,8 @@ class TestAnalyticTotals:
         brute = _brute_force_totals(model, cfg, half_arcsec=12.0 * model.r_eff_arcsec / model.axis_ratio,
                                     k=1800)
         for name in cfg.lines:
-            assert totals[name] == pytest.approx(brute[name], rel=2e-3), name
+            # required: 0.2 %; the two integrations agree to ~1e-5
+            assert totals[name] == pytest.approx(brute[name], rel=2e-4), name
 
     def test_per_mock_offsets_scale_totals(self):
         model, cfg = self._setup()

@@ -49,7 +49,8 @@ def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator |
             continue
         color = "k" if label == result.method else _COLORS[k % len(_COLORS)]
         z = np.array(z)
-        yerr = np.vstack([z - np.array(lo), np.array(hi) - z])
+        # a bimodal bin's best fit can lie outside its 16-84 % interval
+        yerr = np.clip(np.vstack([z - np.array(lo), np.array(hi) - z]), 0.0, None)
         shift = 0.0 if label == result.method else 0.02 * (k + 1) * (r_line[-1] or 1.0) / 5
         ax.errorbar(np.array(r) + shift, z, yerr=yerr, fmt="o" if label == result.method else "s",
                     ms=5 if label == result.method else 3, color=color, capsize=2,

@@ -456,6 +456,10 @@ def _fit_method(res, radius, label, per_bin, recipe, rng, *, min_bins=2) -> dict
             reasons[i] = reasons[i] or "metallicity not finite"
         rec = {"z": float(z[i]), "z_lo": float(lo[i]), "z_hi": float(hi[i])} if valid[i] else \
               {"z": None, "reason": reasons[i] or "left out"}
+        if valid[i] and not lo[i] <= z[i] <= hi[i]:
+            # the best fit lies outside its own 16-84 % interval: a bimodal
+            # posterior (e.g. R3 alone, double valued); said, not hidden
+            rec["bimodal"] = True
         used = getattr(res, "diagnostics_used", None)
         if used is not None and valid[i]:
             rec["diagnostics"] = list(used[i])
@@ -465,7 +469,9 @@ def _fit_method(res, radius, label, per_bin, recipe, rng, *, min_bins=2) -> dict
     if n_valid < min_bins:
         return {"grad_z": None, "n_bins": n_valid,
                 "reason": f"{n_valid} bin(s) with a metallicity; at least {min_bins} needed"}
-    zerr = np.vstack([z[valid] - lo[valid], hi[valid] - z[valid]])
+    # symmetric errors from the 16-84 % interval (the best fit may sit outside
+    # a bimodal posterior's interval, where one-sided arms would be negative)
+    zerr = 0.5 * (hi[valid] - lo[valid])
     fit = fit_gradient(radius[valid], z[valid], zerr, method=recipe.gradient.fit, rng=rng,
                        bootstrap=recipe.gradient.bootstrap)
     rec = dict(fit.to_dict())
