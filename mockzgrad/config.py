@@ -481,7 +481,11 @@ class SpectralConfig:
         Store every channel from ``wave_min`` to ``wave_max``.
     wave_min, wave_max : float or None
         Observed wavelength range of the full grid, Angstrom (default: the
-        span of the lines plus ``window``).
+        span of the lines plus ``window``); with a preset, the band.
+    preset : str or None
+        A spectral grid shipped in ``mockzgrad/instruments/`` (e.g.
+        ``"nirspec_g395m"``, ``"nirspec_g235m"``: linear-lambda grids at
+        R ~ 1000); it sets ``grid``, ``dispersion``, ``wave_min``, ``wave_max``.
     """
 
     grid: str = "velocity"
@@ -491,9 +495,20 @@ class SpectralConfig:
     full_grid: bool = False
     wave_min: float | None = None
     wave_max: float | None = None
+    preset: str | None = None
 
     def __post_init__(self):
         p = "instrument.spectral"
+        if self.preset is not None:
+            data = _spectral_preset(self.preset)
+            # a preset fixes the grid; values given explicitly must agree with it
+            for key in ("grid", "dispersion", "wave_min", "wave_max"):
+                given = getattr(self, key)
+                default = {"grid": "velocity"}.get(key)
+                if given not in (None, default) and given != data[key]:
+                    raise ConfigError(f"{p}.{key} = {given!r} conflicts with {p}.preset = {self.preset!r} "
+                                      f"({key} = {data[key]!r}); drop one of them")
+                object.__setattr__(self, key, data[key])
         _choice(f"{p}.grid", self.grid, SPECTRAL_GRIDS)
         _num(f"{p}.channel_width", self.channel_width, 0.0, 2000.0, lo_open=True, unit="km/s")
         if self.grid == "linear":
@@ -509,6 +524,25 @@ class SpectralConfig:
                 _num(f"{p}.{key}", getattr(self, key), 900.0, 3e5, unit="Angstrom")
         if self.wave_min is not None and self.wave_max is not None and self.wave_max <= self.wave_min:
             raise ConfigError(f"{p}.wave_max = {self.wave_max} must exceed {p}.wave_min = {self.wave_min}")
+
+
+def available_spectral_presets() -> list[str]:
+    """Names of the spectral-grid presets shipped in ``mockzgrad/instruments/``."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("mockzgrad.instruments").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+@functools.lru_cache(maxsize=None)
+def _spectral_preset(name: str) -> dict:
+    from importlib import resources
+
+    names = available_spectral_presets()
+    if name not in names:
+        raise ConfigError(f"instrument.spectral.preset = {name!r}; allowed: {', '.join(names)}")
+    data = tomllib.loads(resources.files("mockzgrad.instruments").joinpath(f"{name}.toml").read_text())
+    return dict(data["spectral"])
 
 
 @dataclass(frozen=True, kw_only=True)

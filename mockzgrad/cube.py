@@ -38,7 +38,7 @@ import scipy.fft
 
 from . import __version__, lineflux, noise, psf as psf_mod
 from .config import MockConfig, config_from_dict, config_to_dict, dumps_toml
-from .errors import DataError, FieldOfViewWarning
+from .errors import ConfigError, DataError, FieldOfViewWarning
 from .galaxy import GalaxyModel, resolve_galaxy
 from .grids import SpectralGrid, spatial_offsets, spectral_grid, subpixel_offsets
 from .kernels.render import render_lines
@@ -362,6 +362,14 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
                          wave_min=inst.spectral.wave_min, wave_max=inst.spectral.wave_max,
                          anchor=LINES[cfg.noise.snr_line].wavelength * (1.0 + z))
     lo, hi = grid.edges_lo, grid.edges_hi
+    spec = inst.spectral
+    if spec.preset is not None:
+        outside = [name for name, w in zip(lcfg.lines, line_waves)
+                   if not spec.wave_min <= w <= spec.wave_max]
+        if outside:
+            raise ConfigError(f"lines.lines: {', '.join(outside)} at redshift {z} fall outside "
+                              f"instrument.spectral.preset = {spec.preset!r} "
+                              f"({spec.wave_min:.0f}-{spec.wave_max:.0f} A)")
 
     # field of view; render on a field padded by the PSF kernel half-width
     psf = psf_mod.psf_from_config(inst.psf)

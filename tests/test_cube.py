@@ -279,3 +279,32 @@ class TestFits:
             read_cube(nowcs)
         with pytest.raises(DataError, match="does not exist"):
             read_cube(tmp_path / "missing.fits")
+
+
+class TestSpectralPreset:
+    def test_nirspec_g235m_linear_grid_holds_the_flagship_lines(self):
+        cfg = FLAGSHIP.replace(**{"instrument.spectral.preset": "nirspec_g235m", "noise.enabled": False})
+        assert cfg.instrument.spectral.grid == "linear"
+        cube, scene = model_cube(cfg)
+        widths = scene.grid.edges_hi - scene.grid.edges_lo
+        assert np.allclose(widths, cfg.instrument.spectral.dispersion)
+        # the preset states R ~ 1000 at Nyquist sampling: dispersion = lambda_c / (2 R)
+        assert cfg.instrument.spectral.dispersion == pytest.approx(0.5 * (16600 + 30700) / 2 / 1000, rel=0.01)
+        totals = build_cube(cfg).truth["line_totals"]
+        assert cube.sum() == pytest.approx(sum(totals.values()), rel=5e-3)
+
+    def test_lines_outside_the_band_are_named(self):
+        from mockzgrad.errors import ConfigError
+
+        cfg = FLAGSHIP.replace(**{"instrument.spectral.preset": "nirspec_g395m"})
+        with pytest.raises(ConfigError, match="OII_3727, OII_3730, NeIII_3870 .* outside"):
+            model_cube(cfg)
+
+    def test_conflicting_explicit_values_and_unknown_preset(self):
+        from mockzgrad.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="dispersion = 5.0 conflicts with"):
+            FLAGSHIP.replace(**{"instrument.spectral.preset": "nirspec_g235m",
+                                "instrument.spectral.dispersion": 5.0})
+        with pytest.raises(ConfigError, match="preset = 'nirspec_g999h'; allowed"):
+            FLAGSHIP.replace(**{"instrument.spectral.preset": "nirspec_g999h"})
