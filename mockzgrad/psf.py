@@ -989,7 +989,7 @@ def _as_cube(cube) -> tuple[np.ndarray, bool]:
 
 
 def _fft_convolve(data: np.ndarray, kernels: list[np.ndarray], members: list[np.ndarray],
-                  pad: bool, workers: int | None) -> np.ndarray:
+                  pad: bool, workers: int | None, single: bool = False) -> np.ndarray:
     """Convolve channels ``members[g]`` of ``data`` with ``kernels[g]``: one FFT of the cube."""
     _, ny, nx = data.shape
     h = max(k.shape[0] // 2 for k in kernels)
@@ -998,15 +998,16 @@ def _fft_convolve(data: np.ndarray, kernels: list[np.ndarray], members: list[np.
         lx = sfft.next_fast_len(nx + h, real=True)
     else:
         ly, lx = ny, nx
-    spec = sfft.rfft2(data, s=(ly, lx), axes=(-2, -1), workers=workers)
+    dtype = np.float32 if single else np.float64
+    spec = sfft.rfft2(data.astype(dtype, copy=False), s=(ly, lx), axes=(-2, -1), workers=workers)
     for kernel, chans in zip(kernels, members):
-        kf = sfft.rfft2(_wrap_kernel(kernel, ly, lx), workers=workers)
+        kf = sfft.rfft2(_wrap_kernel(kernel, ly, lx).astype(dtype), workers=workers)
         if len(kernels) == 1:
             spec *= kf
         else:
             spec[chans] *= kf
     out = sfft.irfft2(spec, s=(ly, lx), axes=(-2, -1), workers=workers, overwrite_x=True)
-    return np.ascontiguousarray(out[:, :ny, :nx])
+    return np.ascontiguousarray(out[:, :ny, :nx], dtype=np.float64)
 
 
 def _check_kernel(kernel) -> np.ndarray:
@@ -1018,7 +1019,8 @@ def _check_kernel(kernel) -> np.ndarray:
     return k
 
 
-def convolve_with_kernel(cube, kernel, *, pad: bool = True, workers: int | None = None) -> np.ndarray:
+def convolve_with_kernel(cube, kernel, *, pad: bool = True, workers: int | None = None,
+                         single: bool = False) -> np.ndarray:
     """Convolve every channel of a cube with one given kernel (FFT, float64).
 
     Parameters
@@ -1030,6 +1032,9 @@ def convolve_with_kernel(cube, kernel, *, pad: bool = True, workers: int | None 
         :meth:`PSF.kernel`); used as given (not renormalised).
     pad, workers
         As in :func:`convolve_cube`.
+    single : bool
+        Transform in float32 (about twice as fast; relative error ~1e-7 of
+        the peak, far below any flux tolerance). The result is float64.
 
     Returns
     -------
@@ -1037,7 +1042,8 @@ def convolve_with_kernel(cube, kernel, *, pad: bool = True, workers: int | None 
         Convolved cube, same shape as ``cube``.
     """
     data, squeeze = _as_cube(cube)
-    out = _fft_convolve(data, [_check_kernel(kernel)], [np.arange(data.shape[0])], pad, workers)
+    out = _fft_convolve(data, [_check_kernel(kernel)], [np.arange(data.shape[0])], pad, workers,
+                        single=single)
     return out[0] if squeeze else out
 
 

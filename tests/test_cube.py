@@ -112,7 +112,10 @@ class TestKinematics:
         # PA = 0: major axis along rows; the minor axis is the middle row
         flipped = m1[::-1, :]
         both = bright & bright[::-1, :]
-        assert np.nanmax(np.abs(m1[both] + flipped[both])) < 1e-6 * np.nanmax(np.abs(m1[both]))
+        # 1e-4 of the peak: the PSF FFT runs in float32 (rounding ~1e-7 of the
+        # peak flux, ~1e-3 km/s in faint spaxels); a geometric error (PA sign,
+        # an off-centre field) breaks the symmetry by km/s
+        assert np.nanmax(np.abs(m1[both] + flipped[both])) < 1e-4 * np.nanmax(np.abs(m1[both]))
 
     def test_face_on_disk_has_no_line_of_sight_velocity(self):
         cfg = MockConfig().replace(**{"lines.lines": ["OIII_5008"], "lines.generating_set": [],
