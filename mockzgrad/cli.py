@@ -317,6 +317,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mockzgrad: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        import os
+
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
