@@ -74,7 +74,7 @@ DUST_LAWS = ("calzetti2000", "cardelli1989", "battisti2022")
 PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
 SPECTRAL_GRIDS = ("velocity", "linear")
 OUTSIDE_RANGE_POLICIES = ("clip", "extrapolate", "raise")
-RATIO_SCATTER_MODES = ("none", "per_mock", "per_spaxel")
+RATIO_SCATTER_MODES = ("none", "per_mock", "per_ring", "per_spaxel")
 DEFAULT_SNR = 30.0
 
 
@@ -332,10 +332,15 @@ class LinesConfig:
         What to do where Z(r) leaves a generating calibration's validity
         range: evaluate at the clipped Z (default, with a warning),
         extrapolate the published form, or refuse.
-    ratio_scatter : {"none", "per_mock", "per_spaxel"}
+    ratio_scatter : {"none", "per_mock", "per_ring", "per_spaxel"}
         Perturb each generating log ratio by a Gaussian draw of its
-        calibration's intrinsic scatter, once per mock or per sub-pixel;
-        the draws are recorded in the truth.
+        calibration's intrinsic scatter: once per mock (coherent over the
+        disk), once per ring of deprojected width ``ratio_scatter_ring``
+        (independent between annuli of that width, as a chi^2 with the
+        scatter term assumes), or once per spaxel; the draws are recorded
+        in the truth (per mock and per ring).
+    ratio_scatter_ring : float
+        Ring width for ``per_ring``, kpc; > 0.
     dust : DustConfig
     """
 
@@ -349,6 +354,7 @@ class LinesConfig:
     sii_doublet_ratio: float = SII_DOUBLET_RATIO
     outside_range: str = "clip"
     ratio_scatter: str = "none"
+    ratio_scatter_ring: float = 0.5
     dust: DustConfig = field(default_factory=DustConfig)
 
     def __post_init__(self):
@@ -367,6 +373,7 @@ class LinesConfig:
             _num(f"{p}.{key}", getattr(self, key), 0.0, 10.0, lo_open=True)
         _choice(f"{p}.outside_range", self.outside_range, OUTSIDE_RANGE_POLICIES)
         _choice(f"{p}.ratio_scatter", self.ratio_scatter, RATIO_SCATTER_MODES)
+        _num(f"{p}.ratio_scatter_ring", self.ratio_scatter_ring, 0.0, 100.0, lo_open=True, unit="kpc")
         _check_generating_set(self)
 
 

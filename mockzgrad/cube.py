@@ -397,6 +397,10 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     z_map = model.metallicity(r_kpc)
     if lcfg.ratio_scatter == "per_mock":
         offsets = lineflux.draw_ratio_offsets(lcfg, rng_scatter)
+    elif lcfg.ratio_scatter == "per_ring":
+        ring = np.floor(r_kpc / lcfg.ratio_scatter_ring).astype(np.int64)
+        draws = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(int(ring.max()) + 1,))
+        offsets = {k: v[ring] for k, v in draws.items()}
     elif lcfg.ratio_scatter == "per_spaxel":
         offsets = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(n_ext, n_ext))
         offsets = {k: np.repeat(np.repeat(v, os_, axis=0), os_, axis=1) for k, v in offsets.items()}
@@ -411,8 +415,10 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
 
     # profiles truncated at 5 sigma: 6e-7 of each line's flux is left out
     cube = render_lines(flux_sub, vlos, sigma_sub, line_waves, lo, hi, os_, n_sigma=5.0, use_numba=use_numba)
+    recorded = offsets if lcfg.ratio_scatter == "per_mock" else (
+        draws if lcfg.ratio_scatter == "per_ring" else None)
     scene = Scene(model=model, grid=grid, psf=psf, n=n, window=window, line_waves=line_waves,
-                  ratio_offsets=offsets)
+                  ratio_offsets=recorded)
     if not apply_psf:
         return cube[:, half:half + n, half:half + n], scene
     # PSF: channels grouped by the line they belong to when the PSF varies
@@ -454,7 +460,7 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
 
     # truth and flux check
     totals = lineflux.analytic_line_totals(model, lcfg, ratio_offsets=offsets) \
-        if lcfg.ratio_scatter != "per_spaxel" else {}
+        if lcfg.ratio_scatter in ("none", "per_mock") else {}
     x_off = -spatial_offsets(n, ps)
     y_off = spatial_offsets(n, ps)
     xg, yg = np.meshgrid(x_off, y_off)
@@ -492,7 +498,10 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
         "generating_entries": {d.key: (d.stand_in or {}).get("uses", d.key)
                                for d in lineflux.generating_system(lcfg).diagnostics},
         "line_totals": totals,
-        "ratio_offsets": {k: float(v) for k, v in offsets.items()} if lcfg.ratio_scatter == "per_mock" else {},
+        "ratio_offsets": ({k: float(v) for k, v in offsets.items()} if lcfg.ratio_scatter == "per_mock" else
+                          {k: [float(x) for x in v] for k, v in offsets.items()}
+                          if lcfg.ratio_scatter == "per_ring" else {}),
+        "ratio_scatter_ring": lcfg.ratio_scatter_ring if lcfg.ratio_scatter == "per_ring" else None,
         "ratio_scatter": lcfg.ratio_scatter,
         "noise_sigma": float(sigma),
         "snr_target": cfg.noise.snr,

@@ -129,35 +129,6 @@ def test_recipe_on_its_mock(name):
     assert res.grad_z == pytest.approx(grad, abs=0.005)
 
 
-# --- error calibration (slow) -------------------------------------------------
-@pytest.mark.slow
-def test_gradient_pulls_have_unit_width():
-    """200 noise realisations of one mock generated exactly on the calibrations:
-    pulls about the noise-free measurement have unit width within 15 % with the
-    ratio covariance on and the scatter off. The published setting (scatter in,
-    covariance off) is printed, not asserted."""
-    base = MockConfig().replace(**{"galaxy.metallicity.grad_z": -0.1, "noise.snr": 30.0})
-    recipe = load_recipe("lee2026").replace(**{"metallicity.diagnostics": ["S25_R3", "S25_O32", "S25_Ne3O2"],
-                                               "metallicity.also": []})
-    honest = recipe.replace(**{"metallicity.scatter": False, "metallicity.covariance": True})
-    reference = recover(build_cube(base.replace(**{"noise.enabled": False})), honest)
-    published_ref = recover(build_cube(base.replace(**{"noise.enabled": False})), recipe)
-    pulls, pulls_pub = [], []
-    for seed in range(200):
-        cube = build_cube(base.replace(seed=1000 + seed))
-        r = recover(cube, honest)
-        if r.status == "ok":
-            pulls.append((r.grad_z - reference.grad_z) / r.grad_z_err)
-        p = recover(cube, recipe)
-        if p.status == "ok":
-            pulls_pub.append((p.grad_z - published_ref.grad_z) / p.grad_z_err)
-    width = np.std(pulls)
-    print(f"pull width, covariance on / scatter off: {width:.3f} (n={len(pulls)}); "
-          f"published setting (scatter on, covariance off): {np.std(pulls_pub):.3f}")
-    assert len(pulls) >= 190
-    assert abs(width - 1.0) < 0.15
-
-
 def test_kurvs_recipe_on_a_kmos_mock():
     """li2025_kurvs on a seeing-free KMOS-like z = 1.5 mock whose lines follow
     Curti et al. 2020 N2, R3 and O32: Method I combines N2, R23 (Curti) and
@@ -205,24 +176,69 @@ def test_pipeline_emcee_matches_analytic_posterior():
     assert e.grad_z_err == pytest.approx(sigma, rel=0.1)
 
 
-@pytest.mark.slow
-def test_pulls_with_injected_ratio_scatter():
-    """Ratio scatter injected per spaxel (the calibrations' intrinsic scatter)
-    and included in chi^2: gradient pulls about the truth-free reference have
-    unit width within 15 %."""
-    base = MockConfig().replace(**{"galaxy.metallicity.grad_z": -0.1, "noise.snr": 50.0,
-                                   "lines.ratio_scatter": "per_mock"})
-    recipe = load_recipe("lee2026").replace(**{"metallicity.diagnostics": ["S25_R3", "S25_O32", "S25_Ne3O2"],
-                                               "metallicity.also": [], "metallicity.scatter": True,
-                                               "metallicity.covariance": True})
-    reference = recover(build_cube(base.replace(**{"noise.enabled": False, "lines.ratio_scatter": "none"})),
-                        recipe)
+# --- error calibration (slow) -------------------------------------------------
+def _pull_width(base, recipe, reference_cfg, n=200, seed0=1000):
+    reference = recover(build_cube(reference_cfg), recipe)
     pulls = []
-    for seed in range(200):
-        r = recover(build_cube(base.replace(seed=5000 + seed)), recipe)
+    for k in range(n):
+        r = recover(build_cube(base.replace(seed=seed0 + k)), recipe)
         if r.status == "ok":
             pulls.append((r.grad_z - reference.grad_z) / r.grad_z_err)
-    width = float(np.std(pulls))
-    print(f"pull width with injected ratio scatter (scatter in chi2, covariance on): {width:.3f}")
-    assert len(pulls) >= 190
-    assert abs(width - 1.0) < 0.15
+    return np.asarray(pulls)
+
+
+@pytest.mark.slow
+def test_gradient_pulls_have_unit_width():
+    """200 noise realisations of one flagship mock generated exactly on the
+    calibrations, recovered with the same bins every time (the outer radius
+    fixed inside the S/N-complete region), ratio covariance on, calibration
+    scatter off: the gradient pulls about the noise-free measurement have
+    unit width within 15 %.
+
+    Printed, not asserted: the published setting (scatter on, covariance
+    off) and the default recipe, whose outermost annulus is chosen by the
+    [OIII] S/N of each realisation. That choice is a selection effect that no
+    error bar carries: the edge annulus enters when [OIII] fluctuates up,
+    and [OIII] depends on Z (DESIGN.md, Recovery)."""
+    base = MockConfig().replace(**{"galaxy.metallicity.grad_z": -0.1, "noise.snr": 30.0})
+    nf = base.replace(**{"noise.enabled": False})
+    recipe = load_recipe("lee2026").replace(**{
+        "metallicity.diagnostics": ["S25_R3", "S25_O32", "S25_Ne3O2"], "metallicity.also": [],
+        "metallicity.scatter": False, "metallicity.covariance": True, "binning.r_max_kpc": 4.5})
+    pulls = _pull_width(base, recipe, nf)
+    published = _pull_width(base, recipe.replace(**{"metallicity.scatter": True,
+                                                     "metallicity.covariance": False}), nf)
+    adaptive = _pull_width(base, recipe.replace(**{"binning.r_max_kpc": None}), nf)
+    print(f"gradient pull width: fixed bins, covariance on, scatter off: {pulls.std():.3f} "
+          f"(mean {pulls.mean():+.2f}, n={pulls.size}); published setting: {published.std():.3f}; "
+          f"default recipe with the S/N-chosen outer annulus: {adaptive.std():.3f} "
+          f"(mean {adaptive.mean():+.2f})")
+    assert pulls.size >= 190
+    assert abs(pulls.std() - 1.0) < 0.15
+
+
+@pytest.mark.slow
+def test_pulls_with_injected_ratio_scatter():
+    """Calibration scatter injected independently per deprojected ring of
+    0.8 kpc and recovered with annuli on those rings (given geometry,
+    negligible PSF), the scatter included in chi^2: gradient pulls about
+    the scatter-free, noise-free measurement have unit width within 15 %."""
+    from mockzgrad.cosmology import kpc_per_arcsec
+
+    ring = 0.8
+    width = ring / kpc_per_arcsec(5.0)
+    base = MockConfig().replace(**{"galaxy.metallicity.grad_z": -0.1, "noise.snr": 60.0,
+                                   "instrument.psf.fwhm": 0.02, "lines.ratio_scatter": "per_ring",
+                                   "lines.ratio_scatter_ring": ring, "galaxy.inclination": 20.0})
+    nf = base.replace(**{"noise.enabled": False, "lines.ratio_scatter": "none"})
+    q = math.cos(math.radians(20.0))
+    recipe = load_recipe("lee2026").replace(**{
+        "metallicity.diagnostics": ["S25_R3", "S25_O32", "S25_Ne3O2"], "metallicity.also": [],
+        "metallicity.scatter": True, "metallicity.covariance": True,
+        "geometry.mode": "given", "geometry.axis_ratio": q, "geometry.pa": 0.0,
+        "binning.scheme": "fixed_annuli", "binning.n_annuli": 6, "binning.width_arcsec": width})
+    pulls = _pull_width(base, recipe, nf, seed0=5000)
+    print(f"gradient pull width with per-ring ratio scatter (scatter in chi2, covariance on): "
+          f"{pulls.std():.3f} (mean {pulls.mean():+.2f}, n={pulls.size})")
+    assert pulls.size >= 190
+    assert abs(pulls.std() - 1.0) < 0.15
