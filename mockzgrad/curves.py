@@ -1329,6 +1329,14 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
     t = _canonical(_as_table(table), cmap)
     ids = np.asarray(t["mock_index"]).astype(str) if "mock_index" in t.colnames else np.arange(len(t)).astype(str)
     status = np.char.strip(np.char.lower(np.asarray(t["status"]).astype(str)))
+    # failed mocks have no recovered (or even true) values: leave them out
+    # before any column is parsed, and report how many
+    n_not_ok = int(np.sum(status != "ok"))
+    if n_not_ok:
+        keep = status == "ok"
+        t, ids, status = t[keep], ids[keep], status[keep]
+    if len(t) == 0:
+        raise DataError(f"no mock with status 'ok' among {n_not_ok} rows: nothing to derive curves from")
     g_true = _numeric_column(t, "grad_z_true", ids)
     g_meas = _soft_numeric(t, "grad_z_measured")
     x_all = _numeric_column(t, "x_resolution", ids)
@@ -1336,7 +1344,7 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
     inc_all = _numeric_column(t, "inclination", ids) if "inclination" in t.colnames else None
 
     excluded = {
-        "status_not_ok": int(np.sum(status != "ok")),
+        "status_not_ok": n_not_ok,
     }
     ok = status == "ok"
     bad_meas = ok & ~np.isfinite(g_meas)

@@ -403,3 +403,25 @@ def test_column_map(table):
     assert c.settings["columns"]["grad_z_true"] == "galaxy.metallicity.grad_z"
     with pytest.raises(ConfigError, match="unknown role"):
         derive_curves(t, provenance=PROV, columns={"gradient": "x"})
+
+
+def test_failed_mocks_without_values_are_left_out():
+    """Rows of failed mocks carry no truth or measurement; curves skip them."""
+    from astropy.table import Table, MaskedColumn
+
+    rng = np.random.default_rng(0)
+    n = 300
+    g = rng.choice([-0.1, 0.1], n)
+    x = rng.uniform(0.8, 6.0, n)
+    meas = g * (1 - np.exp(-x / 1.5)) * (1 + 0.02 * rng.standard_normal(n))
+    ok = Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": meas, "x_resolution": x})
+    bad = Table({"status": ["failed"] * 3,
+                 "grad_z_true": MaskedColumn([0.0] * 3, mask=[True] * 3),
+                 "grad_z_measured": MaskedColumn([0.0] * 3, mask=[True] * 3),
+                 "x_resolution": MaskedColumn([0.0] * 3, mask=[True] * 3)})
+    from astropy.table import vstack
+
+    prov = {"suite": "t", "package_version": "0", "recipe": "lee2026", "calibrations": {}}
+    with_failed = derive_curves(vstack([ok, bad]), provenance=prov, degree=2)
+    clean = derive_curves(ok, provenance=prov, degree=2)
+    assert np.allclose(with_failed.ratio(3.0, 0.1), clean.ratio(3.0, 0.1))

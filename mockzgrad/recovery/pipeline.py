@@ -136,8 +136,10 @@ def estimate_redshift(cube, candidates) -> float:
     """Redshift from the integrated spectrum's brightest peak.
 
     The peak's flux-weighted centroid is identified, in turn, with each
-    candidate line; the identification that puts the most catalogue lines
-    on flux detected at S/N >= 3 wins (ties: the earlier candidate).
+    candidate line; the identification that puts the most other catalogue
+    lines (more than 600 km/s from the peak, so a doublet partner on the
+    same profile does not count) on flux detected at S/N >= 3 wins (ties:
+    the earlier candidate, i.e. the recipe's reference line).
     Returns NaN when no identification gives a positive redshift.
     """
     if isinstance(candidates, str):
@@ -155,8 +157,11 @@ def estimate_redshift(cube, candidates) -> float:
         if z <= 0:
             continue
         score = 0
-        for other in LINES:  # every catalogue line counts as support
-            near = np.abs(cube.wavelengths / (LINES[other].wavelength * (1 + z)) - 1.0) * C_KMS <= 250.0
+        for other in LINES:  # every catalogue line counts as support ...
+            lam = LINES[other].wavelength * (1 + z)
+            if abs(lam / centre - 1.0) * C_KMS < 600.0:
+                continue  # ... except lines on the peak's own profile (a doublet partner)
+            near = np.abs(cube.wavelengths / lam - 1.0) * C_KMS <= 250.0
             if near.any():
                 flux, err = spec[near].sum(), math.sqrt(float(np.sum(noise[near] ** 2)))
                 score += int(err > 0 and flux / err >= 3.0)
