@@ -338,13 +338,11 @@ def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyCo
                 f"outside the generating calibrations' common validity range "
                 f"[{valid[0]}, {valid[1]}] (lines.outside_range = 'raise')"
             )
+        action = "clipped" if lines.outside_range == "clip" else "extrapolated"
         warnings.warn(
-            f"Z(r) spans [{zmin:.3f}, {zmax:.3f}] over 0-{r_max:.2f} kpc (grad_z = {m.grad_z}), "
-            f"wider than the generating calibrations' common validity range "
-            f"[{valid[0]}, {valid[1]}]; line ratios are {lines.outside_range}ped there"
-            if lines.outside_range == "clip" else
-            f"Z(r) spans [{zmin:.3f}, {zmax:.3f}], beyond the common validity range "
-            f"[{valid[0]}, {valid[1]}]; calibrations are extrapolated there",
+            f"Z(r) spans [{zmin:.3f}, {zmax:.3f}] over 0-{r_max:.2f} kpc (grad_z = {m.grad_z}, "
+            f"z0 = {z0:.3f}), beyond the generating calibrations' common validity range "
+            f"[{valid[0]}, {valid[1]}]; line ratios are {action} there",
             CalibrationRangeWarning,
             stacklevel=2,
         )
