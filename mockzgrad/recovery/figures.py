@@ -7,9 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_profile"]
+__all__ = ["plot_profile", "posterior_draws"]
 
 _COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+
+
+def posterior_draws(gradient: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of (grad_z, z0) from a gradient record's Gaussian posterior.
+
+    ``gradient["covariance"]`` is ordered (grad_z, z0), as in
+    :class:`~mockzgrad.recovery.gradient.GradientFit`.
+    """
+    mean = np.array([gradient["grad_z"], gradient["z0"]])
+    return rng.multivariate_normal(mean, np.array(gradient["covariance"]), size=n)
 
 
 def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator | None = None,
@@ -61,9 +71,7 @@ def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator |
     g = result.gradients.get(result.method, {})
     cov = g.get("covariance")
     if g.get("grad_z") is not None and cov is not None and n_draws > 0:
-        mean = np.array([g["z0"], g["grad_z"]])
-        draws = rng.multivariate_normal(mean, np.array(cov), size=n_draws)
-        for z0, gz in draws:
+        for gz, z0 in posterior_draws(g, n_draws, rng):
             ax.plot(r_line, z0 + gz * r_line, color="k", alpha=0.03, lw=1)
     if truth and truth.get("grad_z") is not None:
         ax.plot(r_line, truth["z0"] + truth["grad_z"] * r_line, "--", color="0.4", label="intrinsic")

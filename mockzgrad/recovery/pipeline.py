@@ -326,7 +326,14 @@ def recover(cube, recipe: Recipe | str = "lee2026", *, redshift: float | None = 
 
     # --- dust --------------------------------------------------------------
     a_v_info = None
-    if recipe.dust.correct:
+    missing_balmer = [n for n in recipe.dust.pair if n not in present]
+    if recipe.dust.correct and missing_balmer:
+        # no decrement without both Balmer lines: say so and go on uncorrected
+        excluded.append({"bin": None, "step": "dust",
+                         "reason": f"{' and '.join(missing_balmer)} not covered by the cube: "
+                                   "no Balmer-decrement dust correction"})
+        a_v_info = (np.zeros(n_bins), ["none"] * n_bins)
+    elif recipe.dust.correct:
         tot_spec = np.nansum(spectra, axis=0)[None]
         tot_err = np.sqrt(np.nansum(errors**2, axis=0))[None]
         tot_fit = fit_lines(tot_spec, tot_err, cube.edges_lo, cube.edges_hi, redshift, model,
