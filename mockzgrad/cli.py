@@ -109,6 +109,12 @@ def _cmd_recover(args) -> int:
     if changes:
         recipe = recipe.replace(**changes)
     cube = read_cube(args.cube)
+    if args.psf_fwhm is not None:
+        from .config import PSFConfig
+        from .psf import psf_from_config
+
+        # the observer's PSF, for cubes whose header does not describe one
+        cube.psf = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()
     result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed))
     result.write_json(args.output)
     if args.plot:
@@ -250,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the recipe's binning")
     p.add_argument("--gradient-fit", choices=["analytic", "emcee"], help="override the gradient fit")
     p.add_argument("--redshift", type=float, help="systemic redshift (default: from the brightest line)")
+    p.add_argument("--psf-fwhm", type=float, metavar="ARCSEC",
+                   help="circular Gaussian PSF FWHM, arcsec (overrides or supplies the header's PSF)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers (emcee, bootstrap)")
     p.add_argument("--plot", help="radial-profile figure (.png or .pdf)")
     p.set_defaults(func=_cmd_recover)

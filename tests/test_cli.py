@@ -102,3 +102,20 @@ def test_demo_end_to_end(tmp_path):
     # re-running resumes: nothing is recomputed
     r2 = run("suite", out / "inputs" / "quickstart_suite.toml", "-o", out / "suite", "--no-progress")
     assert r2.returncode == 0 and "0 run" in r2.stdout
+
+
+def test_recover_a_cube_without_psf_keywords(tmp_path):
+    from astropy.io import fits
+
+    cube = tmp_path / "cube.fits"
+    assert run("cube", EXAMPLES / "flagship_z5.toml", "-o", cube).returncode == 0
+    with fits.open(cube) as h:
+        for ext in h:
+            for key in [k for k in ext.header if k.upper().startswith("PSF_")]:
+                del ext.header[key]
+        h.writeto(tmp_path / "nopsf.fits")
+    r = run("recover", tmp_path / "nopsf.fits", "-o", tmp_path / "r.json")
+    assert r.returncode == 2 and "PSF" in r.stderr and "Traceback" not in r.stderr
+    r = run("recover", tmp_path / "nopsf.fits", "-o", tmp_path / "r.json", "--psf-fwhm", "0.2547")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "ok"

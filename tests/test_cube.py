@@ -311,3 +311,21 @@ class TestSpectralPreset:
                                 "instrument.spectral.dispersion": 5.0})
         with pytest.raises(ConfigError, match="preset = 'nirspec_g999h'; allowed"):
             FLAGSHIP.replace(**{"instrument.spectral.preset": "nirspec_g999h"})
+
+
+def test_channel_edges_from_the_wcs_of_a_foreign_cube(tmp_path):
+    """A cube without the CHANNELS table (not written by mockzgrad) gets its
+    channel edges from the spectral WCS, for WAVE-LOG and linear WAVE axes."""
+    from astropy.io import fits
+
+    for changes in ({}, {"instrument.spectral.preset": "nirspec_g235m"}):
+        cube = build_cube(FLAGSHIP.replace(**changes))
+        path = tmp_path / "full.fits"
+        cube.write(path, overwrite=True)
+        with fits.open(path) as h:
+            keep = [x for x in h if x.name not in ("CHANNELS", "TRUTH", "CONFIG")]
+            fits.HDUList([x.copy() for x in keep]).writeto(tmp_path / "foreign.fits", overwrite=True)
+        again = read_cube(tmp_path / "foreign.fits")
+        assert again.data.shape == cube.data.shape
+        assert np.allclose(again.edges_lo, cube.edges_lo, rtol=1e-9)
+        assert np.allclose(again.edges_hi, cube.edges_hi, rtol=1e-9)
