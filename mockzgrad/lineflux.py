@@ -16,6 +16,7 @@ sum of ratios (Curti et al. 2020 RS32) cannot generate lines.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -106,6 +107,13 @@ def _group_sum(side: dict, lg: LineGroups, key: str):
 
 
 def generating_system(cfg: LinesConfig) -> GeneratingSystem:
+    """Solve the generating set for the group amplitudes (cached per
+    configuration and state of the calibration directories)."""
+    return _generating_system(cfg, calibrations._dirs_key(()))
+
+
+@functools.lru_cache(maxsize=64)
+def _generating_system(cfg: LinesConfig, _dirs) -> GeneratingSystem:
     """Solve the generating set for the group amplitudes.
 
     Raises

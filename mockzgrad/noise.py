@@ -83,6 +83,9 @@ def add_noise(cube, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Return ``cube`` plus Gaussian noise of constant ``sigma``.
 
     The unit normal deviates are drawn in float32 (twice as fast; the cube is
-    written as float32) and scaled in float64.
+    written as float32), then scaled and added in float64 in place.
     """
-    return cube + sigma * rng.standard_normal(size=cube.shape, dtype=np.float32)
+    out = rng.standard_normal(size=cube.shape, dtype=np.float32).astype(np.float64)
+    out *= sigma
+    out += cube
+    return out
