@@ -572,6 +572,12 @@ class InstrumentConfig:
         Sub-pixels per spaxel per axis for rendering; [1, 20]. The default 3
         changes the flagship cube by < 0.25 % of its peak against 6, for PSF
         FWHM >= 0.1" (tests/test_cube.py checks 4 against 8).
+    oversample_outer : int
+        Sub-pixels per spaxel per axis beyond ``oversample_radius``; [1,
+        oversample]. The rotation curve is flat and the light smooth there.
+    oversample_radius : float
+        Deprojected radius, in r_eff, of the spaxels rendered with
+        ``oversample``; > 0.
     lsf_sigma : float
         Gaussian line-spread function sigma, km/s; [0, 2000].
     psf : PSFConfig
@@ -583,6 +589,8 @@ class InstrumentConfig:
     fov: float | None = None
     fov_flux_fraction: float = 0.995
     oversample: int = 3
+    oversample_outer: int = 1
+    oversample_radius: float = 2.0
     lsf_sigma: float = 125.0
     psf: PSFConfig = field(default_factory=PSFConfig)
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
@@ -596,6 +604,8 @@ class InstrumentConfig:
             _num(f"{p}.fov", self.fov, self.pixel_scale * 4, 600.0, unit="arcsec")
         _num(f"{p}.fov_flux_fraction", self.fov_flux_fraction, 0.9, 1.0, hi_open=True)
         _int(f"{p}.oversample", self.oversample, 1, 20)
+        _int(f"{p}.oversample_outer", self.oversample_outer, 1, self.oversample)
+        _num(f"{p}.oversample_radius", self.oversample_radius, 0.0, 100.0, lo_open=True, unit="r_eff")
         _num(f"{p}.lsf_sigma", self.lsf_sigma, 0.0, 2000.0, unit="km/s")
 
 

@@ -388,35 +388,61 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
 
     # sub-pixel model
     os_ = inst.oversample
-    # sub-pixel offsets from the centre of the cropped n x n field (padding
-    # may be one pixel larger after the field than before it)
-    pix = (np.arange(n_ext * os_) + 0.5) / os_ - 0.5 - half - 0.5 * (n - 1)
-    xs, ys = -pix * ps, pix * ps  # east is -column
-    xx, yy = np.meshgrid(xs, ys)
-    r_kpc, cos_phi = model.disk_coords(xx, yy)
-    z_map = model.metallicity(r_kpc)
+    # Spaxels near the centre, where light and velocity change within a
+    # spaxel, are rendered with `oversample` sub-pixels per axis; those whose
+    # centre lies beyond `oversample_radius` r_eff (flat rotation, smooth
+    # light) with `oversample_outer`. The two passes partition the spaxels.
+    os_in, os_out = inst.oversample, min(inst.oversample_outer, inst.oversample)
+    scale_pix = np.arange(n_ext) - half - 0.5 * (n - 1)  # spaxel centres, pixels from the field centre
+    pxx, pyy = np.meshgrid(-scale_pix * ps, scale_pix * ps)
+    r_pix, _ = model.disk_coords(pxx, pyy)
+    draws = pix_offsets = None
     if lcfg.ratio_scatter == "per_mock":
-        offsets = lineflux.draw_ratio_offsets(lcfg, rng_scatter)
+        draws = lineflux.draw_ratio_offsets(lcfg, rng_scatter)
     elif lcfg.ratio_scatter == "per_ring":
-        ring = np.floor(r_kpc / lcfg.ratio_scatter_ring).astype(np.int64)
-        draws = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(int(ring.max()) + 1,))
-        offsets = {k: v[ring] for k, v in draws.items()}
+        margin = 2.0 * ps * model.kpc_per_arcsec / max(model.axis_ratio, 1e-3)
+        n_ring = int((float(r_pix.max()) + margin) / lcfg.ratio_scatter_ring) + 1
+        draws = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(n_ring,))
     elif lcfg.ratio_scatter == "per_spaxel":
-        offsets = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(n_ext, n_ext))
-        offsets = {k: np.repeat(np.repeat(v, os_, axis=0), os_, axis=1) for k, v in offsets.items()}
-    else:
-        offsets = None
-    factors = lineflux.line_factors(lcfg, z_map, r_kpc=r_kpc, ratio_offsets=offsets)
-    sb = model.surface_brightness(r_kpc) * (ps / os_) ** 2 * lcfg.reference_flux
-    sb[r_kpc > model.light_radius(1.0 - 1e-7)] = 0.0  # negligible light: skipped by the kernel
-    flux_sub = np.stack([sb * factors[name] for name in lcfg.lines])
-    vlos = model.vlos(r_kpc, cos_phi)
-    sigma_sub = np.full_like(vlos, sigma_tot)
+        pix_offsets = lineflux.draw_ratio_offsets(lcfg, rng_scatter, shape=(n_ext, n_ext))
+    r_light = model.light_radius(1.0 - 1e-7)
 
-    # profiles truncated at 5 sigma: 6e-7 of each line's flux is left out
-    cube = render_lines(flux_sub, vlos, sigma_sub, line_waves, lo, hi, os_, n_sigma=5.0, use_numba=use_numba)
-    recorded = offsets if lcfg.ratio_scatter == "per_mock" else (
-        draws if lcfg.ratio_scatter == "per_ring" else None)
+    def render_box(i0, i1, j0, j1, os_k, use):
+        """Render spaxels [i0:i1, j0:j1] of the padded field where `use` is True."""
+        py = (np.arange((i1 - i0) * os_k) + 0.5) / os_k - 0.5 + i0 - half - 0.5 * (n - 1)
+        px = (np.arange((j1 - j0) * os_k) + 0.5) / os_k - 0.5 + j0 - half - 0.5 * (n - 1)
+        xx, yy = np.meshgrid(-px * ps, py * ps)  # east is -column
+        r_kpc, cos_phi = model.disk_coords(xx, yy)
+        if lcfg.ratio_scatter == "per_mock":
+            offsets = draws
+        elif lcfg.ratio_scatter == "per_ring":
+            ring = np.floor(r_kpc / lcfg.ratio_scatter_ring).astype(np.int64)
+            offsets = {k: v[ring] for k, v in draws.items()}
+        elif lcfg.ratio_scatter == "per_spaxel":
+            offsets = {k: np.repeat(np.repeat(v[i0:i1, j0:j1], os_k, axis=0), os_k, axis=1)
+                       for k, v in pix_offsets.items()}
+        else:
+            offsets = None
+        factors = lineflux.line_factors(lcfg, model.metallicity(r_kpc), r_kpc=r_kpc, ratio_offsets=offsets)
+        sb = model.surface_brightness(r_kpc) * (ps / os_k) ** 2 * lcfg.reference_flux
+        keep = np.repeat(np.repeat(use, os_k, axis=0), os_k, axis=1) & (r_kpc <= r_light)
+        sb[~keep] = 0.0  # not this pass's spaxels, or negligible light: skipped by the kernel
+        flux_sub = np.stack([sb * factors[name] for name in lcfg.lines])
+        vlos = model.vlos(r_kpc, cos_phi)
+        # profiles truncated at 5 sigma: 6e-7 of each line's flux is left out
+        return render_lines(flux_sub, vlos, np.full_like(vlos, sigma_tot), line_waves, lo, hi, os_k,
+                            n_sigma=5.0, use_numba=use_numba)
+
+    inner = r_pix <= inst.oversample_radius * model.r_eff
+    if os_out == os_in or not inner.any() or inner.all():
+        cube = render_box(0, n_ext, 0, n_ext, os_in, np.ones_like(inner))
+    else:
+        cube = render_box(0, n_ext, 0, n_ext, os_out, ~inner)
+        rows, cols = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
+        i0, i1, j0, j1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        cube[:, i0:i1, j0:j1] += render_box(i0, i1, j0, j1, os_in, inner[i0:i1, j0:j1])
+    offsets = draws
+    recorded = draws if lcfg.ratio_scatter in ("per_mock", "per_ring") else None
     scene = Scene(model=model, grid=grid, psf=psf, n=n, window=window, line_waves=line_waves,
                   ratio_offsets=recorded)
     if not apply_psf:
