@@ -30,7 +30,6 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 try:  # Python >= 3.11
     import tomllib

@@ -24,7 +24,6 @@ oversampling 4 converged to < 0.5 % of the peak for the flagship (tested).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -37,17 +36,12 @@ import numpy as np
 import scipy.fft
 
 from . import __version__, lineflux, noise, psf as psf_mod
-from .config import MockConfig, config_from_dict, config_to_dict, dumps_toml
+from .config import MockConfig, config_to_dict, dumps_toml
 from .errors import ConfigError, DataError, FieldOfViewWarning
 from .galaxy import GalaxyModel, resolve_galaxy
 from .grids import SpectralGrid, spatial_offsets, spectral_grid
 from .kernels.render import render_lines
 from .lines import LINES
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["MockCube", "Scene", "build_cube", "model_cube", "read_cube", "BUNIT"]
 
@@ -386,8 +380,6 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     n_ext = scipy.fft.next_fast_len(n + 2 * half, real=True)
     half = (n_ext - n) // 2  # padding before the field (>= the kernel half-width)
 
-    # sub-pixel model
-    os_ = inst.oversample
     # Spaxels near the centre, where light and velocity change within a
     # spaxel, are rendered with `oversample` sub-pixels per axis; those whose
     # centre lies beyond `oversample_radius` r_eff (flat rotation, smooth
@@ -441,7 +433,6 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
         rows, cols = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
         i0, i1, j0, j1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         cube[:, i0:i1, j0:j1] += render_box(i0, i1, j0, j1, os_in, inner[i0:i1, j0:j1])
-    offsets = draws
     recorded = draws if lcfg.ratio_scatter in ("per_mock", "per_ring") else None
     scene = Scene(model=model, grid=grid, psf=psf, n=n, window=window, line_waves=line_waves,
                   ratio_offsets=recorded)
@@ -479,7 +470,7 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
     """
     inst, lcfg = cfg.instrument, cfg.lines
     cube, scene = model_cube(cfg, use_numba=use_numba)
-    model, grid, n, window = scene.model, scene.grid, scene.n, scene.window
+    model, grid, n = scene.model, scene.grid, scene.n
     offsets, psf, ps = scene.ratio_offsets, scene.psf, inst.pixel_scale
     lo, hi, z = grid.edges_lo, grid.edges_hi, model.redshift
     rng_noise = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import ConfigError
 from .lines import C_KMS
 
-__all__ = ["SpectralGrid", "spectral_grid", "spatial_offsets", "subpixel_offsets"]
+__all__ = ["SpectralGrid", "spectral_grid", "spatial_offsets"]
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,3 @@ def spectral_grid(line_waves_obs, *, kind: str, channel_width_kms: float | None 
 def spatial_offsets(n: int, pixel_scale: float) -> np.ndarray:
     """Pixel-centre offsets (arcsec) along one axis, centred on the field centre."""
     return (np.arange(n) - 0.5 * (n - 1)) * pixel_scale
-
-
-def subpixel_offsets(n: int, pixel_scale: float, oversample: int) -> np.ndarray:
-    """Sub-pixel-centre offsets (arcsec) along one axis for ``oversample`` per pixel."""
-    k = np.arange(n * oversample)
-    return ((k + 0.5) / oversample - 0.5 - 0.5 * (n - 1)) * pixel_scale

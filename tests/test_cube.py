@@ -16,7 +16,7 @@ from mockzgrad import calibrations, lsf
 from mockzgrad.config import MockConfig
 from mockzgrad.cube import build_cube, model_cube, read_cube
 from mockzgrad.errors import DataError
-from mockzgrad.lines import C_KMS, LINES
+from mockzgrad.lines import C_KMS
 
 FLAGSHIP = MockConfig().replace(seed=3)
 

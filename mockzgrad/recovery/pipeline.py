@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 from .. import __version__, calibrations
 from ..config import Recipe, config_to_dict, load_recipe
 from ..cosmology import kpc_per_arcsec
-from ..errors import DataError, RecoveryError, RecoveryWarning
+from ..errors import DataError, RecoveryError
 from ..lines import C_KMS, LINES
 from ..psf import psf_from_header
 from . import binning as binmod
