@@ -847,16 +847,26 @@ def load_config(path) -> MockConfig:
     ConfigError
         The file is missing, is not valid TOML, or holds an invalid value.
     """
+    return config_from_dict(read_toml(path, "config file")[0])
+
+
+def read_toml(path, what: str) -> tuple[dict, str]:
+    """Read a TOML file; errors name ``what`` and the path.
+
+    Returns
+    -------
+    (dict, str)
+        The parsed data and the file's text.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"config file {str(path)!r}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{what} {str(path)!r}: cannot read ({exc.strerror})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r}: not valid TOML ({exc})") from None
-    return config_from_dict(data)
+        raise ConfigError(f"{what} {str(path)!r}: not valid TOML ({exc})") from None
 
 
 # --------------------------------------------------------------------------
@@ -1227,14 +1237,9 @@ def load_recipe(name_or_path) -> Recipe:
     """
     from importlib import resources
 
-    text = None
     path = Path(str(name_or_path))
     if path.suffix == ".toml" or path.exists():
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"recipe file {str(path)!r}: cannot read ({exc.strerror})") from None
-        where = str(path)
+        return _build(Recipe, read_toml(path, "recipe file")[0], "")
     else:
         names = available_recipes()
         if str(name_or_path) not in names:

@@ -760,15 +760,10 @@ def load_suite(path) -> SuiteSpec:
         The file is missing or not valid TOML, or the suite is invalid; the
         message starts with the file name.
     """
+    from .config import read_toml
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"suite file {str(path)!r}: cannot read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"suite file {str(path)!r}: not valid TOML ({exc})") from None
+    data, text = read_toml(path, "suite file")
     try:
         return suite_from_dict(data, base_dir=path.parent, source=text, path=str(path))
     except ConfigError as exc:
