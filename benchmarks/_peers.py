@@ -209,7 +209,7 @@ def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | 
 
 def make_mockzgrad(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None):
     """``(run, to_cube)`` for mockzgrad: ``run`` is ``model_cube(cfg)`` (noise-free, PSF applied)."""
-    from mockzgrad.cube import model_cube
+    from mockzgrad.observe.ifu import model_cube
 
     cfg = mockzgrad_config(problem, oversample=oversample)
 
@@ -247,7 +247,7 @@ def make_kinms(problem: SingleLineProblem = PROBLEM, *, n_samps: int = 500_000, 
 
     * light: ``sbProf = exp(-R / R_d)`` tabulated on 0..3 arcsec
       (0.001 arcsec steps; mockzgrad's light is negligible beyond 3 arcsec);
-      ``velProf`` = :func:`mockzgrad.galaxy.exponential_disk_vcirc` on the
+      ``velProf`` = :func:`mockzgrad.source.galaxy.exponential_disk_vcirc` on the
       same radii (the identical rotation curve as a table);
     * dispersion: ``gasSigma = sigma0`` and
       ``spectral_resolution = lsf_sigma``; KinMS draws each cloudlet's
@@ -268,7 +268,7 @@ def make_kinms(problem: SingleLineProblem = PROBLEM, *, n_samps: int = 500_000, 
     """
     from kinms import KinMS
 
-    from mockzgrad.galaxy import exponential_disk_vcirc
+    from mockzgrad.source.galaxy import exponential_disk_vcirc
 
     kpc_per_arcsec = 1.0 / problem.arcsec_per_kpc
     rad = np.arange(0.0, 3.0 + 5e-4, 1e-3)  # arcsec

@@ -169,7 +169,7 @@ def flagship_config(fwhm: float):
 def worker_compile() -> dict:
     """First and warm ``build_cube`` calls in this (fresh) process."""
     t0 = time.perf_counter()
-    from mockzgrad.cube import build_cube
+    from mockzgrad.observe.ifu import build_cube
 
     t_import = time.perf_counter() - t0
     cfg = flagship_config(FLAGSHIP_FWHMS[0])
@@ -192,7 +192,7 @@ def worker_flagship(repeats: int) -> dict:
     import numba
     import scipy.fft
 
-    from mockzgrad.cube import build_cube
+    from mockzgrad.observe.ifu import build_cube
 
     out = {"numba_threads": numba.get_num_threads(), "fft_workers": os.cpu_count(), "fwhm": {}}
     with warnings.catch_warnings(), scipy.fft.set_workers(os.cpu_count()):
@@ -250,7 +250,7 @@ def section_compile(report: list, results: dict) -> None:
 def section_flagship(report: list, results: dict, repeats: int) -> None:
     import numba
 
-    from mockzgrad.cube import build_cube
+    from mockzgrad.observe.ifu import build_cube
 
     if _THREADS == "1":
         numba.set_num_threads(1)
@@ -295,8 +295,8 @@ def section_stages(report: list, results: dict, repeats: int, profile: bool) -> 
     unreliable on a loaded machine). The numba kernel and
     ``model_cube(apply_psf=False)`` are also timed on their own.
     """
-    import mockzgrad.cube as cube_mod
-    import mockzgrad.psf as psf_mod
+    import mockzgrad.observe.ifu as cube_mod
+    import mockzgrad.observe.psf as psf_mod
     from mockzgrad.kernels.render import render_lines, render_lines_nb
 
     orig_model, orig_conv = cube_mod.model_cube, psf_mod.convolve_with_kernel

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mockzgrad.config import load_config, load_recipe
-    from mockzgrad.cube import build_cube
+    from mockzgrad.observe.ifu import build_cube
     from mockzgrad.recovery import linefit, pipeline
 
     cfg = load_config(ROOT / "examples" / "flagship_z5.toml")

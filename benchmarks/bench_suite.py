@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _timed_run(spec, executor, workers):
-    from mockzgrad.suite import run_suite
+    from mockzgrad.suites.suite import run_suite
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        run = run_suite(spec, Path(tmp) / "run", "mockzgrad.job:run_mock", workers=workers,
+        run = run_suite(spec, Path(tmp) / "run", "mockzgrad.suites.job:run_mock", workers=workers,
                         executor=executor, progress=False)
         wall = time.perf_counter() - t
     return wall, run
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-dask", action="store_true")
     args = parser.parse_args(argv)
 
-    from mockzgrad.suite import load_suite
+    from mockzgrad.suites.suite import load_suite
 
     flagship = load_suite(ROOT / "examples" / "flagship_suite.toml")
     n = max(6, args.n_mocks - args.n_mocks % 6)

@@ -8,14 +8,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0+unknown"
 
-from .errors import (  # noqa: E402
-    CalibrationError,
-    ConfigError,
-    DataError,
-    MockzgradError,
-    MockzgradWarning,
-    RecoveryError,
-)
+from .errors import CalibrationError, ConfigError, DataError, MockzgradError, MockzgradWarning, RecoveryError
 
 __all__ = [
     "__version__",

@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_calibrations(args) -> int:
-    from . import calibrations
+    from .physics import calibrations
 
     sets = calibrations.available_sets()
     if args.json:
@@ -60,7 +60,7 @@ def _cmd_calibrations(args) -> int:
 
 def _cmd_check(args) -> int:
     from .config import config_to_dict, dumps_toml, load_config
-    from .galaxy import resolve_galaxy
+    from .source.galaxy import resolve_galaxy
 
     cfg = load_config(args.config)
     model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
@@ -77,7 +77,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_cube(args) -> int:
     from .config import load_config
-    from .cube import build_cube
+    from .observe.ifu import build_cube
 
     cfg = load_config(args.config)
     if args.seed is not None:
@@ -95,7 +95,7 @@ def _cmd_recover(args) -> int:
     import numpy as np
 
     from .config import load_recipe
-    from .cube import read_cube
+    from .products.cube import read_cube
     from .recovery.pipeline import recover
 
     recipe = load_recipe(args.recipe)
@@ -111,7 +111,7 @@ def _cmd_recover(args) -> int:
     cube = read_cube(args.cube)
     if args.psf_fwhm is not None:
         from .config import PSFConfig
-        from .psf import psf_from_config
+        from .observe.psf import psf_from_config
 
         # the observer's PSF, for cubes whose header does not describe one
         cube.psf = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()
@@ -133,12 +133,12 @@ def _cmd_recover(args) -> int:
 def _cmd_suite(args) -> int:
     from pathlib import Path
 
-    from .store import ResultsStore
-    from .suite import load_suite, run_suite
+    from .suites.store import ResultsStore
+    from .suites.suite import load_suite, run_suite
 
     spec = load_suite(args.suite)
     executor = "dask" if (args.dask or args.scheduler) else args.executor
-    run = run_suite(spec, args.output, "mockzgrad.job:run_mock", workers=args.workers, executor=executor,
+    run = run_suite(spec, args.output, "mockzgrad.suites.job:run_mock", workers=args.workers, executor=executor,
                     scheduler=args.scheduler, progress=not args.no_progress, new=args.new,
                     retry_failed=args.retry_failed)
     print(f"suite {spec.name!r}: {run.n_ok} ok, {run.n_failed} failed, {run.n_skipped} already done, "
@@ -154,9 +154,9 @@ def _cmd_suite(args) -> int:
 
 
 def _cmd_curves(args) -> int:
-    from .curves import derive_curves, suite_provenance
+    from .corrections.curves import derive_curves, suite_provenance
     from .plots import plot_curves, plot_surface
-    from .store import load_results_table
+    from .suites.store import load_results_table
 
     table, meta = load_results_table(args.results)
     degree = args.degree if args.degree == "auto" else int(args.degree)
@@ -184,8 +184,8 @@ def _cmd_curves(args) -> int:
 def _cmd_correct(args) -> int:
     import numpy as np
 
-    from .correct import DEFAULT_COLUMNS, correct_table, read_gradient_table, write_table
-    from .curves import CorrectionCurves
+    from .corrections.correct import DEFAULT_COLUMNS, correct_table, read_gradient_table, write_table
+    from .corrections.curves import CorrectionCurves
 
     curves = CorrectionCurves.read(args.curves)
     table = read_gradient_table(args.gradients)

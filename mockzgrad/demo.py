@@ -42,11 +42,11 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
     dict
         Label -> path of every output.
     """
-    from .correct import correct_table, read_gradient_table, write_table
-    from .curves import derive_curves, suite_provenance
+    from .corrections.correct import correct_table, read_gradient_table, write_table
+    from .corrections.curves import derive_curves, suite_provenance
     from .plots import plot_corrections, plot_curves
-    from .store import ResultsStore
-    from .suite import load_suite, run_suite
+    from .suites.store import ResultsStore
+    from .suites.suite import load_suite, run_suite
 
     out = Path(outdir)
     inputs = out / "inputs"
@@ -56,7 +56,7 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
         with resources.as_file(data.joinpath(name)) as src:
             shutil.copyfile(src, inputs / name)
     spec = load_suite(inputs / "quickstart_suite.toml")
-    run_suite(spec, out / "suite", "mockzgrad.job:run_mock", workers=workers, progress=progress)
+    run_suite(spec, out / "suite", "mockzgrad.suites.job:run_mock", workers=workers, progress=progress)
     results = out / "suite" / "results.sqlite"
     with ResultsStore(results, readonly=True) as store:
         table = store.to_table()

@@ -14,8 +14,15 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .correct import DEFAULT_COLUMNS
-from .curves import CorrectionCurves, _as_table, _canonical, _column_map, _soft_numeric, assign_groups
+from .corrections.correct import DEFAULT_COLUMNS
+from .corrections.curves import (
+    CorrectionCurves,
+    _as_table,
+    _canonical,
+    _column_map,
+    _soft_numeric,
+    assign_groups,
+)
 from .errors import ConfigError, DataError
 
 __all__ = ["plot_curves", "plot_surface", "plot_corrections", "FORMATS"]
@@ -65,7 +72,7 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
         Output file, ``.png`` or ``.pdf``.
     table : `~astropy.table.Table` or convertible, optional
         The suite's results table (columns as for
-        :func:`~mockzgrad.curves.derive_curves`); its mocks are drawn as
+        :func:`~mockzgrad.corrections.curves.derive_curves`); its mocks are drawn as
         points (positive intrinsic gradients up-triangles, negative
         down-triangles), grouped as the curves were.
 
@@ -177,7 +184,7 @@ _CORR_RE = re.compile(r"^grad_corr_g([0-9.eE+-]+)$")
 
 
 def plot_corrections(corrected_table, path, *, gradient_column: str | None = None) -> Figure:
-    """Observed vs corrected gradients of a table from :func:`~mockzgrad.correct.correct_table`.
+    """Observed vs corrected gradients of a table from :func:`~mockzgrad.corrections.correct.correct_table`.
 
     Left: per galaxy, the measured gradient and every correction
     (``grad_corr_g*`` and the self-consistent one where unique) with their

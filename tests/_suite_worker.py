@@ -68,7 +68,7 @@ def thread_probe(spec) -> dict:
 
 
 def _write_store(db: str, n: int, sleep: float) -> int:
-    from mockzgrad.store import ResultsStore
+    from mockzgrad.suites.store import ResultsStore
 
     with ResultsStore(db) as store:
         for i in range(n):
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "write-store":
         return _write_store(args.db, args.n, args.sleep)
-    from mockzgrad.suite import load_suite, run_suite
+    from mockzgrad.suites.suite import load_suite, run_suite
 
     result = run_suite(load_suite(args.suite), args.outdir, "_suite_worker:fake_run_mock",
                        workers=args.workers, executor=args.executor, progress=False)

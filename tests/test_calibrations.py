@@ -1,4 +1,4 @@
-"""Tests of mockzgrad.calibrations: round trips, published values, file handling.
+"""Tests of mockzgrad.physics.calibrations: round trips, published values, file handling.
 
 Numbers pinned here come from the publications (cited at each use), not
 from the code under test.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mockzgrad import calibrations as cal
+from mockzgrad.physics import calibrations as cal
 from mockzgrad.errors import CalibrationError, CalibrationRangeWarning, MockzgradWarning
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mockzgrad import calibrations
+from mockzgrad.physics import calibrations
 from mockzgrad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

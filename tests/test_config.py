@@ -106,7 +106,7 @@ def test_suspect_calibration_refused():
 
 
 def test_gradient_that_leaves_the_validity_range_is_refused():
-    from mockzgrad.galaxy import resolve_galaxy
+    from mockzgrad.source.galaxy import resolve_galaxy
 
     cfg = MockConfig().replace(**{"galaxy.metallicity.z0": 9.6, "galaxy.metallicity.grad_z": 0.1})
     with pytest.raises(ConfigError) as info:

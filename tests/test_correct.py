@@ -17,7 +17,7 @@ import pytest
 from astropy.table import Table
 from matplotlib.image import imread
 
-from mockzgrad.correct import (
+from mockzgrad.corrections.correct import (
     DEFAULT_COLUMNS,
     SelfConsistencyWarning,
     correct_table,
@@ -27,7 +27,7 @@ from mockzgrad.correct import (
     solve_self_consistent,
     write_table,
 )
-from mockzgrad.curves import CorrectionCurves, CurvesWarning, OutsideCurvesWarning, derive_curves
+from mockzgrad.corrections.curves import CorrectionCurves, CurvesWarning, OutsideCurvesWarning, derive_curves
 from mockzgrad.errors import ConfigError, DataError
 from mockzgrad.plots import plot_corrections
 

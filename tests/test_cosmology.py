@@ -1,11 +1,11 @@
-"""Tests of mockzgrad.cosmology against astropy computed independently."""
+"""Tests of mockzgrad.physics.cosmology against astropy computed independently."""
 
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.cosmology import FlatLambdaCDM, Planck18
 
-from mockzgrad.cosmology import (
+from mockzgrad.physics.cosmology import (
     arcsec_per_kpc,
     default_cosmology,
     kpc_per_arcsec,

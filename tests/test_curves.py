@@ -13,12 +13,7 @@ import pytest
 from astropy.table import Table
 from matplotlib.image import imread
 
-from mockzgrad.curves import (
-    CorrectionCurves,
-    CurvesCheckWarning,
-    CurvesWarning,
-    derive_curves,
-)
+from mockzgrad.corrections.curves import CorrectionCurves, CurvesCheckWarning, CurvesWarning, derive_curves
 from mockzgrad.errors import ConfigError, DataError
 from mockzgrad.plots import plot_curves, plot_surface
 

@@ -1,10 +1,10 @@
-"""Tests of mockzgrad.dust: published values, domain, continuity, round trips."""
+"""Tests of mockzgrad.physics.dust: published values, domain, continuity, round trips."""
 
 import astropy.units as u
 import numpy as np
 import pytest
 
-from mockzgrad.dust import (
+from mockzgrad.physics.dust import (
     DEFAULT_R_V,
     LAWS,
     WAVELENGTH_RANGE,
@@ -16,7 +16,7 @@ from mockzgrad.dust import (
     redden,
 )
 from mockzgrad.errors import ConfigError
-from mockzgrad.lines import LINES
+from mockzgrad.physics.lines import LINES
 
 HA = LINES["Ha"].wavelength
 HB = LINES["Hb"].wavelength

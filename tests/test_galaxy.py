@@ -1,6 +1,6 @@
 """Galaxy model: light, rotation, geometry and Z(r), tested by physics invariants.
 
-Every expectation is computed here independently of :mod:`mockzgrad.galaxy`:
+Every expectation is computed here independently of :mod:`mockzgrad.source.galaxy`:
 Sersic integrals with scipy's incomplete gamma function and quadrature, the
 thin exponential disk's rotation curve from the Bessel-integral potential
 (Binney & Tremaine 2008, eq. 2.164) by numerical integration, G and the
@@ -19,7 +19,7 @@ from scipy import integrate, special
 
 from mockzgrad.config import CosmologyConfig, MockConfig
 from mockzgrad.errors import CalibrationRangeWarning, ConfigError
-from mockzgrad.galaxy import choose_z0, exponential_disk_vcirc, resolve_galaxy, sersic_bn
+from mockzgrad.source.galaxy import choose_z0, exponential_disk_vcirc, resolve_galaxy, sersic_bn
 
 #: G in kpc (km/s)^2 / Msun, converted here from astropy (CODATA 2018).
 G_KPC = const.G.to_value(u.kpc * u.km**2 / u.s**2 / u.Msun)
@@ -131,7 +131,7 @@ class TestExponentialDisk:
     log_m, r_eff = 10.5, 2.0
 
     def test_gravitational_constant_is_astropy_g(self):
-        from mockzgrad.galaxy import G_KPC_KMS2_MSUN
+        from mockzgrad.source.galaxy import G_KPC_KMS2_MSUN
 
         assert G_KPC_KMS2_MSUN == pytest.approx(G_KPC, rel=1e-9)
 

@@ -24,10 +24,10 @@ from mockzgrad.kernels import (
     render_lines_ref,
 )
 from mockzgrad.kernels.render import C_KMS
-from mockzgrad.lines import C_KMS as LINES_C_KMS
+from mockzgrad.physics.lines import C_KMS as LINES_C_KMS
 
 REDSHIFT = 5.0
-REST = np.array([3727.09, 3729.88, 4862.69, 4960.30, 5008.24, 6564.61])  # mockzgrad.lines
+REST = np.array([3727.09, 3729.88, 4862.69, 4960.30, 5008.24, 6564.61])  # mockzgrad.physics.lines
 
 
 # ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from scipy.special import erf
 
 from mockzgrad.errors import ConfigError
-from mockzgrad.lines import LINES
+from mockzgrad.physics.lines import LINES
 from mockzgrad.recovery.linefit import (
     LineFitResult,
     LineModel,

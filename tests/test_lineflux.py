@@ -1,8 +1,8 @@
 """Line fluxes from Z(r): generating systems, dust, ratio scatter, analytic totals.
 
-Every expectation is computed independently of :mod:`mockzgrad.lineflux`:
-the calibrations' log ratios from :func:`mockzgrad.calibrations.get_diagnostic`,
-attenuation from :func:`mockzgrad.dust.k_lambda`, and line totals by a
+Every expectation is computed independently of :mod:`mockzgrad.source.lineflux`:
+the calibrations' log ratios from :func:`mockzgrad.physics.calibrations.get_diagnostic`,
+attenuation from :func:`mockzgrad.physics.dust.k_lambda`, and line totals by a
 brute-force sum over a fine sky grid with the line fluxes built here from
 the calibrations by hand.
 """
@@ -12,13 +12,18 @@ import math
 import numpy as np
 import pytest
 
-from mockzgrad import calibrations
+from mockzgrad.physics import calibrations
 from mockzgrad.config import DustConfig, LinesConfig, MockConfig
-from mockzgrad.dust import k_lambda
+from mockzgrad.physics.dust import k_lambda
 from mockzgrad.errors import ConfigError
-from mockzgrad.galaxy import resolve_galaxy
-from mockzgrad.lineflux import analytic_line_totals, draw_ratio_offsets, generating_system, line_factors
-from mockzgrad.lines import LINES
+from mockzgrad.source.galaxy import resolve_galaxy
+from mockzgrad.source.lineflux import (
+    analytic_line_totals,
+    draw_ratio_offsets,
+    generating_system,
+    line_factors,
+)
+from mockzgrad.physics.lines import LINES
 
 FLAGSHIP = LinesConfig()  # [OIII] 5008 reference, S25 R3 + O32 + Ne3O2
 #: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.3], their calibration files)

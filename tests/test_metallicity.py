@@ -4,7 +4,7 @@ Independent references: line fluxes built exactly on the calibration curves
 (so the true Z is known), finite differences and Monte Carlo for the error
 propagation, the scatter of fits over noisy realisations for the error bars,
 emcee against the grid, a brute-force numpy twin of the line-flux posterior,
-and the dust curve of mockzgrad.dust for reddening.
+and the dust curve of mockzgrad.physics.dust for reddening.
 """
 
 import json
@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from mockzgrad.calibrations import get_diagnostic
-from mockzgrad.dust import k_lambda, redden
+from mockzgrad.physics.calibrations import get_diagnostic
+from mockzgrad.physics.dust import k_lambda, redden
 from mockzgrad.errors import ConfigError
-from mockzgrad.lines import LINES, NII_DOUBLET_RATIO
+from mockzgrad.physics.lines import LINES, NII_DOUBLET_RATIO
 from mockzgrad.recovery.metallicity import (
     REASON_NO_DIAGNOSTIC,
     REASON_OUTSIDE_RANGE,

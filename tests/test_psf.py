@@ -1,4 +1,4 @@
-"""Tests of mockzgrad.psf: kernels, enclosed flux, headers, FITS, cube convolution.
+"""Tests of mockzgrad.observe.psf: kernels, enclosed flux, headers, FITS, cube convolution.
 
 Invariants every PSF kind must satisfy are written once in
 :class:`PSFInvariants` and inherited by one class per kind.
@@ -12,7 +12,7 @@ from scipy.signal import fftconvolve
 from scipy.special import erf
 
 from mockzgrad.errors import ConfigError, DataError
-from mockzgrad.psf import (
+from mockzgrad.observe.psf import (
     FWHM_PER_SIGMA,
     KERNEL_ENCLOSED_FRACTION,
     EllipticalGaussianPSF,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mockzgrad.config import MockConfig, load_recipe
-from mockzgrad.cube import build_cube
+from mockzgrad.observe.ifu import build_cube
 from mockzgrad.errors import CalibrationRangeWarning, DataError, RecoveryError
 from mockzgrad.recovery.pipeline import recover
 
@@ -232,7 +232,7 @@ def test_pulls_with_injected_ratio_scatter():
     Across the turnover (the flagship's automatic z0, [NeIII] included) the
     per-bin posteriors are skewed or bimodal and a 16-84 % half-width is not
     a Gaussian sigma; that width is printed, not asserted."""
-    from mockzgrad.cosmology import kpc_per_arcsec
+    from mockzgrad.physics.cosmology import kpc_per_arcsec
 
     ring = 0.8
     width = ring / kpc_per_arcsec(5.0)

@@ -15,10 +15,10 @@ import pytest
 from scipy.special import erf, ive
 
 from mockzgrad.config import MockConfig
-from mockzgrad.cube import build_cube
+from mockzgrad.observe.ifu import build_cube
 from mockzgrad.errors import ConfigError, DataError, RecoveryError, RecoveryWarning
-from mockzgrad.lines import C_KMS, LINES
-from mockzgrad.psf import FWHM_PER_SIGMA, EllipticalGaussianPSF, GaussianPSF, MoffatPSF
+from mockzgrad.physics.lines import C_KMS, LINES
+from mockzgrad.observe.psf import FWHM_PER_SIGMA, EllipticalGaussianPSF, GaussianPSF, MoffatPSF
 from mockzgrad.recovery.geometry import (
     Geometry,
     axis_ratio_from_inclination,
@@ -246,7 +246,7 @@ class TestGeometryRecord:
 class TestDeprojection:
     def test_same_convention_as_the_galaxy_model(self):
         from mockzgrad.config import CosmologyConfig, GalaxyConfig, LinesConfig
-        from mockzgrad.galaxy import resolve_galaxy
+        from mockzgrad.source.galaxy import resolve_galaxy
 
         gcfg = GalaxyConfig(inclination=55.0, pa=125.0, q0=0.15, x_offset=0.1, y_offset=-0.2)
         model = resolve_galaxy(gcfg, LinesConfig(), CosmologyConfig())

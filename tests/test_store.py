@@ -16,7 +16,7 @@ import pytest
 from astropy.table import Table
 
 from mockzgrad.errors import ConfigError, DataError
-from mockzgrad.store import FIXED_COLUMNS, ResultsStore, normalise_result
+from mockzgrad.suites.store import FIXED_COLUMNS, ResultsStore, normalise_result
 
 TESTS = Path(__file__).parent
 

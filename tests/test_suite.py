@@ -23,8 +23,8 @@ from scipy import stats
 import _suite_worker
 from mockzgrad.config import config_from_dict
 from mockzgrad.errors import ConfigError
-from mockzgrad.store import ResultsStore
-from mockzgrad.suite import (
+from mockzgrad.suites.store import ResultsStore
+from mockzgrad.suites.suite import (
     DERIVED_PARAMETERS,
     MockSpec,
     SuiteSpec,

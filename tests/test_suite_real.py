@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mockzgrad.store import ResultsStore
-from mockzgrad.suite import load_suite, run_suite
+from mockzgrad.suites.store import ResultsStore
+from mockzgrad.suites.suite import load_suite, run_suite
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -27,9 +27,9 @@ def _rows(outdir):
 
 def test_local_and_dask_give_identical_results(small_spec, tmp_path):
     pytest.importorskip("dask.distributed")
-    a = run_suite(small_spec, tmp_path / "local", "mockzgrad.job:run_mock", workers=2, executor="local",
+    a = run_suite(small_spec, tmp_path / "local", "mockzgrad.suites.job:run_mock", workers=2, executor="local",
                   progress=False)
-    b = run_suite(small_spec, tmp_path / "dask", "mockzgrad.job:run_mock", workers=2, executor="dask",
+    b = run_suite(small_spec, tmp_path / "dask", "mockzgrad.suites.job:run_mock", workers=2, executor="dask",
                   progress=False)
     assert a.n_ok == b.n_ok == 6
     ta, tb = _rows(tmp_path / "local"), _rows(tmp_path / "dask")
@@ -42,9 +42,9 @@ def test_local_and_dask_give_identical_results(small_spec, tmp_path):
 
 
 def test_one_mock_rebuilt_alone_matches_the_suite(small_spec, tmp_path):
-    from mockzgrad.job import run_mock
+    from mockzgrad.suites.job import run_mock
 
-    run_suite(small_spec, tmp_path / "s", "mockzgrad.job:run_mock", workers=1, executor="serial", progress=False)
+    run_suite(small_spec, tmp_path / "s", "mockzgrad.suites.job:run_mock", workers=1, executor="serial", progress=False)
     table = _rows(tmp_path / "s")
     alone = run_mock(small_spec.mock(3))
     assert alone["grad_z_measured"] == table["grad_z_measured"][3]

@@ -7,7 +7,7 @@ script is read from the collected reference
 sources, see ``shared/reference/calibrations.md``); no coefficient is typed
 here. What this script adds is structure: which published entries form which
 set (one file per published set), how each ratio is built from the line ids
-of :mod:`mockzgrad.lines`, and notes on choices. Validity ranges that the
+of :mod:`mockzgrad.physics.lines`, and notes on choices. Validity ranges that the
 reference states only in an entry's notes (for example "Valid -1.6 < N2 <
 -0.2") are parsed from those notes with a regular expression, and the script
 fails if the text changes.
@@ -384,7 +384,7 @@ NOT_ENCODED = {
     ],
     "kewley2019": [
         ("K19_S23", "Needs [SIII] 9069,9531, which is not in the line catalogue "
-                    "(mockzgrad.lines)."),
+                    "(mockzgrad.physics.lines)."),
         ("K19_logU_S32", "Needs [SIII] 9069,9531, which is not in the line catalogue."),
         ("K19_logU_O32", "A log U calibration (log U as a function of O32 and Z), not a "
                          "metallicity diagnostic; callers set log U directly."),

@@ -76,7 +76,7 @@ __all__ = [
     "normal_cdf_ref",
 ]
 
-#: Speed of light, km/s (exact; the same value as ``mockzgrad.lines.C_KMS``,
+#: Speed of light, km/s (exact; the same value as ``mockzgrad.physics.lines.C_KMS``,
 #: repeated here because kernels import nothing from the package).
 C_KMS = 299792.458
 

@@ -1,11 +1,11 @@
 """Galaxy geometry as an observer measures it: line map, centre, axis ratio, PA.
 
-Conventions (the same as :mod:`mockzgrad.cube` and :mod:`mockzgrad.psf`):
+Conventions (the same as :mod:`mockzgrad.products.cube` and :mod:`mockzgrad.observe.psf`):
 
 - Maps are indexed ``[y, x]`` (row, column) and cubes ``[chan, y, x]``, axes
   ``(n_chan, ny, nx)``, displayed with ``origin="lower"``.
 - Sky offsets ``x`` (towards east) and ``y`` (towards north) in arcsec from
-  the field centre, as :meth:`mockzgrad.cube.MockCube.offsets` gives them:
+  the field centre, as :meth:`mockzgrad.products.cube.MockCube.offsets` gives them:
   ``x = -(column - (nx - 1) / 2) * pixel_scale`` (east is to the left) and
   ``y = (row - (ny - 1) / 2) * pixel_scale``.
 - Position angle ``pa`` of the major axis, deg east of north, in [0, 180):
@@ -33,8 +33,8 @@ from scipy import fft as sfft
 from scipy.optimize import least_squares
 
 from ..errors import ConfigError, DataError, RecoveryError, RecoveryWarning
-from ..lines import C_KMS
-from ..psf import FWHM_PER_SIGMA, PSF, EllipticalGaussianPSF, GaussianPSF, psf_from_header
+from ..physics.lines import C_KMS
+from ..observe.psf import FWHM_PER_SIGMA, PSF, EllipticalGaussianPSF, GaussianPSF, psf_from_header
 
 __all__ = [
     "Geometry",
@@ -284,7 +284,7 @@ def deprojected_radius(x, y, geometry: Geometry, kpc_per_arcsec: float) -> np.nd
 
     The elliptical radius (:func:`elliptical_radius`) times the angular
     scale; with ``q = cos i`` (thin disk) this is the exact radius in the
-    disk plane. Implemented independently of :mod:`mockzgrad.galaxy` (which
+    disk plane. Implemented independently of :mod:`mockzgrad.source.galaxy` (which
     recovery may not import) with the same convention.
 
     Parameters
@@ -294,7 +294,7 @@ def deprojected_radius(x, y, geometry: Geometry, kpc_per_arcsec: float) -> np.nd
     geometry : Geometry
     kpc_per_arcsec : float
         Proper kpc per arcsec at the galaxy's redshift
-        (:func:`mockzgrad.cosmology.kpc_per_arcsec`); > 0.
+        (:func:`mockzgrad.physics.cosmology.kpc_per_arcsec`); > 0.
     """
     scale = _finite("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
     if scale <= 0.0:
@@ -334,7 +334,7 @@ def disk_azimuth(x, y, geometry: Geometry, *, plane: str = "disk") -> np.ndarray
 def sky_offsets(ny: int, nx: int, pixel_scale: float):
     """Spaxel-centre offsets (x east, y north), arcsec, 1-D per column / row.
 
-    The convention of :meth:`mockzgrad.cube.MockCube.offsets`:
+    The convention of :meth:`mockzgrad.products.cube.MockCube.offsets`:
     ``x = -(column - (nx - 1) / 2) * pixel_scale``,
     ``y = (row - (ny - 1) / 2) * pixel_scale``.
 
@@ -605,7 +605,7 @@ def _as_psf(psf_model) -> PSF:
         return psf_model
     if isinstance(psf_model, Mapping):
         return psf_from_header(psf_model)
-    raise ConfigError(f"psf_model = {psf_model!r}: expected a mockzgrad.psf.PSF or a PSF header mapping")
+    raise ConfigError(f"psf_model = {psf_model!r}: expected a mockzgrad.observe.psf.PSF or a PSF header mapping")
 
 
 def _gaussian_axes(psf: PSF, wavelengths) -> tuple[np.ndarray, np.ndarray, float]:
@@ -752,7 +752,7 @@ def homogenise_psf(cube_data, wavelengths, psf_model, target_wavelength: float, 
         Flux per spaxel and channel.
     wavelengths : array_like, shape (n_chan,)
         Observed channel centres, Angstrom.
-    psf_model : mockzgrad.psf.PSF or mapping
+    psf_model : mockzgrad.observe.psf.PSF or mapping
         The PSF, or its header keywords (``MockCube.psf``).
     target_wavelength : float
         Observed wavelength whose PSF every channel is matched to, Angstrom.

@@ -74,14 +74,7 @@ import numpy as np
 from scipy.special import erf
 
 from ..errors import ConfigError
-from ..lines import (
-    BLENDS,
-    C_KMS,
-    LINES,
-    NII_DOUBLET_RATIO,
-    OIII_DOUBLET_RATIO,
-    get_line,
-)
+from ..physics.lines import BLENDS, C_KMS, LINES, NII_DOUBLET_RATIO, OIII_DOUBLET_RATIO, get_line
 
 __all__ = [
     "LineModel",
@@ -123,7 +116,7 @@ class LineModel:
     Parameters
     ----------
     lines : tuple of str
-        Line identifiers from :data:`mockzgrad.lines.LINES`, e.g.
+        Line identifiers from :data:`mockzgrad.physics.lines.LINES`, e.g.
         ``("Hb", "OIII_4960", "OIII_5008")``.
     ties : mapping of str to (str, float), optional
         ``{line: (parent, ratio)}`` fixes ``flux[line] = ratio * flux[parent]``;
@@ -212,7 +205,7 @@ def default_line_model(
     Parameters
     ----------
     lines : sequence of str
-        Line identifiers; blend names of :data:`mockzgrad.lines.BLENDS`
+        Line identifiers; blend names of :data:`mockzgrad.physics.lines.BLENDS`
         (``"OII"``, ``"OIII"``, ``"NII"``, ``"SII"``) expand to their members.
     oiii_ratio : float, optional
         ``F(OIII_5008) / F(OIII_4960)``, > 0; applied when both lines are present.

@@ -8,13 +8,13 @@ Balmer-decrement correction). Every function is vectorised over bins.
 Conventions
 -----------
 - ``z`` is 12 + log(O/H), dex; log ratios are log10 of line-flux ratios, dex,
-  defined by each :class:`~mockzgrad.calibrations.Diagnostic`
+  defined by each :class:`~mockzgrad.physics.calibrations.Diagnostic`
   (``log R = sum_j w_j log10(sum_k N_jk / D_jk)``).
 - Fluxes are in any one unit (erg/s/cm^2 for line fits); only ratios matter,
   except the intrinsic Hbeta flux ``f_hb`` of the line-flux method, returned
   in the input unit.
 - A_V is the V-band attenuation, mag; ``A_lambda = A_V k(lambda) / R_V``
-  (:mod:`mockzgrad.dust`).
+  (:mod:`mockzgrad.physics.dust`).
 - Errors are the percentiles at 100 Phi(-1) and 100 Phi(+1) (15.87 and
   84.13, "16th/84th") of the posterior, which are exactly mean -+ 1 sigma
   for a Gaussian (:data:`mockzgrad.recovery.gradient.PERCENTILES`).
@@ -57,10 +57,10 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..calibrations import Diagnostic, get_diagnostic
-from ..dust import DEFAULT_R_V, LAWS, a_v_from_balmer_decrement, k_lambda
+from ..physics.calibrations import Diagnostic, get_diagnostic
+from ..physics.dust import DEFAULT_R_V, LAWS, a_v_from_balmer_decrement, k_lambda
 from ..errors import ConfigError, RecoveryError
-from ..lines import BALMER_RATIOS, BLENDS, LINES, NII_DOUBLET_RATIO
+from ..physics.lines import BALMER_RATIOS, BLENDS, LINES, NII_DOUBLET_RATIO
 from .gradient import PERCENTILES
 
 __all__ = [
@@ -119,7 +119,7 @@ class BinFluxes:
     Attributes
     ----------
     names : tuple of str
-        Line identifiers (:data:`mockzgrad.lines.LINES`), the column order.
+        Line identifiers (:data:`mockzgrad.physics.lines.LINES`), the column order.
     flux : ndarray, shape (n_bins, n_lines)
         Line fluxes, any one unit; NaN where a line was not measured in a bin.
         A 1-D array is taken as one bin.
@@ -1019,7 +1019,7 @@ def method_two(ratios: RatioSet, *, logu=None, scatter: bool = True, z_grid=None
     Notes
     -----
     - All roots inside the validity range are found with
-      :meth:`~mockzgrad.calibrations.Diagnostic.z_roots`. With several roots
+      :meth:`~mockzgrad.physics.calibrations.Diagnostic.z_roots`. With several roots
       (double-valued R3, R23, ...) the one closest to the Method I solution
       (best fit; scatter and covariance on) of the *other* usable
       diagnostics of the bin is taken (``chosen_by = "other diagnostics"``);
@@ -1306,7 +1306,7 @@ def line_flux_method(bins: BinFluxes, diagnostics, *, dust_law: str = "calzetti2
         diagnostic that predicts a line wins; redundant or composite ones
         (R23, O3N2, Rhat) are not used (``info["remarks"]``).
     dust_law : str, optional
-        Attenuation law of :mod:`mockzgrad.dust`.
+        Attenuation law of :mod:`mockzgrad.physics.dust`.
     r_v : float, optional
         R_V; None = the law's default.
     a_v_range : (float, float), optional
@@ -1315,7 +1315,7 @@ def line_flux_method(bins: BinFluxes, diagnostics, *, dust_law: str = "calzetti2
         False for de-reddened fluxes: A_V fixed at 0.
     balmer : tuple of str, optional
         Balmer lines used as data, with the fixed Case-B ratios of
-        :data:`mockzgrad.lines.BALMER_RATIOS` (no scatter). Hbeta is always
+        :data:`mockzgrad.physics.lines.BALMER_RATIOS` (no scatter). Hbeta is always
         the flux parameter; it is a data point only if listed.
     nii_ha : None, "nuisance" or float, optional
         None: "Ha" is pure Halpha. Otherwise "Ha" is the Halpha+[NII]
@@ -1801,7 +1801,7 @@ def balmer_decrement_correction(bins: BinFluxes, *, law: str = "calzetti2000",
     bins : BinFluxes
         Observed fluxes; both lines of ``pair`` must be measured.
     law : str, optional
-        Attenuation law of :mod:`mockzgrad.dust`, used for A_V from the decrement.
+        Attenuation law of :mod:`mockzgrad.physics.dust`, used for A_V from the decrement.
     r_v : float, optional
         R_V; None = the law's default.
     law_lines : str, optional
@@ -1813,7 +1813,7 @@ def balmer_decrement_correction(bins: BinFluxes, *, law: str = "calzetti2000",
         ``("Ha", "Hb")`` or ``("Hg", "Hb")``.
     intrinsic : float, optional
         Intrinsic F(l1)/F(l2); default Case B from
-        :data:`mockzgrad.lines.BALMER_RATIOS` (2.86 for Ha/Hb, 0.468 for Hg/Hb).
+        :data:`mockzgrad.physics.lines.BALMER_RATIOS` (2.86 for Ha/Hb, 0.468 for Hg/Hb).
     snr_min : float, optional
         Both lines need flux/err > snr_min for a per-bin A_V.
     global_a_v : float, optional

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, calibrations
+from .. import __version__
+from ..physics import calibrations
 from ..config import Recipe, config_to_dict, load_recipe
-from ..cosmology import kpc_per_arcsec
+from ..physics.cosmology import kpc_per_arcsec
 from ..errors import DataError, RecoveryError
-from ..lines import C_KMS, LINES
-from ..psf import psf_from_header
+from ..physics.lines import C_KMS, LINES
+from ..observe.psf import psf_from_header
 from . import binning as binmod
 from . import geometry as geomod
 from . import metallicity as metmod

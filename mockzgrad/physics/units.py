@@ -11,7 +11,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["to_float", "to_array"]
 

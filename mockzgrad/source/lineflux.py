@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from . import calibrations, dust
-from .config import LinesConfig
-from .errors import ConfigError
-from .lines import BALMER_RATIOS, LINES
+from ..physics import calibrations, dust
+from ..config import LinesConfig
+from ..errors import ConfigError
+from ..physics.lines import BALMER_RATIOS, LINES
 
 __all__ = ["LineGroups", "line_groups", "GeneratingSystem", "generating_system", "line_factors",
            "analytic_line_totals", "draw_ratio_offsets"]
@@ -87,7 +87,7 @@ class GeneratingSystem:
     matrix : ndarray, shape (n_groups, n_diagnostics)
         Sensitivity of each log amplitude to each diagnostic's log ratio.
     diagnostics : tuple
-        The generating :class:`~mockzgrad.calibrations.Diagnostic` objects.
+        The generating :class:`~mockzgrad.physics.calibrations.Diagnostic` objects.
     """
 
     groups: tuple

@@ -12,7 +12,7 @@ import astropy.units as u
 import numpy as np
 from astropy.cosmology import Cosmology, FlatLambdaCDM
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "DEFAULT_H0",

@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import special
 
-from . import calibrations
-from .config import GalaxyConfig, LinesConfig, CosmologyConfig
-from .cosmology import kpc_per_arcsec
-from .errors import CalibrationRangeWarning, ConfigError
+from ..physics import calibrations
+from ..config import GalaxyConfig, LinesConfig, CosmologyConfig
+from ..physics.cosmology import kpc_per_arcsec
+from ..errors import CalibrationRangeWarning, ConfigError
 
 __all__ = [
     "GalaxyModel",

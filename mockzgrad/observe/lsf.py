@@ -35,8 +35,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import erf
 
-from .errors import ConfigError, DataError
-from .lines import C_KMS
+from ..errors import ConfigError, DataError
+from ..physics.lines import C_KMS
 
 __all__ = [
     "CHANNEL_PROFILES",

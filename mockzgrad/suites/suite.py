@@ -52,7 +52,7 @@ Semantics
 * **Derived.** ``x_resolution`` = 2 r_eff / psf_fwhm (both in arcsec) sets
   ``instrument.psf.fwhm`` = 2 r_eff[kpc] / kpc_per_arcsec(redshift) / x from the
   mock's ``galaxy.r_eff``, ``galaxy.redshift`` and cosmology (proper kpc; see
-  :func:`mockzgrad.cosmology.kpc_per_arcsec`), after the grid and sample
+  :func:`mockzgrad.physics.cosmology.kpc_per_arcsec`), after the grid and sample
   values are applied. It is active when named in ``[grid]``, ``[sample]`` or
   ``[derived]`` (a number there holds it fixed); ``instrument.psf.fwhm`` may
   then not be varied itself. A PSF that scales with wavelength has this FWHM
@@ -72,7 +72,7 @@ Semantics
 Running
 -------
 :func:`run_suite` runs every mock not yet in ``<outdir>/results.sqlite``
-(:class:`mockzgrad.store.ResultsStore`) through an injected ``run_mock``
+(:class:`mockzgrad.suites.store.ResultsStore`) through an injected ``run_mock``
 callable on local worker processes or a dask.distributed cluster. The parent
 process alone writes the store, one committed transaction per finished mock.
 An exception inside ``run_mock`` is recorded as status ``"failed"``; SIGINT
@@ -113,8 +113,8 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .config import MockConfig, config_from_dict
-from .errors import ConfigError, MockzgradError, MockzgradWarning
+from ..config import MockConfig, config_from_dict
+from ..errors import ConfigError, MockzgradError, MockzgradWarning
 
 # numpy is imported inside functions: a worker process imports this module
 # (for its initializer) and must set the thread-count variables first.
@@ -259,8 +259,8 @@ def _lookup(config: dict, path: str):
 
 @functools.lru_cache(maxsize=4096)
 def _kpc_per_arcsec(redshift: float, h0: float, om0: float, name: str | None) -> float:
-    from .config import CosmologyConfig
-    from .cosmology import kpc_per_arcsec
+    from ..config import CosmologyConfig
+    from ..physics.cosmology import kpc_per_arcsec
 
     cosmo = CosmologyConfig(h0=h0, om0=om0, name=name)
     return kpc_per_arcsec(redshift, cosmo.to_astropy())
@@ -760,7 +760,7 @@ def load_suite(path) -> SuiteSpec:
         The file is missing or not valid TOML, or the suite is invalid; the
         message starts with the file name.
     """
-    from .config import read_toml
+    from ..config import read_toml
 
     path = Path(path)
     data, text = read_toml(path, "suite file")
@@ -1162,7 +1162,7 @@ def _move_aside(outdir: Path) -> Path | None:
 
 
 def _prepare_store(store, spec: SuiteSpec, outdir: Path) -> None:
-    from . import __version__
+    from .. import __version__
     from .store import utc_now
 
     fp = spec.fingerprint()
@@ -1230,7 +1230,7 @@ def run_suite(spec: SuiteSpec, outdir, run_mock, *, workers: int | None = None,
         cubes), ``.lock``.
     run_mock : callable or str
         ``run_mock(spec: MockSpec) -> dict`` of flat JSON-serialisable
-        results (see :mod:`mockzgrad.store`), or ``"package.module:function"``.
+        results (see :mod:`mockzgrad.suites.store`), or ``"package.module:function"``.
         For the local and dask executors it must be importable by the worker
         processes (a module-level function, not a lambda or a function
         defined in a test file or notebook). An exception it raises marks

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .lines import C_KMS
+from ..errors import ConfigError
+from ..physics.lines import C_KMS
 
 __all__ = ["SpectralGrid", "spectral_grid", "spatial_offsets"]
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .lines import BALMER_RATIOS, LINES
 from .units import to_array
 
@@ -313,10 +313,10 @@ def a_v_from_balmer_decrement(
         that are not finite and > 0 give NaN.
     intrinsic : float or None
         Intrinsic (dust-free) ratio; > 0. None = the Case-B value from
-        :data:`mockzgrad.lines.BALMER_RATIOS` (2.86 for Halpha/Hbeta), which
+        :data:`mockzgrad.physics.lines.BALMER_RATIOS` (2.86 for Halpha/Hbeta), which
         requires both lines to be Balmer lines.
     lines : tuple of two str
-        Line identifiers from :data:`mockzgrad.lines.LINES`, e.g.
+        Line identifiers from :data:`mockzgrad.physics.lines.LINES`, e.g.
         ``("Ha", "Hb")`` or ``("Hg", "Hb")``; their vacuum rest wavelengths
         are used.
     law : str

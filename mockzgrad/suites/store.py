@@ -61,7 +61,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = [
     "load_results_table", "ResultsStore", "STATUSES", "FIXED_COLUMNS", "normalise_result", "utc_now"]
@@ -515,7 +515,7 @@ def load_results_table(path):
 
     from astropy.table import Table
 
-    from .errors import DataError
+    from ..errors import DataError
 
     path = Path(path)
     if path.is_dir():

@@ -5,7 +5,7 @@ gradient, ``ratio = grad_z_measured / grad_z_true``, as a function of the
 resolution parameter ``x = 2 r_eff / psf_fwhm`` (``x_resolution``;
 dimensionless), one curve per intrinsic ``|grad_z|`` (dex/kpc). It is derived
 from a results table of a suite (one row per mock) and applied to real
-gradients by :mod:`mockzgrad.correct`.
+gradients by :mod:`mockzgrad.corrections.correct`.
 
 Inputs
 ------
@@ -101,7 +101,7 @@ import numpy as np
 from astropy.table import Table
 from scipy import special
 
-from .errors import ConfigError, DataError, MockzgradWarning
+from ..errors import ConfigError, DataError, MockzgradWarning
 
 __all__ = [
     "suite_provenance",
@@ -751,7 +751,7 @@ def _now() -> str:
 
 
 def _package_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return str(__version__)
 
@@ -1549,8 +1549,9 @@ def suite_provenance(meta, results_path) -> dict:
     calibrations it used."""
     import json as _json
 
-    from . import __version__, calibrations
-    from .config import load_recipe
+    from .. import __version__
+    from ..physics import calibrations
+    from ..config import load_recipe
 
     spec = meta.get("suite_spec")
     if isinstance(spec, str):

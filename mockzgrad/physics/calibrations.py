@@ -15,7 +15,7 @@ Conventions
 - ``z`` is the gas-phase metallicity 12 + log(O/H), dex; ``log_ratio`` is
   log10 of a line-flux ratio (dex), defined from line fluxes as
   ``log R = sum_j w_j * log10(sum_k N_jk / D_jk)`` where ``N`` and ``D`` are
-  weighted sums of the fluxes of the lines named in :mod:`mockzgrad.lines`.
+  weighted sums of the fluxes of the lines named in :mod:`mockzgrad.physics.lines`.
 - ``logu`` is log10 of the dimensionless ionisation parameter U, needed by
   the Kewley et al. (2019) surfaces only.
 - Functional forms (coefficients ``c_i`` lowest order first):
@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CalibrationError, CalibrationRangeWarning, MockzgradWarning
+from ..errors import CalibrationError, CalibrationRangeWarning, MockzgradWarning
 from .lines import LINES
 
 __all__ = [
@@ -744,7 +744,7 @@ class Diagnostic:
         Parameters
         ----------
         fluxes : mapping of str to array_like
-            Line id (:mod:`mockzgrad.lines`) -> flux, any common unit; arrays
+            Line id (:mod:`mockzgrad.physics.lines`) -> flux, any common unit; arrays
             broadcast against each other.
 
         Returns

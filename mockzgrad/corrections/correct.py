@@ -2,7 +2,7 @@
 
 For a galaxy with measured gradient ``m`` (dex/kpc) observed at resolution
 ``x = 2 r_eff / psf_fwhm`` the correction curves of a suite
-(:class:`~mockzgrad.curves.CorrectionCurves`) give ``ratio_g(x)``, the
+(:class:`~mockzgrad.corrections.curves.CorrectionCurves`) give ``ratio_g(x)``, the
 median measured / intrinsic gradient of mocks with intrinsic ``|grad_z| = g``.
 
 Two corrections are reported.
@@ -80,7 +80,7 @@ from .curves import (
     _numeric_column,
     _yaml_safe,
 )
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = [
     "correct_table",
@@ -364,8 +364,8 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
         ``x`` (``2 r_eff / psf_fwhm``), ``r_eff`` and ``psf_fwhm`` (arcsec,
         or columns with angle units), ``inclination`` (deg, [0, 90]).
     curves : CorrectionCurves
-        From :func:`~mockzgrad.curves.derive_curves` or
-        :meth:`~mockzgrad.curves.CorrectionCurves.read`; they should be
+        From :func:`~mockzgrad.corrections.curves.derive_curves` or
+        :meth:`~mockzgrad.corrections.curves.CorrectionCurves.read`; they should be
         made with the recipe that measured the gradients.
     x : None, float, (float, float) or str
         Sample-wide ``x`` (see :func:`parse_x`); overrides the columns.

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
-from .lines import C_KMS
+from ..errors import ConfigError
+from ..physics.lines import C_KMS
 
 __all__ = ["ellipse_mask", "peak_channel", "sigma_for_snr", "measured_snr", "add_noise"]
 

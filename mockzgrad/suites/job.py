@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import config_from_dict, load_recipe
-from .cube import build_cube
-from .errors import MockzgradWarning
+from ..config import config_from_dict, load_recipe
+from ..observe.ifu import build_cube
+from ..errors import MockzgradWarning
 
 __all__ = ["run_mock", "TRUTH_COLUMNS"]
 
@@ -42,7 +42,7 @@ def run_mock(spec) -> dict:
         ``grad_z_measured`` (+ ``_lo``/``_hi`` percentiles) of the recipe's
         primary method and each other method, and timings.
     """
-    from .recovery.pipeline import recover
+    from ..recovery.pipeline import recover
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MockzgradWarning)

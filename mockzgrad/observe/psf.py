@@ -49,7 +49,7 @@ from scipy import fft as sfft
 from scipy.optimize import brentq
 from scipy.special import erf
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = [
     "PSF",
@@ -1093,7 +1093,7 @@ def convolve_cube(
         Convolved cube, float64, same shape as ``cube``.
     """
     if not isinstance(psf, PSF):
-        raise ConfigError(f"psf = {psf!r}: expected a mockzgrad.psf.PSF instance")
+        raise ConfigError(f"psf = {psf!r}: expected a mockzgrad.observe.psf.PSF instance")
     data, squeeze = _as_cube(cube)
     groups = _channel_groups(psf, wavelengths, data.shape[0])
     kernels = [psf.kernel(pixel_scale, wavelength=w, sampling=sampling) for w, _ in groups]

@@ -36,14 +36,8 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .errors import ConfigError
-from .lines import (
-    LINES,
-    NII_DOUBLET_RATIO,
-    OII_DOUBLET_RATIO,
-    OIII_DOUBLET_RATIO,
-    SII_DOUBLET_RATIO,
-)
+from ..errors import ConfigError
+from ..physics.lines import LINES, NII_DOUBLET_RATIO, OII_DOUBLET_RATIO, OIII_DOUBLET_RATIO, SII_DOUBLET_RATIO
 
 __all__ = [
     "RotationConfig",
@@ -326,7 +320,7 @@ class LinesConfig:
         exactly once.
     oiii_doublet_ratio, nii_doublet_ratio, oii_doublet_ratio, sii_doublet_ratio : float
         [OIII] 5008/4960, [NII] 6585/6550, [OII] 3730/3727, [SII] 6718/6733
-        flux ratios (see :mod:`mockzgrad.lines` for their sources).
+        flux ratios (see :mod:`mockzgrad.physics.lines` for their sources).
     outside_range : {"clip", "extrapolate", "raise"}
         What to do where Z(r) leaves a generating calibration's validity
         range: evaluate at the clipped Z (default, with a warning),
@@ -387,7 +381,7 @@ def _strtuple(obj, attr, path):
 
 def _check_generating_set(cfg: LinesConfig):
     """Unknown or unusable calibration keys are user mistakes: say so here."""
-    from . import calibrations  # physics data; imports nothing above it
+    from ..physics import calibrations  # physics data; imports nothing above it
 
     known = calibrations.all_diagnostics()
     for key in cfg.generating_set:
@@ -412,7 +406,7 @@ def _check_generating_set(cfg: LinesConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class PSFConfig:
-    """Point-spread function (see :mod:`mockzgrad.psf`).
+    """Point-spread function (see :mod:`mockzgrad.observe.psf`).
 
     Parameters
     ----------
@@ -1152,7 +1146,7 @@ class MetallicityRecipe:
         _strtuple(self, "also", f"{p}.also")
         for m in self.also:
             _choice(f"{p}.also", m, METHODS)
-        from . import calibrations
+        from ..physics import calibrations
 
         known = calibrations.all_diagnostics()
         for key in self.diagnostics:

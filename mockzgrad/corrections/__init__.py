@@ -1,0 +1,1 @@
+"""corrections layer."""
