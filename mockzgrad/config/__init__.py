@@ -66,6 +66,8 @@ Z_PROFILES = ("linear", "broken_linear")
 DUST_LAWS = ("calzetti2000", "cardelli1989", "battisti2022")
 PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
 SPECTRAL_GRIDS = ("velocity", "linear")
+#: Observation modes, ``instrument.kind`` (see :func:`mockzgrad.observe.observe`).
+INSTRUMENT_KINDS = ("ifu",)
 OUTSIDE_RANGE_POLICIES = ("clip", "extrapolate", "raise")
 RATIO_SCATTER_MODES = ("none", "per_mock", "per_ring", "per_spaxel")
 DEFAULT_SNR = 30.0
@@ -553,6 +555,10 @@ class InstrumentConfig:
     ----------
     name : str
         Label written to the output.
+    kind : str
+        Observation mode, one of :data:`INSTRUMENT_KINDS`: ``"ifu"`` (an
+        integral-field cube; default). Grism and slit-stepping modes add
+        their names here.
     pixel_scale : float
         Spaxel size, arcsec; (0, 5].
     fov : float or None
@@ -578,6 +584,7 @@ class InstrumentConfig:
     """
 
     name: str = "nirspec_ifu"
+    kind: str = "ifu"
     pixel_scale: float = 0.05
     fov: float | None = None
     fov_flux_fraction: float = 0.995
@@ -592,6 +599,7 @@ class InstrumentConfig:
         p = "instrument"
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"{p}.name = {self.name!r}: expected a non-empty string")
+        _choice(f"{p}.kind", self.kind, INSTRUMENT_KINDS)
         _num(f"{p}.pixel_scale", self.pixel_scale, 0.0, 5.0, lo_open=True, unit="arcsec")
         if self.fov is not None:
             _num(f"{p}.fov", self.fov, self.pixel_scale * 4, 600.0, unit="arcsec")
@@ -1248,3 +1256,8 @@ def load_recipe(name_or_path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     return _build(Recipe, data, "")
+
+
+from .resolution import psf_fwhm_for_x, r_eff_arcsec, x_resolution  # noqa: E402
+
+__all__ += ["INSTRUMENT_KINDS", "psf_fwhm_for_x", "r_eff_arcsec", "x_resolution"]
