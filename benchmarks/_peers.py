@@ -209,7 +209,7 @@ def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | 
 
 def make_mockzgrad(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None):
     """``(run, to_cube)`` for mockzgrad: ``run`` is ``model_cube(cfg)`` (noise-free, PSF applied)."""
-    from mockzgrad.observe.ifu import model_cube
+    from mockzgrad.observation.ifu import model_cube
 
     cfg = mockzgrad_config(problem, oversample=oversample)
 

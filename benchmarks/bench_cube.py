@@ -169,7 +169,7 @@ def flagship_config(fwhm: float):
 def worker_compile() -> dict:
     """First and warm ``build_cube`` calls in this (fresh) process."""
     t0 = time.perf_counter()
-    from mockzgrad.observe.ifu import build_cube
+    from mockzgrad.observation.ifu import build_cube
 
     t_import = time.perf_counter() - t0
     cfg = flagship_config(FLAGSHIP_FWHMS[0])
@@ -192,7 +192,7 @@ def worker_flagship(repeats: int) -> dict:
     import numba
     import scipy.fft
 
-    from mockzgrad.observe.ifu import build_cube
+    from mockzgrad.observation.ifu import build_cube
 
     out = {"numba_threads": numba.get_num_threads(), "fft_workers": os.cpu_count(), "fwhm": {}}
     with warnings.catch_warnings(), scipy.fft.set_workers(os.cpu_count()):
@@ -250,7 +250,7 @@ def section_compile(report: list, results: dict) -> None:
 def section_flagship(report: list, results: dict, repeats: int) -> None:
     import numba
 
-    from mockzgrad.observe.ifu import build_cube
+    from mockzgrad.observation.ifu import build_cube
 
     if _THREADS == "1":
         numba.set_num_threads(1)
@@ -295,9 +295,11 @@ def section_stages(report: list, results: dict, repeats: int, profile: bool) -> 
     unreliable on a loaded machine). The numba kernel and
     ``model_cube(apply_psf=False)`` are also timed on their own.
     """
-    import mockzgrad.observe.ifu as cube_mod
-    import mockzgrad.observe.psf as psf_mod
-    from mockzgrad.kernels.render import render_lines, render_lines_nb
+    import mockzgrad.observation.ifu as cube_mod
+    import mockzgrad.observation.psf as psf_mod
+    import mockzgrad.source.scene as scene_mod
+    from mockzgrad.kernels.render import render_lines_nb
+    from mockzgrad.source.render import render_lines
 
     orig_model, orig_conv = cube_mod.model_cube, psf_mod.convolve_with_kernel
     results["stages"] = {}
@@ -317,7 +319,7 @@ def section_stages(report: list, results: dict, repeats: int, profile: bool) -> 
             return wrapper
 
         cube_mod.model_cube = timed("model_cube", orig_model)
-        cube_mod.render_lines = timed("render_lines", render_lines)
+        scene_mod.render_lines = timed("render_lines", render_lines)
         psf_mod.convolve_with_kernel = timed("convolve", orig_conv)
         per_call = []
         try:
@@ -338,7 +340,7 @@ def section_stages(report: list, results: dict, repeats: int, profile: bool) -> 
                         "extras": total - acc["model_cube"],
                     })
         finally:
-            cube_mod.model_cube, cube_mod.render_lines = orig_model, render_lines
+            cube_mod.model_cube, scene_mod.render_lines = orig_model, render_lines
             psf_mod.convolve_with_kernel = orig_conv
         med = {k: float(np.median([c[k] for c in per_call])) for k in per_call[0]}
 

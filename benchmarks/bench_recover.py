@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mockzgrad.config import load_config, load_recipe
-    from mockzgrad.observe.ifu import build_cube
-    from mockzgrad.recovery import linefit, pipeline
+    from mockzgrad.observation.ifu import build_cube
+    from mockzgrad.recovery import binning, geometry, gradient, linefit, metallicity, pipeline, spectra
 
     cfg = load_config(ROOT / "examples" / "flagship_z5.toml")
     cube = build_cube(cfg)
@@ -45,14 +45,14 @@ def main(argv=None) -> int:
     # --- stage shares: wrap the stage functions the pipeline calls ----------
     spent = defaultdict(float)
     stages = {
-        "line maps": (pipeline.geomod, "line_map"),
-        "geometry fit": (pipeline.geomod, "fit_geometry"),
-        "binning": (pipeline.binmod, "elliptical_annuli"),
-        "spectra": (pipeline, "sum_spectra"),
-        "line fits": (pipeline, "fit_lines"),
-        "log ratios": (pipeline.metmod, "log_ratios"),
-        "Method I": (pipeline.metmod, "method_one"),
-        "gradient fit": (pipeline, "fit_gradient"),
+        "line maps": (geometry, "line_map"),
+        "geometry fit": (geometry, "fit_geometry"),
+        "binning": (binning, "elliptical_annuli"),
+        "spectra": (spectra, "sum_spectra"),
+        "line fits": (linefit, "fit_lines"),
+        "log ratios": (metallicity, "log_ratios"),
+        "Method I": (metallicity, "method_one"),
+        "gradient fit": (gradient, "fit_gradient"),
     }
     originals = {}
     for label, (mod, name) in stages.items():
@@ -93,9 +93,9 @@ def main(argv=None) -> int:
         captured["args"], captured["kwargs"] = a, k
         return originals["line fits"][2](*a, **k)
 
-    pipeline.fit_lines = capture
+    linefit.fit_lines = capture
     pipeline.recover(cube, recipe)
-    pipeline.fit_lines = originals["line fits"][2]
+    linefit.fit_lines = originals["line fits"][2]
     a, k = captured["args"], captured["kwargs"]
     n_bins = a[0].shape[0]
     t_vec = []

@@ -16,7 +16,7 @@ _ENTRY_POINTS = {
     "MockConfig": "mockzgrad.config",
     "load_config": "mockzgrad.config",
     "load_recipe": "mockzgrad.config",
-    "observe": "mockzgrad.observe",
+    "observe": "mockzgrad.observation",
     "MockCube": "mockzgrad.products.cube",
     "read_cube": "mockzgrad.products.cube",
     "recover": "mockzgrad.recovery",

@@ -59,7 +59,7 @@ def _cmd_calibrations(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .config import config_to_dict, dumps_toml, load_config
+    from .config import config_to_dict, dumps_toml, load_config, x_resolution
     from .source.galaxy import resolve_galaxy
 
     cfg = load_config(args.config)
@@ -69,7 +69,7 @@ def _cmd_check(args) -> int:
     print("\n# resolved")
     print(f"# kpc_per_arcsec = {model.kpc_per_arcsec:.4f}")
     print(f"# r_eff = {model.r_eff:.3f} kpc = {model.r_eff_arcsec:.4f} arcsec")
-    print(f"# 2 r_eff / psf_fwhm = {2 * model.r_eff_arcsec / cfg.instrument.psf.fwhm:.3f}")
+    print(f"# 2 r_eff / psf_fwhm = {x_resolution(cfg):.3f}")
     print(f"# z0 = {model.z0:.4f}{' (automatic)' if model.z0_auto else ''}; "
           f"common validity range {list(model.z_valid_range)}")
     return 0
@@ -77,14 +77,14 @@ def _cmd_check(args) -> int:
 
 def _cmd_cube(args) -> int:
     from .config import load_config
-    from .observe.ifu import build_cube
+    from .observation import observe
 
     cfg = load_config(args.config)
     if args.seed is not None:
         cfg = cfg.replace(seed=args.seed)
     if args.noise_free:
         cfg = cfg.replace(**{"noise.enabled": False})
-    mock = build_cube(cfg)
+    mock = observe(cfg)
     mock.write(args.output, overwrite=args.overwrite, include_noise_free=args.keep_noise_free)
     print(f"wrote {args.output}: {mock.data.shape[0]} channels x {mock.data.shape[1]} x "
           f"{mock.data.shape[2]} spaxels; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
@@ -111,7 +111,7 @@ def _cmd_recover(args) -> int:
     cube = read_cube(args.cube)
     if args.psf_fwhm is not None:
         from .config import PSFConfig
-        from .observe.psf import psf_from_config
+        from .observation.psf import psf_from_config
 
         # the observer's PSF, for cubes whose header does not describe one
         cube.psf = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()

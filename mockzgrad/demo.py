@@ -43,7 +43,8 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
         Label -> path of every output.
     """
     from .corrections.correct import correct_table, read_gradient_table, write_table
-    from .corrections.curves import derive_curves, suite_provenance
+    from .corrections.curves import derive_curves
+    from .corrections.curveset import suite_provenance
     from .plots import plot_corrections, plot_curves
     from .suites.store import ResultsStore
     from .suites.suite import load_suite, run_suite

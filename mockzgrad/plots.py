@@ -14,15 +14,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .corrections.binning import assign_groups
+from .corrections.columns import as_table, canonical_columns, column_map, soft_numeric, status_ok
 from .corrections.correct import DEFAULT_COLUMNS
-from .corrections.curves import (
-    CorrectionCurves,
-    _as_table,
-    _canonical,
-    _column_map,
-    _soft_numeric,
-    assign_groups,
-)
+from .corrections.curveset import CorrectionCurves
 from .errors import ConfigError, DataError
 
 __all__ = ["plot_curves", "plot_surface", "plot_corrections", "FORMATS"]
@@ -93,30 +88,10 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
     mocks = _mock_ratios(curves, table) if table is not None else None
     for ax, g in zip(axes, grads):
         if mocks is not None:
-            x, r, label, sgn = mocks
-            sel = np.isclose(label, g, rtol=0, atol=1e-6)
-            for s, marker, color in ((1, "^", "C0"), (-1, "v", "C3")):
-                k = sel & (sgn == s)
-                if k.any():
-                    ax.scatter(x[k], r[k], s=6, marker=marker, color=color, alpha=0.3, lw=0, rasterized=True)
+            _draw_mocks(ax, g, *mocks)
         for c in curves.curves:
-            if c.abs_grad != g:
-                continue
-            st = _SIGN_STYLE[c.sign]
-            run = c.running
-            ok = np.isfinite(run.median)
-            if ok.any():
-                if c.sign == "both":
-                    ax.fill_between(run.x_center[ok], run.p16[ok], run.p84[ok], color="0.6", alpha=0.35, lw=0)
-                    ax.plot(run.x_center[ok], run.median[ok], "o", color=st["color"], ms=3)
-                else:
-                    off = 0.01 * (c.x_range[1] - c.x_range[0]) * (1 if c.sign == "pos" else -1)
-                    ax.errorbar(run.x_center[ok] + off, run.median[ok],
-                                yerr=[run.median[ok] - run.p16[ok], run.p84[ok] - run.median[ok]],
-                                fmt="o", color=st["color"], ms=2.5, lw=0.8, capsize=0)
-            xx = np.linspace(c.x_range[0], c.x_range[1], 200)
-            ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4,
-                    label=f"{st['label']} (deg {c.fit.degree})")
+            if c.abs_grad == g:
+                _draw_curve(ax, c)
         ax.axhline(1.0, color="0.5", lw=0.6)
         ax.set_title(rf"$|\nabla Z| = {g:g}$ dex/kpc", fontsize=10)
         ax.set_xlabel(_X_LABEL)
@@ -125,15 +100,41 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
     return _save(fig, path)
 
 
+def _draw_mocks(ax, g, x, r, label, sgn):
+    """The mocks of group ``g``: positive intrinsic gradients up-triangles, negative down-triangles."""
+    sel = np.isclose(label, g, rtol=0, atol=1e-6)
+    for s, marker, color in ((1, "^", "C0"), (-1, "v", "C3")):
+        k = sel & (sgn == s)
+        if k.any():
+            ax.scatter(x[k], r[k], s=6, marker=marker, color=color, alpha=0.3, lw=0, rasterized=True)
+
+
+def _draw_curve(ax, c):
+    """One curve: running median with its 16-84 band (pooled) or error bars (one sign), and the polynomial."""
+    st = _SIGN_STYLE[c.sign]
+    run = c.running
+    ok = np.isfinite(run.median)
+    if ok.any():
+        if c.sign == "both":
+            ax.fill_between(run.x_center[ok], run.p16[ok], run.p84[ok], color="0.6", alpha=0.35, lw=0)
+            ax.plot(run.x_center[ok], run.median[ok], "o", color=st["color"], ms=3)
+        else:
+            off = 0.01 * (c.x_range[1] - c.x_range[0]) * (1 if c.sign == "pos" else -1)
+            ax.errorbar(run.x_center[ok] + off, run.median[ok],
+                        yerr=[run.median[ok] - run.p16[ok], run.p84[ok] - run.median[ok]],
+                        fmt="o", color=st["color"], ms=2.5, lw=0.8, capsize=0)
+    xx = np.linspace(c.x_range[0], c.x_range[1], 200)
+    ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} (deg {c.fit.degree})")
+
+
 def _mock_ratios(curves, table):
     cols = curves.settings.get("columns")
-    cmap = _column_map({k: v for k, v in cols.items() if k in _column_map(None)} if cols else None)
-    t = _canonical(_as_table(table), cmap)
-    status = np.char.strip(np.char.lower(np.asarray(t["status"]).astype(str)))
-    g_true = _soft_numeric(t, "grad_z_true")
-    g_meas = _soft_numeric(t, "grad_z_measured")
-    x = _soft_numeric(t, "x_resolution")
-    ok = (status == "ok") & np.isfinite(g_true) & (g_true != 0) & np.isfinite(g_meas) & np.isfinite(x) & (x > 0)
+    cmap = column_map({k: v for k, v in cols.items() if k in column_map(None)} if cols else None)
+    t = canonical_columns(as_table(table), cmap)
+    g_true = soft_numeric(t, "grad_z_true")
+    g_meas = soft_numeric(t, "grad_z_measured")
+    x = soft_numeric(t, "x_resolution")
+    ok = status_ok(t) & np.isfinite(g_true) & (g_true != 0) & np.isfinite(g_meas) & np.isfinite(x) & (x > 0)
     grouping = curves.settings.get("grouping", {"mode": "discrete"})
     label = assign_groups(np.abs(g_true[ok]), grouping)
     return x[ok], g_meas[ok] / g_true[ok], label, np.sign(g_true[ok])
@@ -204,56 +205,75 @@ def plot_corrections(corrected_table, path, *, gradient_column: str | None = Non
     `~matplotlib.figure.Figure`
     """
     path = _check_path(path)
-    t = _as_table(corrected_table)
+    t = as_table(corrected_table)
     meta = t.meta.get("mockzgrad_correct", {}) if hasattr(t, "meta") else {}
     cmap = meta.get("columns", DEFAULT_COLUMNS)
-    gcol = gradient_column or cmap.get("gradient", DEFAULT_COLUMNS["gradient"])
+    series = _correction_series(t, cmap, gradient_column or cmap.get("gradient", DEFAULT_COLUMNS["gradient"]))
+    ids = (np.asarray(t[cmap.get("id", "id")]).astype(str) if cmap.get("id", "id") in t.colnames
+           else np.arange(len(t)).astype(str))
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, axh = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    allvals = _draw_gradients(ax, t, series)
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_xticks(np.arange(len(t)))
+    ax.set_xticklabels(ids, rotation=60, fontsize=7)
+    ax.set_ylabel(r"$\nabla Z$ (dex/kpc)")
+    ax.set_title(f"x: {meta.get('x_source', 'per row')}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    _draw_histograms(axh, t, series, allvals)
+    return _save(fig, path)
+
+
+def _correction_series(t, cmap, gcol):
+    """(label, value column, err_minus column, err_plus column) of the measured and every corrected gradient."""
     corr = [(m.group(1), name) for name in t.colnames for m in [_CORR_RE.match(name)] if m]
     missing = [c for c in (gcol, cmap.get("err_minus", "err_minus"), cmap.get("err_plus", "err_plus"))
                if c not in t.colnames]
     if missing or not corr:
         raise DataError(f"corrected table lacks {missing or 'grad_corr_g* columns'}; present: {t.colnames}")
-    ids = (np.asarray(t[cmap.get("id", "id")]).astype(str) if cmap.get("id", "id") in t.colnames
-           else np.arange(len(t)).astype(str))
     series = [("measured", gcol, cmap.get("err_minus", "err_minus"), cmap.get("err_plus", "err_plus"))]
     series += [(rf"$g = {g}$", name, name + "_err_minus", name + "_err_plus") for g, name in corr]
     if "grad_selfcons" in t.colnames:
         series.append(("self-consistent", "grad_selfcons", "grad_selfcons_err_minus", "grad_selfcons_err_plus"))
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax, axh = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    return series
+
+
+def _series_color(k, col):
+    return "k" if k == 0 else ("C3" if col == "grad_selfcons" else f"C{(k - 1) % 10}")
+
+
+def _draw_gradients(ax, t, series):
+    """Every series per galaxy with its errors, side by side; returns the finite values drawn per series."""
     n = len(t)
     idx = np.arange(n)
     width = 0.7
     allvals = []
     for k, (label, col, cm, cp) in enumerate(series):
-        y = _soft_numeric(t, col)
-        em = _soft_numeric(t, cm) if cm in t.colnames else np.zeros(n)
-        ep = _soft_numeric(t, cp) if cp in t.colnames else np.zeros(n)
+        y = soft_numeric(t, col)
+        em = soft_numeric(t, cm) if cm in t.colnames else np.zeros(n)
+        ep = soft_numeric(t, cp) if cp in t.colnames else np.zeros(n)
         off = (k - (len(series) - 1) / 2) * width / max(len(series), 1)
-        color = "k" if k == 0 else ("C3" if col == "grad_selfcons" else f"C{(k - 1) % 10}")
         marker = "s" if k == 0 else ("D" if col == "grad_selfcons" else "o")
         ok = np.isfinite(y)
         ax.errorbar(idx[ok] + off, y[ok], yerr=[np.nan_to_num(em[ok]), np.nan_to_num(ep[ok])], fmt=marker,
-                    color=color, ms=3.5, lw=0.8, capsize=0, label=label)
+                    color=_series_color(k, col), ms=3.5, lw=0.8, capsize=0, label=label)
         allvals.append(y[ok])
-    ax.axhline(0.0, color="0.5", lw=0.6)
-    ax.set_xticks(idx)
-    ax.set_xticklabels(ids, rotation=60, fontsize=7)
-    ax.set_ylabel(r"$\nabla Z$ (dex/kpc)")
-    ax.set_title(f"x: {meta.get('x_source', 'per row')}", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    return allvals
+
+
+def _draw_histograms(axh, t, series, allvals):
+    """Histograms of every series on common bins spanning all values drawn."""
     finite = np.concatenate([v for v in allvals if v.size]) if any(v.size for v in allvals) else np.zeros(1)
     lo, hi = float(np.min(finite)), float(np.max(finite))
     if hi <= lo:
         lo, hi = lo - 0.05, hi + 0.05
     bins = np.linspace(lo, hi, 16)
     for k, (label, col, _, _) in enumerate(series):
-        y = _soft_numeric(t, col)
+        y = soft_numeric(t, col)
         y = y[np.isfinite(y)]
         if y.size:
-            color = "k" if k == 0 else ("C3" if col == "grad_selfcons" else f"C{(k - 1) % 10}")
-            axh.hist(y, bins=bins, histtype="step", color=color, lw=1.6 if k == 0 else 1.0, label=label)
+            axh.hist(y, bins=bins, histtype="step", color=_series_color(k, col), lw=1.6 if k == 0 else 1.0,
+                     label=label)
     axh.set_xlabel(r"$\nabla Z$ (dex/kpc)")
     axh.set_ylabel("galaxies")
-    return _save(fig, path)

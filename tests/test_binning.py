@@ -6,6 +6,7 @@ from an explicit rotation, annulus S/N by boolean masks, bin sums by loops.
 
 import math
 import time
+import types
 import warnings
 
 import numpy as np
@@ -20,12 +21,14 @@ from mockzgrad.recovery.binning import (
     fixed_annuli,
     gate_snr,
     grown_annuli,
+    radial_cut,
+    recipe_binning,
     spaxels,
     voronoi,
 )
+from mockzgrad.config import BinningRecipe
 from mockzgrad.recovery.geometry import Geometry, sky_offsets
-from mockzgrad.recovery.linefit import rms_error_spectrum
-from mockzgrad.recovery.spectra import bin_spectra, rms_errors, sum_spectra
+from mockzgrad.recovery.spectra import bin_spectra, rms_error_spectrum, sum_spectra
 
 PIX = 0.1  # arcsec
 N = 41
@@ -426,11 +429,52 @@ class TestSumSpectra:
             sum_spectra(d, d, np.zeros((3, 3)), 1)
 
 
-def test_rms_errors_wraps_linefit():
+def test_rms_error_spectrum_of_white_noise_is_its_sigma():
     rng = np.random.default_rng(10)
     lo = 20000.0 + 5.0 * np.arange(300)
     hi = lo + 5.0
     spec = rng.normal(0.0, 2.0, size=(3, 300))
-    out = rms_errors(spec, lo, hi, [20700.0], window=80, mask_kms=400.0)
-    np.testing.assert_array_equal(out, rms_error_spectrum(spec, lo, hi, [20700.0], window=80, mask_kms=400.0))
+    out = rms_error_spectrum(spec, lo, hi, [20700.0], window=80, mask_kms=400.0)
+    assert out.shape == spec.shape
     assert np.nanmedian(out) == pytest.approx(2.0, rel=0.15)
+
+
+class TestRadialCut:
+    def test_bins_outside_the_range_are_dropped_and_the_rest_renumbered(self, grid, falling):
+        x, y = grid[:2]
+        base = fixed_annuli(x, y, GEO, KPC, n_annuli=5, width_arcsec=0.3)
+        kept, dropped = radial_cut(base, 1.0, 6.0)
+        keep = np.flatnonzero((base.radius_kpc >= 1.0) & (base.radius_kpc <= 6.0))
+        assert [i for i, _ in dropped] == sorted(set(range(base.n_bins)) - set(keep))
+        assert all("outside the fitted range [1.0, 6.0] kpc" in why for _, why in dropped)
+        np.testing.assert_array_equal(kept.radius_kpc, base.radius_kpc[keep])
+        np.testing.assert_array_equal(kept.n_spaxels, base.n_spaxels[keep])
+        for new, old in enumerate(keep):  # the same spaxels, under the new number
+            np.testing.assert_array_equal(kept.labels == new, base.labels == old)
+        assert ((kept.labels >= 0) == np.isin(base.labels, keep)).all()
+        _check_labels(kept)
+
+    def test_nothing_to_cut_returns_the_bins_themselves(self, grid):
+        base = fixed_annuli(*grid[:2], GEO, KPC, n_annuli=3, width_arcsec=0.3)
+        assert radial_cut(base, 0.0, None) == (base, ())
+
+
+class TestRecipeBinning:
+    def test_annuli_are_half_the_psf_fwhm_wide(self, grid, falling):
+        recipe = BinningRecipe(scheme="annuli", snr_outer=3.0)
+        bins = recipe_binning(*grid[:2], GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1])
+        direct = elliptical_annuli(*grid[:2], GEO, KPC, width_arcsec=0.2, snr_outer=3.0, gate_map=falling[0],
+                                   gate_err=falling[1])
+        np.testing.assert_array_equal(bins.labels, direct.labels)
+        np.testing.assert_allclose(bins.outer - bins.inner, 0.2 * KPC)
+
+    def test_sectors_split_the_scheme(self, grid, falling):
+        recipe = BinningRecipe(scheme="fixed_annuli", n_annuli=3, width_arcsec=0.4, sectors=True)
+        bins = recipe_binning(*grid[:2], GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1])
+        assert bins.kind == "fixed_annuli" and bins.sector is not None
+        assert set(bins.parent) == {0, 1, 2}
+
+    def test_unknown_scheme(self, grid, falling):
+        recipe = types.SimpleNamespace(scheme="rings", sectors=False)
+        with pytest.raises(ConfigError, match="binning.scheme = 'rings'.*'annuli'"):
+            recipe_binning(*grid[:2], GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1])

@@ -500,3 +500,74 @@ def test_coefficients_equal_the_reference_entries():
         assert d.status == source["status"], key
         if source["status"] == "SUSPECT":
             assert not d.usable
+
+
+# -- the numerics and the schema check, each against an independent answer ---------------
+def test_real_roots_match_numpy():
+    from mockzgrad.physics._roots import real_roots
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        c = rng.normal(size=rng.integers(2, 6))
+        expected = np.roots(c[::-1])  # numpy wants the highest order first
+        expected = np.sort(expected[np.abs(expected.imag) < 1e-9].real)
+        expected = expected[(expected > -3) & (expected < 3)]
+        got = real_roots(c, -3.0, 3.0)
+        assert len(got) == len(expected)
+        np.testing.assert_allclose(got, expected, atol=1e-8)
+
+
+def test_piece_inverts_a_monotonic_cubic():
+    from mockzgrad.physics._roots import Piece, polyder, polyval
+
+    c = (0.3, -1.0, 0.0, 1.0)  # t^3 - t + 0.3, increasing on [0.6, 2]
+    f = lambda t: polyval(c, t)  # noqa: E731
+    df = lambda t: polyval(polyder(c), t)  # noqa: E731
+    piece = Piece.build(f, 0.6, 2.0)
+    x_true = np.linspace(0.6, 2.0, 97)
+    x = piece.solve(f, df, f(x_true))
+    np.testing.assert_allclose(x, x_true, rtol=0, atol=1e-10)
+    assert np.isnan(piece.solve(f, df, [f(0.6) - 1.0, f(2.0) + 1.0])).all()  # outside the image
+
+
+def test_safe_newton_survives_overshooting_steps():
+    from mockzgrad.physics._roots import safe_newton
+
+    # Newton on arctan diverges from |x0| > 1.39; the bracket keeps it converging
+    target = np.array([0.0, 1.2, -1.4])
+    x = safe_newton(lambda x, _i: np.arctan(x), lambda x, _i: 1.0 / (1.0 + x * x), target,
+                    np.full(3, -50.0), np.full(3, 50.0), np.array([40.0, -45.0, 30.0]))
+    np.testing.assert_allclose(x, np.tan(target), atol=1e-10)
+
+
+def test_schema_check_names_the_deepest_location():
+    from mockzgrad.physics._schema import SchemaProblem, validate_json
+
+    schema = {
+        "type": "object", "required": ["items"], "additionalProperties": False,
+        "properties": {"items": {"type": "array", "minItems": 1, "items": {"$ref": "#/defs/item"}}},
+        "defs": {"item": {"type": "object", "properties": {
+            "key": {"type": "string", "minLength": 1},
+            "x": {"oneOf": [{"type": "null"}, {"type": "number", "minimum": 0}]}}}},
+    }
+    validate_json({"items": [{"key": "a", "x": None}, {"key": "b", "x": 2}]}, schema)
+    cases = [
+        ({"items": [{"key": "a", "x": -1}]}, "items[0] (a).x", "-1"),
+        ({"items": [{"key": "", "x": 1}]}, "items[0] ().key", "must not be empty"),
+        ({"items": []}, "items", "at least 1"),
+        ({"items": [{}], "extra": 1}, "extra", "unknown field"),
+        ({}, "items", "required field missing"),
+        ({"items": [{"key": 3}]}, "items[0].key", "expected string"),
+    ]
+    for doc, loc, problem in cases:
+        with pytest.raises(SchemaProblem) as info:
+            validate_json(doc, schema)
+        assert info.value.loc == loc and problem in info.value.problem
+
+
+def test_public_names_stay_in_calibrations():
+    from mockzgrad.physics import diagnostic
+
+    assert cal.Diagnostic is diagnostic.Diagnostic
+    for name in cal.__all__:
+        assert hasattr(cal, name)

@@ -1,6 +1,7 @@
 """Configuration: defaults, TOML round trip, and the message of each class of mistake."""
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,123 @@ def test_unreadable_and_invalid_toml(tmp_path):
     bad.write_text("[galaxy\nr_eff = 2")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def _declared_number_fields(cls, table):
+    """(dotted path, field) of every field of the dataclass tree declared with a range check."""
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            yield from _declared_number_fields(tp, f"{table}.{f.name}" if table else f.name)
+        elif f.metadata.get("check") is not None and tp in (float, float | None):
+            yield (f"{table}.{f.name}" if table else f.name), f
+
+
+MOCK_NUMBERS = list(_declared_number_fields(C.MockConfig, ""))
+RECIPE_NUMBERS = list(_declared_number_fields(C.Recipe, ""))
+
+
+def test_every_section_declares_its_numbers():
+    tables = {path.rsplit(".", 1)[0] for path, _ in MOCK_NUMBERS + RECIPE_NUMBERS}
+    assert {"galaxy", "galaxy.rotation", "galaxy.metallicity", "lines", "lines.dust", "instrument",
+            "instrument.psf", "instrument.spectral", "noise", "cosmology"} <= tables
+    assert {"geometry", "binning", "gating", "errors", "dust", "metallicity", "gradient"} <= tables
+
+
+@pytest.mark.parametrize("path", [p for p, _ in MOCK_NUMBERS if p != "noise.sigma"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30, -1e30])
+def test_every_mock_number_refuses_non_finite_and_far_values(path, bad):
+    with pytest.raises(ConfigError) as info:
+        MockConfig().replace(**{path: bad})
+    assert str(info.value).startswith(f"{path} = ")
+    assert "allowed" in str(info.value)
+
+
+@pytest.mark.parametrize("path", [p for p, _ in RECIPE_NUMBERS])
+def test_every_recipe_number_refuses_nan_and_says_where(path):
+    with pytest.raises(ConfigError) as info:
+        C.Recipe().replace(**{path: float("nan")})
+    assert str(info.value).startswith(f"{path} = nan")
+
+
+@pytest.mark.parametrize(
+    "changes, pieces",
+    [
+        ({"binning.r_min_kpc": 2.0, "binning.r_max_kpc": 1.0}, ["binning.r_max_kpc = 1.0", "(2.0, 1000.0]"]),
+        ({"binning.min_spaxels": 0}, ["binning.min_spaxels = 0", "[1, 10000000]"]),
+        ({"binning.sectors": 1}, ["binning.sectors", "expected true or false"]),
+        ({"gating.line": "Hbeta"}, ["gating.line = 'Hbeta' is not a known line"]),
+        ({"errors.model": "rsm"}, ["errors.model = 'rsm'", "did you mean 'rms'"]),
+        ({"dust.pair": ["Hb", "Ha"]}, ["dust.pair = ['Hb', 'Ha']", "['Ha', 'Hb']"]),
+        ({"dust.law": "battisti2022"}, ["dust.law = 'battisti2022'", "dust.law_lines"]),
+        ({"metallicity.also": ["I", "III"]}, ["metallicity.also = 'III'", "'II'"]),
+        ({"metallicity.diagnostics": ["S25_R33"]}, ["metallicity.diagnostics", "unknown calibration 'S25_R33'",
+                                                    "S25_R3"]),
+        ({"metallicity.diagnostics": []}, ["metallicity.diagnostics = []"]),
+        ({"gradient.bootstrap": -1}, ["gradient.bootstrap = -1"]),
+        ({"recipe.name": ""}, ["recipe.name", "non-empty"]),
+    ],
+)
+def test_recipe_messages(changes, pieces):
+    with pytest.raises(ConfigError) as info:
+        C.Recipe().replace(**changes)
+    msg = str(info.value)
+    for piece in pieces:
+        assert piece in msg, f"{piece!r} not in {msg!r}"
+
+
+@pytest.mark.parametrize("name", C.available_recipes())
+def test_shipped_recipes_round_trip(name, tmp_path):
+    recipe = C.load_recipe(name)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(dumps_toml(recipe.to_dict()))
+    assert C.load_recipe(path) == recipe
+    assert C.Recipe().replace(**{k: v for k, v in _flat(recipe.to_dict())}) == recipe
+
+
+def _flat(data, prefix=""):
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            yield from _flat(value, path)
+        else:
+            yield path, value
+
+
+def test_lists_become_tuples_and_values_are_not_converted():
+    lines = C.LinesConfig(lines=["Hb", "OIII_5008"], generating_set=["S25_R3"])
+    assert lines.lines == ("Hb", "OIII_5008") and isinstance(lines.generating_set, tuple)
+    galaxy = C.GalaxyConfig(r_eff=3)
+    assert galaxy.r_eff == 3 and type(galaxy.r_eff) is int  # checked, not rewritten
+    with pytest.raises(ConfigError, match="lines.lines = 'Hb': expected a list of strings"):
+        C.LinesConfig(lines="Hb")
+
+
+def test_dependent_bounds():
+    with pytest.raises(ConfigError, match=r"instrument.fov = 0.1 arcsec; allowed \[0.2, 600.0\]"):
+        C.InstrumentConfig(pixel_scale=0.05, fov=0.1)
+    with pytest.raises(ConfigError, match=r"instrument.oversample_outer = 4; allowed \[1, 3\]"):
+        C.InstrumentConfig(oversample=3, oversample_outer=4)
+    with pytest.raises(ConfigError, match=r"instrument.psf.fwhm_minor = 0.3 arcsec; allowed \(0.0, 0.2\]"):
+        C.PSFConfig(kind="elliptical_gaussian", fwhm=0.2, fwhm_minor=0.3)
+    # a shape parameter of another kind is not looked at
+    assert C.PSFConfig(kind="gaussian", beta=0.5).beta == 0.5
+
+
+def test_spectral_preset_sets_the_grid_and_refuses_a_conflict():
+    spec = C.SpectralConfig(preset="nirspec_g395m")
+    assert spec.grid == "linear" and spec.dispersion > 0 and spec.wave_min < spec.wave_max
+    with pytest.raises(ConfigError, match="conflicts with instrument.spectral.preset"):
+        C.SpectralConfig(preset="nirspec_g395m", dispersion=spec.dispersion * 2)
+    with pytest.raises(ConfigError, match="instrument.spectral.preset = 'nirspec_g999'"):
+        C.SpectralConfig(preset="nirspec_g999")
+
+
+def test_set_path_creates_tables_and_none_removes():
+    data = {"galaxy": {"r_eff": 2.0}}
+    C.set_path(data, "galaxy.metallicity.grad_z", -0.3)
+    C.set_path(data, "lines.lines", ("Ha", "Hb"))
+    C.set_path(data, "galaxy.r_eff", None)
+    assert data == {"galaxy": {"metallicity": {"grad_z": -0.3}}, "lines": {"lines": ["Ha", "Hb"]}}
+    with pytest.raises(ConfigError, match="galaxy.metallicity.grad_z.x: grad_z is not a table"):
+        C.set_path(data, "galaxy.metallicity.grad_z.x", 1.0)

@@ -24,10 +24,10 @@ from mockzgrad.corrections.correct import (
     format_abs_grad,
     parse_x,
     read_gradient_table,
-    solve_self_consistent,
     write_table,
 )
 from mockzgrad.corrections.curves import CorrectionCurves, CurvesWarning, OutsideCurvesWarning, derive_curves
+from mockzgrad.corrections.roots import solve_self_consistent
 from mockzgrad.errors import ConfigError, DataError
 from mockzgrad.plots import plot_corrections
 
@@ -367,3 +367,17 @@ class TestInclinationAndSign:
         assert out["grad_corr_g0.1"][1] == pytest.approx(-0.05 / 0.6)
         with pytest.raises(ConfigError, match="both"):
             correct_table(t, c, x=2.0, sign="both")
+
+
+def test_warnings_point_at_the_caller(linear_curves, crossing):
+    """Every warning of correct_table names this file (its stack level skips the package's own frames)."""
+    t = known_table()
+    cross = Table({"id": ["pos", "none"], "gradient_dex_per_kpc": [0.042, 0.3], "err_minus": [0.005] * 2,
+                   "err_plus": [0.005] * 2})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        correct_table(t, linear_curves, x="2:9", rng=1)  # x ignored in the table, and outside the curves
+        correct_table(cross, crossing, x=2.0, rng=1)  # several roots, and none
+    kinds = {type(w.message) for w in caught}
+    assert {CurvesWarning, OutsideCurvesWarning, SelfConsistencyWarning} <= kinds
+    assert all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from mockzgrad.physics import calibrations
-from mockzgrad.observe import lsf
+from mockzgrad.observation import lsf
 from mockzgrad.config import MockConfig
-from mockzgrad.observe.ifu import build_cube, model_cube
+from mockzgrad.observation.ifu import build_cube, model_cube
 from mockzgrad.products.cube import read_cube
 from mockzgrad.errors import DataError
 from mockzgrad.physics.lines import C_KMS
@@ -194,7 +194,7 @@ class TestNoise:
         assert sigma_measured == pytest.approx(math.sqrt(cube.variance[0, 0, 0]), rel=0.01)
         # S/N from the measured noise, in the peak channel, inside the r_eff ellipse
         chan = int(np.argmin(np.abs(cube.wavelengths - cube.truth["snr_channel_wave"])))
-        from mockzgrad.observe.noise import ellipse_mask
+        from mockzgrad.observation.noise import ellipse_mask
 
         x, y = cube.offsets()
         xx, yy = np.meshgrid(x, y)

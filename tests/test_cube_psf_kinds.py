@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from mockzgrad.config import MockConfig
-from mockzgrad.observe.ifu import build_cube, model_cube
+from mockzgrad.observation.ifu import build_cube, model_cube
 from mockzgrad.physics.lines import LINES
-from mockzgrad.observe.psf import FWHM_PER_SIGMA, KERNEL_ENCLOSED_FRACTION
+from mockzgrad.observation.psf import FWHM_PER_SIGMA, KERNEL_ENCLOSED_FRACTION
 
 BASE = MockConfig().replace(**{"noise.enabled": False, "seed": 5})
 REDSHIFT = BASE.galaxy.redshift
@@ -157,7 +157,7 @@ def _truncated_moffat_m2(fwhm, beta, enclosed):
     """<r^2> of a Moffat profile (1 + r^2/alpha^2)^-beta, alpha = FWHM /
     (2 sqrt(2^(1/beta) - 1)) (Trujillo et al. 2001, eq. 7), cut at the radius
     enclosing ``enclosed`` of its flux (1 - (1 + u)^(1 - beta), u = r^2/alpha^2)
-    as mockzgrad.observe.psf documents for its kernels. With t = r^2 / alpha^2:
+    as mockzgrad.observation.psf documents for its kernels. With t = r^2 / alpha^2:
     <r^2> = alpha^2 int_0^u t (1+t)^-beta dt / int_0^u (1+t)^-beta dt."""
     from scipy.integrate import quad
 
@@ -170,7 +170,7 @@ def _truncated_moffat_m2(fwhm, beta, enclosed):
 
 class TestMoffat(PSFKindInvariants):
     # beta = 3: <r^2> is finite only because the wings are cut (at 99.9 %,
-    # mockzgrad.observe.psf.KERNEL_ENCLOSED_FRACTION); uncut it would be alpha^2 / (beta - 2)
+    # mockzgrad.observation.psf.KERNEL_ENCLOSED_FRACTION); uncut it would be alpha^2 / (beta - 2)
     psf_m2 = _truncated_moffat_m2(0.255, 3.0, KERNEL_ENCLOSED_FRACTION)
     @classmethod
     def psf_settings(cls, scale, tmp_path_factory):

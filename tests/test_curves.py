@@ -13,7 +13,13 @@ import pytest
 from astropy.table import Table
 from matplotlib.image import imread
 
-from mockzgrad.corrections.curves import CorrectionCurves, CurvesCheckWarning, CurvesWarning, derive_curves
+from mockzgrad.corrections.curves import (
+    CorrectionCurves,
+    CurveOptions,
+    CurvesCheckWarning,
+    CurvesWarning,
+    derive_curves,
+)
 from mockzgrad.errors import ConfigError, DataError
 from mockzgrad.plots import plot_curves, plot_surface
 
@@ -420,3 +426,62 @@ def test_failed_mocks_without_values_are_left_out():
     with_failed = derive_curves(vstack([ok, bad]), provenance=prov, degree=2)
     clean = derive_curves(ok, provenance=prov, degree=2)
     assert np.allclose(with_failed.ratio(3.0, 0.1), clean.ratio(3.0, 0.1))
+
+
+class TestCurveOptions:
+    def test_defaults_match_derive_curves(self):
+        import inspect
+
+        o = CurveOptions()
+        params = inspect.signature(derive_curves).parameters
+        for name in ("x_bins", "degree", "min_per_bin", "pool_signs", "grad_bins", "clip_sigma", "check_sigma",
+                     "surface", "surface_degree"):
+            assert getattr(o, name) == params[name].default, name
+        assert o.explicit_edges is None
+
+    def test_normalised(self):
+        o = CurveOptions(x_bins=np.array([1, 2, 4]), degree=np.int64(3), surface_degree=[2, 1], check_sigma=2)
+        assert o.x_bins == [1.0, 2.0, 4.0] and type(o.x_bins[0]) is float
+        np.testing.assert_array_equal(o.explicit_edges, [1.0, 2.0, 4.0])
+        assert o.degree == 3 and type(o.degree) is int
+        assert o.surface_degree == (2, 1) and o.check_sigma == 2.0
+        assert CurveOptions(x_bins=4).x_bins == 4 and CurveOptions(x_bins=4).explicit_edges is None
+
+    @pytest.mark.parametrize("field, value, allowed", [
+        ("degree", 9, r"\[0, 8\] \(or 'auto'\)"), ("degree", "two", "'auto'"), ("min_per_bin", 0, r"\[1, inf\)"),
+        ("min_per_bin", 2.5, "integer"), ("clip_sigma", 0.0, r"> 0 \(or None\)"), ("check_sigma", -1.0, "> 0"),
+        ("surface_degree", (9, 0), "degree_x"), ("surface_degree", (1, 3), "degree_inclination"),
+        ("surface_degree", "cubic", "'auto'"), ("x_bins", 0, "sequence of edges"), ("x_bins", [2.0, 1.0], "increasing"),
+        ("x_bins", ["a", "b"], "increasing")])
+    def test_invalid_named(self, field, value, allowed):
+        with pytest.raises(ConfigError, match=field) as err:
+            CurveOptions(**{field: value})
+        assert err.match(allowed)
+
+
+def test_curve_warnings_point_at_the_caller():
+    """The stack level of every warning of derive_curves names this file, not the package."""
+    one_inclination = synthetic(seed=3, inclinations=[10.0, 30.0, 50.0])
+    one_inclination["inclination"][np.asarray(one_inclination["grad_z_true"]) == -0.2] = 30.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError):
+            derive_curves(synthetic(n_per=2, n_failed=0), provenance=PROV)  # no curve anywhere
+        derive_curves(synthetic(seed=5, snr_slope=0.10), provenance=PROV)  # a flagged check
+        derive_curves(one_inclination, provenance=PROV)  # no surface for one sign
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("no curve") for m in messages) and any("one inclination only" in m for m in messages)
+    assert CurvesCheckWarning in {type(w.message) for w in caught}
+    assert all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
+
+
+def test_public_names_reexported_from_their_modules():
+    import mockzgrad.corrections.curves as curves
+    from mockzgrad.corrections import binning, columns, curveset, polyfit
+
+    homes = {name: mod for mod in (binning, columns, curveset, polyfit) for name in mod.__all__}
+    for name in curves.__all__:
+        obj = getattr(curves, name)
+        if name in homes:
+            assert obj is getattr(homes[name], name), name
+    assert {"CorrectionCurves", "derive_curves", "suite_provenance", "assign_groups"} <= set(curves.__all__)

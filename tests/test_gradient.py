@@ -8,14 +8,24 @@ datasets for the error bars.
 
 import json
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 
 from mockzgrad.errors import ConfigError, RecoveryError
 from mockzgrad.recovery.gradient import GradientFit, fit_gradient, median_gradient_over_diagnostics
+from mockzgrad.recovery.summary import PERCENTILES
 
 ONE_SIGMA_LO, ONE_SIGMA_HI = 15.865525393145708, 84.13447460685429  # 100 Phi(-+1)
+
+
+def test_reported_percentiles_are_one_gaussian_sigma():
+    """PERCENTILES = 100 Phi(-1), 100 Phi(+1), the standard normal CDF (statistics.NormalDist)."""
+    lo, hi = PERCENTILES
+    assert lo == pytest.approx(100 * NormalDist().cdf(-1.0), rel=1e-12)
+    assert hi == pytest.approx(100 * NormalDist().cdf(1.0), rel=1e-12)
+    assert (lo, hi) == pytest.approx((ONE_SIGMA_LO, ONE_SIGMA_HI), rel=1e-12)
 
 
 def dataset(rng, n=8, grad=-0.08, z0=8.45, err=0.04, r_max=4.0):

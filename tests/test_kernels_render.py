@@ -1,4 +1,5 @@
-"""Tests of the line-rendering kernels (mockzgrad.kernels.render).
+"""Tests of the line-rendering kernels (mockzgrad.kernels.render) and their
+checked wrappers (mockzgrad.source.render).
 
 Invariants: the numba kernel agrees with its numpy twin; flux is conserved;
 the channel-integrated profile has the right centroid and width (Sheppard's
@@ -15,15 +16,15 @@ from scipy.special import erfc, ndtr
 
 from mockzgrad.errors import ConfigError
 from mockzgrad.kernels import (
-    bin_subpixels,
     bin_subpixels_nb,
     bin_subpixels_ref,
     normal_cdf_nb,
-    render_lines,
+    normal_cdf_ref,
     render_lines_nb,
     render_lines_ref,
 )
 from mockzgrad.kernels.render import C_KMS
+from mockzgrad.source.render import bin_subpixels, render_lines
 from mockzgrad.physics.lines import C_KMS as LINES_C_KMS
 
 REDSHIFT = 5.0
@@ -118,6 +119,33 @@ def test_normal_cdf_matches_scipy():
     # monotone on a fine grid
     xf = np.linspace(-8.0, 8.0, 2001)
     assert np.all(np.diff([normal_cdf_nb(float(v)) for v in xf]) >= 0.0)
+
+
+def test_normal_cdf_twins_agree_and_ref_matches_scipy_in_the_tails():
+    x = np.concatenate([np.linspace(-12.0, 12.0, 2401), [0.0, -40.0, 40.0]])
+    ref = normal_cdf_ref(x)
+    # the twin (math.erfc) has relative accuracy in both tails, where 1 - Phi cancels
+    np.testing.assert_allclose(ref, ndtr(x), rtol=1e-13, atol=0)
+    nb = np.array([normal_cdf_nb(float(v)) for v in x])
+    assert np.max(np.abs(nb - ref)) < 1e-14
+
+
+def test_kernel_module_imports_only_numpy_numba_and_the_standard_library():
+    import ast
+    import sys
+    from pathlib import Path
+
+    import mockzgrad.kernels.render as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            roots.add("." if node.level else node.module.split(".")[0])
+    allowed = {"numpy", "numba", "__future__"} | set(sys.stdlib_module_names)
+    assert roots <= allowed, roots - allowed
 
 
 # ----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from mockzgrad.recovery.linefit import (
     default_line_model,
     fit_lines,
     fit_lines_curve_fit,
-    rms_error_spectrum,
 )
 
 C = 299792.458  # km/s
@@ -339,44 +338,6 @@ def test_line_outside_grid_is_a_config_error():
 
 
 # --------------------------------------------------------------------------
-# RMS error spectrum
-# --------------------------------------------------------------------------
-
-
-def test_rms_error_spectrum_recovers_noise():
-    rng = np.random.default_rng(3)
-    n_chan = 900
-    lo = 16000.0 + 6.0 * np.arange(n_chan)
-    hi = lo + 6.0
-    mid = 0.5 * (lo + hi)
-    lines_obs = [mid[300], mid[620]]
-    sigma_noise = 0.3
-    clean = 2.0 + 1e-3 * (mid - mid[0])
-    for lam in lines_obs:  # strong lines that would inflate an unmasked RMS
-        clean = clean + 200.0 * channel_gaussian(lo, hi, lam, lam * 150.0 / C)
-    data = clean[None, :] + sigma_noise * rng.standard_normal((4, n_chan))
-    est = rms_error_spectrum(data, lo, hi, lines_obs, mask_kms=800.0, window=160)
-    assert est.shape == data.shape
-    assert np.all(np.isfinite(est))
-    assert np.median(est) == pytest.approx(sigma_noise, rel=0.1)
-    assert np.all(np.abs(est / sigma_noise - 1.0) < 0.3)
-    # the 1-D form and a different window width
-    est1 = rms_error_spectrum(data[0], lo, hi, lines_obs, mask_kms=800.0, window=60)
-    assert est1.shape == (n_chan,)
-    assert np.median(est1) == pytest.approx(sigma_noise, rel=0.1)
-
-
-def test_rms_error_spectrum_on_gapped_grid():
-    lo, hi, _, _, _ = z5_setup()
-    rng = np.random.default_rng(9)
-    data = 0.2 * rng.standard_normal((3, lo.size)) + 1.0
-    lines_obs = [LINES[n].wavelength * (1 + Z5) for n in Z5_LINES]
-    est = rms_error_spectrum(data, lo, hi, lines_obs)  # windows shorter than 160: each used whole
-    assert np.all(np.isfinite(est))
-    assert np.median(est) == pytest.approx(0.2, rel=0.1)
-
-
-# --------------------------------------------------------------------------
 # Robustness and internal consistency
 # --------------------------------------------------------------------------
 
@@ -396,14 +357,14 @@ def test_noise_only_spectra_do_not_break():
 
 
 def test_chunking_and_per_spectrum_sigma_init(monkeypatch):
-    import mockzgrad.recovery.linefit as linefit
+    from mockzgrad.recovery.linefit import varpro
 
     lo, hi, spec, model, _ = z5_setup()
     rng = np.random.default_rng(2)
     data = spec[None, :] + 0.08 * rng.standard_normal((20, spec.size))
     err = np.full(data.shape, 0.08)
     whole = fit_lines(data, err, lo, hi, Z5, model, sigma_init=np.full(20, 150.0))
-    monkeypatch.setattr(linefit, "_CHUNK", 6)
+    monkeypatch.setattr(varpro, "_CHUNK", 6)
     chunked = fit_lines(data, err, lo, hi, Z5, model, sigma_init=150.0)
     np.testing.assert_allclose(chunked.flux, whole.flux, rtol=1e-9)
     np.testing.assert_allclose(chunked.covariance, whole.covariance, rtol=1e-7)

@@ -1,4 +1,4 @@
-"""Tests of mockzgrad.observe.lsf: widths, flux conservation, grids, layouts.
+"""Tests of mockzgrad.observation.lsf: widths, flux conservation, grids, layouts.
 
 Second moments are measured from channel-centre velocities. For a delta
 (all flux in one channel) the response of the matrix is a Gaussian of sigma
@@ -13,7 +13,7 @@ from scipy.special import erf
 
 from mockzgrad.errors import ConfigError, DataError
 from mockzgrad.physics.lines import C_KMS
-from mockzgrad.observe.lsf import convolve_spectral, redistribution_matrix, sigma_kms_from_resolution
+from mockzgrad.observation.lsf import convolve_spectral, redistribution_matrix, sigma_kms_from_resolution
 
 SIGMA = 125.0  # km/s, DESIGN.md default LSF
 

@@ -7,69 +7,46 @@ emcee against the grid, a brute-force numpy twin of the line-flux posterior,
 and the dust curve of mockzgrad.physics.dust for reddening.
 """
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
+from _metallicity_data import (
+    KEYS,
+    NAMES,
+    NAMES_BALMER,
+    NE3O2,
+    O32,
+    R3,
+    exact_fluxes,
+    noisy,
+    quantiles_on_grid,
+    wavelengths,
+)
 
 from mockzgrad.physics.calibrations import get_diagnostic
 from mockzgrad.physics.dust import k_lambda, redden
 from mockzgrad.errors import ConfigError
-from mockzgrad.physics.lines import LINES, NII_DOUBLET_RATIO
+from mockzgrad.physics.lines import NII_DOUBLET_RATIO
+from mockzgrad.recovery.dust import balmer_decrement_correction
 from mockzgrad.recovery.metallicity import (
     REASON_NO_DIAGNOSTIC,
     REASON_OUTSIDE_RANGE,
     BinFluxes,
+    LineFluxLikelihood,
     MetallicityResult,
-    balmer_decrement_correction,
     line_flux_method,
     log_ratios,
     method_one,
     method_two,
 )
 
-KEYS = ["S25_R3", "S25_O32", "S25_Ne3O2"]
-NAMES = ("OIII_5008", "Hb", "OII_3727", "OII_3730", "NeIII_3870")
-NAMES_BALMER = NAMES + ("Ha", "Hg")
-R3, O32, NE3O2 = (get_diagnostic(k) for k in KEYS)
-ONE_SIGMA_LO, ONE_SIGMA_HI = 15.865525393145708, 84.13447460685429  # 100 Phi(-+1)
-
-
-def exact_fluxes(z, balmer=False):
-    """Fluxes exactly on the S25 curves: [OIII]5008 = 1, Hb = [OIII]/10^R3,
-    [OII] = [OIII]/10^O32 (split 0.4/0.6), [NeIII] = [OII] 10^Ne3O2; Case B Ha, Hg."""
-    z = np.asarray(z, dtype=float)
-    o3 = np.ones_like(z)
-    hb = o3 / 10 ** R3.log_ratio(z)
-    o2 = o3 / 10 ** O32.log_ratio(z)
-    ne = o2 * 10 ** NE3O2.log_ratio(z)
-    cols = [o3, hb, 0.4 * o2, 0.6 * o2, ne]
-    if balmer:
-        cols += [2.86 * hb, 0.468 * hb]
-    return np.stack(cols, axis=1)
-
 
 def r3_turnover():
     zz = np.linspace(*R3.valid_range, 200001)
     return zz[np.argmax(R3.log_ratio(zz))]
-
-
-def wavelengths(names):
-    return np.array([LINES[n].wavelength for n in names])
-
-
-def noisy(rng, flux, snr):
-    err = np.abs(flux) / snr
-    return BinFluxes.from_errors(NAMES_BALMER[: flux.shape[1]], flux + err * rng.standard_normal(flux.shape),
-                                 err)
-
-
-def quantiles_on_grid(x, p):
-    """15.87/50/84.13 percentiles of a density tabulated on x (trapezoid CDF)."""
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(x))])
-    cdf /= cdf[-1]
-    return np.interp(np.array([ONE_SIGMA_LO, 50.0, ONE_SIGMA_HI]) / 100.0, cdf, x)
 
 
 # ---------------------------------------------------------------------------
@@ -322,23 +299,72 @@ def _line_flux_bins(seed, snr=15.0):
     return noisy(rng, obs, snr)
 
 
-def test_line_flux_grid_matches_emcee():
-    bins = _line_flux_bins(6)
+# Monte Carlo error of emcee's summaries. From N_eff independent draws of a Gaussian posterior
+# of width sd, the sample median has standard error sqrt(pi / 2) sd / sqrt(N_eff), and the
+# half-width (q84 - q16) / 2 of the 15.87/84.13 percentiles sqrt(p (1 - 2p) / 2) / phi(1) sd /
+# sqrt(N_eff) with p = Phi(-1) (asymptotic variance and covariance of sample quantiles,
+# p1 (1 - p2) / (N f1 f2)). N_eff = samples / tau, tau the integrated autocorrelation time.
+SE_MEDIAN = math.sqrt(math.pi / 2.0)  # 1.2533
+_P = 0.5 * math.erfc(1.0 / math.sqrt(2.0))
+_PHI_1 = math.exp(-0.5) / math.sqrt(2.0 * math.pi)  # Gaussian density at 1 sigma
+SE_HALF_WIDTH = math.sqrt(0.5 * _P * (1.0 - 2.0 * _P)) / _PHI_1  # 0.962
+MC_BAND = 4.5  # sigma
+GRID_ACCURACY = 0.03  # sd; the grid against the brute-force twin (test_line_flux_grid_matches_brute_force_twin)
+
+
+def _emcee_n_eff(bins, grid, *, n_walkers, n_steps, n_burn, seed):
+    """N_eff of Z and A_V in each bin: an independent chain with the method's settings and start."""
+    import emcee
+
+    lk = LineFluxLikelihood.from_bins(bins, KEYS)
+    rng = np.random.default_rng(seed)
+    n_eff = np.empty((bins.n_bins, lk.n_dim))
+    for b in range(bins.n_bins):
+        f_range = (grid.f_hb[b] / 1e3, grid.f_hb[b] * 1e3)
+        scale = (grid.z_err[b], 0.5 * (grid.a_v_hi[b] - grid.a_v_lo[b]))
+        p0 = lk.start(b, grid.z[b], grid.a_v[b], grid.f_hb[b], scale, rng, n_walkers, f_range)
+        chain, _ = lk.sample(b, p0, rng, n_steps, n_burn, f_range)
+        tau = emcee.autocorr.integrated_time(chain.reshape(n_steps - n_burn, n_walkers, -1), quiet=True)
+        n_eff[b] = chain.shape[0] / tau
+    return n_eff
+
+
+def _compare_mc(grid, mc, name, n_eff):
+    """emcee's median and half-width agree with the grid's within MC_BAND Monte Carlo sigma."""
+    lo, med, hi = (getattr(grid, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
+    mlo, mmed, mhi = (getattr(mc, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
+    sd = 0.5 * (hi - lo)
+    tol_med = GRID_ACCURACY + MC_BAND * SE_MEDIAN / np.sqrt(n_eff)
+    tol_width = GRID_ACCURACY + MC_BAND * SE_HALF_WIDTH / np.sqrt(n_eff)
+    assert np.all(np.abs(mmed - med) < tol_med * sd), ((mmed - med) / sd, tol_med)
+    assert np.all(np.abs(0.5 * (mhi - mlo) / sd - 1.0) < tol_width), (0.5 * (mhi - mlo) / sd, tol_width)
+    return tol_med
+
+
+def _check_line_flux_grid_matches_emcee(seed, rng_seed, expected, **settings):
+    bins = _line_flux_bins(seed)
     grid = line_flux_method(bins, KEYS)
-    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(2),
-                          n_walkers=32, n_steps=1500, n_burn=500)
-    _compare(grid, mc, "z")
-    _compare(grid, mc, "a_v")
+    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(rng_seed), **settings)
+    assert (mc.info["n_walkers"], mc.info["n_steps"], mc.info["n_burn"]) == expected
+    n_eff = _emcee_n_eff(bins, grid, seed=rng_seed + 100, n_walkers=mc.info["n_walkers"],
+                         n_steps=mc.info["n_steps"], n_burn=mc.info["n_burn"])
+    assert np.all(n_eff > 200), n_eff  # enough draws for the error model to hold
+    tol = _compare_mc(grid, mc, "z", n_eff[:, 0])
+    _compare_mc(grid, mc, "a_v", n_eff[:, 1])
+    # the comparison can fail: a grid posterior shifted by half its width is caught
+    assert np.all(tol < 0.5)
+    shifted = dataclasses.replace(grid, z_median=grid.z_median + 0.5 * grid.z_err)
+    with pytest.raises(AssertionError):
+        _compare_mc(shifted, mc, "z", n_eff[:, 0])
+
+
+def test_line_flux_grid_matches_emcee():
+    _check_line_flux_grid_matches_emcee(6, 2, (32, 1500, 500), n_walkers=32, n_steps=1500, n_burn=500)
 
 
 @pytest.mark.slow
 def test_line_flux_grid_matches_emcee_published_setting():
-    bins = _line_flux_bins(7)
-    grid = line_flux_method(bins, KEYS)
-    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(3))
-    assert mc.info["n_walkers"] == 100 and mc.info["n_steps"] == 5000 and mc.info["n_burn"] == 2000
-    _compare(grid, mc, "z", tol_med=0.05, tol_width=0.05)
-    _compare(grid, mc, "a_v", tol_med=0.05, tol_width=0.05)
+    _check_line_flux_grid_matches_emcee(7, 3, (100, 5000, 2000))  # the defaults
 
 
 def test_line_flux_grid_matches_brute_force_twin():
@@ -452,49 +478,8 @@ def test_no_nan_reported_as_valid():
 
 
 # ---------------------------------------------------------------------------
-# dust
+# dust correction, then Method I
 # ---------------------------------------------------------------------------
-def test_balmer_decrement_recovers_a_v_and_intrinsic_fluxes():
-    z = np.array([7.6, 7.9, 8.2, 7.8])
-    a_v = np.array([0.3, 1.1, 2.4, 0.8])
-    intrinsic = exact_fluxes(z, balmer=True)
-    obs = redden(intrinsic, wavelengths(NAMES_BALMER)[None, :], a_v[:, None], law="calzetti2000")
-    err = obs / 50.0
-    err[3, 5] = obs[3, 5] / 3.0  # Ha at S/N 3 in the last bin
-    bins = BinFluxes.from_errors(NAMES_BALMER, obs, err)
-    cor, av, src = balmer_decrement_correction(bins, law="calzetti2000", global_a_v=0.7)
-    assert src == ("bin", "bin", "bin", "global")
-    np.testing.assert_allclose(av[:3], a_v[:3], atol=1e-10)
-    assert av[3] == 0.7
-    np.testing.assert_allclose(cor.flux[:3], intrinsic[:3], rtol=1e-10)
-    _, av_none, src_none = balmer_decrement_correction(bins, law="calzetti2000")
-    assert src_none[3] == "none" and av_none[3] == 0.0
-    hg, av_hg, src_hg = balmer_decrement_correction(bins, pair=("Hg", "Hb"), law="calzetti2000")
-    assert src_hg == ("bin",) * 4
-    np.testing.assert_allclose(av_hg, a_v, atol=1e-10)
-    # below the intrinsic decrement (e.g. noise): global value, not a negative A_V
-    low = BinFluxes.from_errors(("Hb", "Ha"), [[1.0, 2.7]], [[0.01, 0.01]])
-    assert balmer_decrement_correction(low, global_a_v=0.5)[2] == ("global",)
-
-
-def test_balmer_decrement_covariance_matches_monte_carlo():
-    rng = np.random.default_rng(10)
-    obs = redden(exact_fluxes([7.9], balmer=True), wavelengths(NAMES_BALMER)[None, :], 1.2)
-    err = obs / 40.0
-    cor, _, _ = balmer_decrement_correction(BinFluxes.from_errors(NAMES_BALMER, obs, err))
-    draws = obs + err * rng.standard_normal((20000, obs.shape[1]))
-    mc, _, src = balmer_decrement_correction(
-        BinFluxes.from_errors(NAMES_BALMER, draws, np.broadcast_to(err, draws.shape)))
-    assert set(src) == {"bin"}
-    emp = np.cov(mc.flux.T)
-    sd = np.sqrt(np.diag(emp))
-    np.testing.assert_allclose(np.sqrt(np.diag(cor.cov[0])), sd, rtol=0.05)
-    np.testing.assert_allclose(cor.cov[0] / np.outer(sd, sd), emp / np.outer(sd, sd), atol=0.05)
-    fixed, _, _ = balmer_decrement_correction(BinFluxes.from_errors(NAMES_BALMER, obs, err),
-                                              a_v_error=False)
-    assert np.all(np.diag(fixed.cov[0]) <= np.diag(cor.cov[0]) * (1 + 1e-12))
-
-
 def test_dust_corrected_method_one_matches_line_flux_method():
     """Correct by the Balmer decrement, then Method I, vs the joint line-flux fit."""
     rng = np.random.default_rng(11)

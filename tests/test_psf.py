@@ -1,4 +1,4 @@
-"""Tests of mockzgrad.observe.psf: kernels, enclosed flux, headers, FITS, cube convolution.
+"""Tests of mockzgrad.observation.psf: kernels, enclosed flux, headers, FITS, cube convolution.
 
 Invariants every PSF kind must satisfy are written once in
 :class:`PSFInvariants` and inherited by one class per kind.
@@ -12,7 +12,7 @@ from scipy.signal import fftconvolve
 from scipy.special import erf
 
 from mockzgrad.errors import ConfigError, DataError
-from mockzgrad.observe.psf import (
+from mockzgrad.observation.psf import (
     FWHM_PER_SIGMA,
     KERNEL_ENCLOSED_FRACTION,
     EllipticalGaussianPSF,
@@ -20,13 +20,13 @@ from mockzgrad.observe.psf import (
     ImagePSF,
     MoffatPSF,
     PSF,
-    _channel_groups,
     convolve_cube,
     convolve_with_kernel,
     pad_width,
     psf_from_config,
     psf_from_header,
 )
+from mockzgrad.observation.psf.convolve import _channel_groups
 
 PIX = 0.05  # arcsec
 
@@ -525,3 +525,14 @@ def test_large_cube_is_fast():
     start = time.perf_counter()
     convolve_cube(cube, psf, PIX, wavelengths=np.linspace(2.8e4, 3.2e4, 400))
     assert time.perf_counter() - start < 3.0
+
+
+def test_every_header_kind_has_a_registered_model():
+    """psf_from_header / psf_from_config dispatch through the models' registry."""
+    from mockzgrad.observation.psf import PSF_KINDS
+    from mockzgrad.observation.psf.base import _MODELS
+
+    assert set(_MODELS) == set(PSF_KINDS)
+    assert all(_MODELS[k].kind == k for k in PSF_KINDS)
+    with pytest.raises(ConfigError, match="psf.kind = 'airy'"):
+        psf_from_config(type("Cfg", (), {"kind": "airy", "ref_wavelength": None, "scaling_exponent": None})())

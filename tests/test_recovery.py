@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mockzgrad.config import MockConfig, load_recipe
-from mockzgrad.observe.ifu import build_cube
+from mockzgrad.observation.ifu import build_cube
 from mockzgrad.errors import CalibrationRangeWarning, DataError, RecoveryError
 from mockzgrad.recovery.pipeline import recover
 
@@ -270,7 +270,7 @@ def test_pulls_with_injected_ratio_scatter():
 def test_redshift_ignores_a_doublet_partner_on_the_same_peak():
     """A faint Halpha + [NII] mock with [NII] undetected: the peak must not be
     taken for [OII] 3730 just because [OII] 3727 also lands on its profile."""
-    from mockzgrad.recovery.pipeline import estimate_redshift
+    from mockzgrad.recovery.frontend import estimate_redshift
 
     cfg = MockConfig().replace(**{
         "galaxy.redshift": 1.5, "galaxy.metallicity.z0": 7.7, "galaxy.metallicity.grad_z": -0.05,

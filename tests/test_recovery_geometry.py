@@ -1,5 +1,5 @@
 """Tests of mockzgrad.recovery.geometry: line map, 2D Gaussian fit, inclination,
-deprojection, azimuth and PSF homogenisation.
+deprojection and azimuth (PSF homogenisation: tests/test_psf_matching.py).
 
 Expectations are computed independently: the true geometry of mock cubes
 (tests may read the truth; recovery may not), analytic Gaussians whose
@@ -8,17 +8,15 @@ deprojection for the shared convention.
 """
 
 import math
-import warnings
 
 import numpy as np
 import pytest
-from scipy.special import erf, ive
 
 from mockzgrad.config import MockConfig
-from mockzgrad.observe.ifu import build_cube
-from mockzgrad.errors import ConfigError, DataError, RecoveryError, RecoveryWarning
+from mockzgrad.observation.ifu import build_cube
+from mockzgrad.errors import ConfigError, DataError, RecoveryError
 from mockzgrad.physics.lines import C_KMS, LINES
-from mockzgrad.observe.psf import FWHM_PER_SIGMA, EllipticalGaussianPSF, GaussianPSF, MoffatPSF
+from mockzgrad.observation.psf import FWHM_PER_SIGMA
 from mockzgrad.recovery.geometry import (
     Geometry,
     axis_ratio_from_inclination,
@@ -26,8 +24,6 @@ from mockzgrad.recovery.geometry import (
     disk_azimuth,
     elliptical_radius,
     fit_geometry,
-    homogenise_psf,
-    homogenise_variance,
     inclination_from_axis_ratio,
     line_map,
     sky_offsets,
@@ -284,123 +280,3 @@ class TestDeprojection:
         # on the sky the minor-axis point is still at 90, an intermediate one differs
         assert disk_azimuth(*sky(90.0), geo, plane="sky") == pytest.approx(90.0)
         assert disk_azimuth(*sky(45.0), geo, plane="sky") < 45.0
-
-
-# ---------------------------------------------------------------------------
-def _moments(img):
-    """<x^2>, <y^2>, <xy> about the centroid (pixels^2) and the total."""
-    y, x = np.indices(img.shape, dtype=float)
-    f = img.sum()
-    xc, yc = (img * x).sum() / f, (img * y).sum() / f
-    dx, dy = x - xc, y - yc
-    return np.array([(img * dx * dx).sum(), (img * dy * dy).sum(), (img * dx * dy).sum()]) / f, f
-
-
-class TestHomogenisePSF:
-    PIX = 0.1
-    WAVES = np.linspace(20000.0, 30000.0, 6)
-
-    def _cube(self, psf, n=71):
-        """Point source at the centre seen through the channel's (Gaussian) PSF, pixel-integrated."""
-        out = []
-        edges = (np.arange(n + 1) - 0.5 - (n - 1) / 2) * self.PIX
-        for k, w in enumerate(self.WAVES):
-            s = psf.fwhm_at(w) / FWHM_PER_SIGMA
-            prof = 0.5 * np.diff(erf(edges / (math.sqrt(2.0) * s)))
-            out.append((1.0 + k) * np.outer(prof, prof))
-        return np.array(out)
-
-    def test_gaussian_psf_matched_and_flux_conserved(self):
-        psf = GaussianPSF(0.2, ref_wavelength=20000.0, scaling_exponent=1.0)
-        cube = self._cube(psf)
-        out = homogenise_psf(cube, self.WAVES, psf, self.WAVES[-1], pixel_scale=self.PIX)
-        target, _ = _moments(cube[-1])
-        for k in range(len(self.WAVES)):
-            m, f = _moments(out[k])
-            assert f == pytest.approx(cube[k].sum(), rel=1e-10)
-            # exact up to the exponentially small departure of an erf-integrated
-            # Gaussian's discrete variance from sigma^2 + 1/12
-            np.testing.assert_allclose(m, target, rtol=1e-5, atol=1e-9)
-        np.testing.assert_allclose(out[-1], cube[-1], atol=1e-12)  # the target channel is untouched
-
-    def test_elliptical_psf_matched(self):
-        psf = EllipticalGaussianPSF(0.3, 0.18, 35.0, ref_wavelength=20000.0, scaling_exponent=1.0)
-        n = 71
-        # channels: a point source convolved with the channel PSF (centre-sampled kernel of the PSF model)
-        cube = np.zeros((len(self.WAVES), n, n))
-        for k, w in enumerate(self.WAVES):
-            ker = psf.kernel(self.PIX, wavelength=w, sampling="center")
-            h = ker.shape[0] // 2
-            cube[k, 35 - h:36 + h, 35 - h:36 + h] = ker
-        out = homogenise_psf(cube, self.WAVES, psf.to_header(), self.WAVES[-1], pixel_scale=self.PIX)
-        target, _ = _moments(out[-1])
-        for k in range(len(self.WAVES)):
-            m, f = _moments(out[k])
-            assert f == pytest.approx(1.0, rel=1e-10)
-            np.testing.assert_allclose(m, target, rtol=2e-3, atol=1e-4)
-
-    def test_constant_psf_is_a_no_op(self):
-        cube = self._cube(GaussianPSF(0.2))
-        out = homogenise_psf(cube, self.WAVES, {"PSF_KIND": "gaussian", "PSF_FWHM": 0.2}, 25000.0,
-                             pixel_scale=self.PIX)
-        np.testing.assert_array_equal(out, cube)
-        assert out is not cube
-
-    def test_broader_channels_left_and_warned(self):
-        psf = GaussianPSF(0.2, ref_wavelength=20000.0, scaling_exponent=1.0)
-        cube = self._cube(psf)
-        with pytest.warns(RecoveryWarning, match="broader"):
-            out = homogenise_psf(cube, self.WAVES, psf, self.WAVES[2], pixel_scale=self.PIX)
-        np.testing.assert_array_equal(out[3:], cube[3:])
-
-    def test_moffat_warns_approximation(self):
-        psf = MoffatPSF(0.2, 3.0, ref_wavelength=20000.0, scaling_exponent=1.0)
-        with pytest.warns(RecoveryWarning, match="Gaussian of the same FWHM"):
-            homogenise_psf(np.ones((6, 9, 9)), self.WAVES, psf, self.WAVES[-1], pixel_scale=self.PIX)
-
-    def test_nan_pixels_stay_nan(self):
-        psf = GaussianPSF(0.2, ref_wavelength=20000.0, scaling_exponent=1.0)
-        cube = self._cube(psf, n=31)
-        cube[0, 3, 4] = np.nan
-        out = homogenise_psf(cube, self.WAVES, psf, self.WAVES[-1], pixel_scale=self.PIX)
-        assert np.isnan(out[0, 3, 4]) and np.isfinite(out[0]).sum() == out[0].size - 1
-
-    def test_variance_matches_monte_carlo(self):
-        psf = GaussianPSF(0.2, ref_wavelength=20000.0, scaling_exponent=1.0)
-        waves = self.WAVES[[0, 3]]
-        rng = np.random.default_rng(3)
-        var = np.full((2, 40, 40), 4.0)
-        pred = homogenise_variance(var, waves, psf, 30000.0, pixel_scale=self.PIX)
-        draws = np.array([homogenise_psf(rng.normal(0.0, 2.0, var.shape), waves, psf, 30000.0,
-                                         pixel_scale=self.PIX) for _ in range(300)])
-        emp = draws.var(axis=0)[:, 10:30, 10:30].mean(axis=(1, 2))
-        np.testing.assert_allclose(emp, pred[:, 10:30, 10:30].mean(axis=(1, 2)), rtol=0.05)
-        # analytic: the 1-D discrete Gaussian e^-t I_n(t) has sum of squares e^-2t I_0(2t)
-        t = ((0.3 ** 2 - 0.2 ** 2) / FWHM_PER_SIGMA ** 2) / self.PIX ** 2
-        assert pred[0, 20, 20] == pytest.approx(4.0 * ive(0, 2.0 * t) ** 2, rel=1e-10)
-
-    def test_mock_cube_with_chromatic_psf(self):
-        """Two lines seen through a diffraction-like PSF: after homogenisation both
-        line maps have the same second moments."""
-        cube = _mock(inclination=0.0, pa=0.0, psf_fwhm=0.4, **{
-            "galaxy.metallicity.grad_z": 0.0,  # every line then has the same light profile
-            "galaxy.r_eff": 1.0,
-            "lines.lines": ["OII_3727", "OII_3730", "Hb", "OIII_5008"],
-            "lines.generating_set": ["S25_R3", "S25_O32"], "instrument.psf.ref_wavelength": 30050.0,
-            "instrument.psf.scaling_exponent": 1.0})
-        waves = cube.wavelengths
-        o3 = LINES["OIII_5008"].wavelength * 6.0
-        o2 = LINES["OII_3727"].wavelength * 6.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # the red wing of [OIII] itself is no reason to warn
-            out = homogenise_psf(cube.noise_free, waves, cube.psf, o3, pixel_scale=cube.pixel_scale)
-
-        class Homog:
-            data, variance, edges_lo, edges_hi = out, cube.variance, cube.edges_lo, cube.edges_hi
-
-        m3, f3 = _moments(line_map(Homog, o3, half_width_kms=1500.0)[0])
-        m2, f2 = _moments(line_map(Homog, o2, half_width_kms=1500.0)[0])
-        m2_before, _ = _moments(line_map(cube, o2, half_width_kms=1500.0)[0])
-        assert f2 == pytest.approx(line_map(cube, o2, half_width_kms=1500.0)[0].sum(), rel=1e-9)
-        assert m2_before[0] < 0.85 * m3[0]  # the bluer line was sharper
-        np.testing.assert_allclose(m2[:2], m3[:2], rtol=2e-3)

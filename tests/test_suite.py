@@ -23,12 +23,12 @@ from scipy import stats
 import _suite_worker
 from mockzgrad.config import config_from_dict
 from mockzgrad.errors import ConfigError
+from mockzgrad.suites.control import FolderLock
 from mockzgrad.suites.store import ResultsStore
 from mockzgrad.suites.suite import (
     DERIVED_PARAMETERS,
     MockSpec,
     SuiteSpec,
-    _Lock,
     load_suite,
     parameter_paths,
     run_suite,
@@ -276,7 +276,7 @@ class TestErrors:
             suite_from_dict(base_dict(grid={"r_eff": [1.0, 2.0]}, suite={"seed": 1, "n_mocks": 2}))
 
     @pytest.mark.parametrize("dist, match", [
-        ({"dist": "normal", "low": 0, "high": 1}, r"dist = 'normal'; allowed: 'uniform', 'loguniform', 'choice'"),
+        ({"dist": "normal", "low": 0, "high": 1}, r"dist = 'normal' \(did you mean 'uniform'\?\); allowed: 'uniform', 'loguniform', 'choice'"),
         ({"low": 0, "high": 1}, r"no dist given; allowed: 'uniform'"),
         ({"dist": "uniform", "low": 5.0, "high": 1.0}, r"low = 5.0 >= high = 1.0"),
         ({"dist": "uniform", "low": 1.0, "high": 1.0}, r"low = 1.0 >= high = 1.0"),
@@ -298,7 +298,7 @@ class TestErrors:
         ({"suite": {"seed": 1, "n_mocks": 5}, "grid": {"galaxy.r_eff": [1.0, 2.0]}},
          r"n_mocks = 5 is not a multiple of the grid size 2.*4 or 6"),
         ({"grid": {"galaxy.r_eff": []}}, r"\[grid\] galaxy\.r_eff = \[\]: expected a non-empty list"),
-        ({"output": {"keep_cubes": [7]}}, r"keep_cubes: 7 is not a mock index"),
+        ({"output": {"keep_cubes": [7]}}, r"output\.keep_cubes: mock index = 7; allowed \[0, 3\]"),
         ({"output": {"keep": [0]}}, r"output\.keep: unknown key"),
         ({"fixed": {"seed": 3}}, r"\[fixed\] seed"),
         ({"grid": {"seed": [1, 2]}}, r"\[grid\] seed: the mock seed is derived"),
@@ -309,12 +309,12 @@ class TestErrors:
         ({"derived": {"x_res": 2.0}}, r"\[derived\] 'x_res': unknown derived parameter \(did you mean 'x_resolution'"),
         ({"derived": {"x_resolution": -1.0}}, r"\[derived\] x_resolution = -1.0"),
         ({"derived": {"x_resolution": True}}, r"x_resolution = true but"),
-        ({"grid": {"x_resolution": [0.0, 1.0]}, "suite": {"seed": 1}}, r"\[grid\] x_resolution: value 0.0"),
+        ({"grid": {"x_resolution": [0.0, 1.0]}, "suite": {"seed": 1}}, r"\[grid\] x_resolution = 0\.0; allowed: > 0"),
         ({"fixed": {"galaxy": {"inclination": 120.0}}}, r"mock 0 of suite 't': galaxy\.inclination = 120\.0"),
         ({"fixed": {"galaxy": {"r_ef": 1.0}}}, r"galaxy\.r_ef: unknown key \(did you mean r_eff\?\)"),
         ({"grid": {"galaxy.redshift": [5.0, -1.0]}, "suite": {"seed": 1}},
          r"mock 1 \(grid point 1\).*galaxy\.redshift"),
-        ({"fixed": {"base": "missing.toml"}}, r"fixed\.base = 'missing\.toml': cannot read"),
+        ({"fixed": {"base": "missing.toml"}}, r"fixed\.base = 'missing\.toml': mock file '.*missing\.toml': cannot read"),
     ])
     def test_bad_suite(self, over, match):
         with pytest.raises(ConfigError, match=match):
@@ -322,7 +322,7 @@ class TestErrors:
 
     def test_mock_index_out_of_range(self):
         spec = suite_from_dict(base_dict())
-        with pytest.raises(ConfigError, match=r"mock index = 4; allowed integers in \[0, 3\]"):
+        with pytest.raises(ConfigError, match=r"mock index = 4; allowed \[0, 3\]"):
             spec.mock(4)
 
 
@@ -445,7 +445,7 @@ class TestRun:
 
     def test_busy_folder_refused(self, tmp_path):
         spec = suite_from_dict(base_dict())
-        with _Lock(tmp_path):
+        with FolderLock(tmp_path):
             with pytest.raises(ConfigError, match=r"is in use by another suite run \(pid \d+\)"):
                 run_suite(spec, tmp_path, FAKE, executor="serial", progress=False)
 

@@ -426,50 +426,40 @@ def scatter_block(entry, spec):
     return out
 
 
-def build_diagnostic(entry, name, ratio_terms, opts, by_name, set_name):
+def _stand_in(entry, opts, by_name):
+    """The entry whose coefficients are used, its stand-in record and the notes.
+
+    Without ``stand_in_from`` that is the entry itself; with it, another
+    entry stands in for one whose coefficients were NOT FOUND.
+    """
     key = entry["name"]
-    status = entry["status"]
-    if status not in ENCODABLE and "stand_in_from" not in opts:
-        raise SystemExit(f"{key}: status {status!r} cannot be encoded")
-    form = map_form(entry)
     notes = [entry["notes"].strip()] if entry["notes"].strip() else []
-    set_range_note = SETS[set_name].get("range_note")
-    coeffs_entry = entry
-    stand_in = None
-    reference = entry["reference"]
-    sources = list(entry["source_urls_or_repos"])
+    if "stand_in_from" not in opts:
+        return entry, None, notes
+    if entry["status"] != "NOT FOUND" or entry["coefficients"] is not None:
+        raise SystemExit(f"{key}: stand-in requested but the entry has coefficients")
+    uses = by_name[opts["stand_in_from"]]
+    lo, hi = uses["valid_range"]
+    stand_in = {
+        "for": key,
+        "uses": uses["name"],
+        "reason": (
+            f"{key} coefficients NOT FOUND in any searchable source (reference status "
+            f"{entry['status']}). {uses['name']} ({uses['reference']}) is used in its place "
+            f"with its own validity range [{lo}, {hi}]; the range {entry['valid_range']} "
+            f"quoted for {key} does not apply to these coefficients."
+        ),
+    }
+    notes = [f"STAND-IN for {key}: coefficients, range, status and sources are those of "
+             f"{uses['name']}. Reference note on {key}: {entry['notes'].strip()}"]
+    if uses["notes"].strip():
+        notes.append(f"{uses['name']} note: {uses['notes'].strip()}")
+    return uses, stand_in, notes
 
-    if "stand_in_from" in opts:
-        if entry["status"] != "NOT FOUND" or entry["coefficients"] is not None:
-            raise SystemExit(f"{key}: stand-in requested but the entry has coefficients")
-        uses = by_name[opts["stand_in_from"]]
-        coeffs_entry = uses
-        status = uses["status"]
-        form = map_form(uses)
-        reference = uses["reference"]
-        sources = list(uses["source_urls_or_repos"])
-        lo, hi = uses["valid_range"]
-        stand_in = {
-            "for": key,
-            "uses": uses["name"],
-            "reason": (
-                f"{key} coefficients NOT FOUND in any searchable source (reference status "
-                f"{entry['status']}). {uses['name']} ({uses['reference']}) is used in its place "
-                f"with its own validity range [{lo}, {hi}]; the range {entry['valid_range']} "
-                f"quoted for {key} does not apply to these coefficients."
-            ),
-        }
-        notes = [f"STAND-IN for {key}: coefficients, range, status and sources are those of "
-                 f"{uses['name']}. Reference note on {key}: {entry['notes'].strip()}"]
-        if uses["notes"].strip():
-            notes.append(f"{uses['name']} note: {uses['notes'].strip()}")
 
-    if coeffs_entry["coefficients"] is None:
-        raise SystemExit(f"{key}: no coefficients")
-
-    if ratio_terms == "rhat":
-        ratio_terms = rhat_from_reference(entry)
-
+def _validity_range(entry, coeffs_entry, opts, by_name, set_name):
+    """(valid_range, valid_range_in_ratio, basis): the range the file states, and why."""
+    key = entry["name"]
     valid_range = coeffs_entry["valid_range"]
     valid_range_in_ratio = coeffs_entry.get("valid_range_in_ratio")
     basis = "valid_range from the reference entry."
@@ -509,13 +499,40 @@ def build_diagnostic(entry, name, ratio_terms, opts, by_name, set_name):
                  "valid_range is its image under the formula, computed by the loader.")
     if opts.get("range_note"):
         basis += " " + opts["range_note"]
-    if set_range_note:
-        basis += " " + set_range_note
+    if SETS[set_name].get("range_note"):
+        basis += " " + SETS[set_name]["range_note"]
     if valid_range_in_ratio is not None:
         valid_range = None
     if valid_range is None and valid_range_in_ratio is None:
         raise SystemExit(f"{key}: no validity range")
+    return valid_range, valid_range_in_ratio, basis
 
+
+def _x0(key, coeffs_entry, form):
+    """x0 as the loader expects it: None for inverted forms, 0 for poly_in_y."""
+    x0 = coeffs_entry["x0"]
+    if form in ("inverted_poly", "kd02_n2o2", "k19_surface"):
+        if x0 not in (None, 0.0):
+            raise SystemExit(f"{key}: unexpected x0 for form {form}")
+        return None
+    if form == "poly_in_y":
+        return 0.0
+    return float(x0)
+
+
+def build_diagnostic(entry, name, ratio_terms, opts, by_name, set_name):
+    key = entry["name"]
+    if entry["status"] not in ENCODABLE and "stand_in_from" not in opts:
+        raise SystemExit(f"{key}: status {entry['status']!r} cannot be encoded")
+    coeffs_entry, stand_in, notes = _stand_in(entry, opts, by_name)
+    form = map_form(coeffs_entry)
+    status = coeffs_entry["status"]
+    if coeffs_entry["coefficients"] is None:
+        raise SystemExit(f"{key}: no coefficients")
+    if ratio_terms == "rhat":
+        ratio_terms = rhat_from_reference(entry)
+    valid_range, valid_range_in_ratio, basis = _validity_range(entry, coeffs_entry, opts, by_name,
+                                                               set_name)
     logu_range = None
     if form == "k19_surface":
         m = re.search(r"(-?[0-9.]+) < log U < (-?[0-9.]+)", entry["notes"])
@@ -525,29 +542,17 @@ def build_diagnostic(entry, name, ratio_terms, opts, by_name, set_name):
         notes.append(K19_NOTE)
     if opts.get("note"):
         notes.append(opts["note"])
-
-    x0 = coeffs_entry["x0"]
-    if form in ("inverted_poly", "kd02_n2o2", "k19_surface"):
-        if x0 not in (None, 0.0):
-            raise SystemExit(f"{key}: unexpected x0 for form {form}")
-        x0 = None
-    elif form == "poly_in_y":
-        x0 = 0.0
-    else:
-        x0 = float(x0)
-
     scatter = scatter_block(
         coeffs_entry, K19_SCATTER if form == "k19_surface" else opts.get("scatter")
     )
-
     return {
         "key": key,
         "name": name,
-        "reference": reference,
+        "reference": coeffs_entry["reference"],
         "ratio": {"label": entry["ratio"], "terms": ratio_terms},
         "form": form,
         "form_as_published": coeffs_entry["form"],
-        "x0": x0,
+        "x0": _x0(key, coeffs_entry, form),
         "coefficients": [float(c) for c in coeffs_entry["coefficients"]],
         "scatter": scatter,
         "valid_range": valid_range,
@@ -557,7 +562,7 @@ def build_diagnostic(entry, name, ratio_terms, opts, by_name, set_name):
         "status": status,
         "usable": status != "SUSPECT",
         "stand_in": stand_in,
-        "sources": sources,
+        "sources": list(coeffs_entry["source_urls_or_repos"]),
         "notes": " ".join(notes),
     }
 

@@ -65,26 +65,21 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 from astropy.table import Table
 
-from .curves import (
-    GRAD_DECIMALS,
-    PERCENTILES,
-    CorrectionCurves,
-    CurvesWarning,
-    OutsideCurvesWarning,
-    _as_table,
-    _numeric_column,
-    _yaml_safe,
-)
 from ..errors import ConfigError, DataError
+from ..validate import integer, is_number
+from .binning import GRAD_DECIMALS, PERCENTILES
+from .columns import as_table, numeric_column
+from .curveset import CorrectionCurves, CurvesWarning, OutsideCurvesWarning, yaml_safe
+from .roots import ROOT_SEARCH_FACTOR, solve_self_consistent
 
 __all__ = [
     "correct_table",
-    "solve_self_consistent",
     "read_gradient_table",
     "write_table",
     "parse_x",
@@ -114,8 +109,6 @@ FLAGS = (
     "inclination_outside_curves",  # the row's inclination is outside the mocks' inclinations
     "ratio_nonpositive",     # a curve's ratio at x is <= 0: that correction is undefined (NaN)
 )
-_ROOT_SEARCH_FACTOR = 2.0
-_TOL = 1e-9
 
 
 class SelfConsistencyWarning(CurvesWarning):
@@ -154,88 +147,9 @@ def parse_x(x):
         raise ConfigError(f"x = {given!r}; allowed a number > 0, (lo, hi) or 'lo:hi'") from None
     if len(vals) == 1:
         vals = vals * 2
-    if len(vals) != 2 or not all(math.isfinite(v) and v > 0 for v in vals) or vals[0] > vals[1]:
+    if len(vals) != 2 or not all(is_number(v) and v > 0 for v in vals) or vals[0] > vals[1]:
         raise ConfigError(f"x = {given!r}; allowed finite values > 0 with lo <= hi")
     return (vals[0], vals[1])
-
-
-# --------------------------------------------------------------------------- self-consistent roots
-
-
-def solve_self_consistent(measured, abs_grads, ratios, *, max_factor: float = _ROOT_SEARCH_FACTOR):
-    """All sign-consistent ``G`` with ``ratio(|G|) G = measured``.
-
-    Parameters
-    ----------
-    measured : float or array_like, shape (n,)
-        Measured gradients, dex/kpc.
-    abs_grads : array_like, shape (k,)
-        The curves' intrinsic ``|grad_z|`` values, dex/kpc, > 0, ascending.
-    ratios : array_like, shape (k,) or (n, k)
-        ``ratio_g(x)`` of each curve for each measurement.
-    max_factor : float
-        Roots are sought for ``|G| <= max_factor * max(abs_grads)``.
-
-    Returns
-    -------
-    roots : ndarray, shape (n, m)
-        Roots in dex/kpc, ascending along each row, NaN-padded.
-    n_roots : ndarray of int, shape (n,)
-    extrapolated : ndarray of bool, shape (n,)
-        Some root lies outside ``[min(abs_grads), max(abs_grads)]``, where
-        the ratio is held flat.
-
-    Notes
-    -----
-    ``ratio(a)`` is linear in ``a = |G|`` between consecutive ``abs_grads``
-    and constant outside, so ``a ratio(a) = |measured|`` is a quadratic (or
-    linear) equation on each interval, solved in closed form with the
-    numerically stable root formula.
-    """
-    m = np.atleast_1d(np.asarray(measured, dtype=float))
-    g = np.asarray(abs_grads, dtype=float)
-    r = np.asarray(ratios, dtype=float)
-    r = np.broadcast_to(r, (m.size, g.size)) if r.ndim == 1 else r
-    if g.ndim != 1 or g.size < 1 or np.any(g <= 0) or np.any(np.diff(g) <= 0):
-        raise ConfigError(f"abs_grads = {abs_grads!r}; allowed: >= 1 ascending values > 0 (dex/kpc)")
-    if r.shape != (m.size, g.size):
-        raise ConfigError(f"ratios shape {r.shape}; expected {(m.size, g.size)}")
-    c = np.abs(m)
-    top = max_factor * g[-1]
-    tol = _TOL * g[-1]
-    cands = []
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # below the first node: ratio held at r[:, 0]
-        a = np.where(c == 0, 0.0, np.where(r[:, 0] > 0, c / r[:, 0], np.nan))
-        cands.append(np.where((a >= -tol) & (a <= g[0] + tol), np.clip(a, 0.0, g[0]), np.nan))
-        for k in range(g.size - 1):
-            g0, g1 = g[k], g[k + 1]
-            s = (r[:, k + 1] - r[:, k]) / (g1 - g0)
-            b = r[:, k] - s * g0
-            linear = np.abs(s) * g1 <= 1e-14 * np.maximum(np.abs(b), 1e-300)
-            a_lin = np.where(b != 0, c / b, np.nan)
-            disc = b * b + 4.0 * s * c
-            sq = np.sqrt(np.where(disc >= 0, disc, np.nan))
-            q = -0.5 * (b + np.copysign(sq, b))
-            a1 = np.where(linear, a_lin, q / s)
-            a2 = np.where(linear, np.nan, np.where(q != 0, -c / q, np.nan))
-            for a in (a1, a2):
-                inside = (a >= g0 - tol) & (a <= g1 + tol)
-                cands.append(np.where(inside, np.clip(a, g0, g1), np.nan))
-        # above the last node: ratio held at r[:, -1]
-        a = c / r[:, -1]
-        cands.append(np.where((r[:, -1] > 0) & (a >= g[-1] - tol) & (a <= top + tol), a, np.nan))
-    roots = np.sort(np.stack(cands, axis=1), axis=1)  # NaN last
-    dup = np.zeros(roots.shape, bool)
-    dup[:, 1:] = np.abs(np.diff(roots, axis=1)) <= max(tol, 1e-15)
-    roots = np.sort(np.where(dup, np.nan, roots), axis=1)
-    n_roots = np.sum(np.isfinite(roots), axis=1)
-    keep = max(int(n_roots.max()) if n_roots.size else 0, 1)
-    roots = roots[:, :keep]
-    extrap = np.any((roots < g[0] * (1 - _TOL)) | (roots > g[-1] * (1 + _TOL)), axis=1)
-    sign = np.where(m < 0, -1.0, 1.0)[:, None]
-    signed = np.sort(roots * sign, axis=1)
-    return signed, n_roots, extrap
 
 
 # --------------------------------------------------------------------------- I/O
@@ -269,7 +183,7 @@ def write_table(table, path, *, overwrite: bool = False) -> None:
         raise ConfigError(f"path = {path!r}: extension {ext!r}; allowed '.csv', '.ecsv'")
     if os.path.exists(path) and not overwrite:
         raise DataError(f"path = {path!r} exists; pass overwrite=True to replace it")
-    _as_table(table).write(path, format=fmt, overwrite=overwrite)
+    as_table(table).write(path, format=fmt, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- correction
@@ -302,12 +216,13 @@ def _row_x(t, cmap, ids, x_arg):
     has_sizes = cmap["r_eff"] in t.colnames and cmap["psf_fwhm"] in t.colnames
     if x_arg is not None:
         if has_x or has_sizes:
+            # stack: _row_x < _read_observations < correct_table < its caller
             warnings.warn(f"x = {x_arg} given: the table's per-row x / sizes are ignored", CurvesWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         lo, hi = x_arg
         return np.full(n, lo), np.full(n, hi), f"argument x = {lo:g}" + ("" if lo == hi else f":{hi:g}")
     if has_x:
-        x = _numeric_column(t, cmap["x"], ids)
+        x = numeric_column(t, cmap["x"], ids)
         src = f"column {cmap['x']!r}"
     elif has_sizes:
         r_eff = _column_arcsec(t, cmap["r_eff"], ids)
@@ -316,6 +231,7 @@ def _row_x(t, cmap, ids, x_arg):
         if bad:
             raise DataError(f"columns {cmap['r_eff']!r}, {cmap['psf_fwhm']!r}: values must be > 0 arcsec; "
                             f"rows {bad[:10]}")
+        # both sizes are angles already: no cosmology needed (config.resolution converts a mock's kpc r_eff)
         x = 2.0 * r_eff / fwhm
         src = f"2 {cmap['r_eff']} / {cmap['psf_fwhm']} (arcsec)"
     else:
@@ -330,7 +246,7 @@ def _row_x(t, cmap, ids, x_arg):
 def _column_arcsec(t, name, ids):
     col = t[name]
     unit = getattr(col, "unit", None)
-    vals = _numeric_column(t, name, ids)
+    vals = numeric_column(t, name, ids)
     if unit is not None:
         import astropy.units as u
 
@@ -351,6 +267,76 @@ def _draw_ratios(curve, x_draws, inc, use_surface, rng, n):
     return np.sum(a * coef, axis=1)
 
 
+@dataclass(frozen=True, eq=False)
+class _Observations:
+    """The galaxies of a gradient table, one entry per row.
+
+    ``gradient``, ``err_minus``, ``err_plus`` in dex/kpc; ``x_lo`` / ``x_hi``
+    the range of ``x`` (equal for a single value), ``x_ref`` its midpoint;
+    ``inclination`` in deg or None; ``x_source`` says where ``x`` came from.
+    """
+
+    ids: np.ndarray
+    gradient: np.ndarray
+    err_minus: np.ndarray
+    err_plus: np.ndarray
+    x_lo: np.ndarray
+    x_hi: np.ndarray
+    x_ref: np.ndarray
+    x_source: str
+    inclination: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return int(self.gradient.size)
+
+
+@dataclass(frozen=True, eq=False)
+class _Nodes:
+    """The curves a correction uses: ``sign`` mode ("both" or "matched"), the ``|grad_z|`` nodes
+    (dex/kpc, ascending), the curves at the nodes for each sign used, and whether surfaces are evaluated."""
+
+    sign: str
+    abs_grads: np.ndarray
+    by_sign: dict
+    use_surface: bool
+
+    @property
+    def signs(self) -> tuple:
+        return tuple(self.by_sign)
+
+    def row_sign(self, measured: float) -> str:
+        """The curves' sign for a measured gradient."""
+        return "both" if self.sign == "both" else ("neg" if measured < 0 else "pos")
+
+
+@dataclass(frozen=True, eq=False)
+class _Coverage:
+    """The x range every used curve covers, and the rows outside it (or outside the mocks' inclinations)."""
+
+    x_min: float
+    x_max: float
+    outside_x: np.ndarray
+    outside_inc: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _RowCorrection:
+    """The corrections of one row: per node ``corr`` and its errors; the self-consistent gradient
+    (NaN unless the root is unique), its errors and unique fraction; the roots and the row's flags."""
+
+    corr: np.ndarray
+    corr_err_minus: np.ndarray
+    corr_err_plus: np.ndarray
+    selfcons: float
+    selfcons_err_minus: float
+    selfcons_err_plus: float
+    unique_frac: float
+    n_roots: int
+    roots: str
+    flag: str
+
+
 def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping | None = None,
                   sign: str = "auto", n_mc: int = 2000, rng=None) -> Table:
     """Correct measured gradients for beam smearing with a suite's curves.
@@ -365,7 +351,7 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
         or columns with angle units), ``inclination`` (deg, [0, 90]).
     curves : CorrectionCurves
         From :func:`~mockzgrad.corrections.curves.derive_curves` or
-        :meth:`~mockzgrad.corrections.curves.CorrectionCurves.read`; they should be
+        :meth:`~mockzgrad.corrections.curveset.CorrectionCurves.read`; they should be
         made with the recipe that measured the gradients.
     x : None, float, (float, float) or str
         Sample-wide ``x`` (see :func:`parse_x`); overrides the columns.
@@ -407,9 +393,27 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
     """
     if not isinstance(curves, CorrectionCurves):
         raise ConfigError(f"curves of type {type(curves).__name__}; expected CorrectionCurves")
-    if isinstance(n_mc, bool) or not isinstance(n_mc, (int, np.integer)) or n_mc < 100:
-        raise ConfigError(f"n_mc = {n_mc!r}; allowed an integer >= 100")
-    n_mc = int(n_mc)
+    n_mc = integer("n_mc", n_mc, 100)
+    sign = _resolve_sign(sign, curves)
+    x_arg = parse_x(x)
+    cmap = _resolve_columns(columns)
+    gen, seed_note = _rng(rng)
+    t = Table(as_table(table), copy=True)
+    obs = _read_observations(t, cmap, x_arg)
+    nodes = _node_curves(curves, sign, obs.inclination is not None and curves.has_surface)
+    cover = _coverage(curves, nodes, obs)
+    rows = [_correct_row(i, obs, nodes, cover, gen, n_mc) for i in range(obs.n)]
+    _warn_rows(obs.ids, cover, np.array([r.n_roots for r in rows], np.int64))
+    _put_columns(t, obs, nodes, rows)
+    t.meta["mockzgrad_correct"] = _meta(curves, nodes, obs, cover, cmap, n_mc, seed_note)
+    return t
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _resolve_sign(sign: str, curves: CorrectionCurves) -> str:
+    """ "both" or "matched", checked against the signs the curves have."""
     if sign not in ("auto", "both", "matched"):
         raise ConfigError(f"sign = {sign!r}; allowed 'auto', 'both', 'matched'")
     if sign == "auto":
@@ -422,11 +426,11 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
         if not np.array_equal(curves.abs_grads("pos"), curves.abs_grads("neg")):
             raise ConfigError(f"sign = 'matched': pos curves at |grad_z| {curves.abs_grads('pos').tolist()} and neg "
                               f"at {curves.abs_grads('neg').tolist()} differ; allowed: the same values")
-    x_arg = parse_x(x)
-    cmap = _resolve_columns(columns)
-    gen, seed_note = _rng(rng)
+    return sign
 
-    t = Table(_as_table(table), copy=True)
+
+def _read_observations(t: Table, cmap: Mapping, x_arg) -> _Observations:
+    """Measured gradients, errors, x and inclination of every row, checked (rows named in errors)."""
     n = len(t)
     need = [r for r in ("gradient", "err_minus", "err_plus") if cmap[r] not in t.colnames]
     if need:
@@ -434,9 +438,9 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
                         + f"; present: {t.colnames}")
     ids = np.asarray(t[cmap["id"]]).astype(str) if cmap["id"] in t.colnames else \
         np.array([f"row {i}" for i in range(n)])
-    m = _numeric_column(t, cmap["gradient"], ids)
-    em = _numeric_column(t, cmap["err_minus"], ids)
-    ep = _numeric_column(t, cmap["err_plus"], ids)
+    m = numeric_column(t, cmap["gradient"], ids)
+    em = numeric_column(t, cmap["err_minus"], ids)
+    ep = numeric_column(t, cmap["err_plus"], ids)
     for name, arr in ((cmap["gradient"], m), (cmap["err_minus"], em), (cmap["err_plus"], ep)):
         bad = [ids[i] for i in range(n) if not math.isfinite(arr[i])]
         if bad:
@@ -445,113 +449,117 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
     if bad:
         raise DataError(f"columns {cmap['err_minus']!r} / {cmap['err_plus']!r}: errors must be >= 0; rows {bad[:10]}")
     x_lo, x_hi, x_src = _row_x(t, cmap, ids, x_arg)
-    x_ref = 0.5 * (x_lo + x_hi)
-
     inc = None
     if cmap["inclination"] in t.colnames:
-        inc = _numeric_column(t, cmap["inclination"], ids)
+        inc = numeric_column(t, cmap["inclination"], ids)
         bad = [ids[i] for i in range(n) if not 0.0 <= inc[i] <= 90.0]
         if bad:
             raise DataError(f"column {cmap['inclination']!r}: inclination must be in [0, 90] deg; rows {bad[:10]}")
-    use_surface = inc is not None and curves.has_surface
+    return _Observations(ids=ids, gradient=m, err_minus=em, err_plus=ep, x_lo=x_lo, x_hi=x_hi,
+                         x_ref=0.5 * (x_lo + x_hi), x_source=x_src, inclination=inc)
 
+
+def _node_curves(curves: CorrectionCurves, sign: str, use_surface: bool) -> _Nodes:
     used_signs = ("both",) if sign == "both" else ("pos", "neg")
     nodes = curves.abs_grads(used_signs[0])
-    node_curves = {s: [curves.curve(g, s) for g in nodes] for s in used_signs}
+    return _Nodes(sign=sign, abs_grads=nodes, by_sign={s: [curves.curve(g, s) for g in nodes] for s in used_signs},
+                  use_surface=use_surface)
 
-    # ranges covered by the mocks
-    xr = [curves.x_range(None, s) for s in used_signs]
+
+def _coverage(curves: CorrectionCurves, nodes: _Nodes, obs: _Observations) -> _Coverage:
+    """Rows whose x range, or inclination, leaves what the mocks of every used curve cover."""
+    xr = [curves.x_range(None, s) for s in nodes.signs]
     x_min, x_max = max(r[0] for r in xr), min(r[1] for r in xr)
     tol = 1e-9 * x_max
-    outside_x = (x_lo < x_min - tol) | (x_hi > x_max + tol)
-    outside_inc = np.zeros(n, bool)
-    if inc is not None:
-        if use_surface:
-            rngs = [c.surface.inclination_range for s in used_signs for c in node_curves[s]]
+    outside_x = (obs.x_lo < x_min - tol) | (obs.x_hi > x_max + tol)
+    outside_inc = np.zeros(obs.n, bool)
+    if obs.inclination is not None:
+        curves_used = [c for s in nodes.signs for c in nodes.by_sign[s]]
+        if nodes.use_surface:
+            rngs = [c.surface.inclination_range for c in curves_used]
         else:
-            rngs = [c.inclination_range for s in used_signs for c in node_curves[s]
-                    if all(math.isfinite(v) for v in c.inclination_range)]
+            rngs = [c.inclination_range for c in curves_used if all(math.isfinite(v) for v in c.inclination_range)]
         if rngs:
             i_lo, i_hi = max(r[0] for r in rngs), min(r[1] for r in rngs)
-            outside_inc = (inc < i_lo - 1e-9) | (inc > i_hi + 1e-9)
+            outside_inc = (obs.inclination < i_lo - 1e-9) | (obs.inclination > i_hi + 1e-9)
+    return _Coverage(x_min=x_min, x_max=x_max, outside_x=outside_x, outside_inc=outside_inc)
 
-    def central_ratios(s, i):
-        inc_i = inc[i] if use_surface else None
-        return np.array([float(c.ratio(x_ref[i], inc_i)) for c in node_curves[s]])
 
-    g_names = [format_abs_grad(g) for g in nodes]
-    out_corr = np.full((n, nodes.size), np.nan)
-    out_cm = np.full((n, nodes.size), np.nan)
-    out_cp = np.full((n, nodes.size), np.nan)
-    sc = np.full(n, np.nan)
-    sc_m = np.full(n, np.nan)
-    sc_p = np.full(n, np.nan)
-    sc_frac = np.full(n, np.nan)
-    n_roots = np.zeros(n, np.int64)
-    roots_str = []
-    flags = []
-    for i in range(n):
-        row_flags = []
-        s_c = "both" if sign == "both" else ("neg" if m[i] < 0 else "pos")
-        r_c = central_ratios(s_c, i)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = np.where(r_c > 0, m[i] / r_c, np.nan)
-        if np.any(r_c <= 0):
-            row_flags.append("ratio_nonpositive")
-        roots, nr, extrap = solve_self_consistent(m[i], nodes, r_c[None, :])
-        nr = int(nr[0])
-        rts = roots[0][np.isfinite(roots[0])]
-        # Monte Carlo
-        u = gen.standard_normal(n_mc)
-        m_d = m[i] + np.where(u < 0, em[i], ep[i]) * u
-        x_d = gen.uniform(x_lo[i], x_hi[i], n_mc) if x_hi[i] > x_lo[i] else np.full(n_mc, x_lo[i])
-        inc_i = inc[i] if use_surface else None
-        draws = {s: np.stack([_draw_ratios(c, x_d, inc_i, use_surface, gen, n_mc) for c in node_curves[s]], axis=1)
-                 for s in used_signs}
-        if sign == "both":
-            r_d = draws["both"]
-        else:
-            r_d = np.where((m_d < 0)[:, None], draws["neg"], draws["pos"])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c_d = np.where(r_d > 0, m_d[:, None] / r_d, np.nan)
-        for k in range(nodes.size):
-            out_corr[i, k] = corr[k]
-            if math.isfinite(corr[k]):
-                col = c_d[:, k][np.isfinite(c_d[:, k])]
-                if col.size:
-                    p16, p84 = np.percentile(col, PERCENTILES)
-                    out_cm[i, k] = max(corr[k] - p16, 0.0)
-                    out_cp[i, k] = max(p84 - corr[k], 0.0)
-        n_roots[i] = nr
-        roots_str.append(";".join(format(v, ".10g") for v in rts))
-        if nr == 1:
-            sc[i] = rts[0]
-            rd, nrd, _ = solve_self_consistent(m_d, nodes, r_d)
-            one = nrd == 1
-            sc_frac[i] = float(one.mean())
-            if one.any():
-                p16, p84 = np.percentile(rd[one, 0], PERCENTILES)
-                sc_m[i] = max(sc[i] - p16, 0.0)
-                sc_p[i] = max(p84 - sc[i], 0.0)
-        elif nr == 0:
-            row_flags.append("no_root")
-        else:
-            row_flags.append("multiple_roots")
-        if extrap[0]:
-            row_flags.append("extrapolated")
-        if outside_x[i]:
-            row_flags.append("x_outside_curves")
-        if outside_inc[i]:
-            row_flags.append("inclination_outside_curves")
-        flags.append(";".join(f for f in FLAGS if f in row_flags) or "ok")
+def _correct_row(i: int, obs: _Observations, nodes: _Nodes, cover: _Coverage, gen, n_mc: int) -> _RowCorrection:
+    """Central corrections and roots of row ``i``, and their errors from ``n_mc`` Monte Carlo draws."""
+    m = obs.gradient[i]
+    inc_i = obs.inclination[i] if nodes.use_surface else None
+    r_c = np.array([float(c.ratio(obs.x_ref[i], inc_i)) for c in nodes.by_sign[nodes.row_sign(m)]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(r_c > 0, m / r_c, np.nan)
+    roots, n_roots, extrap = solve_self_consistent(m, nodes.abs_grads, r_c[None, :])
+    n_roots = int(n_roots[0])
+    rts = roots[0][np.isfinite(roots[0])]
+    m_d, r_d = _monte_carlo(i, obs, nodes, gen, n_mc)
+    err_minus, err_plus = _fixed_g_errors(corr, m_d, r_d)
+    sc, sc_m, sc_p, sc_frac = math.nan, math.nan, math.nan, math.nan
+    if n_roots == 1:
+        sc = float(rts[0])
+        sc_m, sc_p, sc_frac = _selfcons_errors(sc, m_d, r_d, nodes.abs_grads)
+    flags = {"ratio_nonpositive": bool(np.any(r_c <= 0)), "no_root": n_roots == 0, "multiple_roots": n_roots > 1,
+             "extrapolated": bool(extrap[0]), "x_outside_curves": bool(cover.outside_x[i]),
+             "inclination_outside_curves": bool(cover.outside_inc[i])}
+    return _RowCorrection(corr=corr, corr_err_minus=err_minus, corr_err_plus=err_plus, selfcons=sc,
+                          selfcons_err_minus=sc_m, selfcons_err_plus=sc_p, unique_frac=sc_frac, n_roots=n_roots,
+                          roots=";".join(format(v, ".10g") for v in rts),
+                          flag=";".join(f for f in FLAGS if flags[f]) or "ok")
 
-    if outside_x.any():
-        warnings.warn(f"x outside the curves' range [{x_min:.3g}, {x_max:.3g}] for rows "
-                      f"{_list_ids(ids[outside_x])}: the curves are extrapolated there (flag x_outside_curves)",
-                      OutsideCurvesWarning, stacklevel=2)
-    if outside_inc.any():
-        warnings.warn(f"inclination outside the mocks' range for rows {_list_ids(ids[outside_inc])} "
-                      "(flag inclination_outside_curves)", OutsideCurvesWarning, stacklevel=2)
+
+def _monte_carlo(i: int, obs: _Observations, nodes: _Nodes, gen, n_mc: int):
+    """Draws of the measured gradient (two half-normals) and of every node's ratio at drawn x; (n_mc,), (n_mc, k)."""
+    u = gen.standard_normal(n_mc)
+    m_d = obs.gradient[i] + np.where(u < 0, obs.err_minus[i], obs.err_plus[i]) * u
+    x_lo, x_hi = obs.x_lo[i], obs.x_hi[i]
+    x_d = gen.uniform(x_lo, x_hi, n_mc) if x_hi > x_lo else np.full(n_mc, x_lo)
+    inc_i = obs.inclination[i] if nodes.use_surface else None
+    # every used sign is drawn, whatever the row's sign, so the random stream does not depend on the data
+    draws = {s: np.stack([_draw_ratios(c, x_d, inc_i, nodes.use_surface, gen, n_mc) for c in curves], axis=1)
+             for s, curves in nodes.by_sign.items()}
+    if nodes.sign == "both":
+        return m_d, draws["both"]
+    return m_d, np.where((m_d < 0)[:, None], draws["neg"], draws["pos"])
+
+
+def _fixed_g_errors(corr, m_d, r_d):
+    """Distances from each fixed-g correction to the 15.87th / 84.13th percentiles of its draws (NaN if none)."""
+    err_minus = np.full(corr.size, np.nan)
+    err_plus = np.full(corr.size, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c_d = np.where(r_d > 0, m_d[:, None] / r_d, np.nan)
+    for k in range(corr.size):
+        if math.isfinite(corr[k]):
+            col = c_d[:, k][np.isfinite(c_d[:, k])]
+            if col.size:
+                p16, p84 = np.percentile(col, PERCENTILES)
+                err_minus[k] = max(corr[k] - p16, 0.0)
+                err_plus[k] = max(p84 - corr[k], 0.0)
+    return err_minus, err_plus
+
+
+def _selfcons_errors(sc: float, m_d, r_d, abs_grads):
+    """Errors of a unique self-consistent root from the draws with exactly one root, and their fraction."""
+    rd, nrd, _ = solve_self_consistent(m_d, abs_grads, r_d)
+    one = nrd == 1
+    if not one.any():
+        return math.nan, math.nan, float(one.mean())
+    p16, p84 = np.percentile(rd[one, 0], PERCENTILES)
+    return max(sc - p16, 0.0), max(p84 - sc, 0.0), float(one.mean())
+
+
+def _warn_rows(ids, cover: _Coverage, n_roots) -> None:
+    """One warning per kind of trouble, naming the rows (stack level: the caller of correct_table)."""
+    if cover.outside_x.any():
+        warnings.warn(f"x outside the curves' range [{cover.x_min:.3g}, {cover.x_max:.3g}] for rows "
+                      f"{_list_ids(ids[cover.outside_x])}: the curves are extrapolated there (flag x_outside_curves)",
+                      OutsideCurvesWarning, stacklevel=3)
+    if cover.outside_inc.any():
+        warnings.warn(f"inclination outside the mocks' range for rows {_list_ids(ids[cover.outside_inc])} "
+                      "(flag inclination_outside_curves)", OutsideCurvesWarning, stacklevel=3)
     multi = n_roots > 1
     none = n_roots == 0
     if multi.any() or none.any():
@@ -561,48 +569,63 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
         if none.any():
             parts.append(f"no self-consistent root for rows {_list_ids(ids[none])}")
         warnings.warn("; ".join(parts) + ": grad_selfcons is NaN there, all roots are in column 'roots'",
-                      SelfConsistencyWarning, stacklevel=2)
+                      SelfConsistencyWarning, stacklevel=3)
 
-    desc_x = "2 r_eff / psf_fwhm used (midpoint of the range)"
-    _put(t, "x_resolution", x_ref, desc_x)
-    _put(t, "x_resolution_lo", x_lo, "lower end of the x range (= x_resolution for a single value)")
-    _put(t, "x_resolution_hi", x_hi, "upper end of the x range")
-    for k, gname in enumerate(g_names):
+
+def _put_columns(t: Table, obs: _Observations, nodes: _Nodes, rows) -> None:
+    """Add (or replace) the output columns of the module docstring."""
+    n, k = obs.n, nodes.abs_grads.size
+
+    def stacked(name):
+        return np.array([getattr(r, name) for r in rows]).reshape(n, k) if n else np.full((0, k), np.nan)
+
+    def scalar(name, dtype=float):
+        return np.array([getattr(r, name) for r in rows], dtype=dtype)
+
+    _put(t, "x_resolution", obs.x_ref, "2 r_eff / psf_fwhm used (midpoint of the range)")
+    _put(t, "x_resolution_lo", obs.x_lo, "lower end of the x range (= x_resolution for a single value)")
+    _put(t, "x_resolution_hi", obs.x_hi, "upper end of the x range")
+    corr, cm, cp = stacked("corr"), stacked("corr_err_minus"), stacked("corr_err_plus")
+    for j, gname in enumerate(format_abs_grad(g) for g in nodes.abs_grads):
         base = f"grad_corr_g{gname}"
-        _put(t, base, out_corr[:, k], f"measured / ratio_g(x) for intrinsic |grad_z| = {gname} dex/kpc, dex/kpc")
-        _put(t, base + "_err_minus", out_cm[:, k], "distance to the 15.87th percentile, dex/kpc")
-        _put(t, base + "_err_plus", out_cp[:, k], "distance to the 84.13th percentile, dex/kpc")
-    _put(t, "grad_selfcons", sc, "self-consistent intrinsic gradient if the root is unique, else NaN; dex/kpc")
-    _put(t, "grad_selfcons_err_minus", sc_m, "distance to the 15.87th percentile, dex/kpc")
-    _put(t, "grad_selfcons_err_plus", sc_p, "distance to the 84.13th percentile, dex/kpc")
-    _put(t, "grad_selfcons_unique_frac", sc_frac, "fraction of Monte Carlo draws with exactly one root")
-    _put(t, "n_roots", n_roots, "number of self-consistent roots")
-    _put(t, "roots", np.array(roots_str, dtype=str) if n else np.zeros(0, "U1"),
+        _put(t, base, corr[:, j], f"measured / ratio_g(x) for intrinsic |grad_z| = {gname} dex/kpc, dex/kpc")
+        _put(t, base + "_err_minus", cm[:, j], "distance to the 15.87th percentile, dex/kpc")
+        _put(t, base + "_err_plus", cp[:, j], "distance to the 84.13th percentile, dex/kpc")
+    _put(t, "grad_selfcons", scalar("selfcons"),
+         "self-consistent intrinsic gradient if the root is unique, else NaN; dex/kpc")
+    _put(t, "grad_selfcons_err_minus", scalar("selfcons_err_minus"), "distance to the 15.87th percentile, dex/kpc")
+    _put(t, "grad_selfcons_err_plus", scalar("selfcons_err_plus"), "distance to the 84.13th percentile, dex/kpc")
+    _put(t, "grad_selfcons_unique_frac", scalar("unique_frac"), "fraction of Monte Carlo draws with exactly one root")
+    _put(t, "n_roots", scalar("n_roots", np.int64), "number of self-consistent roots")
+    _put(t, "roots", np.array([r.roots for r in rows], dtype=str) if n else np.zeros(0, "U1"),
          "all self-consistent roots, dex/kpc, ';'-joined")
-    _put(t, "flag", np.array(flags, dtype=str) if n else np.zeros(0, "U2"), "ok or ';'-joined flags")
+    _put(t, "flag", np.array([r.flag for r in rows], dtype=str) if n else np.zeros(0, "U2"), "ok or ';'-joined flags")
 
-    t.meta["mockzgrad_correct"] = _yaml_safe({
+
+def _meta(curves: CorrectionCurves, nodes: _Nodes, obs: _Observations, cover: _Coverage, cmap: Mapping,
+          n_mc: int, seed_note: str) -> dict:
+    """The ``mockzgrad_correct`` meta: the curves' provenance and every rule the correction followed."""
+    return yaml_safe({
         "curves_provenance": curves.provenance,
         "curves_created": curves.created,
         "curves_mockzgrad_version": curves.mockzgrad_version,
-        "abs_grads": [float(g) for g in nodes],
-        "sign": sign,
-        "x_source": x_src,
-        "x_range_curves": [float(x_min), float(x_max)],
-        "inclination": ("surface ratio(x, inclination) at the row's inclination" if use_surface else
+        "abs_grads": [float(g) for g in nodes.abs_grads],
+        "sign": nodes.sign,
+        "x_source": obs.x_source,
+        "x_range_curves": [float(cover.x_min), float(cover.x_max)],
+        "inclination": ("surface ratio(x, inclination) at the row's inclination" if nodes.use_surface else
                         "curves of x alone (the suite's inclinations)"),
         "columns": cmap,
         "n_mc": n_mc,
         "seed_entropy": seed_note,
         "column_pattern": "grad_corr_g{g}[_err_minus|_err_plus], {g} = |grad_z| rounded to 1e-6 in %g form",
         "ratio_interpolation": "linear in |G| between the curves' |grad_z|, flat outside; roots with "
-                               f"|G| <= {_ROOT_SEARCH_FACTOR:g} max|grad_z|, sign(G) = sign(measured)",
+                               f"|G| <= {ROOT_SEARCH_FACTOR:g} max|grad_z|, sign(G) = sign(measured)",
         "error_model": "Monte Carlo: measured from two half-normals (err_minus below, err_plus above, 1/2 each); "
                        "x uniform in [x_lo, x_hi]; curve coefficients Gaussian with their covariance; errors = "
                        "central value to 15.87th / 84.13th percentiles",
         "flags": list(FLAGS),
     }, "meta")
-    return t
 
 
 def _put(t, name, values, description):

@@ -2,26 +2,26 @@
 
 Each kernel family lives in its own module (``render``: line profiles into a
 cube). A kernel ``name_nb`` is numba-compiled, its twin ``name_ref`` is plain
-numpy; both take plain arrays and floats in documented units. Public
-wrappers without a suffix check their inputs and pick one of the two.
+numpy; both take plain arrays and floats in documented units and check
+nothing. Kernels import only numpy, numba and the standard library; the
+public wrappers that check their inputs and pick one of the twins live in
+the layer that calls them (:mod:`mockzgrad.source.render`).
 """
 
 from .render import (
-    bin_subpixels,
+    C_KMS,
     bin_subpixels_nb,
     bin_subpixels_ref,
     normal_cdf_nb,
     normal_cdf_ref,
-    render_lines,
     render_lines_nb,
     render_lines_ref,
 )
 
 __all__ = [
-    "render_lines",
+    "C_KMS",
     "render_lines_nb",
     "render_lines_ref",
-    "bin_subpixels",
     "bin_subpixels_nb",
     "bin_subpixels_ref",
     "normal_cdf_nb",

@@ -45,7 +45,11 @@ Conventions
   the derivative, each piece is tabulated once, and each value is found by
   table look-up followed by a bracketed (bisection-safeguarded) Newton
   iteration, stopped when the Newton step falls below 1e-12 (relative), which
-  leaves an error well below 1e-10 dex.
+  leaves an error well below 1e-10 dex (:mod:`mockzgrad.physics._roots`).
+
+Modules: :mod:`mockzgrad.physics.diagnostic` (:class:`Diagnostic`, the
+maths of one calibration), :mod:`mockzgrad.physics._schema` (the file
+schema check); this module finds, loads and caches the files.
 """
 
 from __future__ import annotations
@@ -53,17 +57,15 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import math
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import CalibrationError, CalibrationRangeWarning, MockzgradWarning
+from ..errors import CalibrationError, MockzgradWarning
+from ._schema import SchemaProblem, validate_json
+from .diagnostic import FORMS, POLICIES, STATUSES, Diagnostic
 from .lines import LINES
 
 __all__ = [
@@ -83,716 +85,7 @@ __all__ = [
 
 #: Environment variable listing extra calibration directories (``os.pathsep``-separated).
 ENV_VAR = "MOCKZGRAD_CALIBRATION_PATH"
-#: Functional forms understood by :class:`Diagnostic`.
-FORMS = ("poly_in_x", "poly_in_y", "inverted_poly", "kd02_n2o2", "k19_surface")
-#: Status labels a diagnostic can carry (``SUSPECT`` ones are never usable).
-STATUSES = ("VERIFIED", "SINGLE-SOURCE", "SUSPECT")
-#: Out-of-range policies of :meth:`Diagnostic.log_ratio`.
-POLICIES = ("raise", "warn", "clip", "ignore")
-
-_KD02_OFFSET = 8.93  # constant of the Kewley & Dopita (2002) N2O2 formula, dex
-_RATIO_CAP = 10.0  # |log R| beyond which no solution is sought, dex
-_N_TABLE = 1025  # nodes per monotonic piece of the look-up tables
-_N_LOGU_TABLE = 101  # log U nodes of the K19 branch-reference table
-_SLACK = 1e-11  # dex; a target this close outside a piece's image is clamped onto it
 _SCHEMA_FILE = "schema.json"
-
-
-# ---------------------------------------------------------------------------
-# numerics
-# ---------------------------------------------------------------------------
-def _polyval(c, t):
-    """sum_i c[i] t^i (Horner), vectorised over ``t``."""
-    t = np.asarray(t, dtype=float)
-    out = np.full(t.shape, float(c[-1]))
-    for ci in reversed(c[:-1]):
-        out = out * t + ci
-    return out
-
-
-def _polyder(c):
-    return tuple(i * c[i] for i in range(1, len(c))) or (0.0,)
-
-
-def _real_roots(c, lo, hi):
-    """Real roots of sum c_i t^i strictly inside (lo, hi), ascending."""
-    c = np.trim_zeros(np.asarray(c, dtype=float), "b")
-    if c.size < 2:
-        return []
-    r = np.polynomial.polynomial.polyroots(c)
-    r = r[np.abs(r.imag) <= 1e-9 * (1.0 + np.abs(r.real))].real
-    margin = 1e-9 * (1.0 + max(abs(lo), abs(hi)))
-    return sorted(float(x) for x in r if lo + margin < x < hi - margin)
-
-
-def _safe_newton(f, df, target, lo, hi, x, sign=None, maxiter=100):
-    """Solve f(x) = target element-wise on brackets [lo, hi] (f monotonic there).
-
-    ``f(x, idx)`` and ``df(x, idx)`` evaluate the function and its derivative
-    for the elements ``idx`` (an index array; constant-coefficient functions
-    ignore it). ``sign`` is +1 where f increases on the bracket and -1 where
-    it decreases (computed when not given). Newton steps that leave the
-    current bracket are replaced by bisection, so the iteration always
-    converges.
-    """
-    target = np.array(target, dtype=float)
-    lo = np.array(lo, dtype=float)
-    hi = np.array(hi, dtype=float)
-    x = np.clip(np.array(x, dtype=float), lo, hi)
-    every = np.arange(target.size)
-    if sign is None:
-        sign = np.where(f(hi, every) >= f(lo, every), 1.0, -1.0)
-    sign = np.broadcast_to(np.asarray(sign, dtype=float), target.shape)
-    active = every
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for _ in range(maxiter):
-            if active.size == 0:
-                break
-            xa, la, ha = x[active], lo[active], hi[active]
-            r = sign[active] * (f(xa, active) - target[active])
-            above = r > 0
-            ha = np.where(above, xa, ha)
-            la = np.where(above, la, xa)
-            step = r / (sign[active] * df(xa, active))
-            xn = xa - step
-            bad = ~((xn >= la) & (xn <= ha))  # also catches NaN steps
-            xn[bad] = 0.5 * (la[bad] + ha[bad])
-            xn[r == 0] = xa[r == 0]
-            x[active], lo[active], hi[active] = xn, la, ha
-            # Newton converges quadratically: a step below 1e-12 leaves an error far
-            # below it (about the step itself next to an extremum, where it is linear).
-            scale = 1.0 + np.abs(xa)
-            done = (r == 0) | (~bad & (np.abs(step) <= 1e-12 * scale)) | (
-                (ha - la) <= 1e-15 * scale
-            )
-            active = active[~done]
-    return x
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """A monotonic piece [lo, hi] of a 1-D function, tabulated for look-up."""
-
-    lo: float
-    hi: float
-    grid: np.ndarray  # abscissae, ordered so that vals ascends
-    vals: np.ndarray  # function values, ascending
-    sign: float  # +1 if the function increases with x on the piece, else -1
-
-    @classmethod
-    def build(cls, fun, lo, hi):
-        grid = np.linspace(lo, hi, _N_TABLE)
-        vals = fun(grid)
-        sign = 1.0
-        if vals[-1] < vals[0]:
-            grid, vals, sign = grid[::-1].copy(), vals[::-1].copy(), -1.0
-        # guard against round-off wiggles in flat parts
-        vals = np.maximum.accumulate(vals)
-        return cls(float(lo), float(hi), grid, vals, sign)
-
-    def solve(self, fun, dfun, target):
-        """x on this piece with fun(x) = target; NaN where target is not in the image."""
-        target = np.asarray(target, dtype=float)
-        out = np.full(target.shape, np.nan)
-        vmin, vmax = float(self.vals[0]), float(self.vals[-1])
-        slack = _SLACK * (1.0 + max(abs(vmin), abs(vmax)))
-        m = (target >= vmin - slack) & (target <= vmax + slack)
-        n_in = np.count_nonzero(m)
-        if n_in == 0:
-            return out
-        t = np.clip(target[m] if n_in < m.size else target.ravel(), vmin, vmax)
-        j = np.clip(np.searchsorted(self.vals, t), 1, self.vals.size - 1)
-        xa, xb = self.grid[j - 1], self.grid[j]
-        va, vb = self.vals[j - 1], self.vals[j]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(vb > va, (t - va) / (vb - va), 0.5)
-        x0 = xa + np.clip(w, 0.0, 1.0) * (xb - xa)
-        x = _safe_newton(
-            lambda x, _i: fun(x), lambda x, _i: dfun(x), t, np.minimum(xa, xb),
-            np.maximum(xa, xb), x0, sign=self.sign,
-        )
-        if n_in == m.size:
-            return x.reshape(target.shape)
-        out[m] = x
-        return out
-
-
-def _describe(values: np.ndarray) -> str:
-    """Short description of offending values for error messages."""
-    first = float(values.flat[0])
-    if values.size == 1:
-        return f"{first:g}"
-    return (f"{first:g} (and {values.size - 1} more values, from {float(values.min()):g} "
-            f"to {float(values.max()):g})")
-
-
-def _ratio_lines(ratio: Mapping) -> set[str]:
-    out = set()
-    for term in ratio.get("terms", ()):
-        for part in term["parts"]:
-            out |= set(part["numerator"]) | set(part["denominator"])
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Diagnostic
-# ---------------------------------------------------------------------------
-@dataclass(frozen=True, repr=False)
-class Diagnostic:
-    """One calibrated strong-line diagnostic: log R as a function of metallicity.
-
-    Instances are built by the loader from a calibration file; the numerical
-    set-up (monotonic pieces, look-up tables, derived ranges) is done and
-    checked at construction, so a malformed calibration fails when loaded.
-
-    Attributes
-    ----------
-    key : str
-        Unique identifier, e.g. ``"S25_R3"``.
-    set_name : str
-        Name of the calibration set (file stem), e.g. ``"sanders2025"``.
-    name : str
-        Name of the diagnostic inside its set, e.g. ``"R3"``.
-    reference : str
-        Publication the coefficients come from (author, year, journal/arXiv).
-    status : str
-        ``"VERIFIED"``, ``"SINGLE-SOURCE"`` or ``"SUSPECT"`` (see the reference).
-    form : str
-        Functional form, one of :data:`FORMS` (see the module docstring).
-    x0 : float or None
-        Metallicity offset of ``poly_in_x``, dex (0 for ``poly_in_y``; None
-        for inverted forms).
-    coefficients : tuple of float
-        Coefficients, lowest order first (``A..J`` for ``k19_surface``).
-    valid_range : tuple of float
-        Validity range in 12+log(O/H), dex. For inverted forms given a range
-        in log R it is the image of ``valid_range_in_ratio``.
-    sigma_ratio : float or None
-        Intrinsic scatter of the calibration in log R, dex (None if unknown).
-    sigma_z : float or None
-        Intrinsic scatter in 12+log(O/H), dex (None if unknown).
-    lines : frozenset of str
-        Every line id the ratio uses.
-    stand_in : dict or None
-        ``{"for": key, "uses": key, "reason": str}`` when this entry stands in
-        for a published calibration that was not found; record it with results.
-    usable : bool
-        False for entries that failed a check (``SUSPECT``); they refuse to
-        evaluate.
-    notes : str
-        Notes on sources and choices.
-    sources : tuple of str
-        Where the coefficients were transcribed from.
-    needs_logu : bool
-        True when the calibration depends on log U (``k19_surface``).
-    ratio : dict
-        Ratio definition, ``{"label": str, "terms": [{"weight": w, "parts":
-        [{"numerator": {line: weight}, "denominator": {line: weight}}]}]}``.
-    valid_range_in_ratio : tuple of float or None
-        Validity range in log R when that is what the source gives, dex.
-    valid_range_basis : str
-        Where the validity range comes from.
-    logu_range : tuple of float or None
-        Valid range of log U for ``k19_surface``.
-    scatter : dict
-        Scatter values with the source's own labels (``as_published``) and the
-        mapping onto ``sigma_ratio``/``sigma_z`` (``basis``).
-    path : str
-        File the diagnostic was loaded from.
-    """
-
-    key: str
-    set_name: str
-    name: str
-    reference: str
-    status: str
-    form: str
-    x0: float | None
-    coefficients: tuple[float, ...]
-    valid_range: tuple[float, float] | None
-    sigma_ratio: float | None
-    sigma_z: float | None
-    lines: frozenset[str]
-    stand_in: dict | None = field(hash=False)
-    usable: bool
-    notes: str
-    sources: tuple[str, ...]
-    needs_logu: bool
-    ratio: dict = field(default_factory=dict, hash=False)
-    valid_range_in_ratio: tuple[float, float] | None = None
-    valid_range_basis: str = ""
-    logu_range: tuple[float, float] | None = None
-    scatter: dict = field(default_factory=dict, hash=False, compare=False)
-    path: str = field(default="", compare=False)
-
-    # -- construction -------------------------------------------------------
-    def __post_init__(self):
-        key = self.key
-        put = functools.partial(object.__setattr__, self)
-        if self.form not in FORMS:
-            raise CalibrationError(f"{key}: form = {self.form!r}; allowed: {', '.join(FORMS)}")
-        if self.status not in STATUSES:
-            raise CalibrationError(
-                f"{key}: status = {self.status!r}; allowed: {', '.join(STATUSES)}"
-            )
-        if self.status == "SUSPECT" and self.usable:
-            raise CalibrationError(f"{key}: status SUSPECT requires usable = false")
-        try:
-            coeffs = tuple(float(c) for c in self.coefficients)
-        except (TypeError, ValueError):
-            raise CalibrationError(
-                f"{key}: coefficients = {self.coefficients!r}; expected numbers"
-            ) from None
-        if not coeffs or not all(math.isfinite(c) for c in coeffs):
-            raise CalibrationError(f"{key}: coefficients = {coeffs!r}; expected finite numbers")
-        put("coefficients", coeffs)
-        expected = {"k19_surface": 10, "kd02_n2o2": 3}.get(self.form)
-        if expected is not None and len(coeffs) != expected:
-            raise CalibrationError(
-                f"{key}: form {self.form} needs {expected} coefficients, got {len(coeffs)}"
-            )
-        if self.form == "inverted_poly" and (len(coeffs) < 2 or not any(coeffs[1:])):
-            raise CalibrationError(f"{key}: inverted_poly needs a non-zero term of order >= 1")
-        if self.form == "poly_in_x":
-            if self.x0 is None or not math.isfinite(float(self.x0)):
-                raise CalibrationError(f"{key}: form poly_in_x needs a finite x0, got {self.x0!r}")
-            put("x0", float(self.x0))
-        elif self.form == "poly_in_y":
-            if self.x0 not in (None, 0, 0.0):
-                raise CalibrationError(f"{key}: form poly_in_y has x0 = 0, got {self.x0!r}")
-            put("x0", 0.0)
-        elif self.x0 is not None:
-            raise CalibrationError(f"{key}: form {self.form} takes no x0, got {self.x0!r}")
-        if self.needs_logu != (self.form == "k19_surface"):
-            raise CalibrationError(
-                f"{key}: needs_logu = {self.needs_logu!r} but form is {self.form}"
-            )
-        for attr in ("valid_range", "valid_range_in_ratio", "logu_range"):
-            rng = getattr(self, attr)
-            if rng is None:
-                continue
-            try:
-                lo, hi = (float(v) for v in rng)
-            except (TypeError, ValueError):
-                raise CalibrationError(
-                    f"{key}: {attr} = {rng!r}; expected [low, high]"
-                ) from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise CalibrationError(
-                    f"{key}: {attr} = [{lo}, {hi}]; expected finite values with low < high"
-                )
-            put(attr, (lo, hi))
-        if self.form == "k19_surface" and self.logu_range is None:
-            raise CalibrationError(f"{key}: form k19_surface needs logu_range")
-        if self.valid_range_in_ratio is not None and self.form not in ("inverted_poly",
-                                                                         "kd02_n2o2"):
-            raise CalibrationError(
-                f"{key}: valid_range_in_ratio is only allowed for inverted_poly and kd02_n2o2"
-            )
-        if self.valid_range is None and self.valid_range_in_ratio is None:
-            raise CalibrationError(f"{key}: needs valid_range (or valid_range_in_ratio)")
-        for attr in ("sigma_ratio", "sigma_z"):
-            v = getattr(self, attr)
-            if v is not None and not (math.isfinite(float(v)) and float(v) >= 0):
-                raise CalibrationError(f"{key}: {attr} = {v!r}; expected a number >= 0 or None")
-        lines = frozenset(self.lines)
-        if self.ratio:
-            from_ratio = frozenset(_ratio_lines(self.ratio))
-            if lines and lines != from_ratio:
-                raise CalibrationError(
-                    f"{key}: lines = {sorted(lines)} differ from the ratio's {sorted(from_ratio)}"
-                )
-            lines = from_ratio
-        unknown = sorted(line for line in lines if line not in LINES)
-        if unknown:
-            raise CalibrationError(
-                f"{key}: unknown line id(s) {', '.join(unknown)}; allowed: {', '.join(LINES)}"
-            )
-        put("lines", lines)
-        put("sources", tuple(self.sources))
-        self._setup_numerics()
-
-    def _setup_numerics(self):
-        put = functools.partial(object.__setattr__, self)
-        c = self.coefficients
-        if self.form in ("poly_in_x", "poly_in_y"):
-            a, b = self.valid_range
-            crit = [t + self.x0 for t in _real_roots(_polyder(c), a - self.x0, b - self.x0)]
-            edges = [a, *crit, b]
-            put("_pieces", tuple(_Piece.build(self._poly, lo, hi)
-                                 for lo, hi in zip(edges[:-1], edges[1:])))
-        elif self.form == "inverted_poly":
-            edges = [-_RATIO_CAP, *_real_roots(_polyder(c), -_RATIO_CAP, _RATIO_CAP), _RATIO_CAP]
-            pieces = [_Piece.build(self._inv, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
-            self._choose_inverted_piece(pieces)
-        elif self.form == "kd02_n2o2":
-            c0, c1, c2 = c
-            if c2 > 0:
-                lo = -c1 / (2 * c2)
-                disc = c1 * c1 - 4 * c0 * c2
-                if disc > 0:
-                    lo = max(lo, (-c1 + math.sqrt(disc)) / (2 * c2))
-            elif c2 == 0 and c1 > 0:
-                lo = -c0 / c1
-            else:
-                raise CalibrationError(
-                    f"{self.key}: kd02_n2o2 needs c2 > 0 (or c2 = 0 and c1 > 0); got {c}"
-                )
-            lo += 1e-9 * (1.0 + abs(lo))
-            if lo >= _RATIO_CAP:
-                raise CalibrationError(f"{self.key}: kd02_n2o2 branch lies beyond log R = 10")
-            self._choose_inverted_piece([_Piece.build(self._inv, lo, _RATIO_CAP)])
-        else:  # k19_surface
-            zmid = 0.5 * (self.valid_range[0] + self.valid_range[1])
-            ygrid = np.linspace(*self.logu_range, _N_LOGU_TABLE)
-            xref = np.empty_like(ygrid)
-            for i, y in enumerate(ygrid):
-                a0, a1, a2, a3 = (float(v) for v in self._k19_cubic(y))
-                r = np.roots([a3, a2, a1, a0 - zmid])
-                r = r[np.abs(r.imag) <= 1e-9].real
-                r = r[np.abs(r) <= _RATIO_CAP]
-                if r.size == 0:
-                    raise CalibrationError(
-                        f"{self.key}: no log ratio gives Z = {zmid:g} at log U = {y:g}"
-                    )
-                xref[i] = r[np.argmin(np.abs(r))]
-            put("_k19_table", (ygrid, xref))
-
-    def _choose_inverted_piece(self, pieces):
-        """Pick the monotonic branch of an inverted form and derive the two ranges."""
-        put = functools.partial(object.__setattr__, self)
-        key = self.key
-        if self.valid_range_in_ratio is not None:
-            xlo, xhi = self.valid_range_in_ratio
-            hit = [p for p in pieces if p.lo - 1e-12 <= xlo and xhi <= p.hi + 1e-12]
-            if len(hit) != 1:
-                raise CalibrationError(
-                    f"{key}: the formula is not monotonic over valid_range_in_ratio = "
-                    f"[{xlo}, {xhi}] (or it lies beyond |log R| = {_RATIO_CAP:g})"
-                )
-            piece = hit[0]
-            z_ends = sorted(float(v) for v in self._inv(np.array([xlo, xhi])))
-            if self.valid_range is not None and not np.allclose(
-                z_ends, self.valid_range, rtol=0, atol=1e-6
-            ):
-                raise CalibrationError(
-                    f"{key}: valid_range = {list(self.valid_range)} disagrees with the image "
-                    f"{z_ends} of valid_range_in_ratio = [{xlo}, {xhi}]; give only one"
-                )
-            put("valid_range", (z_ends[0], z_ends[1]))
-        else:
-            zlo, zhi = self.valid_range
-            hit = [p for p in pieces if p.vals[0] <= zlo and zhi <= p.vals[-1]]
-            if len(hit) != 1:
-                raise CalibrationError(
-                    f"{key}: cannot tell which branch of the formula valid_range = "
-                    f"[{zlo}, {zhi}] refers to ({len(hit)} candidates); give "
-                    "valid_range_in_ratio instead"
-                )
-            piece = hit[0]
-            xs = sorted(float(v) for v in piece.solve(self._inv, self._dinv, [zlo, zhi]))
-            put("valid_range_in_ratio", (xs[0], xs[1]))
-        put("_inv_piece", piece)
-
-    # -- elementary functions ---------------------------------------------
-    def _poly(self, z):
-        return _polyval(self.coefficients, np.asarray(z, dtype=float) - self.x0)
-
-    def _dpoly(self, z):
-        return _polyval(_polyder(self.coefficients), np.asarray(z, dtype=float) - self.x0)
-
-    def _inv(self, x):
-        """Z as a function of log R (inverted forms other than k19_surface)."""
-        x = np.asarray(x, dtype=float)
-        if self.form == "inverted_poly":
-            return _polyval(self.coefficients, x)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log10(_polyval(self.coefficients, x)) + _KD02_OFFSET
-
-    def _dinv(self, x):
-        x = np.asarray(x, dtype=float)
-        dq = _polyval(_polyder(self.coefficients), x)
-        if self.form == "inverted_poly":
-            return dq
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return dq / (_polyval(self.coefficients, x) * math.log(10.0))
-
-    def _k19_cubic(self, y):
-        """Coefficients a0..a3 of Z = a0 + a1 x + a2 x^2 + a3 x^3 at log U = y."""
-        A, B, C, D, E, F, G, H, I, J = self.coefficients  # noqa: E741
-        y = np.asarray(y, dtype=float)
-        return (A + y * (C + y * (F + y * J)), B + y * (D + y * G), E + H * y,
-                np.full(y.shape, I))
-
-    def _k19_branch(self, y):
-        """Cubic coefficients and the monotonic branch [L, U] in log R at log U = y."""
-        a0, a1, a2, a3 = self._k19_cubic(y)
-        ygrid, xref = self._k19_table
-        xr = np.interp(y, ygrid, xref)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            disc = a2 * a2 - 3.0 * a3 * a1
-            sq = np.sqrt(np.where(disc > 0, disc, np.nan))
-            cubic = a3 != 0
-            r1 = np.where(cubic, (-a2 - sq) / (3.0 * a3), np.where(a2 != 0, -a1 / (2 * a2),
-                                                                   np.nan))
-            r2 = np.where(cubic, (-a2 + sq) / (3.0 * a3), np.nan)
-        c_lo, c_hi = np.fmin(r1, r2), np.fmax(r1, r2)
-        low = np.where(c_hi < xr, c_hi, np.where(c_lo < xr, c_lo, -_RATIO_CAP))
-        high = np.where(c_lo > xr, c_lo, np.where(c_hi > xr, c_hi, _RATIO_CAP))
-        low = np.clip(low, -_RATIO_CAP, _RATIO_CAP)
-        high = np.clip(high, -_RATIO_CAP, _RATIO_CAP)
-        return (a0, a1, a2, a3), low, high, np.clip(xr, low, high)
-
-    # -- checks -------------------------------------------------------------
-    def _require_usable(self):
-        if not self.usable:
-            raise CalibrationError(
-                f"{self.key} ({self.set_name}) is flagged unusable (status {self.status}): "
-                f"{self.notes.strip()} To use a corrected version, supply your own calibration "
-                f"file (see calibration_curves/README.md)"
-            )
-
-    def _apply_policy(self, values, policy, rng, what):
-        lo, hi = rng
-        outside = (values < lo) | (values > hi)  # NaN is not flagged
-        if not outside.any():
-            return values
-        msg = (f"{self.key}: {what} = {_describe(values[outside])} is outside the validity "
-               f"range [{lo:g}, {hi:g}]")
-        if policy == "raise":
-            raise CalibrationError(
-                msg + "; pass policy='warn', 'clip' or 'ignore' to evaluate anyway"
-            )
-        if policy == "warn":
-            warnings.warn(msg + "; evaluated anyway (extrapolation)", CalibrationRangeWarning,
-                          stacklevel=3)
-        elif policy == "clip":
-            warnings.warn(msg + "; evaluated at the clipped value", CalibrationRangeWarning,
-                          stacklevel=3)
-            return np.clip(values, lo, hi)
-        return values
-
-    def _logu(self, logu, policy):
-        if not self.needs_logu:
-            return None
-        lo, hi = self.logu_range
-        if logu is None:
-            raise CalibrationError(
-                f"{self.key}: needs logu (log10 of the ionisation parameter U), allowed "
-                f"[{lo:g}, {hi:g}]"
-            )
-        try:
-            y = np.asarray(logu, dtype=float)
-        except (TypeError, ValueError):
-            raise CalibrationError(f"{self.key}: logu = {logu!r}; expected numbers") from None
-        return self._apply_policy(y, policy, self.logu_range, "log U")
-
-    @staticmethod
-    def _check_policy(policy):
-        if policy not in POLICIES:
-            raise CalibrationError(f"policy = {policy!r}; allowed: {', '.join(POLICIES)}")
-
-    @staticmethod
-    def _as_array(value, field_name):
-        try:
-            return np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
-            raise CalibrationError(f"{field_name} = {value!r}: expected numbers") from None
-
-    # -- forward model --------------------------------------------------------
-    def _forward(self, z, y):
-        """log R at metallicity z (and log U y), no range checks; arrays broadcast."""
-        if self.form in ("poly_in_x", "poly_in_y"):
-            return self._poly(z)
-        if self.form != "k19_surface":
-            return self._inv_piece.solve(self._inv, self._dinv, z)
-        z, y = np.broadcast_arrays(z, y)
-        shape = z.shape
-        z, y = z.ravel(), y.ravel()
-        (a0, a1, a2, a3), low, high, start = self._k19_branch(y)
-        out = np.full(z.shape, np.nan)
-
-        def f(x, i):
-            return a0[i] + x * (a1[i] + x * (a2[i] + x * a3[i]))
-
-        every = np.arange(z.size)
-        f_low, f_high = f(low, every), f(high, every)
-        slack = _SLACK * (1.0 + np.abs(z))
-        m = (z >= np.fmin(f_low, f_high) - slack) & (z <= np.fmax(f_low, f_high) + slack)
-        if m.any():
-            idx = np.flatnonzero(m)
-            t = np.clip(z[m], np.fmin(f_low, f_high)[m], np.fmax(f_low, f_high)[m])
-            out[m] = _safe_newton(
-                lambda x, i: f(x, idx[i]),
-                lambda x, i: a1[idx[i]] + x * (2 * a2[idx[i]] + 3 * a3[idx[i]] * x),
-                t, low[m], high[m], start[m],
-            )
-        return out.reshape(shape)
-
-    def log_ratio(self, z, *, policy="raise", logu=None) -> np.ndarray:
-        """Forward model: log10 of the line ratio at metallicity ``z``.
-
-        Parameters
-        ----------
-        z : array_like
-            12+log(O/H), dex.
-        policy : {"raise", "warn", "clip", "ignore"}
-            What to do with ``z`` (and ``logu``) outside the validity range:
-            raise :class:`~mockzgrad.errors.CalibrationError`; warn with
-            :class:`~mockzgrad.errors.CalibrationRangeWarning` and evaluate
-            anyway; evaluate at the clipped value and warn; evaluate silently.
-        logu : array_like, optional
-            log10 of the ionisation parameter; required when ``needs_logu``
-            (valid range ``logu_range``), ignored otherwise. Broadcasts with z.
-
-        Returns
-        -------
-        ndarray
-            log10 R, dex, with the broadcast shape of ``z`` (and ``logu``).
-            NaN where an inverted form has no solution (far outside its range).
-        """
-        self._require_usable()
-        self._check_policy(policy)
-        z = self._as_array(z, f"{self.key}: z")
-        y = self._logu(logu, policy)
-        z = self._apply_policy(z, policy, self.valid_range, "12+log(O/H)")
-        return np.asarray(self._forward(z, y), dtype=float)
-
-    def dlog_ratio_dz(self, z, *, logu=None) -> np.ndarray:
-        """Derivative d log10(R) / d(12+log(O/H)) at ``z`` (analytic; no range check).
-
-        Parameters
-        ----------
-        z : array_like
-            12+log(O/H), dex.
-        logu : array_like, optional
-            log10 U, required when ``needs_logu``.
-
-        Returns
-        -------
-        ndarray
-            Derivative, dex per dex, with the broadcast shape of the inputs.
-        """
-        self._require_usable()
-        z = self._as_array(z, f"{self.key}: z")
-        y = self._logu(logu, "ignore")
-        if self.form in ("poly_in_x", "poly_in_y"):
-            return np.asarray(self._dpoly(z), dtype=float)
-        x = self._forward(z, y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.form != "k19_surface":
-                return 1.0 / self._dinv(x)
-            _, a1, a2, a3 = self._k19_cubic(np.broadcast_to(y, x.shape))
-            return 1.0 / (a1 + x * (2 * a2 + 3 * a3 * x))
-
-    # -- inversion --------------------------------------------------------
-    @property
-    def max_roots(self) -> int:
-        """Largest number of metallicities one log ratio can map to inside the range."""
-        if self.form in ("poly_in_x", "poly_in_y"):
-            return len(self._pieces)
-        return 1
-
-    def z_roots(self, log_ratio, *, logu=None) -> np.ndarray:
-        """All metallicities inside ``valid_range`` that give ``log_ratio``.
-
-        Parameters
-        ----------
-        log_ratio : array_like
-            log10 R, dex, any shape ``S``.
-        logu : array_like, optional
-            log10 U, required when ``needs_logu``; must lie in ``logu_range``.
-
-        Returns
-        -------
-        ndarray, shape ``S + (max_roots,)``
-            12+log(O/H), dex, ascending along the last axis and NaN-padded; a
-            double-valued calibration (e.g. R3, R23) gives two values where the
-            ratio is reached on both branches, none where it is not reached.
-        """
-        self._require_usable()
-        t = self._as_array(log_ratio, f"{self.key}: log_ratio")
-        y = self._logu(logu, "raise")
-        zlo, zhi = self.valid_range
-        if self.form in ("poly_in_x", "poly_in_y"):
-            flat = t.ravel()
-            roots = np.stack([p.solve(self._poly, self._dpoly, flat) for p in self._pieces],
-                             axis=-1)
-            for k in range(1, roots.shape[1]):  # a target equal to an extremum
-                dup = np.abs(roots[:, k] - roots[:, k - 1]) <= 1e-9
-                roots[dup, k] = np.nan
-            roots = np.sort(roots, axis=-1)
-            return roots.reshape(t.shape + (roots.shape[1],))
-        with np.errstate(invalid="ignore"):
-            if self.form == "k19_surface":
-                x, y = np.broadcast_arrays(t, y)
-                (a0, a1, a2, a3), low, high, _ = self._k19_branch(y)
-                z = a0 + x * (a1 + x * (a2 + x * a3))
-                inside = (x >= low) & (x <= high)
-            else:
-                x = t
-                z = self._inv(x)
-                inside = (x >= self._inv_piece.lo) & (x <= self._inv_piece.hi)
-            tol = 1e-9
-            ok = inside & (z >= zlo - tol) & (z <= zhi + tol)
-        return np.where(ok, z, np.nan)[..., np.newaxis]
-
-    # -- measurement ------------------------------------------------------
-    def log_ratio_from_fluxes(self, fluxes: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Evaluate this diagnostic's log ratio from line fluxes.
-
-        Parameters
-        ----------
-        fluxes : mapping of str to array_like
-            Line id (:mod:`mockzgrad.physics.lines`) -> flux, any common unit; arrays
-            broadcast against each other.
-
-        Returns
-        -------
-        ndarray
-            log10 R, dex; NaN where a summed ratio is not positive and finite.
-        """
-        if not self.ratio or not self.ratio.get("terms"):
-            raise CalibrationError(f"{self.key}: has no ratio definition")
-        missing = sorted(line for line in self.lines if line not in fluxes)
-        if missing:
-            raise CalibrationError(
-                f"{self.key}: fluxes lack line(s) {', '.join(missing)}; the ratio uses "
-                f"{', '.join(sorted(self.lines))}"
-            )
-        flux = {line: self._as_array(fluxes[line], f"fluxes[{line!r}]") for line in self.lines}
-        total = np.asarray(0.0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for term in self.ratio["terms"]:
-                s = np.asarray(0.0)
-                for part in term["parts"]:
-                    num = sum(float(w) * flux[line] for line, w in part["numerator"].items())
-                    den = sum(float(w) * flux[line] for line, w in part["denominator"].items())
-                    s = s + num / den
-                s = np.where(np.isfinite(s) & (s > 0), s, np.nan)
-                total = total + float(term["weight"]) * np.log10(s)
-        return np.asarray(total, dtype=float)
-
-    # -- bookkeeping ------------------------------------------------------
-    def provenance(self) -> dict:
-        """JSON-serialisable record of which calibration entry was used."""
-        return {
-            "key": self.key,
-            "set": self.set_name,
-            "name": self.name,
-            "reference": self.reference,
-            "status": self.status,
-            "usable": self.usable,
-            "stand_in": dict(self.stand_in) if self.stand_in else None,
-            "valid_range": list(self.valid_range),
-            "path": self.path,
-        }
-
-    def __repr__(self):
-        extra = f", stand_in for {self.stand_in.get('for')}" if self.stand_in else ""
-        extra += "" if self.usable else ", NOT USABLE"
-        return (f"Diagnostic({self.key!r}, {self.set_name}:{self.name}, form={self.form}, "
-                f"valid_range={list(self.valid_range)}, status={self.status}{extra})")
 
 
 # ---------------------------------------------------------------------------
@@ -936,110 +229,6 @@ def _catalogue(dirs: tuple[tuple[str, int], ...]) -> dict[str, str]:
     return found
 
 
-# -- a small JSON-schema validator (the subset schema.json uses) ------------
-class _SchemaProblem(Exception):
-    def __init__(self, loc, problem):
-        super().__init__(f"{loc}: {problem}")
-        self.loc, self.problem = loc, problem
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _is_type(value, name) -> bool:
-    t = _json_type(value)
-    return t == name or (name == "number" and t == "integer")
-
-
-def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _validate(value, schema, loc, root):
-    if "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        return _validate(value, node, loc, root)
-    if "oneOf" in schema:
-        problems, n_ok = [], 0
-        for sub in schema["oneOf"]:
-            try:
-                _validate(value, sub, loc, root)
-                n_ok += 1
-            except _SchemaProblem as exc:
-                problems.append(exc)
-        if n_ok != 1:
-            if n_ok == 0:
-                deepest = max(problems, key=lambda e: len(e.loc))
-                raise deepest
-            raise _SchemaProblem(loc, "matches more than one alternative")
-    if "type" in schema:
-        types = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
-        if not any(_is_type(value, t) for t in types):
-            raise _SchemaProblem(
-                loc, f"expected {' or '.join(types)}, got {_json_type(value)} {_short(value)}"
-            )
-    if "enum" in schema and not any(
-        value == e and _json_type(value) == _json_type(e) for e in schema["enum"]
-    ):
-        raise _SchemaProblem(loc, f"= {_short(value)}; allowed: "
-                                  f"{', '.join(json.dumps(e) for e in schema['enum'])}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise _SchemaProblem(loc, "must not be empty")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise _SchemaProblem(loc, f"= {value!r} does not match {schema['pattern']}")
-    if _json_type(value) in ("integer", "number") and "minimum" in schema:
-        if value < schema["minimum"]:
-            raise _SchemaProblem(loc, f"= {value}; must be >= {schema['minimum']}")
-    if isinstance(value, dict):
-        for k in schema.get("required", ()):
-            if k not in value:
-                raise _SchemaProblem(f"{loc}.{k}" if loc else k, "required field missing")
-        if len(value) < schema.get("minProperties", 0):
-            raise _SchemaProblem(loc, "must not be empty")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for k, v in value.items():
-            sub_loc = f"{loc}.{k}" if loc else k
-            if k in props:
-                _validate(v, props[k], sub_loc, root)
-            elif extra is False:
-                allowed = ", ".join(props)
-                raise _SchemaProblem(sub_loc, f"unknown field; allowed: {allowed}")
-            elif isinstance(extra, dict):
-                _validate(v, extra, sub_loc, root)
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise _SchemaProblem(loc, f"needs at least {schema['minItems']} item(s), "
-                                      f"got {len(value)}")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise _SchemaProblem(loc, f"allows at most {schema['maxItems']} items, "
-                                      f"got {len(value)}")
-        if "items" in schema:
-            for i, v in enumerate(value):
-                tag = f" ({v['key']})" if isinstance(v, dict) and isinstance(v.get("key"),
-                                                                               str) else ""
-                _validate(v, schema["items"], f"{loc}[{i}]{tag}", root)
-
-
 def _reject_constant(name):
     raise ValueError(f"{name} is not allowed in a calibration file")
 
@@ -1053,23 +242,7 @@ def _load_path(path: str) -> CalibrationSet:
 def _load_path_cached(path: str, stamp: int) -> CalibrationSet:
     p = Path(path)
     where = f"calibration file {p}"
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{where}: cannot read: {exc}") from None
-    except ValueError as exc:
-        raise CalibrationError(f"{where}: not valid JSON: {exc}") from None
-    schema = _schema()
-    try:
-        _validate(data, schema, "", schema)
-    except _SchemaProblem as exc:
-        raise CalibrationError(
-            f"{where}: field {exc.loc or '(top level)'}: {exc.problem}"
-        ) from None
-    if data["set"] != p.stem:
-        raise CalibrationError(
-            f"{where}: field set = {data['set']!r} must equal the file name stem {p.stem!r}"
-        )
+    data = _read_checked(p, where)
     diagnostics: dict[str, Diagnostic] = {}
     keys = set()
     for i, d in enumerate(data["diagnostics"]):
@@ -1079,57 +252,7 @@ def _load_path_cached(path: str, stamp: int) -> CalibrationSet:
         if d["name"] in diagnostics:
             raise CalibrationError(f"{where}: field {loc}.name: duplicate name {d['name']!r}")
         keys.add(d["key"])
-        for j, term in enumerate(d["ratio"]["terms"]):
-            for k, part in enumerate(term["parts"]):
-                for side in ("numerator", "denominator"):
-                    bad = [line for line in part[side] if line not in LINES]
-                    if bad:
-                        raise CalibrationError(
-                            f"{where}: field {loc}.ratio.terms[{j}].parts[{k}].{side}: unknown "
-                            f"line id(s) {', '.join(map(repr, bad))}; allowed: {', '.join(LINES)}"
-                        )
-        scatter = d.get("scatter") or {}
-        status = d["status"]
-        usable = d.get("usable", status != "SUSPECT")
-        if status == "SUSPECT" and usable:
-            raise CalibrationError(
-                f"{where}: field {loc}.usable: a SUSPECT entry must have usable = false"
-            )
-        vr = d.get("valid_range")
-        vrr = d.get("valid_range_in_ratio")
-        if vr is not None and vrr is not None:
-            raise CalibrationError(
-                f"{where}: field {loc}: give valid_range or valid_range_in_ratio, not both"
-            )
-        try:
-            diag = Diagnostic(
-                key=d["key"],
-                set_name=data["set"],
-                name=d["name"],
-                reference=d["reference"],
-                status=status,
-                form=d["form"],
-                x0=d.get("x0"),
-                coefficients=tuple(d["coefficients"]),
-                valid_range=tuple(vr) if vr is not None else None,
-                sigma_ratio=scatter.get("sigma_ratio"),
-                sigma_z=scatter.get("sigma_z"),
-                lines=frozenset(),
-                stand_in=dict(d["stand_in"]) if d.get("stand_in") else None,
-                usable=usable,
-                notes=d.get("notes", ""),
-                sources=tuple(d.get("sources", ())),
-                needs_logu=d["form"] == "k19_surface",
-                ratio=d["ratio"],
-                valid_range_in_ratio=tuple(vrr) if vrr is not None else None,
-                valid_range_basis=d.get("valid_range_basis", ""),
-                logu_range=tuple(d["logu_range"]) if d.get("logu_range") else None,
-                scatter=scatter,
-                path=str(p),
-            )
-        except CalibrationError as exc:
-            raise CalibrationError(f"{where}: field {loc}: {exc}") from None
-        diagnostics[d["name"]] = diag
+        diagnostics[d["name"]] = _diagnostic(d, data["set"], str(p), f"{where}: field {loc}")
     return CalibrationSet(
         name=data["set"],
         reference=data["reference"],
@@ -1139,6 +262,77 @@ def _load_path_cached(path: str, stamp: int) -> CalibrationSet:
         description=data.get("description", ""),
         not_encoded=tuple(data.get("not_encoded", ())),
     )
+
+
+def _read_checked(p: Path, where: str) -> dict:
+    """The parsed file, checked against the schema and its own name."""
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{where}: cannot read: {exc}") from None
+    except ValueError as exc:
+        raise CalibrationError(f"{where}: not valid JSON: {exc}") from None
+    try:
+        validate_json(data, _schema())
+    except SchemaProblem as exc:
+        raise CalibrationError(
+            f"{where}: field {exc.loc or '(top level)'}: {exc.problem}"
+        ) from None
+    if data["set"] != p.stem:
+        raise CalibrationError(
+            f"{where}: field set = {data['set']!r} must equal the file name stem {p.stem!r}"
+        )
+    return data
+
+
+def _diagnostic(d: dict, set_name: str, path: str, where: str) -> Diagnostic:
+    """Build one diagnostic entry of a calibration file; errors start with ``where``."""
+    for j, term in enumerate(d["ratio"]["terms"]):
+        for k, part in enumerate(term["parts"]):
+            for side in ("numerator", "denominator"):
+                bad = [line for line in part[side] if line not in LINES]
+                if bad:
+                    raise CalibrationError(
+                        f"{where}.ratio.terms[{j}].parts[{k}].{side}: unknown "
+                        f"line id(s) {', '.join(map(repr, bad))}; allowed: {', '.join(LINES)}"
+                    )
+    scatter = d.get("scatter") or {}
+    status = d["status"]
+    usable = d.get("usable", status != "SUSPECT")
+    if status == "SUSPECT" and usable:
+        raise CalibrationError(f"{where}.usable: a SUSPECT entry must have usable = false")
+    vr = d.get("valid_range")
+    vrr = d.get("valid_range_in_ratio")
+    if vr is not None and vrr is not None:
+        raise CalibrationError(f"{where}: give valid_range or valid_range_in_ratio, not both")
+    try:
+        return Diagnostic(
+            key=d["key"],
+            set_name=set_name,
+            name=d["name"],
+            reference=d["reference"],
+            status=status,
+            form=d["form"],
+            x0=d.get("x0"),
+            coefficients=tuple(d["coefficients"]),
+            valid_range=tuple(vr) if vr is not None else None,
+            sigma_ratio=scatter.get("sigma_ratio"),
+            sigma_z=scatter.get("sigma_z"),
+            lines=frozenset(),
+            stand_in=dict(d["stand_in"]) if d.get("stand_in") else None,
+            usable=usable,
+            notes=d.get("notes", ""),
+            sources=tuple(d.get("sources", ())),
+            needs_logu=d["form"] == "k19_surface",
+            ratio=d["ratio"],
+            valid_range_in_ratio=tuple(vrr) if vrr is not None else None,
+            valid_range_basis=d.get("valid_range_basis", ""),
+            logu_range=tuple(d["logu_range"]) if d.get("logu_range") else None,
+            scatter=scatter,
+            path=path,
+        )
+    except CalibrationError as exc:
+        raise CalibrationError(f"{where}: {exc}") from None
 
 
 def _key_index(dirs: tuple[tuple[str, int], ...]) -> dict[str, Diagnostic]:

@@ -9,10 +9,10 @@ instance instead (e.g. ``astropy.cosmology.Planck18``).
 from __future__ import annotations
 
 import astropy.units as u
-import numpy as np
 from astropy.cosmology import Cosmology, FlatLambdaCDM
 
 from ..errors import ConfigError
+from ..validate import positive
 
 __all__ = [
     "DEFAULT_H0",
@@ -48,13 +48,7 @@ def default_cosmology() -> FlatLambdaCDM:
 
 
 def _check(redshift, cosmology) -> tuple[float, Cosmology]:
-    if isinstance(redshift, bool) or not isinstance(
-        redshift, (int, float, np.integer, np.floating)
-    ):
-        raise ConfigError(f"redshift = {redshift!r}: expected a number > 0")
-    redshift = float(redshift)
-    if not (np.isfinite(redshift) and redshift > 0.0):
-        raise ConfigError(f"redshift = {redshift}; allowed: finite and > 0")
+    redshift = positive("redshift", redshift)
     if cosmology is None:
         cosmology = _DEFAULT
     elif not isinstance(cosmology, Cosmology):

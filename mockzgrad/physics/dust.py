@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import choice, positive
 from .lines import BALMER_RATIOS, LINES
 from .units import to_array
 
@@ -80,20 +81,14 @@ _BATTISTI_K = {"Ha": 2.46, "Hb": 3.82}
 
 
 def _check_law(law: str) -> str:
-    if law not in LAWS:
-        raise ConfigError(f"law = {law!r}; allowed: {', '.join(LAWS)}")
-    return law
+    return choice("law", law, LAWS)
 
 
 def _resolve_r_v(law: str, r_v: float | None) -> float:
     """R_V of ``law``: the given value, or the law's default."""
     if r_v is None:
         return DEFAULT_R_V[law]
-    if isinstance(r_v, bool) or not isinstance(r_v, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"r_v = {r_v!r}: expected a number > 0")
-    r_v = float(r_v)
-    if not (np.isfinite(r_v) and r_v > 0.0):
-        raise ConfigError(f"r_v = {r_v}; allowed: finite and > 0")
+    r_v = positive("r_v", r_v)
     if law == "battisti2022" and abs(r_v - DEFAULT_R_V[law]) > 1e-9:
         raise ConfigError(
             f"r_v = {r_v} for law 'battisti2022'; this curve is known only with its own "
@@ -331,6 +326,17 @@ def a_v_from_balmer_decrement(
     """
     _check_law(law)
     r_v = _resolve_r_v(law, r_v)
+    l1, l2, intrinsic = _line_pair(lines, intrinsic)
+    k1, k2 = k_lambda([LINES[l1].wavelength, LINES[l2].wavelength], law, r_v)
+    ratio = np.asarray(ratio_obs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        good = np.isfinite(ratio) & (ratio > 0.0)
+        log_term = np.log10(np.where(good, ratio, 1.0) / intrinsic)
+    return np.where(good, 2.5 * r_v / (k2 - k1) * log_term, np.nan)
+
+
+def _line_pair(lines, intrinsic):
+    """The two line names, checked, and the intrinsic ratio (Case B unless given)."""
     if not (isinstance(lines, (tuple, list)) and len(lines) == 2):
         raise ConfigError(f"lines = {lines!r}: expected a pair of line names such as ('Ha', 'Hb')")
     l1, l2 = lines
@@ -346,15 +352,7 @@ def a_v_from_balmer_decrement(
                 f"two of {', '.join(BALMER_RATIOS)}"
             )
         intrinsic = BALMER_RATIOS[l1] / BALMER_RATIOS[l2]
-    intrinsic = float(intrinsic)
-    if not (np.isfinite(intrinsic) and intrinsic > 0.0):
-        raise ConfigError(f"intrinsic = {intrinsic}; allowed: finite and > 0")
-    k1, k2 = k_lambda([LINES[l1].wavelength, LINES[l2].wavelength], law, r_v)
-    ratio = np.asarray(ratio_obs, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        good = np.isfinite(ratio) & (ratio > 0.0)
-        log_term = np.log10(np.where(good, ratio, 1.0) / intrinsic)
-    return np.where(good, 2.5 * r_v / (k2 - k1) * log_term, np.nan)
+    return l1, l2, positive("intrinsic", intrinsic)
 
 
 def clip_a_v(a_v) -> np.ndarray:

@@ -12,6 +12,7 @@ import astropy.units as u
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import real
 
 __all__ = ["to_float", "to_array"]
 
@@ -38,15 +39,13 @@ def to_float(field: str, value, unit, *, default_unit=None) -> float:
     unit = u.Unit(unit)
     if isinstance(value, u.Quantity):
         if not value.unit.is_equivalent(unit):
-            raise ConfigError(f"{field}={value!r}: expected a quantity in {unit}")
+            raise ConfigError(f"{field} = {value!r}: expected a quantity in {unit}")
         if value.size != 1:
-            raise ConfigError(f"{field}={value!r}: expected a scalar")
+            raise ConfigError(f"{field} = {value!r}: expected a scalar")
         return float(value.to_value(unit))
     if default_unit is None:
-        raise ConfigError(f"{field}={value!r}: expected a Quantity in {unit}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{field}={value!r}: expected a number in {default_unit}")
-    return float((float(value) * u.Unit(default_unit)).to_value(unit))
+        raise ConfigError(f"{field} = {value!r}: expected a Quantity in {unit}")
+    return float((real(field, value, f"in {default_unit}") * u.Unit(default_unit)).to_value(unit))
 
 
 def to_array(field: str, value, unit, *, default_unit=None) -> np.ndarray:

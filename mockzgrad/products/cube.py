@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,10 +35,12 @@ _CRVAL_RA, _CRVAL_DEC = 150.0, 2.0
 
 @dataclass
 class MockCube:
-    """A mock IFU observation.
+    """A mock IFU observation (a :class:`~mockzgrad.products.protocol.Product` of kind ``"ifu"``).
 
     Attributes
     ----------
+    kind : str
+        ``"ifu"`` (class attribute, not a field).
     data : ndarray, shape (n_chan, ny, nx)
         Flux per spaxel and channel, erg/s/cm^2 (noisy unless noise is off).
     variance : ndarray, shape (n_chan, ny, nx)
@@ -59,6 +62,8 @@ class MockCube:
     config_toml : str
         The configuration that made the cube.
     """
+
+    kind: ClassVar[str] = "ifu"
 
     data: np.ndarray
     variance: np.ndarray

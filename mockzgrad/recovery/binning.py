@@ -21,11 +21,17 @@ Radius of a bin:
 - spaxels and Voronoi bins: the flux-weighted mean deprojected radius of
   their spaxels (weights = gating flux clipped at 0; the plain mean when no
   weight is positive); ``inner`` / ``outer`` are NaN.
+
+A recipe names its scheme (``binning.scheme``); :data:`BINNING_SCHEMES`
+maps each name to a function, and :func:`recipe_binning` applies the
+recipe's scheme and, when asked, its azimuthal sectors. A new scheme is one
+function added to that registry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import warnings
@@ -35,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, DataError, RecoveryError
+from ..validate import choice, integer, positive
 from .geometry import Geometry, disk_azimuth, elliptical_radius
 
 __all__ = [
@@ -49,6 +56,11 @@ __all__ = [
     "spaxels",
     "voronoi",
     "azimuthal_sectors",
+    "radial_cut",
+    "BINNING_SCHEMES",
+    "CUTS_SPAXELS_BY_RADIUS",
+    "binning_scheme",
+    "recipe_binning",
 ]
 
 #: Values of :attr:`Binning.kind` (the recipe's ``binning.scheme`` names).
@@ -174,16 +186,6 @@ class Binning:
 # helpers
 # ---------------------------------------------------------------------------
 
-def _positive(field: str, value, unit: str = "", *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{field} = {value!r}: expected a number{' in ' + unit if unit else ''}")
-    value = float(value)
-    ok = math.isfinite(value) and (value >= 0.0 if allow_zero else value > 0.0)
-    if not ok:
-        raise ConfigError(f"{field} = {value}{' ' + unit if unit else ''}; allowed {'>=' if allow_zero else '>'} 0")
-    return value
-
-
 def _grid(x, y, shape=None):
     """2-D offset maps: 1-D x (per column) and y (per row) are meshed; 2-D maps are checked."""
     x = np.asarray(x, dtype=np.float64)
@@ -283,7 +285,7 @@ def _weighted_radius(labels, n, r_kpc, weights):
 
 
 def _kpc(kpc_per_arcsec) -> float:
-    return _positive("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
+    return positive("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
 
 
 def _annuli(a, valid, edges):
@@ -362,8 +364,8 @@ def elliptical_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, width_
     f, e, valid = _gate(gate_map, gate_err)
     x, y = _grid(x, y, f.shape)
     scale = _kpc(kpc_per_arcsec)
-    w = _positive("width_arcsec", width_arcsec, "arcsec")
-    thr = _positive("snr_outer", snr_outer)
+    w = positive("width_arcsec", width_arcsec, "arcsec")
+    thr = positive("snr_outer", snr_outer)
     a = elliptical_radius(x, y, geometry)
     left_out = (f"spaxels from the first annulus whose gating-line S/N < snr_outer = {thr:g} outward, "
                 "and spaxels with a non-finite gating flux or error")
@@ -419,9 +421,8 @@ def fixed_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, n_annuli: i
     Binning
         ``kind = "fixed_annuli"``.
     """
-    if isinstance(n_annuli, bool) or not isinstance(n_annuli, (int, np.integer)) or n_annuli < 1:
-        raise ConfigError(f"n_annuli = {n_annuli!r}; allowed an integer >= 1")
-    w = _positive("width_arcsec", width_arcsec, "arcsec")
+    integer("n_annuli", n_annuli, 1)
+    w = positive("width_arcsec", width_arcsec, "arcsec")
     scale = _kpc(kpc_per_arcsec)
     if (gate_map is None) != (gate_err is None):
         raise ConfigError("gate_map and gate_err go together; give both or neither")
@@ -480,8 +481,8 @@ def grown_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, g
     f, e, valid = _gate(gate_map, gate_err)
     x, y = _grid(x, y, f.shape)
     scale = _kpc(kpc_per_arcsec)
-    target = _positive("target_snr", target_snr)
-    step = _pixel_size(x, y) if min_width_arcsec is None else _positive("min_width_arcsec", min_width_arcsec,
+    target = positive("target_snr", target_snr)
+    step = _pixel_size(x, y) if min_width_arcsec is None else positive("min_width_arcsec", min_width_arcsec,
                                                                            "arcsec")
     a = elliptical_radius(x, y, geometry)
     excluded = _invalid_record(valid)
@@ -570,15 +571,14 @@ def spaxels(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
     f, e, valid = _gate(gate_map, gate_err)
     x, y = _grid(x, y, f.shape)
     scale = _kpc(kpc_per_arcsec)
-    smin = _positive("snr_min", snr_min, allow_zero=True)
-    rmin = _positive("r_min_kpc", r_min_kpc, "kpc", allow_zero=True)
+    smin = positive("snr_min", snr_min, allow_zero=True)
+    rmin = positive("r_min_kpc", r_min_kpc, "kpc", allow_zero=True)
     rmax = None
     if r_max_kpc is not None:
-        rmax = _positive("r_max_kpc", r_max_kpc, "kpc")
+        rmax = positive("r_max_kpc", r_max_kpc, "kpc")
         if rmax <= rmin:
             raise ConfigError(f"r_max_kpc = {rmax} kpc; allowed > r_min_kpc = {rmin} kpc")
-    if isinstance(min_spaxels, bool) or not isinstance(min_spaxels, (int, np.integer)) or min_spaxels < 1:
-        raise ConfigError(f"min_spaxels = {min_spaxels!r}; allowed an integer >= 1")
+    integer("min_spaxels", min_spaxels, 1)
     r = elliptical_radius(x, y, geometry) * scale
     snr = _snr(np.where(valid, f, 0.0), np.where(valid, e * e, 0.0))
     excluded = _invalid_record(valid)
@@ -642,8 +642,8 @@ def voronoi(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
     f, e, valid = _gate(gate_map, gate_err)
     x, y = _grid(x, y, f.shape)
     scale = _kpc(kpc_per_arcsec)
-    target = _positive("target_snr", target_snr)
-    smin = _positive("min_snr", min_snr, allow_zero=True)
+    target = positive("target_snr", target_snr)
+    smin = positive("min_snr", min_snr, allow_zero=True)
     r = elliptical_radius(x, y, geometry) * scale
     excluded = _invalid_record(valid)
     usable = valid & (e > 0.0)
@@ -747,15 +747,7 @@ def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 3
     n_combo = base.n_bins * n_sec
     counts = np.bincount(combo[combo >= 0], minlength=n_combo)[:n_combo]
     keep = np.flatnonzero(counts > 0)
-    excluded = list(base.excluded)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size > 10:  # e.g. single-spaxel bases: one record, not thousands
-        excluded.append(Exclusion(f"{empty.size} sectors of {np.unique(empty // n_sec).size} bins",
-                                  "no spaxel in these sectors"))
-    else:
-        for c in empty:
-            b, s = divmod(int(c), n_sec)
-            excluded.append(Exclusion(f"bin {b}, sector {ed[s]:g}-{ed[s + 1]:g} deg", "no spaxel in this sector"))
+    excluded = list(base.excluded) + _empty_sectors(counts, n_sec, ed)
     labels = _relabel(combo, keep, n_combo)
     parent = keep // n_sec
     s_idx = keep % n_sec
@@ -770,18 +762,168 @@ def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 3
     if gate_map is not None and gate_err is not None:
         f, e, _ = _gate(gate_map, gate_err, lab.shape)
         snr = _bin_snr(labels, n, f, e)
-    if base.annular:
-        radius, inner, outer = base.radius_kpc[parent], base.inner[parent], base.outer[parent]
-    else:
-        if not scale > 0.0:
-            raise ConfigError(f"azimuthal_sectors: base.kind = {base.kind!r} is not annular and its "
-                              "kpc_per_arcsec is unknown; give kpc_per_arcsec for the sectors' radii")
-        r = elliptical_radius(x, y, geometry) * scale
-        radius = _weighted_radius(labels, n, r, np.ones_like(r) if w is None else w)
-        inner = np.full(n, np.nan)
-        outer = np.full(n, np.nan)
+    radius, inner, outer = _sector_radii(base, parent, labels, n, (x, y, geometry), scale, w)
     return Binning(labels=labels, radius_kpc=radius, inner=inner, outer=outer, kind=base.kind,
                    n_spaxels=counts[keep], snr=snr, excluded=tuple(excluded),
                    left_out=base.left_out, sector=np.column_stack([ed[s_idx], ed[s_idx + 1]]),
                    parent=parent, kpc_per_arcsec=scale,
                    weights=None if (w is None or base.annular) else np.clip(np.nan_to_num(w), 0.0, None))
+
+
+def _empty_sectors(counts, n_sec, ed) -> list:
+    """Exclusion records of the sectors without spaxels."""
+    empty = np.flatnonzero(counts == 0)
+    if empty.size > 10:  # e.g. single-spaxel bases: one record, not thousands
+        return [Exclusion(f"{empty.size} sectors of {np.unique(empty // n_sec).size} bins",
+                          "no spaxel in these sectors")]
+    out = []
+    for c in empty:
+        b, s = divmod(int(c), n_sec)
+        out.append(Exclusion(f"bin {b}, sector {ed[s]:g}-{ed[s + 1]:g} deg", "no spaxel in this sector"))
+    return out
+
+
+def _sector_radii(base, parent, labels, n, where, scale, w):
+    """Radius, inner and outer semi-major axis (kpc) of each sector.
+
+    Annular bases keep their annulus' values; other bases get the weighted
+    mean deprojected radius of the sector's spaxels (``where`` is
+    ``(x, y, geometry)``).
+    """
+    if base.annular:
+        return base.radius_kpc[parent], base.inner[parent], base.outer[parent]
+    if not scale > 0.0:
+        raise ConfigError(f"azimuthal_sectors: base.kind = {base.kind!r} is not annular and its "
+                          "kpc_per_arcsec is unknown; give kpc_per_arcsec for the sectors' radii")
+    x, y, geometry = where
+    r = elliptical_radius(x, y, geometry) * scale
+    radius = _weighted_radius(labels, n, r, np.ones_like(r) if w is None else w)
+    return radius, np.full(n, np.nan), np.full(n, np.nan)
+
+
+# ---------------------------------------------------------------------------
+# radial range
+# ---------------------------------------------------------------------------
+
+def radial_cut(bins: Binning, r_min_kpc: float, r_max_kpc: float | None):
+    """Leave out bins whose radius lies outside ``[r_min_kpc, r_max_kpc]``, relabelling the rest.
+
+    Parameters
+    ----------
+    bins : Binning
+    r_min_kpc : float
+        Smallest bin radius kept, deprojected kpc.
+    r_max_kpc : float or None
+        Largest bin radius kept, kpc; None = no limit.
+
+    Returns
+    -------
+    kept : Binning
+        ``bins`` itself when every bin is kept; otherwise the kept bins,
+        renumbered in their order.
+    dropped : tuple of (int, str)
+        Index in ``bins`` of each bin left out, and why.
+    """
+    radius = np.asarray(bins.radius_kpc, dtype=float)
+    keep = radius >= r_min_kpc
+    if r_max_kpc is not None:
+        keep &= radius <= r_max_kpc
+    if keep.all():
+        return bins, ()
+    dropped = tuple((int(i), f"radius {radius[i]:.2f} kpc outside the fitted range [{r_min_kpc}, {r_max_kpc}] kpc")
+                    for i in np.flatnonzero(~keep))
+    new_index = np.full(radius.size, -1)
+    new_index[keep] = np.arange(int(keep.sum()))
+    labels = np.asarray(bins.labels)
+    changes = {"labels": np.where(labels >= 0, new_index[np.maximum(labels, 0)], -1)}
+    for name in ("radius_kpc", "inner", "outer", "n_spaxels", "sector", "snr", "parent"):
+        val = getattr(bins, name, None)
+        if val is not None and np.ndim(val) >= 1 and np.shape(val)[0] == radius.size:
+            changes[name] = np.asarray(val)[keep]
+    return dataclasses.replace(bins, **changes), dropped
+
+
+# ---------------------------------------------------------------------------
+# the recipe's schemes
+# ---------------------------------------------------------------------------
+
+def _recipe_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+    # width = PSF HWHM (Lee et al. 2026); below a spaxel each ring holds the
+    # spaxels whose centres fall in it and empty rings are skipped
+    return elliptical_annuli(x, y, geometry, kpc_per_arcsec, width_arcsec=0.5 * psf_fwhm,
+                             snr_outer=recipe.snr_outer, gate_map=gate_map, gate_err=gate_err)
+
+
+def _recipe_fixed_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+    return fixed_annuli(x, y, geometry, kpc_per_arcsec, n_annuli=recipe.n_annuli,
+                        width_arcsec=recipe.width_arcsec, gate_map=gate_map, gate_err=gate_err)
+
+
+def _recipe_grown_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+    return grown_annuli(x, y, geometry, kpc_per_arcsec, target_snr=recipe.target_snr, gate_map=gate_map,
+                        gate_err=gate_err)
+
+
+def _recipe_spaxels(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+    return spaxels(x, y, geometry, kpc_per_arcsec, snr_min=recipe.snr_min, r_min_kpc=recipe.r_min_kpc,
+                   r_max_kpc=recipe.r_max_kpc, min_spaxels=recipe.min_spaxels, gate_map=gate_map,
+                   gate_err=gate_err)
+
+
+def _recipe_voronoi(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+    return voronoi(x, y, geometry, kpc_per_arcsec, target_snr=recipe.target_snr, gate_map=gate_map,
+                   gate_err=gate_err)
+
+
+#: The recipe's ``binning.scheme`` names -> function
+#: ``(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning``
+#: (``recipe`` a :class:`~mockzgrad.config.BinningRecipe`, ``psf_fwhm`` in arcsec).
+BINNING_SCHEMES = {
+    "annuli": _recipe_annuli,
+    "fixed_annuli": _recipe_fixed_annuli,
+    "grown_annuli": _recipe_grown_annuli,
+    "spaxels": _recipe_spaxels,
+    "voronoi": _recipe_voronoi,
+}
+
+#: Schemes that apply the recipe's ``r_min_kpc`` to each spaxel themselves
+#: (their bins' radii are then not cut again at ``r_min_kpc``).
+CUTS_SPAXELS_BY_RADIUS = frozenset({"spaxels"})
+
+
+def binning_scheme(name: str):
+    """The function of scheme ``name`` in :data:`BINNING_SCHEMES`.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not registered (the message lists the registered names).
+    """
+    return BINNING_SCHEMES[choice("binning.scheme", name, tuple(BINNING_SCHEMES))]
+
+
+def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, psf_fwhm: float,
+                   gate_map, gate_err) -> Binning:
+    """Bins of a recipe: its scheme, then azimuthal sectors when ``recipe.sectors``.
+
+    Parameters
+    ----------
+    x, y, geometry, kpc_per_arcsec
+        As in :func:`elliptical_annuli`.
+    recipe : mockzgrad.config.BinningRecipe
+        ``scheme`` (a key of :data:`BINNING_SCHEMES`), its parameters and ``sectors``.
+    psf_fwhm : float
+        PSF FWHM of the data binned, arcsec (sets the ``annuli`` width).
+    gate_map, gate_err : array_like, shape (ny, nx)
+        Gating-line flux map and its 1-sigma error.
+
+    Returns
+    -------
+    Binning
+        Before the radial range (:func:`radial_cut`).
+    """
+    make = binning_scheme(recipe.scheme)
+    bins = make(x, y, geometry, kpc_per_arcsec, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map, gate_err=gate_err)
+    if recipe.sectors:
+        bins = azimuthal_sectors(bins, x, y, geometry)
+    return bins

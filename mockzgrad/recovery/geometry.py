@@ -1,6 +1,6 @@
 """Galaxy geometry as an observer measures it: line map, centre, axis ratio, PA.
 
-Conventions (the same as :mod:`mockzgrad.products.cube` and :mod:`mockzgrad.observe.psf`):
+Conventions (the same as :mod:`mockzgrad.products.cube` and :mod:`mockzgrad.observation.psf`):
 
 - Maps are indexed ``[y, x]`` (row, column) and cubes ``[chan, y, x]``, axes
   ``(n_chan, ny, nx)``, displayed with ``origin="lower"``.
@@ -24,22 +24,19 @@ Recovery sees only data products: nothing here reads a mock's truth.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
-from scipy import fft as sfft
 from scipy.optimize import least_squares
 
-from ..errors import ConfigError, DataError, RecoveryError, RecoveryWarning
+from ..errors import ConfigError, DataError, RecoveryError
+from ..observation.psf import FWHM_PER_SIGMA
 from ..physics.lines import C_KMS
-from ..observe.psf import FWHM_PER_SIGMA, PSF, EllipticalGaussianPSF, GaussianPSF, psf_from_header
+from ..validate import finite, number, positive
 
 __all__ = [
     "Geometry",
     "GEOMETRY_SOURCES",
-    "BROADER_TOLERANCE",
     "line_map",
     "sky_offsets",
     "fit_geometry",
@@ -48,20 +45,12 @@ __all__ = [
     "elliptical_radius",
     "deprojected_radius",
     "disk_azimuth",
-    "homogenise_psf",
-    "homogenise_variance",
 ]
 
 #: Values of :attr:`Geometry.source`.
 GEOMETRY_SOURCES = ("fit", "given")
 
 _NAN = float("nan")
-
-#: Channels whose PSF is broader than the target's are left unchanged; a
-#: warning is raised only when it is broader by more than this fraction of
-#: the FWHM (1 % is ~3000 km/s: the red half of the target line's own window
-#: stays quiet).
-BROADER_TOLERANCE = 0.01
 
 
 # ---------------------------------------------------------------------------
@@ -116,19 +105,13 @@ class Geometry:
 
     def __post_init__(self):
         for name in ("x_offset", "y_offset"):
-            _finite(f"geometry.{name}", getattr(self, name), "arcsec")
-        q = _finite("geometry.axis_ratio", self.axis_ratio)
-        if not 0.0 < q <= 1.0:
-            raise ConfigError(f"geometry.axis_ratio = {q}; allowed (0, 1]")
-        pa = _finite("geometry.pa", self.pa, "deg")
+            finite(f"geometry.{name}", getattr(self, name), "arcsec")
+        number("geometry.axis_ratio", self.axis_ratio, 0.0, 1.0, lo_open=True)
+        pa = finite("geometry.pa", self.pa, "deg")
         if not 0.0 <= pa < 180.0:
             raise ConfigError(f"geometry.pa = {pa} deg; allowed [0, 180) deg (use Geometry.given to normalise)")
-        incl = _finite("geometry.inclination", self.inclination, "deg")
-        if not 0.0 <= incl <= 90.0:
-            raise ConfigError(f"geometry.inclination = {incl} deg; allowed [0, 90] deg")
-        q0 = _finite("geometry.q0", self.q0)
-        if not 0.0 <= q0 < 1.0:
-            raise ConfigError(f"geometry.q0 = {q0}; allowed [0, 1)")
+        number("geometry.inclination", self.inclination, 0.0, 90.0, unit="deg")
+        number("geometry.q0", self.q0, 0.0, 1.0, hi_open=True)
         if self.source not in GEOMETRY_SOURCES:
             raise ConfigError(f"geometry.source = {self.source!r}; allowed: {', '.join(GEOMETRY_SOURCES)}")
 
@@ -157,7 +140,7 @@ class Geometry:
         if (axis_ratio is None) == (inclination is None):
             raise ConfigError(f"Geometry.given: axis_ratio = {axis_ratio!r}, inclination = {inclination!r}; "
                               "give exactly one of them")
-        pa = _finite("geometry.pa", pa, "deg") % 180.0
+        pa = finite("geometry.pa", pa, "deg") % 180.0
         if axis_ratio is not None:
             inclination = inclination_from_axis_ratio(axis_ratio, q0)
         else:
@@ -168,15 +151,6 @@ class Geometry:
     def to_dict(self) -> dict:
         """JSON-serialisable values (NaN stays a float NaN)."""
         return {k: (v if isinstance(v, str) else float(v)) for k, v in self.__dict__.items()}
-
-
-def _finite(field: str, value, unit: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{field} = {value!r}: expected a number{' in ' + unit if unit else ''}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{field} = {value}{' ' + unit if unit else ''}; allowed: finite")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -241,10 +215,7 @@ def axis_ratio_from_inclination(inclination, q0: float = 0.0):
 
 
 def _check_q0(q0) -> float:
-    q0 = _finite("q0", q0)
-    if not 0.0 <= q0 < 1.0:
-        raise ConfigError(f"q0 = {q0}; allowed [0, 1)")
-    return q0
+    return number("q0", q0, 0.0, 1.0, hi_open=True)
 
 
 # ---------------------------------------------------------------------------
@@ -296,9 +267,7 @@ def deprojected_radius(x, y, geometry: Geometry, kpc_per_arcsec: float) -> np.nd
         Proper kpc per arcsec at the galaxy's redshift
         (:func:`mockzgrad.physics.cosmology.kpc_per_arcsec`); > 0.
     """
-    scale = _finite("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
-    if scale <= 0.0:
-        raise ConfigError(f"kpc_per_arcsec = {scale}; allowed > 0")
+    scale = positive("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
     return elliptical_radius(x, y, geometry) * scale
 
 
@@ -343,9 +312,7 @@ def sky_offsets(ny: int, nx: int, pixel_scale: float):
     x : numpy.ndarray, shape (nx,)
     y : numpy.ndarray, shape (ny,)
     """
-    ps = _finite("pixel_scale", pixel_scale, "arcsec")
-    if ps <= 0.0:
-        raise ConfigError(f"pixel_scale = {ps} arcsec; allowed > 0")
+    ps = positive("pixel_scale", pixel_scale, "arcsec")
     x = -(np.arange(nx) - 0.5 * (nx - 1)) * ps
     y = (np.arange(ny) - 0.5 * (ny - 1)) * ps
     return x, y
@@ -390,10 +357,8 @@ def line_map(cube, line_wave_obs: float, *, half_width_kms: float):
     if data.ndim != 3 or var.shape != data.shape or lo.shape != (data.shape[0],) or hi.shape != lo.shape:
         raise DataError(f"cube: data {data.shape}, variance {var.shape}, edges {lo.shape}/{hi.shape}; "
                         "expected (n_chan, ny, nx) twice and (n_chan,) edges")
-    lam = _finite("line_wave_obs", line_wave_obs, "Angstrom")
-    hw = _finite("half_width_kms", half_width_kms, "km/s")
-    if lam <= 0.0 or hw <= 0.0:
-        raise ConfigError(f"line_wave_obs = {lam} Angstrom, half_width_kms = {hw} km/s; both must be > 0")
+    lam = positive("line_wave_obs", line_wave_obs, "Angstrom")
+    hw = positive("half_width_kms", half_width_kms, "km/s")
     centres = 0.5 * (lo + hi)
     sel = np.abs(centres / lam - 1.0) * C_KMS <= hw
     if not sel.any():
@@ -488,16 +453,25 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
     e = np.asarray(err_map, dtype=np.float64)
     if f.ndim != 2 or e.shape != f.shape:
         raise DataError(f"flux_map {f.shape} and err_map {e.shape}: expected the same (ny, nx) shape")
-    ps = _finite("pixel_scale", pixel_scale, "arcsec")
-    if ps <= 0.0:
-        raise ConfigError(f"pixel_scale = {ps} arcsec; allowed > 0")
+    ps = positive("pixel_scale", pixel_scale, "arcsec")
     sig_psf = 0.0
     if psf_fwhm is not None:
-        fw = _finite("psf_fwhm", psf_fwhm, "arcsec")
-        if fw <= 0.0:
-            raise ConfigError(f"psf_fwhm = {fw} arcsec; allowed > 0")
-        sig_psf = fw / FWHM_PER_SIGMA
+        sig_psf = positive("psf_fwhm", psf_fwhm, "arcsec") / FWHM_PER_SIGMA
     q0 = _check_q0(q0)
+    good = _usable_pixels(f, e, mask)
+    ny, nx = f.shape
+    x1, y1 = sky_offsets(ny, nx, ps)
+    xx, yy = np.meshgrid(x1, y1)
+    xg, yg, fg, eg = xx[good], yy[good], f[good], e[good]
+    span = ps * max(nx, ny)
+    bounds = ([-np.inf, x1.min() - span, y1.min() - span, 1e-3 * ps, 1e-3 * ps, -np.inf],
+              [np.inf, x1.max() + span, y1.max() + span, 10.0 * span, 10.0 * span, np.inf])
+    params, cov = _fit_elliptical_gaussian(xg, yg, fg, eg, ps, _initial_guess(xg, yg, fg, eg, ps), bounds)
+    return _geometry_from_fit(params, cov, sig_psf, psf_fwhm, q0)
+
+
+def _usable_pixels(f, e, mask) -> np.ndarray:
+    """Pixels with a finite flux, a positive error and ``mask`` True; at least 7 of them."""
     good = np.isfinite(f) & np.isfinite(e) & (e > 0.0)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
@@ -506,48 +480,55 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
         good &= m
     if good.sum() < 7:
         raise DataError(f"fit_geometry: {int(good.sum())} usable pixels (finite flux, error > 0); at least 7 needed")
+    return good
 
-    ny, nx = f.shape
-    x1, y1 = sky_offsets(ny, nx, ps)
-    xx, yy = np.meshgrid(x1, y1)
-    xg, yg, fg, eg = xx[good], yy[good], f[good], e[good]
 
-    # initial guess from the moments of the bright, positive pixels
+def _initial_guess(xg, yg, fg, eg, ps) -> np.ndarray:
+    """Start ``(amp, x0, y0, sigma_a, sigma_b, theta)`` from the moments of the bright, positive pixels."""
     w = np.where((fg > 0) & (fg >= 2.0 * eg), fg, 0.0)
     if np.count_nonzero(w) < 5:
         w = np.clip(fg, 0.0, None)
     if not w.sum() > 0:
         raise RecoveryError("fit_geometry: the line map has no positive flux")
     x0, y0, sa, sb, theta = _moments(xg, yg, w)
-    sa = max(sa, 0.5 * ps)
+    sa = max(sa, 0.5 * ps)  # a point source still spans a pixel
     sb = max(sb, 0.5 * ps)
     amp = max(float(np.max(fg[w > 0])), float(w.sum()) * ps * ps / (2.0 * math.pi * sa * sb))
+    return np.array([amp, x0, y0, sa, sb, theta])
 
-    # pixel-averaging sub-grid (symmetric about each centre, so the sign of x is irrelevant)
+
+def _pixel_subgrid(xg, yg, ps):
+    """Gauss-Legendre points inside each pixel and their weights (summing to 1).
+
+    The sub-grid is symmetric about each centre, so the sign of x is irrelevant.
+    """
     t, wt = np.polynomial.legendre.leggauss(_N_SUB)
     sub = 0.5 * ps * t
     sx = np.repeat(xg[:, None], _N_SUB * _N_SUB, axis=1) + np.tile(sub, _N_SUB)[None, :]
     sy = np.repeat(yg[:, None], _N_SUB * _N_SUB, axis=1) + np.repeat(sub, _N_SUB)[None, :]
-    sw = (0.25 * np.outer(wt, wt)).ravel()  # sums to 1
+    sw = (0.25 * np.outer(wt, wt)).ravel()
+    return sx, sy, sw
 
-    def model(p):
-        a, xc, yc, s_a, s_b, th = p
-        dx, dy = sx - xc, sy - yc
-        st, ct = math.sin(th), math.cos(th)
-        xm = dx * st + dy * ct
-        ym = -dx * ct + dy * st
-        return a * (np.exp(-0.5 * ((xm / s_a) ** 2 + (ym / s_b) ** 2)) @ sw)
 
-    def resid(p):
-        return (fg - model(p)) / eg
+def _gaussian_residuals(p, sx, sy, sw, fg, eg):
+    """``(flux - model) / err`` of the pixel-averaged elliptical Gaussian ``p``."""
+    a, xc, yc, s_a, s_b, th = p
+    dx, dy = sx - xc, sy - yc
+    st, ct = math.sin(th), math.cos(th)
+    xm = dx * st + dy * ct
+    ym = -dx * ct + dy * st
+    return (fg - a * (np.exp(-0.5 * ((xm / s_a) ** 2 + (ym / s_b) ** 2)) @ sw)) / eg
 
-    span = ps * max(nx, ny)
-    p0 = np.array([amp, x0, y0, sa, sb, theta])
-    lower = [-np.inf, x1.min() - span, y1.min() - span, 1e-3 * ps, 1e-3 * ps, -np.inf]
-    upper = [np.inf, x1.max() + span, y1.max() + span, 10.0 * span, 10.0 * span, np.inf]
+
+def _fit_elliptical_gaussian(xg, yg, fg, eg, ps, p0, bounds):
+    """Least-squares fit; returns the parameters (axis a the major one) and their covariance.
+
+    The covariance is ``(J^T J)^-1`` times the reduced chi^2 when that exceeds 1.
+    """
+    sx, sy, sw = _pixel_subgrid(xg, yg, ps)
     try:
-        sol = least_squares(resid, p0, bounds=(lower, upper), x_scale="jac", method="trf",
-                            xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        sol = least_squares(_gaussian_residuals, p0, bounds=bounds, x_scale="jac", method="trf",
+                            xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000, args=(sx, sy, sw, fg, eg))
     except (ValueError, np.linalg.LinAlgError) as exc:
         raise RecoveryError(f"fit_geometry: 2D Gaussian fit failed ({exc})") from None
     if not sol.success or not np.all(np.isfinite(sol.x)):
@@ -564,8 +545,13 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
     norm[norm == 0] = 1.0
     js = jac / norm  # equilibrate the columns (amplitude and lengths differ by many decades)
     cov = np.linalg.pinv(js.T @ js) / np.outer(norm, norm) * max(red, 1.0)
-    perr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return (amp, xc, yc, sa, sb, theta), cov
 
+
+def _geometry_from_fit(params, cov, sig_psf, psf_fwhm, q0) -> Geometry:
+    """PSF-corrected axis ratio, inclination and PA, with first-order errors."""
+    _, xc, yc, sa, sb, theta = params
+    perr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     va, vb = sa * sa - sig_psf**2, sb * sb - sig_psf**2
     if not vb > 0.0:
         raise RecoveryError(
@@ -594,211 +580,3 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
                     q0=q0, source="fit", x_offset_err=float(perr[1]), y_offset_err=float(perr[2]),
                     axis_ratio_err=q_err, pa_err=float(pa_err), inclination_err=float(incl_err),
                     sigma_major=math.sqrt(va), sigma_minor=math.sqrt(vb))
-
-
-# ---------------------------------------------------------------------------
-# PSF homogenisation
-# ---------------------------------------------------------------------------
-
-def _as_psf(psf_model) -> PSF:
-    if isinstance(psf_model, PSF):
-        return psf_model
-    if isinstance(psf_model, Mapping):
-        return psf_from_header(psf_model)
-    raise ConfigError(f"psf_model = {psf_model!r}: expected a mockzgrad.observe.psf.PSF or a PSF header mapping")
-
-
-def _gaussian_axes(psf: PSF, wavelengths) -> tuple[np.ndarray, np.ndarray, float]:
-    """Major / minor Gaussian sigmas (arcsec) at each wavelength, and the PA (deg)."""
-    wave = np.asarray(wavelengths, dtype=np.float64)
-    scale = np.asarray(psf.fwhm_at(wave), dtype=np.float64) / psf.fwhm_at(None)
-    if isinstance(psf, EllipticalGaussianPSF):
-        return (psf.fwhm_major / FWHM_PER_SIGMA * scale, psf.fwhm_minor / FWHM_PER_SIGMA * scale, psf.pa)
-    sig = psf.fwhm_at(None) / FWHM_PER_SIGMA * scale
-    if not isinstance(psf, GaussianPSF):
-        warnings.warn(f"homogenise_psf: {psf.kind} PSF matched as a Gaussian of the same FWHM "
-                      "(approximate for non-Gaussian profiles)", RecoveryWarning, stacklevel=3)
-    return sig, sig, 0.0
-
-
-def _matching_variances(wavelengths, psf_model, target_wavelength, n_chan):
-    """Per-channel kernel variances (major, minor; pixel^2 after scaling), PA, and the psf."""
-    psf = _as_psf(psf_model)
-    wave = np.asarray(wavelengths, dtype=np.float64)
-    if wave.shape != (n_chan,) or not np.all(np.isfinite(wave) & (wave > 0.0)):
-        raise ConfigError(f"wavelengths: shape {wave.shape}; expected ({n_chan},), finite and > 0 Angstrom")
-    tw = _finite("target_wavelength", target_wavelength, "Angstrom")
-    if tw <= 0.0:
-        raise ConfigError(f"target_wavelength = {tw} Angstrom; allowed > 0")
-    if not psf.varies:
-        return None
-    sa, sb, pa = _gaussian_axes(psf, wave)
-    ta, tb, _ = _gaussian_axes(psf, np.array([tw]))
-    da = ta[0] ** 2 - sa**2
-    db = tb[0] ** 2 - sb**2
-    tol = 1e-9 * ta[0] ** 2
-    broader = (da < -tol) | (db < -tol)
-    much = broader & (sa > ta[0] * (1.0 + BROADER_TOLERANCE))
-    if much.any():
-        warnings.warn(
-            f"homogenise_psf: {int(much.sum())} of {n_chan} channels have a PSF more than "
-            f"{100 * BROADER_TOLERANCE:g} % broader than at the target wavelength {tw:.2f} Angstrom and are "
-            "left unchanged; target the reddest line used", RecoveryWarning, stacklevel=3)
-    da = np.where(broader, 0.0, np.clip(da, 0.0, None))
-    db = np.where(broader, 0.0, np.clip(db, 0.0, None))
-    return da, db, pa
-
-
-def _walk_rates(var_major, var_minor, pa):
-    """Jump rates (a, b, c, d) of the discrete Gaussian with the given covariance (pixel^2).
-
-    Pixel frame: column = -east, row = north, so the major axis at ``pa``
-    points along (column, row) = (-sin pa, cos pa). The kernel is the
-    distribution of a continuous-time random walk with jumps along columns
-    (rate a), rows (b), the diagonal (c) and the anti-diagonal (d), whose
-    covariance is ``Mxx = a + c + d``, ``Myy = b + c + d``, ``Mxy = c - d``.
-    """
-    t = math.radians(pa)
-    ux, uy = -math.sin(t), math.cos(t)
-    mxx = var_major * ux * ux + var_minor * uy * uy
-    myy = var_major * uy * uy + var_minor * ux * ux
-    mxy = (var_major - var_minor) * ux * uy
-    c = np.clip(mxy, 0.0, None)
-    d = np.clip(-mxy, 0.0, None)
-    return mxx - c - d, myy - c - d, c, d
-
-
-def _transfer(ly, lx, rates):
-    """Transfer functions of discrete Gaussians, shape (n, ly, lx // 2 + 1).
-
-    ``H = exp(a (cos wx - 1) + b (cos wy - 1) + c (cos(wx + wy) - 1) + d (cos(wx - wy) - 1))``:
-    for ``d = c = 0`` the product of two 1-D discrete Gaussians
-    ``e^-t I_n(t)`` (Lindeberg 1990, IEEE PAMI 12, 234), which are positive,
-    have variance exactly ``t`` and sum exactly to 1 at any width. Being
-    smooth and periodic in frequency, the transfer function causes no
-    ringing (unlike a continuous Gaussian cut at the Nyquist frequency).
-    """
-    a, b, c, d = (np.asarray(r, dtype=np.float64)[:, None, None] for r in rates)
-    wx = 2.0 * math.pi * sfft.rfftfreq(lx)[None, None, :]
-    wy = 2.0 * math.pi * sfft.fftfreq(ly)[None, :, None]
-    return np.exp(a * (np.cos(wx) - 1.0) + b * (np.cos(wy) - 1.0)
-                  + c * (np.cos(wx + wy) - 1.0) + d * (np.cos(wx - wy) - 1.0))
-
-
-def _convolve_fourier(data, var_major, var_minor, pa, *, square=False):
-    """Convolve each channel with its discrete Gaussian (variances in pixel^2), FFT on a zero-padded grid.
-
-    Channels with zero variance are returned untouched. ``square=True``
-    convolves with the square of each kernel instead, which propagates the
-    variance of independent pixels.
-    """
-    out = np.array(data, dtype=np.float64)
-    todo = np.flatnonzero((var_major > 0.0) | (var_minor > 0.0))
-    if todo.size == 0:
-        return out
-    _, ny, nx = data.shape
-    vm, vn = var_major[todo], var_minor[todo]
-    smax = math.sqrt(float(max(vm.max(), vn.max())))
-    pad = int(math.ceil(8.0 * smax)) + 3  # kernel tails beyond 8 sigma are < 1e-14
-    ly = sfft.next_fast_len(ny + pad, real=True)
-    lx = sfft.next_fast_len(nx + pad, real=True)
-    sub = out[todo]
-    bad = ~np.isfinite(sub)
-    spec = sfft.rfft2(np.where(bad, 0.0, sub), s=(ly, lx), axes=(-2, -1))
-    h = _transfer(ly, lx, _walk_rates(vm, vn, pa))
-    if square:
-        kern = sfft.irfft2(h, s=(ly, lx), axes=(-2, -1))
-        h = sfft.rfft2(kern * kern, axes=(-2, -1))
-    spec *= h
-    # the kernel's wrap-around lands in the zero padding, which is cropped
-    res = sfft.irfft2(spec, s=(ly, lx), axes=(-2, -1))[:, :ny, :nx]
-    res[bad] = np.nan
-    out[todo] = res
-    return out
-
-
-def homogenise_psf(cube_data, wavelengths, psf_model, target_wavelength: float, *,
-                   pixel_scale: float) -> np.ndarray:
-    """Degrade every channel to the PSF at ``target_wavelength``.
-
-    Each channel is convolved with a Gaussian of variance
-    ``sigma_target^2 - sigma_channel^2`` (per axis, same PA, for an
-    elliptical Gaussian PSF), so that a Gaussian PSF becomes the target
-    one (second moments add). Moffat and image PSFs are matched as
-    Gaussians of the same FWHM (a :class:`RecoveryWarning` says so).
-    Channels whose PSF is broader than the target's are left unchanged,
-    with a :class:`RecoveryWarning` when broader by more than
-    :data:`BROADER_TOLERANCE` (the red wing of the target line itself is
-    expected): target the reddest line used when the FWHM grows with
-    wavelength. For a PSF that does not vary with wavelength this is a no-op
-    (a float64 copy of the input is returned).
-
-    The kernel is the discrete Gaussian (Lindeberg 1990, IEEE PAMI 12,
-    234; its 2-D form with diagonal steps for a rotated ellipse), applied
-    by FFT on a zero-padded grid. Its sum is exactly 1 and its second
-    moments are exactly the requested variances at any width, also below a
-    pixel, where a sampled Gaussian is badly wrong; for widths of a few
-    pixels it equals the sampled Gaussian. It is positive unless the
-    ellipse is so elongated and tilted that ``|Mxy| > min(Mxx, Myy)`` in
-    pixel axes (then small negative values appear; moments and flux stay
-    exact). Flux is conserved except what is scattered beyond the field
-    edge. Channels needing no convolution are returned untouched.
-    Non-finite values are taken as 0 in the convolution and are NaN again
-    in the output.
-
-    Parameters
-    ----------
-    cube_data : array_like, shape (n_chan, ny, nx)
-        Flux per spaxel and channel.
-    wavelengths : array_like, shape (n_chan,)
-        Observed channel centres, Angstrom.
-    psf_model : mockzgrad.observe.psf.PSF or mapping
-        The PSF, or its header keywords (``MockCube.psf``).
-    target_wavelength : float
-        Observed wavelength whose PSF every channel is matched to, Angstrom.
-    pixel_scale : float
-        Spaxel size, arcsec; > 0.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_chan, ny, nx)
-    """
-    data = np.array(cube_data, dtype=np.float64)
-    if data.ndim != 3:
-        raise DataError(f"cube_data: shape {data.shape}; expected (n_chan, ny, nx)")
-    ps = _finite("pixel_scale", pixel_scale, "arcsec")
-    if ps <= 0.0:
-        raise ConfigError(f"pixel_scale = {ps} arcsec; allowed > 0")
-    match = _matching_variances(wavelengths, psf_model, target_wavelength, data.shape[0])
-    if match is None:
-        return data
-    da, db, pa = match
-    return _convolve_fourier(data, da / ps**2, db / ps**2, pa)
-
-
-def homogenise_variance(variance, wavelengths, psf_model, target_wavelength: float, *,
-                        pixel_scale: float) -> np.ndarray:
-    """Variance cube after :func:`homogenise_psf` (same parameters).
-
-    Each channel's variance is convolved with the square of that channel's
-    matching kernel: exact for independent pixels; the covariance between
-    neighbouring pixels that the convolution introduces is not tracked
-    (sums over many pixels then underestimate their error).
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_chan, ny, nx)
-    """
-    var = np.array(variance, dtype=np.float64)
-    if var.ndim != 3:
-        raise DataError(f"variance: shape {var.shape}; expected (n_chan, ny, nx)")
-    ps = _finite("pixel_scale", pixel_scale, "arcsec")
-    if ps <= 0.0:
-        raise ConfigError(f"pixel_scale = {ps} arcsec; allowed > 0")
-    with warnings.catch_warnings():  # homogenise_psf has already said it
-        warnings.simplefilter("ignore", RecoveryWarning)
-        match = _matching_variances(wavelengths, psf_model, target_wavelength, var.shape[0])
-    if match is None:
-        return var
-    da, db, pa = match
-    return np.clip(_convolve_fourier(var, da / ps**2, db / ps**2, pa, square=True), 0.0, None)

@@ -25,12 +25,12 @@ Methods
 
 Summaries are the median and the percentiles at ``Phi(-1)`` and ``Phi(+1)``
 (15.87 and 84.13, the "16th/84th percentiles" of the literature), which are
-exactly ``mean -+ 1 sigma`` for a Gaussian.
+exactly ``mean -+ 1 sigma`` for a Gaussian
+(:data:`mockzgrad.recovery.summary.PERCENTILES`).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Mapping
@@ -38,16 +38,13 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ConfigError, RecoveryError, RecoveryWarning
+from .summary import PERCENTILES
 
 __all__ = [
     "GradientFit",
     "fit_gradient",
     "median_gradient_over_diagnostics",
-    "PERCENTILES",
 ]
-
-#: Lower and upper percentiles reported, 100 Phi(-1) and 100 Phi(+1).
-PERCENTILES = (50.0 * math.erfc(1.0 / math.sqrt(2.0)), 100.0 - 50.0 * math.erfc(1.0 / math.sqrt(2.0)))
 
 _METHODS = ("analytic", "emcee")
 
@@ -200,48 +197,10 @@ def fit_gradient(
         Bad arguments: shapes, non-positive errors, unknown method, missing
         ``rng``.
     """
-    if method not in _METHODS:
-        raise ConfigError(f"method = {method!r}; allowed: {', '.join(_METHODS)}")
-    r = np.asarray(r_kpc, dtype=float)
-    zz = np.asarray(z, dtype=float)
-    e = np.asarray(z_err, dtype=float)
-    if r.ndim != 1 or zz.shape != r.shape:
-        raise ConfigError(f"r_kpc, z: shapes {r.shape}, {zz.shape}; expected two equal 1-D arrays")
-    if e.shape == (2,) + r.shape and e.ndim == 2:
-        e = 0.5 * (e[0] + e[1])
-    elif e.shape != r.shape:
-        raise ConfigError(f"z_err: shape {e.shape}; expected {r.shape} or {(2,) + r.shape}")
-    use = np.isfinite(r) & np.isfinite(zz) & np.isfinite(e)
-    if np.any(e[use] <= 0.0):
-        raise ConfigError(f"z_err = {e[use][e[use] <= 0.0][0]}; allowed: > 0 dex")
-    r, zz, e = r[use], zz[use], e[use]
+    r, zz, e, bootstrap = _check_inputs(r_kpc, z, z_err, method, rng, bootstrap)
     n = r.size
-    if n < 2:
-        raise RecoveryError(f"gradient fit: at least 2 bins needed, got {n}")
-    bootstrap = int(bootstrap)
-    if bootstrap < 0:
-        raise ConfigError(f"bootstrap = {bootstrap}; allowed: >= 0")
-    if (method == "emcee" or bootstrap > 0) and not isinstance(rng, np.random.Generator):
-        raise ConfigError(
-            f"rng = {rng!r}: a numpy.random.Generator is required for method='emcee' or bootstrap > 0"
-        )
-
-    mean, cov = _wls(r, zz, e)
-    samples = None
-    if n == 2:
-        used = "two_point"
-        centre, lo, hi = mean, mean - np.sqrt(np.diag(cov)), mean + np.sqrt(np.diag(cov))
-    elif method == "analytic":
-        used = "analytic"
-        sd = np.sqrt(np.diag(cov))
-        centre, lo, hi = mean, mean - sd, mean + sd
-    else:
-        used = "emcee"
-        samples = _sample_emcee(r, zz, e, mean, cov, rng, n_walkers, n_steps, n_burn)
-        lo, centre, hi = np.percentile(samples, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
-        cov = np.cov(samples, rowvar=False)
-
-    boot = None
+    used, centre, lo, hi, cov, samples = _posterior(r, zz, e, method, rng, n_walkers, n_steps, n_burn)
+    pct = None
     n_boot = 0
     if bootstrap > 0:
         if n < 3:
@@ -251,9 +210,8 @@ def fit_gradient(
         else:
             boot = _bootstrap(r, zz, e, rng, bootstrap)
             n_boot = boot.shape[0]
-    pct = None
-    if boot is not None and n_boot > 0:
-        pct = np.percentile(boot, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
+            if n_boot > 0:
+                pct = np.percentile(boot, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
 
     return GradientFit(
         grad_z=float(centre[0]),
@@ -271,6 +229,48 @@ def fit_gradient(
         bootstrap_grad_z=None if pct is None else tuple(float(x) for x in pct[:, 0]),
         bootstrap_z0=None if pct is None else tuple(float(x) for x in pct[:, 1]),
     )
+
+
+def _check_inputs(r_kpc, z, z_err, method, rng, bootstrap):
+    """Arrays of the usable bins (finite radius, Z and error) and the bootstrap count."""
+    if method not in _METHODS:
+        raise ConfigError(f"method = {method!r}; allowed: {', '.join(_METHODS)}")
+    r = np.asarray(r_kpc, dtype=float)
+    zz = np.asarray(z, dtype=float)
+    e = np.asarray(z_err, dtype=float)
+    if r.ndim != 1 or zz.shape != r.shape:
+        raise ConfigError(f"r_kpc, z: shapes {r.shape}, {zz.shape}; expected two equal 1-D arrays")
+    if e.shape == (2,) + r.shape and e.ndim == 2:
+        e = 0.5 * (e[0] + e[1])
+    elif e.shape != r.shape:
+        raise ConfigError(f"z_err: shape {e.shape}; expected {r.shape} or {(2,) + r.shape}")
+    use = np.isfinite(r) & np.isfinite(zz) & np.isfinite(e)
+    if np.any(e[use] <= 0.0):
+        raise ConfigError(f"z_err = {e[use][e[use] <= 0.0][0]}; allowed: > 0 dex")
+    r, zz, e = r[use], zz[use], e[use]
+    if r.size < 2:
+        raise RecoveryError(f"gradient fit: at least 2 bins needed, got {r.size}")
+    bootstrap = int(bootstrap)
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap = {bootstrap}; allowed: >= 0")
+    if (method == "emcee" or bootstrap > 0) and not isinstance(rng, np.random.Generator):
+        raise ConfigError(
+            f"rng = {rng!r}: a numpy.random.Generator is required for method='emcee' or bootstrap > 0"
+        )
+    return r, zz, e, bootstrap
+
+
+def _posterior(r, z, e, method, rng, n_walkers, n_steps, n_burn):
+    """(method used, centre, lo, hi, covariance, samples) of ``(grad_z, z0)``."""
+    mean, cov = _wls(r, z, e)
+    if r.size == 2:
+        return "two_point", mean, mean - np.sqrt(np.diag(cov)), mean + np.sqrt(np.diag(cov)), cov, None
+    if method == "analytic":
+        sd = np.sqrt(np.diag(cov))
+        return "analytic", mean, mean - sd, mean + sd, cov, None
+    samples = _sample_emcee(r, z, e, mean, cov, rng, n_walkers, n_steps, n_burn)
+    lo, centre, hi = np.percentile(samples, [PERCENTILES[0], 50.0, PERCENTILES[1]], axis=0)
+    return "emcee", centre, lo, hi, np.cov(samples, rowvar=False), samples
 
 
 def _sample_emcee(r, z, e, mean, cov, rng, n_walkers, n_steps, n_burn):

@@ -2,9 +2,11 @@
 
 A bin's spectrum is the sum, channel by channel, of the spectra of its
 spaxels; its error is the square root of the summed variance (independent
-spaxels), or an RMS in a moving window with the lines masked
-(:func:`rms_errors`). Cubes have axes ``(n_chan, ny, nx)``; spectra have
-shape ``(n_bins, n_chan)``.
+spaxels, :func:`bin_spectra`), or an RMS in a moving window with the lines
+masked (:func:`rms_error_spectrum`). Cubes have axes ``(n_chan, ny, nx)``;
+spectra have shape ``(n_bins, n_chan)``. A channel grid is given by its
+lower and upper edges (observed Angstrom) and may have gaps
+(:func:`channel_edges`, :func:`contiguous_segments`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import validate
 from ..errors import ConfigError, DataError
-from .linefit import rms_error_spectrum
+from ..physics.lines import C_KMS
 
-__all__ = ["BinnedSpectra", "bin_spectra", "sum_spectra", "rms_errors"]
+__all__ = [
+    "BinnedSpectra",
+    "bin_spectra",
+    "sum_spectra",
+    "channel_edges",
+    "contiguous_segments",
+    "rms_error_spectrum",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,19 +106,10 @@ def bin_spectra(cube_data, variance, labels, n_bins: int) -> BinnedSpectra:
     ------
     DataError
         Shapes disagree, a label is out of range, or a variance is negative.
+    ConfigError
+        ``n_bins`` is not an integer >= 0.
     """
-    data = np.asarray(cube_data)
-    var = np.asarray(variance)
-    lab = np.asarray(labels)
-    if data.ndim != 3 or var.shape != data.shape:
-        raise DataError(f"cube_data {data.shape} and variance {var.shape}: expected the same (n_chan, ny, nx) shape")
-    if lab.shape != data.shape[1:] or not np.issubdtype(lab.dtype, np.integer):
-        raise DataError(f"labels: shape {lab.shape}, dtype {lab.dtype}; expected integers of shape {data.shape[1:]}")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 0:
-        raise ConfigError(f"n_bins = {n_bins!r}; allowed an integer >= 0")
-    n_bins = int(n_bins)
-    if lab.size and (lab.max(initial=-1) >= n_bins or lab.min(initial=-1) < -1):
-        raise DataError(f"labels in [{lab.min()}, {lab.max()}]; allowed -1 (unused) or 0 .. n_bins - 1 = {n_bins - 1}")
+    data, var, lab, n_bins = _checked_inputs(cube_data, variance, labels, n_bins)
     n_chan = data.shape[0]
     flat = lab.ravel()
     sel = np.flatnonzero(flat >= 0)
@@ -149,35 +150,192 @@ def bin_spectra(cube_data, variance, labels, n_bins: int) -> BinnedSpectra:
                          n_spaxels=n_spax, n_masked=n_masked)
 
 
-def rms_errors(spectra, edges_lo, edges_hi, line_waves_obs, *, window: int = 160,
-               mask_kms: float = 500.0, min_channels: int = 10) -> np.ndarray:
-    """Errors from the RMS of line-free channels in a moving window.
+def _checked_inputs(cube_data, variance, labels, n_bins):
+    """The arrays of :func:`bin_spectra` and ``n_bins``, checked against each other."""
+    data = np.asarray(cube_data)
+    var = np.asarray(variance)
+    lab = np.asarray(labels)
+    if data.ndim != 3 or var.shape != data.shape:
+        raise DataError(f"cube_data {data.shape} and variance {var.shape}: expected the same (n_chan, ny, nx) shape")
+    if lab.shape != data.shape[1:] or not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(f"labels: shape {lab.shape}, dtype {lab.dtype}; expected integers of shape {data.shape[1:]}")
+    n_bins = validate.integer("n_bins", n_bins, lo=0)
+    if lab.size and (lab.max(initial=-1) >= n_bins or lab.min(initial=-1) < -1):
+        raise DataError(f"labels in [{lab.min()}, {lab.max()}]; allowed -1 (unused) or 0 .. n_bins - 1 = {n_bins - 1}")
+    return data, var, lab, n_bins
 
-    A thin wrapper around
-    :func:`mockzgrad.recovery.linefit.rms_error_spectrum` (see it for the
-    method: a straight line is fitted to the unmasked channels of a window
-    of ``window`` channels around each channel, and the error is the RMS of
-    its residuals).
+
+# --------------------------------------------------------------------------
+# Channel grids
+# --------------------------------------------------------------------------
+
+
+def channel_edges(edges_lo, edges_hi) -> tuple[np.ndarray, np.ndarray]:
+    """Check a channel grid and return its edges as float arrays.
 
     Parameters
     ----------
-    spectra : array_like, shape (n_bins, n_chan) or (n_chan,)
+    edges_lo, edges_hi : array_like, shape (n_chan,)
+        Lower and upper channel edges, observed Angstrom; finite, each
+        channel with ``edges_hi > edges_lo``, increasing in wavelength and
+        not overlapping (gaps allowed); ``n_chan >= 2``.
+
+    Returns
+    -------
+    lo, hi : numpy.ndarray of float, shape (n_chan,)
+
+    Raises
+    ------
+    ConfigError
+        The edges break one of the rules above.
+    """
+    lo = np.asarray(edges_lo, dtype=float)
+    hi = np.asarray(edges_hi, dtype=float)
+    if lo.ndim != 1 or lo.shape != hi.shape or lo.size < 2:
+        raise ConfigError(
+            f"edges_lo, edges_hi: shapes {lo.shape}, {hi.shape}; expected two equal 1-D arrays "
+            "of >= 2 channels"
+        )
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+        raise ConfigError("edges_lo, edges_hi: edges must be finite with edges_hi > edges_lo, Angstrom")
+    width = hi - lo
+    # a rounding-level overlap (1e-6 of a channel) is a touching edge
+    if np.any(lo[1:] < hi[:-1] - 1e-6 * width[:-1]):
+        raise ConfigError("edges_lo, edges_hi: channels must increase in wavelength without overlapping")
+    return lo, hi
+
+
+def contiguous_segments(lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop indices of the runs of touching channels.
+
+    Channel ``i + 1`` continues the run of channel ``i`` when
+    ``lo[i + 1] - hi[i]`` is at most 1e-6 of the width of channel ``i``.
+
+    Parameters
+    ----------
+    lo, hi : numpy.ndarray, shape (n_chan,)
+        Channel edges, Angstrom, as returned by :func:`channel_edges`.
+
+    Returns
+    -------
+    starts, stops : numpy.ndarray of int
+        Segment ``j`` is the channels ``starts[j] .. stops[j] - 1``; the
+        segments cover the grid in order.
+    """
+    gap = lo[1:] - hi[:-1] > 1e-6 * (hi - lo)[:-1]
+    starts = np.concatenate([[0], np.nonzero(gap)[0] + 1])
+    stops = np.concatenate([starts[1:], [lo.size]])
+    return starts, stops
+
+
+# --------------------------------------------------------------------------
+# Error spectrum from the RMS in a moving window
+# --------------------------------------------------------------------------
+
+
+def rms_error_spectrum(
+    spectra,
+    edges_lo,
+    edges_hi,
+    line_waves_obs,
+    *,
+    mask_kms: float = 500.0,
+    window: int = 160,
+    min_channels: int = 10,
+) -> np.ndarray:
+    """Error spectrum from the scatter of line-free channels in a moving window.
+
+    For every channel, the channels of a window of ``window`` channels
+    centred on it (shifted to stay inside the contiguous segment of the grid
+    it belongs to; a segment shorter than ``window`` is used whole) are
+    taken; channels within ``+-mask_kms`` of any line, and non-finite ones,
+    are dropped; a straight line is fitted to the rest and the error is the
+    RMS of the residuals with ``n - 2`` degrees of freedom, so a sloping
+    continuum does not inflate it.
+
+    Parameters
+    ----------
+    spectra : array_like, shape (n_spec, n_chan) or (n_chan,)
         Flux per channel.
     edges_lo, edges_hi : array_like, shape (n_chan,)
-        Channel edges, observed Angstrom.
+        Channel edges, observed Angstrom (gaps allowed; see
+        :func:`channel_edges`).
     line_waves_obs : array_like of float
         Observed wavelengths of the lines to mask, Angstrom.
-    window : int
+    mask_kms : float, optional
+        Half-width of the masked region around each line, km/s; >= 0.
+    window : int, optional
         Width of the moving window, channels; >= 3.
-    mask_kms : float
-        Half-width of the region masked around each line, km/s; >= 0.
-    min_channels : int
-        Fewest unmasked channels for an estimate (NaN below); >= 3.
+    min_channels : int, optional
+        Fewest unmasked channels for an estimate; >= 3. Below it: NaN.
 
     Returns
     -------
     numpy.ndarray, same shape as ``spectra``
         1-sigma error per channel, in the unit of ``spectra``.
+
+    Raises
+    ------
+    ConfigError
+        Bad edges, a shape that does not match them, or a parameter out of range.
     """
-    return rms_error_spectrum(spectra, edges_lo, edges_hi, line_waves_obs, mask_kms=mask_kms,
-                              window=window, min_channels=min_channels)
+    lo, hi = channel_edges(edges_lo, edges_hi)
+    y = np.asarray(spectra, dtype=float)
+    one = y.ndim == 1
+    y = np.atleast_2d(y)
+    if y.ndim != 2 or y.shape[1] != lo.size:
+        raise ConfigError(f"spectra: shape {np.shape(spectra)}; expected (n_spec, {lo.size}) or ({lo.size},)")
+    window = validate.integer("window", window, lo=3)
+    min_channels = validate.integer("min_channels", min_channels, lo=3)
+    mask_kms = validate.positive("mask_kms", mask_kms, "km/s", allow_zero=True)
+    lines = np.atleast_1d(np.asarray(line_waves_obs, dtype=float))
+    mid = 0.5 * (lo + hi)
+    near_line = np.zeros(lo.size, dtype=bool)
+    for lam in lines:
+        near_line |= np.abs(mid - lam) <= lam * mask_kms / C_KMS
+    valid = np.isfinite(y) & ~near_line[None, :]
+
+    out = np.full(y.shape, np.nan)
+    starts, stops = contiguous_segments(lo, hi)
+    for a, b in zip(starts, stops):
+        out[:, a:b] = _moving_line_rms(y[:, a:b], valid[:, a:b], window, min_channels)
+    return out[0] if one else out
+
+
+def _moving_line_rms(seg, valid, window, min_channels):
+    """RMS about a straight line of the valid channels in a moving window.
+
+    ``seg``, ``valid``: flux and usable channels of one contiguous segment,
+    shape ``(n_spec, n)``. Window sums come from cumulative sums, so the
+    cost does not grow with ``window``.
+    """
+    n = seg.shape[1]
+    ok = valid.astype(float)
+    ys = np.where(ok > 0, seg, 0.0)
+    # subtract the segment mean to reduce cancellation in the sums
+    cnt = ok.sum(axis=1, keepdims=True)
+    ys = np.where(ok > 0, ys - ys.sum(axis=1, keepdims=True) / np.maximum(cnt, 1.0), 0.0)
+    x = np.arange(n, dtype=float) - 0.5 * (n - 1)
+
+    def csum(q):
+        return np.concatenate([np.zeros((q.shape[0], 1)), np.cumsum(q, axis=1)], axis=1)
+
+    c1, cx, cxx = csum(ok), csum(ok * x), csum(ok * x * x)
+    cy, cxy, cyy = csum(ys), csum(ys * x), csum(ys * ys)
+    wlen = min(window, n)
+    j = np.arange(n)
+    start = np.clip(j - wlen // 2, 0, n - wlen)
+    stop = start + wlen
+
+    def win(c):
+        return c[:, stop] - c[:, start]
+
+    s1, sx, sxx, sy, sxy, syy = (win(c) for c in (c1, cx, cxx, cy, cxy, cyy))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vxx = sxx - sx * sx / s1
+        vxy = sxy - sx * sy / s1
+        vyy = syy - sy * sy / s1
+        rss = vyy - np.where(vxx > 0, vxy * vxy / vxx, 0.0)
+        var = np.maximum(rss, 0.0) / (s1 - 2.0)
+        rms = np.sqrt(var)  # windows with < 3 channels are NaN or negative: dropped below
+    return np.where(s1 >= min_channels, rms, np.nan)

@@ -282,29 +282,11 @@ def _profile_span(cfg: GalaxyConfig, r_max: float) -> tuple[float, float]:
     return min(0.0, m.grad_z * r_max), max(0.0, m.grad_z * r_max)
 
 
-def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyConfig | None = None
-                   ) -> GalaxyModel:
-    """Resolve a galaxy configuration into a :class:`GalaxyModel`.
+def _central_metallicity(cfg: GalaxyConfig, lines: LinesConfig) -> tuple[float, bool, tuple[float, float]]:
+    """z0 (given or chosen), whether it was chosen, and the generating calibrations' common range.
 
-    Applies the cosmology (kpc per arcsec at the redshift) and chooses z0
-    when it is not given, so that Z(r) stays inside the validity range of
-    every generating calibration out to ``r_valid * r_eff``.
-
-    Raises
-    ------
-    ConfigError
-        Z(r) over the light-carrying radii lies entirely outside a
-        generating calibration's validity range, or ``outside_range = "raise"``
-        and it leaves one.
-
-    Warns
-    -----
-    CalibrationRangeWarning
-        Z(r) leaves a validity range over part of the radii (the line ratios
-        are then clipped or extrapolated as ``lines.outside_range`` says).
+    Raises or warns, as :func:`resolve_galaxy` documents, when Z(r) leaves a range.
     """
-    cosmology = cosmology or CosmologyConfig()
-    scale = kpc_per_arcsec(cfg.redshift, cosmology.to_astropy())
     m = cfg.metallicity
     diags = [calibrations.get_diagnostic(k) for k in lines.generating_set]
     ranges = [d.valid_range for d in diags]
@@ -344,8 +326,36 @@ def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyCo
             f"z0 = {z0:.3f}), beyond the generating calibrations' common validity range "
             f"[{valid[0]}, {valid[1]}]; line ratios are {action} there",
             CalibrationRangeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return z0, z0_auto, valid
+
+
+def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyConfig | None = None
+                   ) -> GalaxyModel:
+    """Resolve a galaxy configuration into a :class:`GalaxyModel`.
+
+    Applies the cosmology (kpc per arcsec at the redshift) and chooses z0
+    when it is not given, so that Z(r) stays inside the validity range of
+    every generating calibration out to ``r_valid * r_eff``.
+
+    Raises
+    ------
+    ConfigError
+        Z(r) over the light-carrying radii lies entirely outside a
+        generating calibration's validity range, or ``outside_range = "raise"``
+        and it leaves one.
+
+    Warns
+    -----
+    CalibrationRangeWarning
+        Z(r) leaves a validity range over part of the radii (the line ratios
+        are then clipped or extrapolated as ``lines.outside_range`` says).
+    """
+    cosmology = cosmology or CosmologyConfig()
+    scale = kpc_per_arcsec(cfg.redshift, cosmology.to_astropy())
+    m = cfg.metallicity
+    z0, z0_auto, valid = _central_metallicity(cfg, lines)
     q = math.sqrt(math.cos(math.radians(cfg.inclination)) ** 2
                   + cfg.q0**2 * math.sin(math.radians(cfg.inclination)) ** 2)
     rot = cfg.rotation

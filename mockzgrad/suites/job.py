@@ -1,4 +1,4 @@
-"""One mock of a suite: build the cube, recover the gradient, compare.
+"""One mock of a suite: observe it, recover the gradient, compare.
 
 This is the only place (with curves and the budget) where the truth and
 the recovered values meet. :func:`run_mock` is what suite executors call in
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import config_from_dict, load_recipe
-from ..observe.ifu import build_cube
 from ..errors import MockzgradWarning
+from ..observation import observe
 
 __all__ = ["run_mock", "TRUTH_COLUMNS"]
 
@@ -26,14 +26,14 @@ TRUTH_COLUMNS = ("grad_z", "z0", "r_eff", "r_eff_arcsec", "psf_fwhm", "x_resolut
 
 
 def run_mock(spec) -> dict:
-    """Build and recover one mock of a suite.
+    """Observe and recover one mock of a suite.
 
     Parameters
     ----------
     spec : MockSpec
         ``spec.config``: the full mock configuration dict (seed included);
         ``spec.recovery``: ``{"recipe": name or path, "overrides": {dotted: value}}``;
-        ``spec.cube_path``: where to write the cube (None: not kept).
+        ``spec.cube_path``: where to write the observed product (None: not kept).
 
     Returns
     -------
@@ -60,15 +60,15 @@ def _run(spec, recover) -> dict:
     recipe = load_recipe(rec.get("recipe", "lee2026"))
     if rec.get("overrides"):
         recipe = recipe.replace(**rec["overrides"])
-    cube = build_cube(cfg, keep_noise_free=False)
+    product = observe(cfg, keep_noise_free=False)
     t1 = time.perf_counter()
     if getattr(spec, "cube_path", None):
         Path(spec.cube_path).parent.mkdir(parents=True, exist_ok=True)
-        cube.write(spec.cube_path, overwrite=True)
+        product.write(spec.cube_path, overwrite=True)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
-    result = recover(cube, recipe, rng=rng)
+    result = recover(product, recipe, rng=rng)
     t2 = time.perf_counter()
-    truth = cube.truth
+    truth = product.truth
     out = {f"{k}_true" if k in ("grad_z", "z0") else k: _scalar(truth.get(k)) for k in TRUTH_COLUMNS}
     out["snr_target"] = _scalar(truth.get("snr_target"))
     out.update({k: _scalar(v) for k, v in result.summary().items()})

@@ -62,6 +62,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..validate import choice, integer
 
 __all__ = [
     "load_results_table", "ResultsStore", "STATUSES", "FIXED_COLUMNS", "normalise_result", "utc_now"]
@@ -319,12 +320,10 @@ class ResultsStore:
         params : dict or None
             Varied parameters by dotted name, stored as JSON text.
         """
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or index < 0:
-            raise ConfigError(f"index = {index!r}: expected an integer >= 0")
-        if status not in STATUSES:
-            raise ConfigError(f"status = {status!r}; allowed: {', '.join(map(repr, STATUSES))}")
+        index = integer("index", index, 0)
+        choice("status", status, STATUSES)
         row = {
-            "mock_index": int(index),
+            "mock_index": index,
             "status": status,
             "error": None if error is None else str(error),
             "elapsed_s": None if elapsed is None else float(elapsed),
@@ -383,8 +382,7 @@ class ResultsStore:
         """Number of recorded mocks, all or with the given ``status``."""
         if status is None:
             return self._c().execute("SELECT COUNT(*) FROM mocks").fetchone()[0]
-        if status not in STATUSES:
-            raise ConfigError(f"status = {status!r}; allowed: None, {', '.join(map(repr, STATUSES))}")
+        choice("status", status, STATUSES)
         return self._c().execute("SELECT COUNT(*) FROM mocks WHERE status = ?", (status,)).fetchone()[0]
 
     def done_indices(self, include_failed: bool = True) -> set[int]:
@@ -478,6 +476,10 @@ class ResultsStore:
         table.write(path, format=_EXPORT_FORMATS[ext], overwrite=True)
         return path
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the main database file (``PRAGMA wal_checkpoint(TRUNCATE)``)."""
+        self._c().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when sound)."""
         return self._c().execute("PRAGMA integrity_check").fetchone()[0]
@@ -511,11 +513,7 @@ def _column(name, values):
 def load_results_table(path):
     """Results of a suite as (table, meta) from an output folder, its
     results.sqlite, or an exported CSV/ECSV table."""
-    from pathlib import Path
-
     from astropy.table import Table
-
-    from ..errors import DataError
 
     path = Path(path)
     if path.is_dir():

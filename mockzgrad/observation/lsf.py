@@ -1,14 +1,28 @@
-"""Line-spread function: Gaussian convolution along the spectral axis.
+"""The line-spread function (LSF) stage: Gaussian, sigma in km/s.
 
-The LSF is a Gaussian of dispersion ``sigma_kms`` in velocity: flux emitted
-at wavelength lambda' is spread as a Gaussian in wavelength of
-sigma_lambda = lambda' sigma / c. On an arbitrary monotonic wavelength grid
-(channel edges, Angstrom) the convolution is a matrix M of shape
-(n_chan, n_chan): M[i, j] is the fraction of the flux of channel j that
-lands in channel i, the Gaussian being integrated exactly over channel i
-(erf differences) for flux spread uniformly over channel j (Gauss-Legendre
-sub-sampling of channel j). The matrix is banded (the Gaussian is cut at
-8 sigma, i.e. below 1e-15) and applied as a sparse or dense matrix product.
+Two ways to apply the LSF, which agree (tests/test_cube.py,
+tests/test_observe.py):
+
+* :func:`gaussian_line_sigma`, the stage the IFU mode uses. A Gaussian line
+  of dispersion sigma_line convolved with a Gaussian LSF of dispersion
+  sigma_lsf (both in velocity) is a Gaussian of dispersion
+  sqrt(sigma_line^2 + sigma_lsf^2); the mode renders the scene with that
+  width, which *is* the LSF convolution, exact and free of channel-width
+  error (the scene's profiles are integrated over each channel). It holds
+  for an LSF constant in velocity across a line (to first order in v / c).
+* :func:`convolve_spectral`, the numerical convolution of any spectra or
+  cube along the spectral axis, for profiles that are not Gaussian lines
+  (or to check the first).
+
+Numerical convolution. Flux emitted at wavelength lambda' is spread as a
+Gaussian in wavelength of sigma_lambda = lambda' sigma / c. On an arbitrary
+monotonic wavelength grid (channel edges, Angstrom) the convolution is a
+matrix M of shape (n_chan, n_chan): M[i, j] is the fraction of the flux of
+channel j that lands in channel i, the Gaussian being integrated exactly
+over channel i (erf differences) for flux spread uniformly over channel j
+(Gauss-Legendre sub-sampling of channel j). The matrix is banded (the
+Gaussian is cut at 8 sigma, i.e. below 1e-15) and applied as a sparse or
+dense matrix product.
 
 Flux conservation: every column sums to 1 except for the part of the
 Gaussian that falls beyond the first or last channel edge, which is lost
@@ -22,9 +36,7 @@ are already channel-integrated, the measured second moment of a line thus
 grows by sigma^2 + delta_v^2/6 rather than sigma^2 (132 instead of 125 km/s
 for 106 km/s channels). ``channel_profile="centre"`` puts each channel's
 flux at its centre instead (growth sigma^2 + delta_v^2/12, and a one-channel
-spectrum becomes exactly a channel-integrated Gaussian). For Gaussian lines
-the exact alternative is to add the LSF sigma in quadrature to the line
-width before rendering.
+spectrum becomes exactly a channel-integrated Gaussian).
 """
 
 from __future__ import annotations
@@ -37,10 +49,12 @@ from scipy.special import erf
 
 from ..errors import ConfigError, DataError
 from ..physics.lines import C_KMS
+from ..validate import positive
 
 __all__ = [
     "CHANNEL_PROFILES",
     "LSF_TRUNCATION_SIGMA",
+    "gaussian_line_sigma",
     "sigma_kms_from_resolution",
     "redistribution_matrix",
     "convolve_spectral",
@@ -54,6 +68,28 @@ LSF_TRUNCATION_SIGMA = 8.0
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _BLOCK_ELEMENTS = 4_000_000
+
+
+def gaussian_line_sigma(sigma_line: float, lsf_sigma: float) -> float:
+    """Dispersion of a Gaussian line after a Gaussian LSF: the LSF stage for Gaussian lines.
+
+    Parameters
+    ----------
+    sigma_line : float
+        Line-of-sight dispersion of the line, km/s; >= 0.
+    lsf_sigma : float
+        LSF dispersion, km/s; >= 0.
+
+    Returns
+    -------
+    float
+        sqrt(sigma_line^2 + lsf_sigma^2), km/s (``math.hypot``): the width
+        to render the line with so that the rendered profile is the line
+        convolved with the LSF.
+    """
+    sigma_line = positive("sigma_line", sigma_line, "km/s", allow_zero=True)
+    lsf_sigma = positive("lsf_sigma", lsf_sigma, "km/s", allow_zero=True)
+    return math.hypot(sigma_line, lsf_sigma)
 
 
 def sigma_kms_from_resolution(resolution):

@@ -1,0 +1,107 @@
+"""Benchmark: this checkout against another installed version, in one run.
+
+Times the flagship cube (``examples/flagship_z5.toml``, PSF 0.2", one
+thread), ``recover`` on it (lee2026, Method I only) and a small local suite
+(the 72-mock quickstart suite on ``--suite-workers`` local workers) in
+child processes of two Python interpreters, alternating A B A B so that the
+machine's drift hits both alike, and prints each figure's median and the
+ratio A/B of the medians and of each pair.
+
+Usage::
+
+    python benchmarks/bench_versions.py --a .venv/bin/python --b /path/to/old/venv/bin/python \
+        [--rounds 5] [--repeats 15] [--suite-workers 2]
+
+Each interpreter must have mockzgrad installed (the old one from the
+pre-change commit, e.g. ``git worktree add /tmp/base <commit>`` and a venv
+with ``pip install /tmp/base``). Only public entry points that exist in
+both layouts are used (the cube builder is looked up under its old and new
+module names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, os, statistics, sys, tempfile, time
+from pathlib import Path
+for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[var] = "1"
+root, repeats, n_suite = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])  # n_suite: suite workers
+from mockzgrad.config import load_config, load_recipe
+try:
+    from mockzgrad import observe as build
+except ImportError:
+    from mockzgrad.cube import build_cube as build
+try:
+    from mockzgrad.suites.suite import load_suite, run_suite
+    job = "mockzgrad.suites.job:run_mock"
+except ImportError:
+    from mockzgrad.suite import load_suite, run_suite
+    job = "mockzgrad.job:run_mock"
+from mockzgrad.recovery import recover
+
+cfg = load_config(root / "examples" / "flagship_z5.toml").replace(**{"instrument.psf.fwhm": 0.2})
+recipe = load_recipe("lee2026").replace(**{"metallicity.also": []})
+cube = build(cfg)
+recover(cube, recipe)
+
+def median_time(fn):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+out = {"cube_s": median_time(lambda: build(cfg)), "recover_s": median_time(lambda: recover(cube, recipe))}
+spec = load_suite(root / "examples" / "quickstart_suite.toml")
+with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    run_suite(spec, Path(tmp) / "run", job, workers=n_suite, progress=False)
+    out["suite_s"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+def _child(python: str, repeats: int, n_suite: int) -> dict:
+    res = subprocess.run([python, "-c", CHILD, str(ROOT), str(repeats), str(n_suite)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode:
+        sys.exit(f"{python}: child failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", required=True, help="Python of the version under test")
+    parser.add_argument("--b", required=True, help="Python of the reference version")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--suite-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    runs = {"a": [], "b": []}
+    for r in range(args.rounds):
+        for key in ("a", "b"):
+            runs[key].append(_child(getattr(args, key), args.repeats, args.suite_workers))
+        print(f"round {r + 1}/{args.rounds}: " + "  ".join(
+            f"{k} {runs['a'][-1][k]:.4f}/{runs['b'][-1][k]:.4f}" for k in runs["a"][-1]), flush=True)
+    print(f"\n{'figure':<10} {'A median':>10} {'B median':>10} {'A/B':>6}  pairwise A/B min-median-max")
+    for k in runs["a"][0]:
+        a = [x[k] for x in runs["a"]]
+        b = [x[k] for x in runs["b"]]
+        pairs = sorted(x / y for x, y in zip(a, b))
+        print(f"{k:<10} {statistics.median(a):10.4f} {statistics.median(b):10.4f} "
+              f"{statistics.median(a) / statistics.median(b):6.3f}  "
+              f"{pairs[0]:.3f}-{statistics.median(pairs):.3f}-{pairs[-1]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Configuration of the instrument: PSF, spectral grid (and its presets), spaxels, LSF."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+
+from .. import validate
+from ..errors import ConfigError
+from ._checks import bool_field, check_fields, choice_field, integer_field, number_field
+from .toml_io import parse_toml
+
+__all__ = [
+    "PSF_KINDS",
+    "SPECTRAL_GRIDS",
+    "INSTRUMENT_KINDS",
+    "PSFConfig",
+    "SpectralConfig",
+    "InstrumentConfig",
+    "available_spectral_presets",
+]
+
+#: PSF shapes, ``instrument.psf.kind`` (see :mod:`mockzgrad.observation.psf`).
+PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
+#: Channel spacings, ``instrument.spectral.grid``.
+SPECTRAL_GRIDS = ("velocity", "linear")
+#: Observation modes, ``instrument.kind`` (see :func:`mockzgrad.observation.observe`).
+INSTRUMENT_KINDS = ("ifu",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PSFConfig:
+    """Point-spread function (see :mod:`mockzgrad.observation.psf`).
+
+    Parameters
+    ----------
+    kind : {"gaussian", "elliptical_gaussian", "moffat", "image"}
+    fwhm : float
+        FWHM, arcsec (major-axis FWHM for the elliptical Gaussian); (0, 10].
+    fwhm_minor : float or None
+        Minor-axis FWHM of the elliptical Gaussian, arcsec; (0, fwhm].
+    pa : float
+        Position angle of the elliptical PSF's major axis, deg east of north; [-360, 360].
+    beta : float or None
+        Moffat power index; (1, 100]. Required for ``kind = "moffat"``.
+    file : str or None
+        FITS image of the PSF (``kind = "image"``).
+    ref_wavelength : float or None
+        Observed wavelength at which ``fwhm`` holds, Angstrom; [900, 3e5].
+        With ``scaling_exponent`` the FWHM varies as (lambda/ref)^exponent.
+    scaling_exponent : float or None
+        Exponent of the FWHM-wavelength scaling (1 = diffraction limited); [-3, 3].
+    """
+
+    kind: str = choice_field("gaussian", PSF_KINDS)
+    fwhm: float = number_field(0.255, 0.0, 10.0, lo_open=True, unit="arcsec")
+    fwhm_minor: float | None = None
+    pa: float = number_field(0.0, -360.0, 360.0, unit="deg")
+    beta: float | None = None
+    file: str | None = None
+    ref_wavelength: float | None = number_field(None, 900.0, 3e5, unit="Angstrom")
+    scaling_exponent: float | None = number_field(None, -3.0, 3.0)
+
+    def __post_init__(self):
+        p = "instrument.psf"
+        check_fields(self, p)
+        # the shape parameters are checked only for the kind that uses them
+        if self.kind == "elliptical_gaussian":
+            if self.fwhm_minor is None:
+                raise ConfigError(f"{p}.kind = 'elliptical_gaussian' needs {p}.fwhm_minor (arcsec)")
+            validate.number(f"{p}.fwhm_minor", self.fwhm_minor, 0.0, self.fwhm, lo_open=True, unit="arcsec")
+        if self.kind == "moffat":
+            if self.beta is None:
+                raise ConfigError(f"{p}.kind = 'moffat' needs {p}.beta (> 1)")
+            validate.number(f"{p}.beta", self.beta, 1.0, 100.0, lo_open=True)
+        if self.kind == "image":
+            if not isinstance(self.file, str) or not self.file:
+                raise ConfigError(f"{p}.kind = 'image' needs {p}.file (path to a FITS image)")
+        if (self.ref_wavelength is None) != (self.scaling_exponent is None):
+            raise ConfigError(f"{p}.ref_wavelength and {p}.scaling_exponent go together; give both or neither")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectralConfig:
+    """Spectral grid of the cube (observed frame, vacuum wavelengths).
+
+    Parameters
+    ----------
+    grid : {"velocity", "linear"}
+        ``velocity``: channels of constant width in km/s (log-lambda).
+        ``linear``: channels of constant width in Angstrom (NIRSpec-like).
+    channel_width : float
+        Channel width, km/s (``velocity``); (0, 2000].
+    dispersion : float or None
+        Channel width, Angstrom (``linear``); (0, 1000].
+    window : float or None
+        Half-width of the stored window around each redshifted line, km/s;
+        [100, 1e5]. Only channels within it are stored unless ``full_grid``.
+        None: six times sqrt(sigma0^2 + lsf_sigma^2) plus the projected
+        rotation speed.
+    full_grid : bool
+        Store every channel from ``wave_min`` to ``wave_max``.
+    wave_min, wave_max : float or None
+        Observed wavelength range of the full grid, Angstrom; [900, 3e5]
+        (default: the span of the lines plus ``window``); with a preset, the band.
+    preset : str or None
+        A spectral grid shipped in ``mockzgrad/instruments/`` (e.g.
+        ``"nirspec_g395m"``, ``"nirspec_g235m"``: linear-lambda grids at
+        R ~ 1000); it sets ``grid``, ``dispersion``, ``wave_min``, ``wave_max``.
+    """
+
+    grid: str = choice_field("velocity", SPECTRAL_GRIDS)
+    channel_width: float = number_field(106.0, 0.0, 2000.0, lo_open=True, unit="km/s")
+    dispersion: float | None = None
+    window: float | None = number_field(None, 100.0, 1e5, unit="km/s")
+    full_grid: bool = bool_field(False)
+    wave_min: float | None = number_field(None, 900.0, 3e5, unit="Angstrom")
+    wave_max: float | None = number_field(None, 900.0, 3e5, unit="Angstrom")
+    preset: str | None = None
+
+    def __post_init__(self):
+        p = "instrument.spectral"
+        if self.preset is not None:
+            self._apply_preset(p)
+        check_fields(self, p)
+        if self.grid == "linear":
+            if self.dispersion is None:
+                raise ConfigError(f"{p}.grid = 'linear' needs {p}.dispersion (Angstrom per channel)")
+            validate.number(f"{p}.dispersion", self.dispersion, 0.0, 1000.0, lo_open=True, unit="Angstrom")
+        if self.wave_min is not None and self.wave_max is not None and self.wave_max <= self.wave_min:
+            raise ConfigError(f"{p}.wave_max = {self.wave_max} must exceed {p}.wave_min = {self.wave_min}")
+
+    def _apply_preset(self, p):
+        """A preset fixes the grid; values given explicitly must agree with it."""
+        data = _spectral_preset(self.preset)
+        for key in ("grid", "dispersion", "wave_min", "wave_max"):
+            given = getattr(self, key)
+            default = {"grid": "velocity"}.get(key)
+            if given not in (None, default) and given != data[key]:
+                raise ConfigError(f"{p}.{key} = {given!r} conflicts with {p}.preset = {self.preset!r} "
+                                  f"({key} = {data[key]!r}); drop one of them")
+            object.__setattr__(self, key, data[key])
+
+
+def available_spectral_presets() -> list[str]:
+    """Names of the spectral-grid presets shipped in ``mockzgrad/instruments/``."""
+    return sorted(p.name[:-5] for p in resources.files("mockzgrad.instruments").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+@functools.lru_cache(maxsize=None)
+def _spectral_preset(name: str) -> dict:
+    names = available_spectral_presets()
+    if name not in names:
+        raise ConfigError(f"instrument.spectral.preset = {name!r}; allowed: {', '.join(names)}")
+    text = resources.files("mockzgrad.instruments").joinpath(f"{name}.toml").read_text()
+    return dict(parse_toml(text, f"instrument preset {name}")["spectral"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstrumentConfig:
+    """The instrument and its observation mode.
+
+    Parameters
+    ----------
+    name : str
+        Label written to the output; not empty.
+    kind : str
+        Observation mode, one of :data:`INSTRUMENT_KINDS`: ``"ifu"`` (an
+        integral-field cube; default). Grism and slit-stepping modes add
+        their names here.
+    pixel_scale : float
+        Spaxel size, arcsec; (0, 5].
+    fov : float or None
+        Side of the square field of view, arcsec; [4 pixel_scale, 600]. None:
+        chosen so that at least ``fov_flux_fraction`` of every line's
+        PSF-smeared flux falls inside (a given ``fov`` is checked against the
+        same criterion).
+    fov_flux_fraction : float
+        Required enclosed fraction of PSF-smeared flux; [0.9, 1).
+    oversample : int
+        Sub-pixels per spaxel per axis for rendering; [1, 20]. The default 3
+        changes the flagship cube by < 0.25 % of its peak against 6, for PSF
+        FWHM >= 0.1" (tests/test_cube.py checks 4 against 8).
+    oversample_outer : int
+        Sub-pixels per spaxel per axis beyond ``oversample_radius``; [1,
+        oversample]. The rotation curve is flat and the light smooth there.
+    oversample_radius : float
+        Deprojected radius, in r_eff, of the spaxels rendered with
+        ``oversample``; (0, 100].
+    lsf_sigma : float
+        Gaussian line-spread function sigma, km/s; [0, 2000].
+    psf : PSFConfig
+    spectral : SpectralConfig
+    """
+
+    name: str = "nirspec_ifu"
+    kind: str = choice_field("ifu", INSTRUMENT_KINDS)
+    pixel_scale: float = number_field(0.05, 0.0, 5.0, lo_open=True, unit="arcsec")
+    fov: float | None = None
+    fov_flux_fraction: float = number_field(0.995, 0.9, 1.0, hi_open=True)
+    oversample: int = integer_field(3, 1, 20)
+    oversample_outer: int = 1
+    oversample_radius: float = number_field(2.0, 0.0, 100.0, lo_open=True, unit="r_eff")
+    lsf_sigma: float = number_field(125.0, 0.0, 2000.0, unit="km/s")
+    psf: PSFConfig = field(default_factory=PSFConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+
+    def __post_init__(self):
+        p = "instrument"
+        validate.text(f"{p}.name", self.name, empty=False)
+        check_fields(self, p)
+        # bounds that depend on other fields
+        if self.fov is not None:
+            validate.number(f"{p}.fov", self.fov, self.pixel_scale * 4, 600.0, unit="arcsec")
+        validate.integer(f"{p}.oversample_outer", self.oversample_outer, 1, self.oversample)

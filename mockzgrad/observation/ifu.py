@@ -1,0 +1,344 @@
+"""IFU observation mode: from a configuration to a :class:`~mockzgrad.products.cube.MockCube`.
+
+Stages (:func:`build_cube`), each a pure function of the config and the seed:
+
+1. resolve the galaxy (cosmology, automatic z0) and solve the generating
+   line ratios (:mod:`mockzgrad.source`);
+2. choose the sampling (:func:`plan_ifu`): the spectral grid (channels near
+   each line), the field of view (so that ``fov_flux_fraction`` of every
+   line's PSF-smeared flux is inside), a padding of at least the PSF kernel
+   half-width, the oversampling;
+3. LSF stage (:func:`mockzgrad.observation.lsf.gaussian_line_sigma`): for the
+   Gaussian LSF the exact convolution of the Gaussian line profiles is the
+   line width sigma0 (+) lsf_sigma in quadrature, which the scene is
+   rendered with;
+4. the noise-free, pre-PSF scene (:func:`mockzgrad.source.scene.render_scene`):
+   every line on the oversampled padded field, integrated over each channel;
+5. PSF stage (:func:`psf_stage`): each channel convolved with the PSF at
+   spaxel resolution (the kernel is the PSF sampled at pixel centres, so the
+   pixel response is applied once) on the padded field, then cropped; the
+   FFT runs in float32 (relative error ~1e-7);
+6. noise stage: Gaussian noise of constant sigma (absolute, or set by the
+   target S/N), and the truth.
+
+Tolerances: flux of every line within 0.5 % of the analytic total (tested);
+oversampling 4 converged to < 0.5 % of the peak for the flagship (tested).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from .. import __version__
+from ..config import MockConfig, config_to_dict, dumps_toml, x_resolution
+from ..errors import ConfigError, FieldOfViewWarning
+from ..physics.lines import LINES
+from ..products.cube import MockCube
+from ..products.grids import SpectralGrid, spatial_offsets, spectral_grid
+from ..source import lineflux
+from ..source.galaxy import GalaxyModel, resolve_galaxy
+from ..source.scene import SceneSampling, observed_line_waves, render_scene
+from . import lsf, noise, psf as psf_mod
+
+__all__ = ["IFUPlan", "IFUSetup", "plan_ifu", "psf_stage", "model_cube", "build_cube"]
+
+
+@dataclass(frozen=True, eq=False)
+class IFUPlan:
+    """The sampling the IFU mode chose for a mock.
+
+    Attributes
+    ----------
+    model : GalaxyModel
+    grid : SpectralGrid
+        The kept channels.
+    psf : mockzgrad.observation.psf.PSF
+    kernels : dict
+        Observed line wavelength (Angstrom, rounded to 1e-6) -> PSF kernel
+        sampled at spaxel centres, one per line when the PSF varies.
+    window : float
+        Half-width of the channel window kept around each line, km/s.
+    line_waves : ndarray, shape (n_lines,)
+        Observed line wavelengths at zero velocity, Angstrom.
+    sampling : SceneSampling
+        What the scene is rendered on (channels, padded field, oversampling,
+        line width with the LSF).
+    """
+
+    model: GalaxyModel
+    grid: SpectralGrid
+    psf: psf_mod.PSF
+    kernels: dict
+    window: float
+    line_waves: np.ndarray
+    sampling: SceneSampling
+
+
+@dataclass(frozen=True, eq=False)
+class IFUSetup:
+    """What :func:`model_cube` resolved: the galaxy, grids and PSF of a mock, and its ratio draws."""
+
+    model: GalaxyModel
+    grid: SpectralGrid
+    psf: psf_mod.PSF
+    n: int
+    window: float
+    line_waves: np.ndarray
+    ratio_offsets: dict | None
+
+
+def _auto_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves) -> float:
+    """Side (arcsec) of a square field holding >= frac of the PSF-smeared flux.
+
+    If the galaxy holds f_g inside radius r_g and the PSF f_p inside r_p,
+    the convolved image holds at least f_g f_p inside r_g + r_p; we take
+    f_g = f_p = sqrt(frac) (conservative), plus the centre offset.
+    """
+    part = math.sqrt(frac)
+    r_gal = model.light_radius(part) / model.kpc_per_arcsec
+    r_psf = max(psf.enclosed_radius(part, wavelength=w) for w in waves)
+    r = r_gal + r_psf + math.hypot(model.x_offset, model.y_offset)
+    return 2.0 * r + 2.0 * pixel_scale
+
+
+def _spectral_grid(cfg: MockConfig, model: GalaxyModel, line_waves: np.ndarray,
+                   line_sigma: float) -> tuple[SpectralGrid, float]:
+    """Channels kept around each line, and the window half-width (km/s)."""
+    spec, z = cfg.instrument.spectral, model.redshift
+    vmax = float(np.max(model.vrot(np.linspace(0, model.light_radius(0.999), 64))))
+    window = spec.window
+    if window is None:
+        window = 6.0 * line_sigma + vmax * math.sin(math.radians(model.inclination))
+    grid = spectral_grid(line_waves, kind=spec.grid, channel_width_kms=spec.channel_width,
+                         dispersion=spec.dispersion, window_kms=window, full=spec.full_grid,
+                         wave_min=spec.wave_min, wave_max=spec.wave_max,
+                         anchor=LINES[cfg.noise.snr_line].wavelength * (1.0 + z))
+    if spec.preset is not None:
+        outside = [name for name, w in zip(cfg.lines.lines, line_waves)
+                   if not spec.wave_min <= w <= spec.wave_max]
+        if outside:
+            raise ConfigError(f"lines.lines: {', '.join(outside)} at redshift {z} fall outside "
+                              f"instrument.spectral.preset = {spec.preset!r} "
+                              f"({spec.wave_min:.0f}-{spec.wave_max:.0f} A)")
+    return grid, window
+
+
+def _psf_kernels(psf, pixel_scale: float, line_waves: np.ndarray) -> dict:
+    """PSF kernel sampled at spaxel centres for each distinct line wavelength (rounded to 1e-6 A)."""
+    kernels = {}
+    for w in np.unique(np.round(line_waves, 6)):
+        kernels[w] = psf.kernel(pixel_scale, wavelength=w if psf.varies else None, sampling="center")
+    return kernels
+
+
+def plan_ifu(cfg: MockConfig) -> IFUPlan:
+    """Choose the IFU sampling of a mock: galaxy, channels, PSF kernels, field and padding.
+
+    Parameters
+    ----------
+    cfg : MockConfig
+
+    Returns
+    -------
+    IFUPlan
+
+    Raises
+    ------
+    ConfigError
+        A line falls outside a spectral preset's band, or the spectral grid
+        or a PSF kernel would be too large.
+    """
+    inst = cfg.instrument
+    model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    line_waves = observed_line_waves(model, cfg.lines)
+    line_sigma = lsf.gaussian_line_sigma(model.sigma0, inst.lsf_sigma)  # the LSF stage
+    grid, window = _spectral_grid(cfg, model, line_waves, line_sigma)
+    psf = psf_mod.psf_from_config(inst.psf)
+    ps = inst.pixel_scale
+    fov = inst.fov or _auto_fov(model, psf, inst.fov_flux_fraction, ps, line_waves)
+    n = max(int(math.ceil(fov / ps)), 5)
+    kernels = _psf_kernels(psf, ps, line_waves)
+    half = max(k.shape[0] for k in kernels.values()) // 2
+    # the rendered field is padded by at least the kernel half-width on each
+    # side (so the circular FFT wraps nothing into the field) and rounded up
+    # to a fast FFT length; the crop keeps the central n x n
+    n_ext = scipy.fft.next_fast_len(n + 2 * half, real=True)
+    sampling = SceneSampling(edges_lo=grid.edges_lo, edges_hi=grid.edges_hi, pixel_scale=ps, n=n,
+                             pad=(n_ext - n) // 2, n_ext=n_ext, line_sigma=line_sigma,
+                             oversample=inst.oversample, oversample_outer=inst.oversample_outer,
+                             oversample_radius=inst.oversample_radius)
+    return IFUPlan(model=model, grid=grid, psf=psf, kernels=kernels, window=window,
+                   line_waves=line_waves, sampling=sampling)
+
+
+def psf_stage(cube: np.ndarray, plan: IFUPlan) -> np.ndarray:
+    """Convolve a padded scene with the PSF (periodic FFT in float32; the padding absorbs the wrap).
+
+    Parameters
+    ----------
+    cube : ndarray, shape (n_chan, n_ext, n_ext)
+        The pre-PSF scene on the padded field, flux per spaxel and channel.
+    plan : IFUPlan
+
+    Returns
+    -------
+    ndarray, shape (n_chan, n_ext, n_ext)
+        Channels grouped by the line they belong to when the PSF varies with
+        wavelength. The total flux is conserved to rounding.
+    """
+    kernels, psf = plan.kernels, plan.psf
+    if len(kernels) == 1 or not psf.varies:
+        return psf_mod.convolve_with_kernel(cube, next(iter(kernels.values())), pad=False, single=True)
+    out = np.empty_like(cube)
+    nearest = np.argmin(np.abs(plan.grid.centres[:, None] - plan.line_waves[None, :]), axis=1)
+    for j, w in enumerate(plan.line_waves):
+        sel = nearest == j
+        if sel.any():
+            out[sel] = psf_mod.convolve_with_kernel(cube[sel], kernels[np.round(w, 6)], pad=False, single=True)
+    return out
+
+
+def _scatter_rng(cfg: MockConfig) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[0])
+
+
+def _noise_rng(cfg: MockConfig) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[1])
+
+
+def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = True):
+    """Noise-free model cube of a configuration, and what it resolved.
+
+    Parameters
+    ----------
+    cfg : MockConfig
+    apply_psf : bool
+        Convolve with the PSF (False: the scene as rendered, LSF included).
+    use_numba : bool
+        Use the compiled render kernel (False: its numpy twin).
+
+    Returns
+    -------
+    cube : ndarray, shape (n_chan, n, n)
+        Flux per spaxel and channel, erg/s/cm^2.
+    setup : IFUSetup
+    """
+    plan = plan_ifu(cfg)
+    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba)
+    cube = psf_stage(scene.cube, plan) if apply_psf else scene.cube
+    setup = IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
+                     line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets)
+    return scene.crop(cube), setup
+
+
+def _check_fov(cfg: MockConfig, cube: np.ndarray, totals: dict, n: int) -> None:
+    """Warn when the field holds less than ``fov_flux_fraction`` of the analytic line flux."""
+    if not totals:
+        return
+    inst = cfg.instrument
+    # every line's window holds its whole profile, so the cube's total over
+    # the analytic total is the fraction of flux inside the field
+    inside = float(cube.sum()) / sum(totals.values())
+    if inside < inst.fov_flux_fraction:
+        warnings.warn(f"instrument.fov = {n * inst.pixel_scale:.2f} arcsec holds {100 * inside:.2f} % of the "
+                      f"line flux; {100 * inst.fov_flux_fraction:.1f} % required "
+                      "(instrument.fov_flux_fraction)", FieldOfViewWarning, stacklevel=3)
+
+
+@dataclass(frozen=True, eq=False)
+class _Noise:
+    """The noise stage's result: the noisy data, its variance and how sigma was set."""
+
+    data: np.ndarray
+    variance: np.ndarray
+    sigma: float
+    chan: int
+    mask: np.ndarray
+
+
+def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
+    """Gaussian noise of constant sigma, given or set by the S/N inside the r_eff ellipse."""
+    model, grid, ps = setup.model, setup.grid, cfg.instrument.pixel_scale
+    xg, yg = np.meshgrid(-spatial_offsets(setup.n, ps), spatial_offsets(setup.n, ps))
+    mask = noise.ellipse_mask(xg, yg, a_arcsec=model.r_eff_arcsec, axis_ratio=model.axis_ratio,
+                              pa=model.pa, x_offset=model.x_offset, y_offset=model.y_offset)
+    snr_wave = LINES[cfg.noise.snr_line].wavelength * (1.0 + model.redshift)
+    chan = noise.peak_channel(cube, grid.centres, snr_wave)
+    if cfg.noise.snr is not None:
+        sigma = noise.sigma_for_snr(cube[chan], mask, cfg.noise.snr)
+    else:
+        sigma = cfg.noise.sigma
+    data = noise.add_noise(cube, sigma, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
+    return _Noise(data=data, variance=np.full_like(cube, sigma**2), sigma=sigma, chan=chan, mask=mask)
+
+
+def _ratio_offsets_truth(lcfg, offsets) -> dict:
+    if lcfg.ratio_scatter == "per_mock":
+        return {k: float(v) for k, v in offsets.items()}
+    if lcfg.ratio_scatter == "per_ring":
+        return {k: [float(x) for x in v] for k, v in offsets.items()}
+    return {}
+
+
+def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz: _Noise) -> dict:
+    """The mock's true parameters (galaxy, instrument, lines, noise) for the TRUTH extension."""
+    inst, lcfg = cfg.instrument, cfg.lines
+    truth = setup.model.truth()
+    truth.update({
+        "psf_fwhm": inst.psf.fwhm,
+        "x_resolution": x_resolution(cfg),
+        "pixel_scale": inst.pixel_scale,
+        "lsf_sigma": inst.lsf_sigma,
+        "oversample": inst.oversample,
+        "fov": setup.n * inst.pixel_scale,
+        "reference_line": lcfg.reference_line,
+        "generating_set": list(lcfg.generating_set),
+        "generating_entries": {d.key: (d.stand_in or {}).get("uses", d.key)
+                               for d in lineflux.generating_system(lcfg).diagnostics},
+        "line_totals": totals,
+        "ratio_offsets": _ratio_offsets_truth(lcfg, setup.ratio_offsets),
+        "ratio_scatter_ring": lcfg.ratio_scatter_ring if lcfg.ratio_scatter == "per_ring" else None,
+        "ratio_scatter": lcfg.ratio_scatter,
+        "noise_sigma": float(nz.sigma),
+        "snr_target": cfg.noise.snr,
+        "snr": noise.measured_snr(cube[nz.chan], nz.mask, nz.sigma),
+        "snr_channel_wave": float(setup.grid.centres[nz.chan]),
+        "seed": cfg.seed,
+        "mockzgrad_version": __version__,
+    })
+    return truth
+
+
+def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
+    """Build one mock IFU cube from a configuration (the ``"ifu"`` observation mode).
+
+    Parameters
+    ----------
+    cfg : MockConfig
+        The mock; ``cfg.seed`` seeds every random draw.
+    keep_noise_free : bool
+        Keep the noise-free cube in the result.
+    use_numba : bool
+        Use the compiled render kernel (False: its numpy twin).
+
+    Returns
+    -------
+    MockCube
+    """
+    inst, lcfg = cfg.instrument, cfg.lines
+    cube, setup = model_cube(cfg, use_numba=use_numba)
+    totals = lineflux.analytic_line_totals(setup.model, lcfg, ratio_offsets=setup.ratio_offsets) \
+        if lcfg.ratio_scatter in ("none", "per_mock") else {}
+    _check_fov(cfg, cube, totals, setup.n)
+    nz = _noise_stage(cfg, cube, setup)
+    grid = setup.grid
+    return MockCube(data=nz.data, variance=nz.variance, edges_lo=grid.edges_lo, edges_hi=grid.edges_hi,
+                    pixel_scale=inst.pixel_scale, psf=setup.psf.to_header(), lsf_sigma=inst.lsf_sigma,
+                    truth=_truth(cfg, setup, cube, totals, nz),
+                    noise_free=cube if keep_noise_free else None, grid=grid,
+                    config_toml=dumps_toml(config_to_dict(cfg)))

@@ -1,0 +1,406 @@
+"""The recovery's front end for cubes: from a cube to per-bin line fluxes.
+
+A front end turns an observer product into what the back end
+(:func:`~mockzgrad.recovery.backend.measure_gradient`) measures: a
+:class:`~mockzgrad.recovery.fluxes.BinFluxes` table, one deprojected radius
+per bin and the fluxes of the whole galaxy. :data:`FRONT_ENDS` maps a
+product's ``kind`` to its front end; for an IFU cube (``"ifu"``) the stages
+are, each with a typed result:
+
+1. :func:`check_cube`: data, variance and PSF description are usable;
+2. :func:`select_lines`: the redshift (given, or from the integrated
+   spectrum's brightest peak, :func:`estimate_redshift`), the lines the
+   recipe needs that the cube covers, and the usable diagnostics
+   (:class:`LineSelection`);
+3. :func:`measure_geometry`: centre, axis ratio and PA from a 2D Gaussian
+   fit to the reference line map, or given by the recipe;
+4. :func:`match_psf`: every channel degraded to the PSF of the reddest line
+   used when the PSF varies with wavelength (:class:`MatchedCube`);
+5. :func:`bin_cube`: the recipe's binning scheme on the gating-line map,
+   optional sectors, the radial range (:class:`CubeBins`);
+6. :func:`measure_line_fluxes`: spectra summed per bin, errors from the
+   variance or an RMS, vectorised line fits.
+
+Recovery sees only the product, as an observer does: the cube, its
+variance, its spectral and spatial sampling and its PSF description. It
+never reads the cube's truth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError, RecoveryError
+from ..observation.psf import PSF, psf_from_header
+from ..physics.calibrations import get_diagnostic
+from ..physics.cosmology import kpc_per_arcsec
+from ..physics.lines import C_KMS, LINES
+from ..validate import choice
+from . import binning as binmod
+from . import geometry as geomod
+from . import linefit, psf_matching, spectra
+from .backend import LeftOut, lines_needed, split_diagnostics
+from .binning import Binning
+from .fluxes import BinFluxes
+from .geometry import Geometry
+
+__all__ = [
+    "LineSelection",
+    "MatchedCube",
+    "CubeBins",
+    "FrontEndResult",
+    "FRONT_ENDS",
+    "front_end",
+    "cube_front_end",
+    "check_cube",
+    "estimate_redshift",
+    "select_lines",
+    "measure_geometry",
+    "match_psf",
+    "bin_cube",
+    "measure_line_fluxes",
+]
+
+#: Half-width of the channel window summed into a line map, km/s.
+_MAP_HALF_WIDTH_KMS = 600.0
+
+
+# ---------------------------------------------------------------------------
+# stage results
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineSelection:
+    """Redshift, lines and diagnostics of a recovery.
+
+    Attributes
+    ----------
+    redshift : float
+        Systemic redshift (given, or estimated).
+    reference_line : str
+        The brightest line: its map gives the geometry.
+    gate_line : str
+        The line whose map gates the bins.
+    lines : tuple of str
+        Lines the recipe needs that the cube covers, in catalogue order: the
+        lines fitted.
+    diagnostics : tuple of Diagnostic
+        The recipe's diagnostics whose lines are all covered.
+    excluded : tuple of LeftOut
+        Diagnostics left out, with the lines they miss.
+    """
+
+    redshift: float
+    reference_line: str
+    gate_line: str
+    lines: tuple[str, ...]
+    diagnostics: tuple
+    excluded: tuple[LeftOut, ...] = ()
+
+    def observed(self, line: str) -> float:
+        """Observed wavelength of ``line`` at this redshift, Angstrom."""
+        return LINES[line].wavelength * (1 + self.redshift)
+
+
+@dataclass(frozen=True, eq=False)
+class MatchedCube:
+    """Data and variance after PSF matching, axes ``(n_chan, ny, nx)``, and the FWHM (arcsec) they have."""
+
+    data: np.ndarray
+    variance: np.ndarray
+    psf_fwhm: float
+
+
+@dataclass(frozen=True, eq=False)
+class CubeBins:
+    """The bins after the radial range, and what the binning left out."""
+
+    binning: Binning
+    excluded: tuple[LeftOut, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FrontEndResult:
+    """What a front end hands to the back end and to the report.
+
+    Attributes
+    ----------
+    selection : LineSelection
+    kpc_per_arcsec : float
+        Proper kpc per arcsec at the redshift.
+    geometry : Geometry
+    binning : Binning
+        Radii (deprojected kpc), spaxel counts and annulus edges of the bins.
+    fluxes : BinFluxes or None
+        Line fluxes of each bin; None when no bin passed the cuts.
+    integrated : BinFluxes or None
+        Fluxes of all bins together (one bin), when the recipe's dust step
+        can use them.
+    excluded : tuple of LeftOut
+        Diagnostics and bins left out so far.
+    """
+
+    selection: LineSelection
+    kpc_per_arcsec: float
+    geometry: Geometry
+    binning: Binning
+    fluxes: BinFluxes | None
+    integrated: BinFluxes | None = None
+    excluded: tuple[LeftOut, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# stages
+# ---------------------------------------------------------------------------
+
+def check_cube(cube) -> tuple[np.ndarray, PSF]:
+    """The cube's data as float and its PSF; refuse a cube recovery cannot use.
+
+    Raises
+    ------
+    DataError
+        No finite data, no positive finite variance, or no PSF description.
+    """
+    data = np.asarray(cube.data, dtype=float)
+    if not np.isfinite(data).any():
+        raise DataError("cube: DATA has no finite values")
+    if not np.isfinite(cube.variance).any() or np.nanmax(cube.variance) <= 0:
+        raise DataError("cube: VAR has no positive finite values")
+    if not cube.psf:
+        raise DataError("cube: no PSF description in the header (PSF_KIND, PSF_FWHM); "
+                        "recovery needs the PSF to choose the annulus width")
+    return data, psf_from_header(cube.psf)
+
+
+def estimate_redshift(cube, candidates) -> float:
+    """Redshift from the integrated spectrum's brightest peak.
+
+    The peak's flux-weighted centroid is identified, in turn, with each
+    candidate line; the identification that puts the most other catalogue
+    lines (more than 600 km/s from the peak, so a doublet partner on the
+    same profile does not count) on flux detected at S/N >= 3 wins (ties:
+    the earlier candidate, i.e. the recipe's reference line).
+    Returns NaN when no identification gives a positive redshift.
+    """
+    if isinstance(candidates, str):
+        candidates = [candidates]
+    spec = np.nansum(cube.data, axis=(1, 2))
+    noise = np.sqrt(np.nansum(cube.variance, axis=(1, 2)))
+    k = int(np.nanargmax(spec))
+    lo, hi = max(k - 2, 0), min(k + 3, spec.size)
+    w = np.clip(spec[lo:hi], 0, None)
+    lam = cube.wavelengths[lo:hi]
+    centre = float(np.sum(w * lam) / np.sum(w)) if np.sum(w) > 0 else float(cube.wavelengths[k])
+    best, best_score = math.nan, -1
+    for line in candidates:
+        z = centre / LINES[line].wavelength - 1.0
+        if z <= 0:
+            continue
+        score = 0
+        for other in LINES:  # every catalogue line counts as support ...
+            lam = LINES[other].wavelength * (1 + z)
+            if abs(lam / centre - 1.0) * C_KMS < 600.0:
+                continue  # ... except lines on the peak's own profile (a doublet partner)
+            near = np.abs(cube.wavelengths / lam - 1.0) * C_KMS <= 250.0
+            if near.any():
+                flux, err = spec[near].sum(), math.sqrt(float(np.sum(noise[near] ** 2)))
+                score += int(err > 0 and flux / err >= 3.0)
+        if score > best_score:
+            best, best_score = z, score
+    return best
+
+
+def _covered(cube, line, redshift, margin_kms=300.0) -> bool:
+    lam = LINES[line].wavelength * (1.0 + redshift)
+    near = np.abs(cube.wavelengths / lam - 1.0) * C_KMS <= margin_kms
+    return bool(near.any())
+
+
+def select_lines(cube, recipe, *, redshift: float | None = None,
+                 reference_line: str | None = None) -> LineSelection:
+    """Redshift, the lines to fit and the usable diagnostics (see :func:`recover` for the defaults).
+
+    Raises
+    ------
+    RecoveryError
+        The brightest line cannot be identified, or no diagnostic has all
+        its lines in the cube.
+    """
+    keys = recipe.metallicity.diagnostics
+    if reference_line is None:
+        reference_line = recipe.gating.line if recipe.gating.line != "brightest" else "OIII_5008"
+    if redshift is None:
+        candidates = [reference_line] + [n for n in ("OIII_5008", "Ha") if n != reference_line]
+        for d in (get_diagnostic(k) for k in keys):
+            candidates += [n for n in sorted(d.lines) if n not in candidates]
+        redshift = estimate_redshift(cube, candidates)
+        if not math.isfinite(redshift):
+            raise RecoveryError("cannot identify the brightest line to estimate the redshift; pass redshift=")
+    wanted = lines_needed(recipe) | {reference_line}
+    if recipe.gating.line != "brightest":
+        wanted.add(recipe.gating.line)
+    present = tuple(n for n in LINES if n in wanted and _covered(cube, n, redshift))
+    usable, missing = split_diagnostics(keys, present)
+    if not usable:
+        raise RecoveryError(f"none of the recipe's diagnostics {list(keys)} "
+                            f"has all its lines in the cube (lines covered: {list(present)})")
+    excluded = tuple(LeftOut(diagnostic=d.key, reason=f"line(s) {', '.join(lines)} not covered by the cube")
+                     for d, lines in missing)
+    gate_line = reference_line if recipe.gating.line == "brightest" else recipe.gating.line
+    return LineSelection(redshift=redshift, reference_line=reference_line, gate_line=gate_line, lines=present,
+                         diagnostics=usable, excluded=excluded)
+
+
+def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection) -> tuple[Geometry, float]:
+    """Geometry given by the recipe or fitted to the reference line map.
+
+    Parameters
+    ----------
+    recipe : mockzgrad.config.GeometryRecipe
+
+    Returns
+    -------
+    geometry : Geometry
+    psf_fwhm : float
+        PSF FWHM at the reference line, arcsec.
+    """
+    wave = lines.observed(lines.reference_line)
+    psf_fwhm = float(psf.fwhm_at(wave))
+    ref_map, ref_err = geomod.line_map(cube, wave, half_width_kms=_MAP_HALF_WIDTH_KMS)
+    if recipe.mode == "given":
+        return geomod.Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset,
+                                     axis_ratio=recipe.axis_ratio, pa=recipe.pa, q0=recipe.q0), psf_fwhm
+    # only spaxels where the line is detected constrain the fit (and keep it fast)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        detected = ref_map > 2.0 * ref_err
+    mask = detected if detected.sum() >= 12 else None
+    return geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, psf_fwhm=psf_fwhm, q0=recipe.q0,
+                               mask=mask), psf_fwhm
+
+
+def match_psf(cube, data, psf: PSF, lines: LineSelection, psf_fwhm: float) -> MatchedCube:
+    """Degrade every channel to the PSF of the reddest line fitted when the PSF varies with wavelength.
+
+    ``psf_fwhm`` (arcsec) is the FWHM of unmatched data; with matching it
+    becomes the FWHM at the reddest line.
+    """
+    if not psf.varies:
+        return MatchedCube(data, np.asarray(cube.variance, float), psf_fwhm)
+    reddest = max(LINES[n].wavelength for n in lines.lines) * (1 + lines.redshift)
+    variance = psf_matching.homogenise_variance(np.asarray(cube.variance, float), cube.wavelengths, psf, reddest,
+                                                pixel_scale=cube.pixel_scale)
+    data = psf_matching.homogenise_psf(data, cube.wavelengths, psf, reddest, pixel_scale=cube.pixel_scale)
+    return MatchedCube(data, variance, float(psf.fwhm_at(reddest)))
+
+
+def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, lines: LineSelection) -> CubeBins:
+    """The recipe's bins on the gating-line map, then its radial range.
+
+    Parameters
+    ----------
+    recipe : mockzgrad.config.BinningRecipe
+    scale : float
+        Proper kpc per arcsec.
+    psf_fwhm : float
+        FWHM of the data binned, arcsec.
+
+    Raises
+    ------
+    RecoveryError
+        The gating line is not covered.
+    """
+    if lines.gate_line not in lines.lines:
+        raise RecoveryError(f"gating line {lines.gate_line} is not covered by the cube")
+    gate_map, gate_err = geomod.line_map(cube, lines.observed(lines.gate_line), half_width_kms=_MAP_HALF_WIDTH_KMS)
+    x1, y1 = cube.offsets()
+    xx, yy = np.meshgrid(x1, y1)
+    bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map,
+                                 gate_err=gate_err)
+    excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
+    r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
+    bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
+    excluded += [LeftOut(bin=i, reason=why) for i, why in dropped]
+    return CubeBins(bins, tuple(excluded))
+
+
+def _bin_fluxes(fit, names) -> BinFluxes:
+    """Fluxes of ``names`` with their full covariance (tied lines included)."""
+    idx = [fit.line_names.index(n) for n in names]
+    flux = np.asarray(fit.flux)[:, idx]
+    tie = np.asarray(fit.tie_matrix)[idx]  # (n_lines, n_free)
+    cov_free = np.asarray(fit.covariance)
+    cov = np.einsum("lf,bfg,mg->blm", tie, cov_free, tie)
+    return BinFluxes(tuple(names), flux, cov)
+
+
+def measure_line_fluxes(cube, matched: MatchedCube, bins: Binning, recipe,
+                        lines: LineSelection) -> tuple[BinFluxes, BinFluxes | None]:
+    """Fit the lines of every bin's summed spectrum.
+
+    Returns
+    -------
+    fluxes : BinFluxes
+        Line fluxes of each bin.
+    integrated : BinFluxes or None
+        Fluxes of the sum of all bins' spectra, when the recipe corrects for
+        dust and both its Balmer lines are fitted (their global A_V).
+    """
+    lam_lo, lam_hi = cube.edges_lo, cube.edges_hi
+    spec, errors = spectra.sum_spectra(matched.data, matched.variance, bins.labels, bins.n_bins)
+    if recipe.errors.model == "rms":
+        waves = np.array([lines.observed(n) for n in lines.lines])
+        errors = spectra.rms_error_spectrum(spec, lam_lo, lam_hi, waves, mask_kms=recipe.errors.mask_kms,
+                                            window=recipe.errors.window)
+    model = linefit.default_line_model(list(lines.lines), oii_ratio=recipe.metallicity.oii_ratio)
+    fit = linefit.fit_lines(spec, errors, lam_lo, lam_hi, lines.redshift, model,
+                            reference_line=lines.reference_line)
+    fluxes = _bin_fluxes(fit, lines.lines)
+    if not (recipe.dust.correct and all(n in lines.lines for n in recipe.dust.pair)):
+        return fluxes, None
+    tot_spec = np.nansum(spec, axis=0)[None]
+    tot_err = np.sqrt(np.nansum(errors**2, axis=0))[None]
+    tot_fit = linefit.fit_lines(tot_spec, tot_err, lam_lo, lam_hi, lines.redshift, model,
+                                reference_line=lines.reference_line)
+    return fluxes, _bin_fluxes(tot_fit, lines.lines)
+
+
+# ---------------------------------------------------------------------------
+# the cube front end
+# ---------------------------------------------------------------------------
+
+def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=None,
+                   reference_line: str | None = None) -> FrontEndResult:
+    """Per-bin line fluxes of an IFU cube (the stages of the module notes).
+
+    Parameters are those of :func:`~mockzgrad.recovery.pipeline.recover`;
+    ``recipe`` is a :class:`~mockzgrad.config.Recipe`.
+    """
+    data, psf = check_cube(cube)
+    lines = select_lines(cube, recipe, redshift=redshift, reference_line=reference_line)
+    scale = kpc_per_arcsec(lines.redshift, cosmology)
+    geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines)
+    matched = match_psf(cube, data, psf, lines, psf_fwhm)
+    binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines)
+    excluded = lines.excluded + binned.excluded
+    if binned.binning.n_bins == 0:
+        return FrontEndResult(lines, scale, geometry, binned.binning, None, None, excluded)
+    fluxes, integrated = measure_line_fluxes(cube, matched, binned.binning, recipe, lines)
+    return FrontEndResult(lines, scale, geometry, binned.binning, fluxes, integrated, excluded)
+
+
+#: Product ``kind`` -> front end ``(product, recipe, *, redshift, cosmology, reference_line) -> FrontEndResult``.
+FRONT_ENDS = {"ifu": cube_front_end}
+
+
+def front_end(kind: str):
+    """The front end of products of ``kind`` in :data:`FRONT_ENDS`.
+
+    Raises
+    ------
+    ConfigError
+        No front end is registered for ``kind`` (the message lists those that are).
+    """
+    return FRONT_ENDS[choice("product.kind", kind, tuple(FRONT_ENDS))]

@@ -1,0 +1,299 @@
+"""Method I: the one metallicity per bin that best satisfies every usable diagnostic at once.
+
+chi^2(Z) = d^T C^-1 d with d_i = log R_obs,i - log R_i(Z) over the diagnostics
+usable in the bin; the posterior is exp(-chi^2 / 2) times a flat prior on the
+intersection of their validity ranges (their union, noted per bin, when they
+do not overlap), evaluated on a fine Z grid or sampled with emcee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import ConfigError
+from ._common import (
+    P_HI,
+    P_LO,
+    REASON_NO_DIAGNOSTIC,
+    TOL,
+    Z_STEP,
+    check_mcmc,
+    check_rng,
+    check_sampler,
+    join,
+    logu_array,
+    run_emcee,
+)
+from ._grid import check_grid, chunks, default_grid, percentiles, refine_minimum
+from .ratios import RatioSet
+from .result import MetallicityResult
+
+__all__ = ["method_one", "method_one_grid"]
+
+
+@dataclass(eq=False)
+class _GridFit:
+    """Method I on a grid for one usable mask: per-bin estimates and what emcee reuses."""
+
+    z: np.ndarray
+    z_median: np.ndarray
+    z_lo: np.ndarray
+    z_hi: np.ndarray
+    chi2_min: np.ndarray
+    valid: np.ndarray
+    reason: list
+    used: tuple
+    notes: list
+    usable: np.ndarray  # (n, m) after dropping zero-variance diagnostics
+    cinv: np.ndarray  # (n, m, m) inverse covariance of the usable block
+    lo_b: np.ndarray  # per-bin prior: intersection of the validity ranges
+    hi_b: np.ndarray
+    disjoint: np.ndarray  # ranges do not overlap: prior = their union
+    grid: np.ndarray
+    logu: np.ndarray | None
+    unknown: tuple  # diagnostics of unknown scatter
+
+    def estimates(self) -> dict:
+        """The per-bin estimates, keyword arguments of :class:`MetallicityResult`."""
+        return {"z": self.z, "z_median": self.z_median, "z_lo": self.z_lo, "z_hi": self.z_hi,
+                "chi2_min": self.chi2_min}
+
+
+def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covariance: bool = True,
+               logu=None, rng: np.random.Generator | None = None, sampler: str = "grid",
+               n_walkers: int = 16, n_steps: int = 1000, n_burn: int = 300) -> MetallicityResult:
+    """Method I: one metallicity per bin from all usable diagnostics at once.
+
+    chi^2(Z) = d^T C^-1 d with d_i = log R_obs,i - log R_i(Z) over the
+    diagnostics usable in the bin; the posterior is exp(-chi^2 / 2) times a
+    flat prior on the intersection of their validity ranges (their union,
+    noted per bin, when they do not overlap).
+
+    Parameters
+    ----------
+    ratios : RatioSet
+        Output of :func:`~mockzgrad.recovery.metallicity.log_ratios`.
+    z_grid : array_like, optional
+        Metallicity grid, dex, strictly ascending. Default: step
+        :data:`~mockzgrad.recovery.metallicity.Z_STEP` (0.001 dex) over the
+        union of the validity ranges, plus every range edge, so that each
+        bin's prior edges are grid nodes.
+    scatter : bool, optional
+        Add the calibrations' intrinsic scatter, ``diag(sigma_ratio^2)``
+        (dex^2), to C. A diagnostic with unknown ``sigma_ratio`` contributes
+        0; these are listed in ``info["scatter_unknown"]``.
+    covariance : bool, optional
+        Use the full measurement covariance of the log ratios (shared lines)
+        or only its diagonal. Published Method I (Lee et al. 2026 and most
+        papers) ignores the covariance (``covariance=False``); with it the
+        errors are calibrated (see the tests). A singular C (e.g. two
+        calibrations of the same ratio without scatter) is pseudo-inverted.
+    logu : float or array_like, optional
+        log10 U per bin (shape ``(n_bins,)`` or scalar), needed by Kewley
+        et al. (2019) surfaces.
+    rng : numpy.random.Generator, optional
+        Required for ``sampler="emcee"``.
+    sampler : {"grid", "emcee"}, optional
+        ``"grid"``: exact evaluation on ``z_grid``; the best fit is refined
+        by a parabola through the minimum and its neighbours; percentiles
+        from the trapezoid CDF. ``"emcee"``: the same posterior sampled with
+        emcee (Foreman-Mackey et al. 2013) in each bin, walkers started in a
+        small ball around the grid best fit; the best fit is the sample of
+        highest posterior.
+    n_walkers, n_steps, n_burn : int, optional
+        emcee settings (16 walkers, 1000 steps, 300 discarded).
+
+    Returns
+    -------
+    MetallicityResult
+        ``method = "I"``. Bins without a usable diagnostic are not valid,
+        with reason starting with
+        :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
+    """
+    if not isinstance(ratios, RatioSet):
+        raise ConfigError(f"ratios: expected a RatioSet from log_ratios, got {type(ratios).__name__}")
+    check_sampler(sampler)
+    check_rng(rng, sampler)
+    g = method_one_grid(ratios, ratios.usable, z_grid=z_grid, scatter=scatter,
+                        covariance=covariance, logu=logu)
+    info = {"sampler": sampler, "scatter": bool(scatter), "covariance": bool(covariance),
+            "scatter_unknown": g.unknown, "z_grid_step": float(np.median(np.diff(g.grid))),
+            "gate": ratios.gate, "snr_min": ratios.snr_min}
+    out = g.estimates()
+    if sampler == "emcee":
+        n_walkers, n_steps, n_burn = check_mcmc(n_walkers, n_steps, n_burn, 1)
+        out = {k: v.copy() for k, v in out.items()}
+        _method_one_emcee(ratios, g, out, rng, n_walkers, n_steps, n_burn, z_grid)
+        info.update(n_walkers=n_walkers, n_steps=n_steps, n_burn=n_burn)
+    return MetallicityResult(
+        method="I", valid=g.valid, reason=tuple(g.reason),
+        diagnostics_used=g.used, notes=tuple(join(x) for x in g.notes), info=info, **out,
+    )
+
+
+def method_one_grid(ratios: RatioSet, usable: np.ndarray, *, z_grid, scatter, covariance,
+                    logu) -> _GridFit:
+    """Method I on a grid for an explicit usable mask (Method II reuses it for branches)."""
+    diags = ratios.diagnostics
+    n, m = ratios.log_ratio.shape
+    notes: list[list[str]] = [[] for _ in range(n)]
+    cov, usable = _total_covariance(ratios, usable, scatter, covariance, notes)
+    active = np.flatnonzero(usable.any(axis=0))
+    unknown = tuple(diags[j].key for j in active if diags[j].sigma_ratio is None)
+    logu_b = logu_array(logu, n, [diags[j] for j in active])
+    if z_grid is None:
+        ranges = [diags[j].valid_range for j in active] or [(8.0, 8.0 + Z_STEP)]
+        grid = default_grid(ranges)
+    else:
+        grid = check_grid(z_grid, "z_grid")
+    mask, has, lo_b, hi_b, disjoint = _prior_mask(diags, usable, active, grid, notes)
+    chi2, cinv = _chi2_on_grid(ratios, usable, cov, active, grid, logu_b)
+    g = grid.size
+    logp = np.where(mask & np.isfinite(chi2), -0.5 * chi2, -np.inf)
+    ok = np.isfinite(logp).any(axis=1)
+    k = np.argmax(logp, axis=1)
+    chi2m = np.where(np.isfinite(logp), chi2, np.inf)
+    z_best, chi2_min = refine_minimum(grid, chi2m, k)
+    q = percentiles(grid, logp)
+    edge = ok & ((k == 0) | (k == g - 1) | ~mask[np.arange(n), np.clip(k - 1, 0, g - 1)]
+                 | ~mask[np.arange(n), np.clip(k + 1, 0, g - 1)])
+    for b in np.flatnonzero(edge):
+        notes[b].append("best fit at the edge of the prior range")
+    reason = [_reason(ratios, b, has[b], ok[b]) for b in range(n)]
+    valid = ok & np.isfinite(z_best) & np.all(np.isfinite(q), axis=0)
+    nan = np.full(n, np.nan)
+    return _GridFit(
+        z=np.where(valid, z_best, nan), z_median=np.where(valid, q[1], nan),
+        z_lo=np.where(valid, q[0], nan), z_hi=np.where(valid, q[2], nan),
+        chi2_min=np.where(valid, chi2_min, nan), valid=valid, reason=reason,
+        used=tuple(tuple(diags[j].key for j in np.flatnonzero(usable[b])) if valid[b] else ()
+                   for b in range(n)),
+        notes=notes, usable=usable, cinv=cinv, lo_b=lo_b, hi_b=hi_b, disjoint=disjoint,
+        grid=grid, logu=logu_b, unknown=unknown,
+    )
+
+
+def _total_covariance(ratios: RatioSet, usable, scatter, covariance, notes):
+    """Measurement (+ scatter) covariance of the log ratios; drops zero-variance diagnostics."""
+    diags = ratios.diagnostics
+    m = len(diags)
+    usable = usable.copy()
+    cov = np.array(ratios.cov, dtype=float)
+    if not covariance:
+        cov = cov * np.eye(m)
+    s2 = np.array([(d.sigma_ratio or 0.0) ** 2 if scatter else 0.0 for d in diags])
+    cov = cov + np.diag(s2)
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    zero = usable & ~(var > 0)
+    for b, j in zip(*np.nonzero(zero)):
+        notes[b].append(f"{diags[j].key} dropped: zero variance (no error and no scatter)")
+    usable &= var > 0
+    return cov, usable
+
+
+def _prior_mask(diags, usable, active, grid, notes):
+    """Per-bin flat prior on the grid: intersection of the validity ranges, else their union."""
+    g = grid.size
+    los = np.array([d.valid_range[0] for d in diags])
+    his = np.array([d.valid_range[1] for d in diags])
+    has = usable.any(axis=1)
+    lo_b = np.max(np.where(usable, los, -np.inf), axis=1)
+    hi_b = np.min(np.where(usable, his, np.inf), axis=1)
+    disjoint = has & (lo_b > hi_b + TOL)
+    mask = (grid[None, :] >= lo_b[:, None] - TOL) & (grid[None, :] <= hi_b[:, None] + TOL)
+    if disjoint.any():
+        union = np.zeros((int(disjoint.sum()), g), dtype=bool)
+        sub = usable[disjoint]
+        for j in active:
+            inside = (grid >= los[j] - TOL) & (grid <= his[j] + TOL)
+            union |= sub[:, j:j + 1] & inside[None, :]
+        mask[disjoint] = union
+        for b in np.flatnonzero(disjoint):
+            keys = ", ".join(diags[j].key for j in np.flatnonzero(usable[b]))
+            notes[b].append(f"validity ranges of {keys} do not overlap; prior = their union")
+    mask &= has[:, None]
+    return mask, has, lo_b, hi_b, disjoint
+
+
+def _chi2_on_grid(ratios: RatioSet, usable, cov, active, grid, logu_b):
+    """chi^2 of every bin at every grid node, and the inverse covariance of the usable block."""
+    diags = ratios.diagnostics
+    n, m = ratios.log_ratio.shape
+    g = grid.size
+    cal = np.zeros((g, m))
+    per_bin = {}  # surfaces that depend on the bin's log U
+    for j in active:
+        d = diags[j]
+        if d.needs_logu:
+            per_bin[j] = d.log_ratio(grid[None, :], policy="ignore", logu=logu_b[:, None])
+        else:
+            cal[:, j] = d.log_ratio(grid, policy="ignore")
+    both = usable[:, :, None] & usable[:, None, :]
+    cu = np.where(both, np.nan_to_num(cov), 0.0) + np.where(usable, 0.0, 1.0)[:, :, None] * np.eye(m)
+    cinv = np.linalg.pinv(cu, rcond=1e-12, hermitian=True) * both
+    obs = np.where(usable, ratios.log_ratio, 0.0)
+    chi2 = np.empty((n, g))
+    with np.errstate(invalid="ignore"):
+        for sl in chunks(n, g * m):
+            d = obs[sl, None, :] - cal[None, :, :]
+            for j, c in per_bin.items():
+                d[:, :, j] = obs[sl, None, j] - c[sl]
+            d = np.where(usable[sl, None, :], d, 0.0)
+            chi2[sl] = np.einsum("bgi,bij,bgj->bg", d, cinv[sl], d)
+    return chi2, cinv
+
+
+def _reason(ratios: RatioSet, b: int, has: bool, ok: bool) -> str:
+    if not has:
+        why = [f"{d.key}: {ratios.reasons[j][b] or 'dropped'}" for j, d in enumerate(ratios.diagnostics)]
+        return f"{REASON_NO_DIAGNOSTIC} ({join(why)})"
+    if not ok:
+        return "no grid metallicity inside the prior range gives finite calibrated ratios"
+    return ""
+
+
+def _method_one_emcee(ratios, g: _GridFit, out, rng, n_walkers, n_steps, n_burn, z_grid):
+    """Replace the grid estimates of every valid bin by those of an emcee chain (in place)."""
+    for b in np.flatnonzero(g.valid):
+        log_prob, intervals = _bin_log_prob(ratios, g, b, z_grid)
+        z0 = out["z"][b]
+        sd = max(0.5 * (out["z_hi"][b] - out["z_lo"][b]), 1e-4)
+        lo, hi = next(((lo, hi) for lo, hi in intervals if lo - TOL <= z0 <= hi + TOL),
+                      intervals[0])
+        p0 = np.clip(z0 + 0.1 * sd * rng.standard_normal((n_walkers, 1)), lo, hi)
+        chain, lp = run_emcee(log_prob, p0, rng, n_steps, n_burn)
+        lo_q, med, hi_q = np.percentile(chain[:, 0], [P_LO, 50.0, P_HI])
+        out["z_lo"][b], out["z_median"][b], out["z_hi"][b] = lo_q, med, hi_q
+        out["z"][b] = chain[np.argmax(lp), 0]
+        out["chi2_min"][b] = -2.0 * np.max(lp)
+
+
+def _bin_log_prob(ratios: RatioSet, g: _GridFit, b: int, z_grid):
+    """The Method I log-posterior of bin ``b`` for emcee, and its prior intervals."""
+    diags = ratios.diagnostics
+    idx = np.flatnonzero(g.usable[b])
+    obs = ratios.log_ratio[b, idx]
+    ci = g.cinv[b][np.ix_(idx, idx)]
+    lu = None if g.logu is None else g.logu[b]
+    if g.disjoint[b]:
+        intervals = [diags[j].valid_range for j in idx]
+    else:
+        intervals = [(g.lo_b[b], g.hi_b[b])]
+    if z_grid is not None:
+        glo, ghi = g.grid[0], g.grid[-1]
+        intervals = [(max(lo, glo), min(hi, ghi)) for lo, hi in intervals]
+
+    def log_prob(theta):
+        z = theta[:, 0]
+        inside = np.zeros(z.shape, dtype=bool)
+        for lo, hi in intervals:
+            inside |= (z >= lo - TOL) & (z <= hi + TOL)
+        cal = np.stack([diags[j].log_ratio(z, policy="ignore", logu=lu) for j in idx], axis=-1)
+        d = obs[None, :] - cal
+        with np.errstate(invalid="ignore"):
+            chi2 = np.einsum("wi,ij,wj->w", d, ci, d)
+        return np.where(inside & np.isfinite(chi2), -0.5 * chi2, -np.inf)
+
+    return log_prob, intervals

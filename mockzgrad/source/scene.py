@@ -1,0 +1,248 @@
+"""The noise-free, pre-PSF scene of a mock: every line rendered once, for every mode.
+
+An observation mode chooses where the scene is sampled (channel edges,
+pixel scale, field and padding, oversampling: a :class:`SceneSampling`) and
+asks :func:`render_scene` for it; the mode then applies its own PSF, noise
+and detector (IFU cube today; grism dispersion and slit stepping later).
+
+Rendering: every spaxel of the padded field is split into ``os x os``
+sub-pixels; each sub-pixel emits every line as a Gaussian in wavelength
+(flux = surface brightness x line factor at its radius, line-of-sight
+velocity of the disk, dispersion :attr:`SceneSampling.line_sigma`),
+integrated over each channel by :func:`mockzgrad.source.render.render_lines`,
+and the sub-pixels are summed into spaxels. Spaxels whose centre lies within
+``oversample_radius`` r_eff (where light and velocity change within a
+spaxel) use ``oversample`` sub-pixels per axis, the others
+``oversample_outer``: the two passes partition the field. Profiles are cut
+at 5 sigma (6e-7 of each line's flux is left out) and sub-pixels beyond the
+radius holding all but 1e-7 of the light are skipped.
+
+Conventions: cube axes ``(n_chan, n_ext, n_ext)``, north = +row, east =
+-column; the field centre (the sky origin of the galaxy model) is at pixel
+``pad + (n - 1) / 2`` on both axes; flux per spaxel and channel in the unit
+of ``lines.reference_flux`` (erg/s/cm^2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import LinesConfig
+from ..physics.lines import LINES
+from . import lineflux
+from .galaxy import GalaxyModel
+from .render import render_lines
+
+__all__ = ["PROFILE_TRUNCATION_SIGMA", "SceneSampling", "Scene", "observed_line_waves", "render_scene"]
+
+#: Line profiles are truncated at this many standard deviations.
+PROFILE_TRUNCATION_SIGMA = 5.0
+
+#: Sub-pixels beyond the radius enclosing 1 - this fraction of the light are skipped.
+_LIGHT_TAIL = 1e-7
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SceneSampling:
+    """Where a mode asks the scene to be rendered.
+
+    Attributes
+    ----------
+    edges_lo, edges_hi : ndarray, shape (n_chan,)
+        Channel edges, observed frame, Angstrom; sorted, not overlapping
+        (gaps allowed).
+    pixel_scale : float
+        Spaxel size, arcsec; > 0.
+    n : int
+        Side of the field the mode keeps, spaxels.
+    pad : int
+        Spaxels rendered before the field on each axis (the margin a PSF
+        kernel needs); >= 0.
+    n_ext : int
+        Side of the rendered (padded) field, spaxels; >= n + pad.
+    line_sigma : float
+        Gaussian line-of-sight dispersion the profiles are rendered with,
+        km/s; >= 0: the galaxy's ``sigma0``, or ``sigma0`` with a Gaussian
+        LSF folded in (:func:`mockzgrad.observation.lsf.gaussian_line_sigma`).
+    oversample : int
+        Sub-pixels per spaxel per axis within ``oversample_radius``; >= 1.
+    oversample_outer : int
+        Sub-pixels per spaxel per axis beyond it; >= 1 (capped at
+        ``oversample``).
+    oversample_radius : float
+        Deprojected radius, in r_eff, of the spaxels (by their centres)
+        rendered with ``oversample``.
+    """
+
+    edges_lo: np.ndarray
+    edges_hi: np.ndarray
+    pixel_scale: float
+    n: int
+    pad: int
+    n_ext: int
+    line_sigma: float
+    oversample: int
+    oversample_outer: int
+    oversample_radius: float
+
+    def pixel_offsets(self, start: int, stop: int, os_k: int) -> np.ndarray:
+        """Sub-pixel centres of spaxels ``start:stop`` of the padded axis, in spaxels from the field centre."""
+        return (np.arange((stop - start) * os_k) + 0.5) / os_k - 0.5 + start - self.pad - 0.5 * (self.n - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """The noise-free, pre-PSF scene of one mock.
+
+    Attributes
+    ----------
+    cube : ndarray, shape (n_chan, n_ext, n_ext)
+        Flux per spaxel and channel on the padded field, erg/s/cm^2.
+    sampling : SceneSampling
+    line_waves : ndarray, shape (n_lines,)
+        Observed wavelength of each line at zero velocity, Angstrom.
+    ratio_offsets : dict or None
+        The drawn offsets (dex) of the generating log ratios for
+        ``lines.ratio_scatter`` ``"per_mock"`` (key -> float) or
+        ``"per_ring"`` (key -> one value per ring); None otherwise.
+    """
+
+    cube: np.ndarray
+    sampling: SceneSampling
+    line_waves: np.ndarray
+    ratio_offsets: dict | None
+
+    def crop(self, cube: np.ndarray | None = None) -> np.ndarray:
+        """The central ``n x n`` field of ``cube`` (default: the scene's own cube)."""
+        s = self.sampling
+        cube = self.cube if cube is None else cube
+        return cube[:, s.pad:s.pad + s.n, s.pad:s.pad + s.n]
+
+
+def observed_line_waves(model: GalaxyModel, lines: LinesConfig) -> np.ndarray:
+    """Observed wavelength of each rendered line at zero velocity, rest x (1 + redshift), Angstrom."""
+    return np.array([LINES[name].wavelength * (1.0 + model.redshift) for name in lines.lines])
+
+
+@dataclass(frozen=True, eq=False)
+class _RatioScatter:
+    """Drawn offsets of the generating log ratios, and how to look them up at sub-pixels."""
+
+    kind: str
+    draws: dict | None  # per_mock: key -> float; per_ring: key -> (n_ring,); per_spaxel: key -> (n_ext, n_ext)
+    ring: float  # ring width, kpc (per_ring)
+
+    def at(self, r_kpc: np.ndarray, box: tuple[int, int, int, int], os_k: int) -> dict | None:
+        if self.kind == "per_mock":
+            return self.draws
+        if self.kind == "per_ring":
+            ring = np.floor(r_kpc / self.ring).astype(np.int64)
+            return {k: v[ring] for k, v in self.draws.items()}
+        if self.kind == "per_spaxel":
+            i0, i1, j0, j1 = box
+            return {k: np.repeat(np.repeat(v[i0:i1, j0:j1], os_k, axis=0), os_k, axis=1)
+                    for k, v in self.draws.items()}
+        return None
+
+    def recorded(self) -> dict | None:
+        return self.draws if self.kind in ("per_mock", "per_ring") else None
+
+
+def _draw_scatter(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, r_pix: np.ndarray,
+                  rng: np.random.Generator) -> _RatioScatter:
+    """Draw the calibration scatter of the generating ratios (``lines.ratio_scatter``)."""
+    draws = None
+    if lines.ratio_scatter == "per_mock":
+        draws = lineflux.draw_ratio_offsets(lines, rng)
+    elif lines.ratio_scatter == "per_ring":
+        # rings out to the farthest sub-pixel of the padded field
+        margin = 2.0 * s.pixel_scale * model.kpc_per_arcsec / max(model.axis_ratio, 1e-3)
+        n_ring = int((float(r_pix.max()) + margin) / lines.ratio_scatter_ring) + 1
+        draws = lineflux.draw_ratio_offsets(lines, rng, shape=(n_ring,))
+    elif lines.ratio_scatter == "per_spaxel":
+        draws = lineflux.draw_ratio_offsets(lines, rng, shape=(s.n_ext, s.n_ext))
+    return _RatioScatter(lines.ratio_scatter, draws, lines.ratio_scatter_ring)
+
+
+@dataclass(frozen=True, eq=False)
+class _Pass:
+    """One rendering pass: spaxels ``use`` of the box ``[i0:i1, j0:j1]`` with ``os_k`` sub-pixels per axis."""
+
+    box: tuple[int, int, int, int]
+    os_k: int
+    use: np.ndarray
+
+
+def _render_pass(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
+                 line_waves: np.ndarray, p: _Pass, use_numba: bool) -> np.ndarray:
+    """Render one pass; returns the cube of its box, shape (n_chan, i1 - i0, j1 - j0)."""
+    i0, i1, j0, j1 = p.box
+    os_k, ps = p.os_k, s.pixel_scale
+    py = s.pixel_offsets(i0, i1, os_k)
+    px = s.pixel_offsets(j0, j1, os_k)
+    xx, yy = np.meshgrid(-px * ps, py * ps)  # east is -column
+    r_kpc, cos_phi = model.disk_coords(xx, yy)
+    offsets = scatter.at(r_kpc, p.box, os_k)
+    factors = lineflux.line_factors(lines, model.metallicity(r_kpc), r_kpc=r_kpc, ratio_offsets=offsets)
+    sb = model.surface_brightness(r_kpc) * (ps / os_k) ** 2 * lines.reference_flux
+    r_light = model.light_radius(1.0 - _LIGHT_TAIL)
+    keep = np.repeat(np.repeat(p.use, os_k, axis=0), os_k, axis=1) & (r_kpc <= r_light)
+    sb[~keep] = 0.0  # not this pass's spaxels, or negligible light: skipped by the kernel
+    flux_sub = np.stack([sb * factors[name] for name in lines.lines])
+    vlos = model.vlos(r_kpc, cos_phi)
+    return render_lines(flux_sub, vlos, np.full_like(vlos, s.line_sigma), line_waves, s.edges_lo, s.edges_hi,
+                        os_k, n_sigma=PROFILE_TRUNCATION_SIGMA, use_numba=use_numba)
+
+
+def _passes(inner: np.ndarray, os_in: int, os_out: int) -> list[_Pass]:
+    """The whole field at ``os_out``, then the box around the ``inner`` spaxels at ``os_in``."""
+    n_ext = inner.shape[0]
+    if os_out == os_in or not inner.any() or inner.all():
+        return [_Pass((0, n_ext, 0, n_ext), os_in, np.ones_like(inner))]
+    rows, cols = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
+    i0, i1, j0, j1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    return [_Pass((0, n_ext, 0, n_ext), os_out, ~inner),
+            _Pass((i0, i1, j0, j1), os_in, inner[i0:i1, j0:j1])]
+
+
+def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling, *,
+                 rng: np.random.Generator, use_numba: bool = True) -> Scene:
+    """Render the noise-free, pre-PSF scene of a galaxy on a mode's sampling.
+
+    Parameters
+    ----------
+    model : GalaxyModel
+        The resolved galaxy (:func:`mockzgrad.source.galaxy.resolve_galaxy`).
+    lines : LinesConfig
+        Lines to render, reference flux (erg/s/cm^2), generating set, dust
+        and calibration scatter.
+    sampling : SceneSampling
+        Channels, pixel scale, padded field and oversampling chosen by the
+        mode.
+    rng : numpy.random.Generator
+        Draws the calibration scatter (``lines.ratio_scatter``); unused when
+        it is ``"none"``.
+    use_numba : bool
+        Use the compiled render kernel (False: its numpy twin).
+
+    Returns
+    -------
+    Scene
+        The padded cube, axes ``(n_chan, n_ext, n_ext)``, and the drawn
+        ratio offsets.
+    """
+    s = sampling
+    line_waves = observed_line_waves(model, lines)
+    centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
+    pxx, pyy = np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
+    r_pix, _ = model.disk_coords(pxx, pyy)
+    scatter = _draw_scatter(model, lines, s, r_pix, rng)
+    inner = r_pix <= s.oversample_radius * model.r_eff
+    passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
+    cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba)
+    for p in passes[1:]:
+        i0, i1, j0, j1 = p.box
+        cube[:, i0:i1, j0:j1] += _render_pass(model, lines, s, scatter, line_waves, p, use_numba)
+    return Scene(cube=cube, sampling=s, line_waves=line_waves, ratio_offsets=scatter.recorded())
