@@ -26,7 +26,9 @@ PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
 #: Channel spacings, ``instrument.spectral.grid``.
 SPECTRAL_GRIDS = ("velocity", "linear")
 #: Observation modes, ``instrument.kind`` (see :func:`mockzgrad.observation.observe`).
-INSTRUMENT_KINDS = ("ifu",)
+INSTRUMENT_KINDS = (
+    "ifu",
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -151,7 +151,7 @@ def _builtin_dir() -> Path:
             return path
     except (ImportError, TypeError, ValueError):
         pass
-    return Path(__file__).resolve().parents[1] / "calibration_curves"
+    return Path(__file__).resolve().parents[2] / "calibration_curves"
 
 
 def calibration_dirs(extra_dirs=()) -> list[Path]:

@@ -392,7 +392,9 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
 
 
 #: Product ``kind`` -> front end ``(product, recipe, *, redshift, cosmology, reference_line) -> FrontEndResult``.
-FRONT_ENDS = {"ifu": cube_front_end}
+FRONT_ENDS = {
+    "ifu": cube_front_end,
+}
 
 
 def front_end(kind: str):
