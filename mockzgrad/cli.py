@@ -13,7 +13,12 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import MockzgradError, MockzgradWarning
+from .errors import ConfigError, DataError, MockzgradError, MockzgradWarning
+from .fileio import check_output_dir, check_output_path
+from .cliargs import Parser as _Parser
+from .cliargs import check_suffix as _check_suffix
+from .cliargs import degree as _degree
+from .cliargs import harden as _harden
 
 __all__ = ["main", "build_parser"]
 
@@ -22,6 +27,14 @@ def _cmd_calibrations(args) -> int:
     from .physics import calibrations
 
     sets = calibrations.available_sets()
+    if args.set:
+        unknown = [name for name in args.set if name not in sets]
+        if unknown:
+            from .errors import CalibrationError
+
+            raise CalibrationError(f"--set {', '.join(map(repr, unknown))}: unknown calibration set; "
+                                   f"available: {', '.join(sets)}")
+        sets = [name for name in sets if name in args.set]
     if args.json:
         out = {}
         for name in sets:
@@ -38,8 +51,6 @@ def _cmd_calibrations(args) -> int:
         return 0
     for name in sets:
         cs = calibrations.load_set(name)
-        if args.set and name not in args.set:
-            continue
         print(f"{name}: {cs.reference}")
         for d in cs.diagnostics.values():
             flags = []
@@ -64,6 +75,7 @@ def _cmd_check(args) -> int:
 
     cfg = load_config(args.config)
     model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    plan = _resolve_like_cube(cfg)
     print(f"# {args.config}: valid")
     print(dumps_toml(config_to_dict(cfg)), end="")
     print("\n# resolved")
@@ -72,14 +84,66 @@ def _cmd_check(args) -> int:
     print(f"# 2 r_eff / psf_fwhm = {x_resolution(cfg):.3f}")
     print(f"# z0 = {model.z0:.4f}{' (automatic)' if model.z0_auto else ''}; "
           f"common validity range {list(model.z_valid_range)}")
+    if plan:
+        print(f"# {plan}")
     return 0
+
+
+def _resolve_like_cube(cfg) -> str:
+    """Run every check ``mockzgrad cube`` runs before rendering, without rendering.
+
+    The observation mode must exist; the generating set must determine every
+    rendered line (the source model, shared by all modes); the mode's plan
+    (spectral grid, PSF kernels, field) must be possible. Returns a one-line
+    summary of the plan, or "" for a mode without a planner.
+    """
+    from .observation.modes import MODES
+    from .source.lineflux import generating_system
+
+    kind = cfg.instrument.kind
+    if kind not in MODES:
+        raise ConfigError(f"instrument.kind = {kind!r}; allowed: {', '.join(map(repr, MODES))}")
+    generating_system(cfg.lines)
+    planner = _planner(kind)
+    if planner is None:
+        return ""
+    plan = planner(cfg)
+    grid, sampling = getattr(plan, "grid", None), getattr(plan, "sampling", None)
+    if grid is None or sampling is None:
+        return f"{kind} plan: resolved"
+    return (f"{kind} plan: {grid.edges_lo.size} channels, field {sampling.n} x {sampling.n} "
+            f"spaxels of {sampling.pixel_scale:g} arcsec")
+
+
+def _planner(kind: str):
+    """The function that plans a mode without rendering it: ``observation.modes.PLANS`` when it exists."""
+    from .observation import modes
+
+    plans = getattr(modes, "PLANS", None)
+    if plans is not None:
+        return plans.get(kind)
+    if kind == "ifu":
+        from .observation.ifu import plan_ifu
+
+        return plan_ifu
+    if kind == "slitstep":
+        from .observation.slitstep.plan import plan_slitstep
+
+        return plan_slitstep
+    return None
 
 
 def _cmd_cube(args) -> int:
     from .config import load_config
     from .observation import observe
 
+    check_output_path(args.output, args.overwrite)
     cfg = load_config(args.config)
+    if cfg.instrument.kind == "grism":
+        from .errors import ConfigError
+
+        raise ConfigError(f"instrument.kind = 'grism' in {args.config}: slitless exposures are not a cube; "
+                          "run `mockzgrad grism` (then `mockzgrad extract`)")
     if args.seed is not None:
         cfg = cfg.replace(seed=args.seed)
     if args.noise_free:
@@ -88,6 +152,91 @@ def _cmd_cube(args) -> int:
     mock.write(args.output, overwrite=args.overwrite, include_noise_free=args.keep_noise_free)
     print(f"wrote {args.output}: {mock.data.shape[0]} channels x {mock.data.shape[1]} x "
           f"{mock.data.shape[2]} spaxels; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
+    if cfg.lensing is not None:
+        _write_lens(cfg, mock, args.output, args.lens_out, args.overwrite)
+    return 0
+
+
+def _write_lens(cfg, mock, output: str, lens_out: str | None, overwrite: bool) -> None:
+    """The observer's lens model (``lensing.observer_model``) on the product's grid, beside it."""
+    from .products.lens import lens_path_for, observer_lens
+
+    path = lens_out or lens_path_for(output)
+    ny, nx = mock.data.shape[-2:]
+    if ny != nx:
+        raise DataError(f"lens model: the product's grid is {ny} x {nx}; a square field is needed")
+    observer_lens(cfg, nx, mock.pixel_scale).write(path, overwrite=overwrite)
+    t = mock.truth
+    print(f"wrote {path}: observer's lens model ({cfg.lensing.observer_model}); mu = {t.get('mu', float('nan')):.3f} "
+          f"(mu_t {t.get('mu_t', float('nan')):.3f}, mu_r {t.get('mu_r', float('nan')):.3f}), "
+          f"source-plane 2 r_eff / psf_fwhm = {t.get('x_resolution_source', float('nan')):.3f}")
+
+
+def _cmd_lens_check(args) -> int:
+    import numpy as np
+
+    from .config import load_config, x_resolution
+    from .observation.ifu import plan_ifu
+    from .physics import lensing as pl
+    from .products.grids import spatial_offsets
+
+    cfg = load_config(args.config)
+    if cfg.lensing is None:
+        raise ConfigError(f"{args.config}: no [lensing] table (or kind = 'none'): the mock is not lensed")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always", pl.CriticalCurveWarning)
+        plan = plan_ifu(cfg)
+    m, s = plan.model, plan.sampling
+    t = spatial_offsets(s.n, s.pixel_scale)
+    tr = pl.lensing_truth(plan.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, cfg.instrument.psf.fwhm, t)
+    xx, yy = np.meshgrid(t, t)
+    mu = np.abs(plan.lens.magnification(xx, yy))
+    print(f"lens {cfg.lensing.kind}: field {s.n} x {s.n} spaxels of {s.pixel_scale:g} arcsec "
+          f"({s.n * s.pixel_scale:.2f} arcsec)")
+    print(f"{tr['n_images']} image(s) of the source centre in the field; the most magnified at "
+          f"({tr['lens_image_x']:+.3f}, {tr['lens_image_y']:+.3f}) arcsec: "
+          f"mu = {tr['mu']:.3f}, mu_t = {tr['mu_t']:.3f} along PA {tr['pa_t']:.1f} deg, "
+          f"mu_r = {tr['mu_r']:.3f} along PA {tr['pa_r']:.1f} deg")
+    print(f"critical curves in the field: {tr['critical_pixels']} spaxels with det A <= 0; "
+          f"{int((mu > 20).sum())} spaxels with |mu| > 20 (oversample {cfg.lensing.oversample_near_critical})")
+    print(f"2 r_eff / psf_fwhm: image plane {x_resolution(cfg):.3f}, source plane {tr['x_resolution_source']:.3f} "
+          f"(tangential {tr['x_resolution_t']:.3f}, radial {tr['x_resolution_r']:.3f})")
+    return 0
+
+
+def _cmd_grism(args) -> int:
+    from .config import load_config
+    from .errors import ConfigError
+    from .observation import observe
+
+    check_output_path(args.output, args.overwrite)
+    cfg = load_config(args.config)
+    if cfg.instrument.kind != "grism":
+        raise ConfigError(f"{args.config}: instrument.kind = {cfg.instrument.kind!r}; `mockzgrad grism` needs "
+                          "'grism' (use `mockzgrad cube` for IFU cubes)")
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    if args.noise_free:
+        cfg = cfg.replace(**{"noise.enabled": False})
+    mock = observe(cfg)
+    mock.write(args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {len(mock.exposures)} exposures, direct images "
+          f"{', '.join(mock.direct) or 'none'} on {mock.n_direct} x {mock.n_direct} pixels of "
+          f"{mock.pixel_scale:g} arcsec; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    from .products.grism import read_grism
+    from .recovery.grism_extract import extract_line_maps
+
+    check_output_path(args.output, args.overwrite)
+    mock = read_grism(args.grism)
+    maps = extract_line_maps(mock, args.redshift, method=args.method, nii_ha=args.nii_ha)
+    maps.truth = mock.truth  # travels with the product for suites; recovery never reads it
+    maps.write(args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output}: line maps {', '.join(maps.names)} ({args.method}) on "
+          f"{maps.shape[1]} x {maps.shape[0]} pixels of {maps.pixel_scale:g} arcsec")
     return 0
 
 
@@ -95,9 +244,14 @@ def _cmd_recover(args) -> int:
     import numpy as np
 
     from .config import load_recipe
-    from .products.cube import read_cube
+    from .products.io import read_product
     from .recovery.pipeline import recover
 
+    check_output_path(args.output, args.overwrite)
+    if args.plot:
+        from .recovery.figures import check_figure_path
+
+        check_figure_path(args.plot)
     recipe = load_recipe(args.recipe)
     changes = {}
     if args.method:
@@ -108,15 +262,28 @@ def _cmd_recover(args) -> int:
         changes["gradient.fit"] = args.gradient_fit
     if changes:
         recipe = recipe.replace(**changes)
-    cube = read_cube(args.cube)
+    cube = read_product(args.cube)  # an IFU cube or line maps, by the file's extensions
+    if cube.kind == "grism":
+        from .errors import DataError
+
+        raise DataError(f"{args.cube} holds grism exposures; extract line maps first (`mockzgrad extract`)")
     if args.psf_fwhm is not None:
         from .config import PSFConfig
         from .observation.psf import psf_from_config
 
         # the observer's PSF, for cubes whose header does not describe one
-        cube.psf = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()
-    result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed))
-    result.write_json(args.output)
+        header = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()
+        if cube.kind == "linemaps":
+            cube.psfs = {n: dict(header) for n in cube.names}
+        else:
+            cube.psf = header
+    lens = None
+    if args.lens:
+        from .products.lens import read_lens
+
+        lens = read_lens(args.lens)
+    result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
+    result.write_json(args.output, overwrite=args.overwrite)
     if args.plot:
         from .recovery.figures import plot_profile
 
@@ -136,8 +303,9 @@ def _cmd_suite(args) -> int:
     from .suites.store import ResultsStore
     from .suites.suite import load_suite, run_suite
 
+    _check_suite_outputs(args)
     spec = load_suite(args.suite)
-    executor = "dask" if (args.dask or args.scheduler) else args.executor
+    executor = _suite_executor(args)
     run = run_suite(spec, args.output, "mockzgrad.suites.job:run_mock", workers=args.workers, executor=executor,
                     scheduler=args.scheduler, progress=not args.no_progress, new=args.new,
                     retry_failed=args.retry_failed)
@@ -150,7 +318,46 @@ def _cmd_suite(args) -> int:
     if run.interrupted:
         print(f"interrupted by {run.interrupted}; re-run the same command to finish", file=sys.stderr)
         return 130 if run.interrupted == "SIGINT" else 143
+    _check_suite_failures(spec, run)
     return 0
+
+
+def _suite_executor(args) -> str:
+    """--executor, --dask and --scheduler as one executor; contradictory choices refused."""
+    wanted = "dask" if (args.dask or args.scheduler) else None
+    if wanted and args.executor not in (None, "dask"):
+        given = "--scheduler" if args.scheduler else "--dask"
+        raise ConfigError(f"--executor {args.executor} with {given}: a scheduler runs mocks on dask; "
+                          "drop one of them (or use --executor dask)")
+    return wanted or args.executor or "local"
+
+
+def _check_suite_failures(spec, run) -> None:
+    """A suite whose mocks mostly (> 50 %) failed is an error: count and the first error."""
+    n_done = run.n_ok + run.n_failed
+    if run.n_failed and 2 * run.n_failed > n_done:
+        index, error = run.first_error or (None, "")
+        raise DataError(f"suite {spec.name!r}: {run.n_failed} of {n_done} mocks failed; first error "
+                        f"(mock {index}): {' '.join(str(error).split())}")
+
+
+def _check_suite_outputs(args) -> None:
+    """The output folder (and its results.sqlite) and the export path, checked before the run."""
+    from pathlib import Path
+
+    out = check_output_dir(args.output)
+    db = out / "results.sqlite"
+    if db.exists() and not db.is_file():
+        raise DataError(f"output folder {args.output!r}: {str(db)!r} exists and is not a file; "
+                        "move it away or give another folder")
+    if args.export:
+        from .suites.store import _EXPORT_FORMATS
+
+        ext = Path(args.export).suffix.lower()
+        if ext not in _EXPORT_FORMATS:
+            raise ConfigError(f"--export {args.export!r}: extension {ext or '(none)'!r}; allowed: "
+                              + ", ".join(_EXPORT_FORMATS))
+        check_output_path(args.export, overwrite=True)
 
 
 def _cmd_curves(args) -> int:
@@ -158,8 +365,14 @@ def _cmd_curves(args) -> int:
     from .plots import plot_curves, plot_surface
     from .suites.store import load_results_table
 
+    _check_suffix("-o/--output", args.output, (".ecsv",))
+    check_output_path(args.output, args.overwrite)
+    if args.plot:
+        from .plots import _check_path
+
+        _check_path(args.plot)
     table, meta = load_results_table(args.results)
-    degree = args.degree if args.degree == "auto" else int(args.degree)
+    degree = args.degree
     curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree)
     curves.write(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}: curves for |grad_z| = "
@@ -187,8 +400,18 @@ def _cmd_correct(args) -> int:
     from .corrections.correct import DEFAULT_COLUMNS, correct_table, read_gradient_table, write_table
     from .corrections.curves import CorrectionCurves
 
+    _check_suffix("-o/--output", args.output, (".csv", ".ecsv"))
+    check_output_path(args.output, args.overwrite)
+    if args.plot:
+        from .plots import _check_path
+
+        _check_path(args.plot)
     curves = CorrectionCurves.read(args.curves)
     table = read_gradient_table(args.gradients)
+    from .corrections.columns import check_recipe
+
+    check_recipe(table, (curves.provenance or {}).get("recipe"), force=args.force_recipe,
+                 where=f"gradients table {args.gradients!r}")
     columns = dict(DEFAULT_COLUMNS)
     for item in args.column or []:
         if "=" not in item:
@@ -212,6 +435,7 @@ def _cmd_correct(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
+    check_output_dir(args.outdir)
     paths = run_demo(args.outdir, workers=args.workers, progress=not args.no_progress)
     print("demo finished; outputs:")
     for label, path in paths.items():
@@ -220,7 +444,7 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mockzgrad",
         description="Mock IFU/grism observations of disk galaxies with metallicity gradients, "
                     "and beam-smearing corrections.",
@@ -245,7 +469,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-noise-free", action="store_true",
                    help="also store the noise-free cube as an extension")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--lens-out", help="lensed mocks: the observer's lens model file "
+                                      "(default: beside the output, <stem>_lens.fits)")
     p.set_defaults(func=_cmd_cube)
+
+    p = sub.add_parser("lens-check", help="magnification, stretch, critical curves and effective x of a lensed mock")
+    p.add_argument("config", help="TOML configuration with a [lensing] table")
+    p.set_defaults(func=_cmd_lens_check)
+
+    p = sub.add_parser("grism", help="build one mock slitless grism observation and write it as FITS")
+    p.add_argument("config", help="TOML configuration with instrument.kind = 'grism'")
+    p.add_argument("-o", "--output", required=True, help="output FITS file")
+    p.add_argument("--seed", type=int, help="override the configuration's seed")
+    p.add_argument("--noise-free", action="store_true", help="write the exposures without noise")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_grism)
+
+    p = sub.add_parser("extract", help="extract line maps (with variance) from grism exposures")
+    p.add_argument("grism", help="FITS file of grism exposures (`mockzgrad grism`)")
+    p.add_argument("-o", "--output", required=True, help="output line-map FITS file")
+    p.add_argument("--method", choices=["isophote", "joint"], default="joint",
+                   help="per-exposure isophote de-blending (Wang et al. 2017) or joint inversion (default)")
+    p.add_argument("--redshift", type=float, required=True, help="grism redshift of the source")
+    p.add_argument("--nii-ha", type=float, default=0.05, help="[NII]6585/Halpha inside the Halpha blend map")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("recover", help="measure the metallicity gradient of a cube, as a recipe does")
     p.add_argument("cube", help="FITS cube with DATA and VAR extensions")
@@ -260,13 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="circular Gaussian PSF FWHM, arcsec (overrides or supplies the header's PSF)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers (emcee, bootstrap)")
     p.add_argument("--plot", help="radial-profile figure (.png or .pdf)")
+    p.add_argument("--lens", metavar="LENS.fits",
+                   help="the observer's lens model (LENS file) for a lensed recipe ([lensing] use = true)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
     p.set_defaults(func=_cmd_recover)
 
     p = sub.add_parser("suite", help="run a suite of mocks (resumable) into an output folder")
     p.add_argument("suite", help="suite TOML file")
     p.add_argument("-o", "--output", required=True, help="output folder (results.sqlite, cubes/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    p.add_argument("--executor", choices=["local", "dask", "serial"], default="local")
+    p.add_argument("--executor", choices=["local", "dask", "serial"], default=None,
+                   help="where mocks run (default: local processes)")
     p.add_argument("--dask", action="store_true", help="run on a dask LocalCluster")
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.add_argument("--new", action="store_true",
@@ -279,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curves", help="beam-smearing correction curves from suite results")
     p.add_argument("results", help="suite output folder, results.sqlite, or an exported table")
     p.add_argument("-o", "--output", required=True, help="curves ECSV file")
-    p.add_argument("--degree", default="auto", help="polynomial degree or 'auto' (BIC, 1-4)")
+    p.add_argument("--degree", default="auto", type=_degree, help="polynomial degree or 'auto' (BIC, 1-4)")
     p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_curves)
@@ -295,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo error propagation")
     p.add_argument("--plot", help="figure of observed vs corrected gradients")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--force-recipe", action="store_true",
+                   help="apply curves made with another recipe than the table declares")
     p.set_defaults(func=_cmd_correct)
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")
@@ -302,7 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
-    return parser
+    return _harden(parser)
+
+
+def _one_line(exc) -> str:
+    """An error message on one line (library messages quoted in it may hold newlines)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _format_warning(message, category, filename, lineno, line=None):
@@ -320,7 +579,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args) or 0
     except MockzgradError as exc:
-        print(f"mockzgrad: error: {exc}", file=sys.stderr)
+        print(f"mockzgrad: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mockzgrad: interrupted", file=sys.stderr)
@@ -330,6 +589,11 @@ def main(argv=None) -> int:
 
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
+    except OSError as exc:
+        if getattr(exc, "filename", None) is None:
+            raise  # not about a path: a bug, keep the traceback
+        print(f"mockzgrad: error: {exc.filename!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,9 @@ def _check_path(path) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise ConfigError(f"path = {path!r}: extension {ext!r}; allowed {FORMATS}")
+    from .fileio import check_output_path
+
+    check_output_path(path, overwrite=True)
     return path
 
 
@@ -53,7 +56,9 @@ def _new_figure(n_panels, *, panel_size=(4.2, 3.4), max_cols=3):
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=120)
+    from .fileio import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120), overwrite=True)
     return fig
 
 

@@ -36,7 +36,9 @@ LAYERS = ("foundation", "physics", "config", "kernels", "source", "products", "o
 #: body binds eagerly (``__version__``, the errors), see ``_ROOT_AS_TARGET``.
 LAYER_OF = {
     "": "top", "cli": "top", "plots": "top", "demo": "top", "__main__": "top",
+    "cliargs": "top",
     "errors": "foundation", "validate": "foundation",
+    "fileio": "foundation",
     "calibration_curves": "foundation", "data": "foundation", "instruments": "foundation",
     "recipes": "foundation",
     "physics": "physics", "config": "config", "kernels": "kernels", "source": "source",
@@ -49,7 +51,9 @@ LAYER_OF = {
 _ROOT_AS_TARGET = "foundation"
 
 #: What recovery must not import: the source model and what builds a mock from it.
-MODEL_MODULES = ("source", "observation.ifu", "suites.job")
+MODEL_MODULES = ("source", "observation.ifu", "suites.job",
+                 "observation.slitstep",
+                 "observation.grism.forward", "observation.grism.presets")
 #: Names recovery must not import (the observation entry point runs the model).
 MODEL_NAMES = ("observation.observe",)
 

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _seed import seeded
 from astropy.table import Table
 from matplotlib.image import imread
 
@@ -86,7 +87,7 @@ def derive_quiet(table, **kw):
 
 @pytest.fixture(scope="module")
 def table():
-    return synthetic()
+    return synthetic(seed=seeded(1))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from _seed import seeded
 
 from mockzgrad.physics import calibrations
 from mockzgrad.config import DustConfig, LinesConfig, MockConfig
@@ -195,7 +196,7 @@ class TestDust:
 # -------------------------------------------------------------- ratio scatter
 class TestRatioOffsets:
     def test_draws_have_the_calibration_scatter(self):
-        rng = np.random.default_rng(12345)
+        rng = np.random.default_rng(seeded(12345))
         n = 100_000
         offsets = draw_ratio_offsets(FLAGSHIP, rng, shape=(n,))
         assert set(offsets) == set(FLAGSHIP.generating_set)

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from _seed import seeded
 from _metallicity_data import (
     KEYS,
     NAMES,
@@ -271,29 +272,37 @@ def test_method_one_scatter_widens_and_is_reported():
 # ---------------------------------------------------------------------------
 # grid vs emcee
 # ---------------------------------------------------------------------------
-def _compare(grid, mc, name, tol_med=0.1, tol_width=0.1):
-    lo, med, hi = (getattr(grid, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
-    mlo, mmed, mhi = (getattr(mc, f"{name}{s}") for s in ("_lo", "_median", "_hi"))
-    sd = 0.5 * (hi - lo)
-    assert np.all(np.abs(mmed - med) < tol_med * sd), (mmed - med) / sd
-    np.testing.assert_allclose(0.5 * (mhi - mlo), sd, rtol=tol_width)
+def test_method_one_grid_matches_emcee(monkeypatch):
+    import emcee
 
+    from mockzgrad.recovery.metallicity import method_i
 
-def test_method_one_grid_matches_emcee():
-    rng = np.random.default_rng(5)
+    chains, real = [], method_i.run_emcee
+
+    def recording(log_prob, p0, rng, n_steps, n_burn):  # keep each bin's chain for its N_eff
+        chain, lp = real(log_prob, p0, rng, n_steps, n_burn)
+        chains.append(chain.reshape(n_steps - n_burn, p0.shape[0], -1))
+        return chain, lp
+
+    monkeypatch.setattr(method_i, "run_emcee", recording)
+    rng = np.random.default_rng(seeded(5))
     z = np.array([7.6, 8.15])
     rs = log_ratios(noisy(rng, exact_fluxes(z), 15.0), KEYS)
     grid = method_one(rs)
-    mc = method_one(rs, sampler="emcee", rng=np.random.default_rng(1), n_walkers=32,
+    mc = method_one(rs, sampler="emcee", rng=np.random.default_rng(seeded(1)), n_walkers=32,
                     n_steps=1000, n_burn=200)
-    _compare(grid, mc, "z")
+    assert len(chains) == z.size
+    n_eff = np.array([c.shape[0] * c.shape[1] / emcee.autocorr.integrated_time(c, quiet=True)[0]
+                      for c in chains])
+    assert np.all(n_eff > 200), n_eff  # enough draws for the error model of _compare_mc
+    assert np.all(_compare_mc(grid, mc, "z", n_eff) < 0.5)  # a shift by half a width would be caught
     np.testing.assert_allclose(mc.z, grid.z, atol=0.2 * grid.z_err.max())
     with pytest.raises(ConfigError, match="rng"):
         method_one(rs, sampler="emcee")
 
 
 def _line_flux_bins(seed, snr=15.0):
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seeded(seed))
     z, a_v = np.array([7.7, 8.1]), np.array([0.6, 1.4])
     obs = redden(exact_fluxes(z, balmer=True), wavelengths(NAMES_BALMER)[None, :], a_v[:, None])
     return noisy(rng, obs, snr)
@@ -344,9 +353,9 @@ def _compare_mc(grid, mc, name, n_eff):
 def _check_line_flux_grid_matches_emcee(seed, rng_seed, expected, **settings):
     bins = _line_flux_bins(seed)
     grid = line_flux_method(bins, KEYS)
-    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(rng_seed), **settings)
+    mc = line_flux_method(bins, KEYS, sampler="emcee", rng=np.random.default_rng(seeded(rng_seed)), **settings)
     assert (mc.info["n_walkers"], mc.info["n_steps"], mc.info["n_burn"]) == expected
-    n_eff = _emcee_n_eff(bins, grid, seed=rng_seed + 100, n_walkers=mc.info["n_walkers"],
+    n_eff = _emcee_n_eff(bins, grid, seed=seeded(rng_seed + 100), n_walkers=mc.info["n_walkers"],
                          n_steps=mc.info["n_steps"], n_burn=mc.info["n_burn"])
     assert np.all(n_eff > 200), n_eff  # enough draws for the error model to hold
     tol = _compare_mc(grid, mc, "z", n_eff[:, 0])

@@ -44,14 +44,14 @@ def test_observe_default_config_is_the_ifu_cube():
 
 
 def test_unknown_kind_refused_in_one_line():
-    cfg = types.SimpleNamespace(instrument=types.SimpleNamespace(kind="grism"))
+    cfg = types.SimpleNamespace(instrument=types.SimpleNamespace(kind="nosuchmode"))
     with pytest.raises(ConfigError) as err:
         observe(cfg)
     msg = str(err.value)
-    assert "\n" not in msg and "instrument.kind = 'grism'" in msg and "'ifu'" in msg
+    assert "\n" not in msg and "instrument.kind = 'nosuchmode'" in msg and "'ifu'" in msg
     # the configuration refuses it before any mode is asked
     with pytest.raises(ConfigError, match="instrument.kind") as err:
-        MockConfig().replace(**{"instrument.kind": "grism"})
+        MockConfig().replace(**{"instrument.kind": "nosuchmode"})
     assert "\n" not in str(err.value)
 
 

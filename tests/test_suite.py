@@ -431,7 +431,7 @@ class TestRun:
             run_suite(b, tmp_path, FAKE, executor="serial", progress=False)
         msg = str(err.value)
         assert f"outdir {str(tmp_path)!r} holds suite 't' with a different specification" in msg
-        assert "changed: grid.galaxy.r_eff, recovery.recipe" in msg
+        assert "changed: grid.galaxy.r_eff, recipe_content, recovery.recipe" in msg
         assert "new=True" in msg
         run = run_suite(b, tmp_path, FAKE, executor="serial", progress=False, new=True)
         assert run.n_run == 4

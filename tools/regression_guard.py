@@ -37,7 +37,7 @@ def run(outdir: Path) -> None:
     steps = [
         ["mockzgrad", "cube", str(ROOT / "examples/flagship_z5.toml"), "-o", str(outdir / "cube.fits"),
          "--seed", "7", "--overwrite"],
-        ["mockzgrad", "recover", str(outdir / "cube.fits"), "-o", str(outdir / "recover.json")],
+        ["mockzgrad", "recover", str(outdir / "cube.fits"), "-o", str(outdir / "recover.json"), "--overwrite"],
         ["mockzgrad", "demo", "--outdir", str(outdir / "demo")],
     ]
     for cmd in steps:

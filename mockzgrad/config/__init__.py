@@ -33,12 +33,15 @@ from .galaxy import ROTATION_KINDS, Z_PROFILES, GalaxyConfig, MetallicityConfig,
 from .instrument import (INSTRUMENT_KINDS, PSF_KINDS, SPECTRAL_GRIDS, InstrumentConfig, PSFConfig, SpectralConfig,
                          available_spectral_presets)
 from .lines import DUST_LAWS, FLAGSHIP_LINES, OUTSIDE_RANGE_POLICIES, RATIO_SCATTER_MODES, DustConfig, LinesConfig
+from .lensing import LENS_KINDS, OBSERVER_MODELS, LensingConfig, LensingRecipe, lens_from_config
 from .mock import MockConfig, config_from_dict, load_config, save_config
 from .noise import DEFAULT_SNR, NoiseConfig
 from .recipe import (BINNING_SCHEMES, ERROR_MODELS, GATE_MODES, GRADIENT_FITS, METHODS, BinningRecipe, DustRecipe,
                      ErrorsRecipe, GatingRecipe, GeometryRecipe, GradientRecipe, MetallicityRecipe, Recipe,
                      RecipeInfo, available_recipes, load_recipe)
 from .resolution import psf_fwhm_for_x, r_eff_arcsec, x_resolution
+from .slitstep import COMBINE_MODES, SlitstepConfig
+from .grism import GRISM_NOISE_MODELS, ExposureConfig, GrismConfig, available_grism_presets
 from .toml_io import dumps_toml, read_toml
 
 __all__ = [
@@ -52,8 +55,18 @@ __all__ = [
     "InstrumentConfig",
     "PSFConfig",
     "SpectralConfig",
+    "GrismConfig",
+    "ExposureConfig",
+    "available_grism_presets",
+    "GRISM_NOISE_MODELS",
+    "SlitstepConfig",
     "NoiseConfig",
     "CosmologyConfig",
+    "LensingConfig",
+    "LensingRecipe",
+    "lens_from_config",
+    "LENS_KINDS",
+    "OBSERVER_MODELS",
     "load_config",
     "save_config",
     "config_from_dict",
@@ -88,6 +101,7 @@ __all__ = [
     "PSF_KINDS",
     "SPECTRAL_GRIDS",
     "INSTRUMENT_KINDS",
+    "COMBINE_MODES",
     "DEFAULT_SNR",
     "BINNING_SCHEMES",
     "METHODS",

@@ -9,6 +9,8 @@ from importlib import resources
 from .. import validate
 from ..errors import ConfigError
 from ._checks import bool_field, check_fields, choice_field, integer_field, number_field
+from .slitstep import SlitstepConfig
+from .grism import GrismConfig
 from .toml_io import parse_toml
 
 __all__ = [
@@ -28,6 +30,8 @@ SPECTRAL_GRIDS = ("velocity", "linear")
 #: Observation modes, ``instrument.kind`` (see :func:`mockzgrad.observation.observe`).
 INSTRUMENT_KINDS = (
     "ifu",
+    "slitstep",
+    "grism",
 )
 
 
@@ -195,6 +199,13 @@ class InstrumentConfig:
         Gaussian line-spread function sigma, km/s; [0, 2000].
     psf : PSFConfig
     spectral : SpectralConfig
+    slitstep : SlitstepConfig or None
+        ``[instrument.slitstep]``, the slit-stepping set-up (kind
+        ``"slitstep"``; filled from its preset when left out). That mode uses
+        ``psf`` (the telescope PSF), ``fov_flux_fraction`` and
+        ``spectral.window``; its spaxel, channels and LSF come from this table
+        (``pixel_scale``, ``oversample*``, ``lsf_sigma`` and the rest of
+        ``spectral`` are not used).
     """
 
     name: str = "nirspec_ifu"
@@ -208,6 +219,8 @@ class InstrumentConfig:
     lsf_sigma: float = number_field(125.0, 0.0, 2000.0, unit="km/s")
     psf: PSFConfig = field(default_factory=PSFConfig)
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    slitstep: SlitstepConfig | None = None  # [instrument.slitstep], kind = "slitstep" (config/slitstep.py)
+    grism: GrismConfig | None = None  # [instrument.grism], kind = "grism" (config/grism.py)
 
     def __post_init__(self):
         p = "instrument"
@@ -217,3 +230,31 @@ class InstrumentConfig:
         if self.fov is not None:
             validate.number(f"{p}.fov", self.fov, self.pixel_scale * 4, 600.0, unit="arcsec")
         validate.integer(f"{p}.oversample_outer", self.oversample_outer, 1, self.oversample)
+        _slitstep_post_init(self)
+        _check_grism(self, p)
+
+
+def _slitstep_post_init(inst: "InstrumentConfig") -> None:
+    """``[instrument.slitstep]`` as a checked :class:`SlitstepConfig`; the preset's for kind ``"slitstep"``."""
+    from .dicts import from_dict
+
+    if isinstance(inst.slitstep, dict):
+        object.__setattr__(inst, "slitstep", from_dict(SlitstepConfig, inst.slitstep, "instrument.slitstep"))
+    elif inst.slitstep is not None and not isinstance(inst.slitstep, SlitstepConfig):
+        raise ConfigError(f"instrument.slitstep = {inst.slitstep!r}; expected a table ([instrument.slitstep])")
+    if inst.kind == "slitstep" and inst.slitstep is None:
+        object.__setattr__(inst, "slitstep", SlitstepConfig())
+
+
+def _check_grism(inst: "InstrumentConfig", p: str) -> None:
+    """``[instrument.grism]`` as a checked :class:`GrismConfig`, required for kind ``"grism"``, refused otherwise."""
+    from .dicts import from_dict
+
+    if isinstance(inst.grism, dict):
+        object.__setattr__(inst, "grism", from_dict(GrismConfig, inst.grism, f"{p}.grism"))
+    elif inst.grism is not None and not isinstance(inst.grism, GrismConfig):
+        raise ConfigError(f"{p}.grism = {inst.grism!r}; expected a table ([{p}.grism])")
+    if inst.kind == "grism" and inst.grism is None:
+        raise ConfigError(f"{p}.kind = 'grism' needs an [{p}.grism] table (preset, exposures)")
+    if inst.kind != "grism" and inst.grism is not None:
+        raise ConfigError(f"{p}.grism is given but {p}.kind = {inst.kind!r}; set {p}.kind = 'grism' or drop it")

@@ -11,6 +11,7 @@ from .cosmology import CosmologyConfig
 from .dicts import config_to_dict, from_dict, set_path
 from .galaxy import GalaxyConfig
 from .instrument import InstrumentConfig
+from .lensing import LensingConfig
 from .lines import LinesConfig
 from .noise import NoiseConfig
 from .toml_io import dumps_toml, read_toml
@@ -32,6 +33,9 @@ class MockConfig:
     instrument : InstrumentConfig
     noise : NoiseConfig
     cosmology : CosmologyConfig
+    lensing : LensingConfig or None
+        A lens in front of the galaxy (``[lensing]``); None (no table, or
+        ``kind = "none"``): unlensed, and no table is written.
     seed : int
         Seeds the noise (and ratio-scatter) draws: same config and seed,
         same bytes; [0, 2**63 - 1].
@@ -42,6 +46,7 @@ class MockConfig:
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     cosmology: CosmologyConfig = field(default_factory=CosmologyConfig)
+    lensing: LensingConfig = None  # None = unlensed; annotated as the dataclass so [lensing] parses and sweeps
     seed: int = integer_field(0, 0, 2**63 - 1)
 
     def __post_init__(self):
@@ -49,6 +54,13 @@ class MockConfig:
         for name, cls in _SECTIONS:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.lensing is not None:
+            if not isinstance(self.lensing, LensingConfig):
+                raise ConfigError(f"lensing: expected a LensingConfig, got {type(self.lensing).__name__}")
+            if not self.lensing.lensed:  # kind = "none" is the unlensed config itself
+                object.__setattr__(self, "lensing", None)
+            else:
+                self.lensing.check_source(self.galaxy.redshift)
         if self.noise.snr_line not in self.lines.lines:
             raise ConfigError(
                 f"noise.snr_line = {self.noise.snr_line!r} is not among lines.lines = {list(self.lines.lines)}"
@@ -92,5 +104,8 @@ def load_config(path) -> MockConfig:
 
 
 def save_config(cfg: MockConfig, path) -> None:
-    """Write a configuration as TOML."""
-    Path(path).write_text(dumps_toml(config_to_dict(cfg)))
+    """Write a configuration as TOML (atomically: a temporary file in the same folder, then renamed)."""
+    from ..fileio import atomic_write
+
+    text = dumps_toml(config_to_dict(cfg))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)

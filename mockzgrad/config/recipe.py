@@ -11,12 +11,14 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .. import validate
 from ..errors import ConfigError
 from ._checks import (bool_field, calibration_keys, check_fields, choice_field, integer_field, line_name,
                       number_field, strings_field)
 from .dicts import config_to_dict, from_dict, set_path
+from .lensing import LensingRecipe
 from .lines import DUST_LAWS
 from .toml_io import parse_toml, read_toml
 
@@ -229,6 +231,13 @@ def _method(path, value):
     return validate.choice(path, value, METHODS)
 
 
+def _nii_ha(path, value):
+    """[NII]6585/Halpha of a blended Halpha: a number in [0, 0.5] or "nuisance"."""
+    if isinstance(value, str) and value != "nuisance":
+        raise ConfigError(f"{path} = {value!r}; allowed: a number in [0, 0.5], 'nuisance', or absent (pure Halpha)")
+    return value if isinstance(value, str) else validate.number(path, value, 0.0, 0.5)
+
+
 @dataclass(frozen=True, kw_only=True)
 class MetallicityRecipe:
     """Metallicity per bin.
@@ -249,9 +258,14 @@ class MetallicityRecipe:
     logu : float
         log10 of the ionisation parameter for calibrations that need one; [-4, -1].
     sampler : {"grid", "emcee"}
-    nii_ha : float or None
-        Fixed [NII]/Halpha for blended Halpha (line-flux method); [0, 0.5].
-        None: fitted.
+    nii_ha : float, "nuisance" or None
+        Line-flux method. None: "Ha" is pure Halpha (resolved from [NII]).
+        A number in [0, 0.5]: "Ha" is the Halpha+[NII] 6550,6585 blend of
+        grism data with this fixed [NII]6585/Halpha (Wang et al. 2017
+        "vanilla": 0.05, Table 3). ``"nuisance"``: the blend with
+        [NII]/Halpha free under a Jeffreys prior on
+        ``recovery.metallicity.NII_HA_RANGE`` = [0.005, 0.5] (Wang et al.
+        2017 "extended", Sect. 4.4; the log-uniform prior needs a lower bound).
     oii_ratio : float or None
         Tie the [OII] doublet at this 3730/3727 ratio in the line fit; (0, 10].
     also : tuple of str
@@ -269,7 +283,7 @@ class MetallicityRecipe:
     covariance: bool = bool_field(False)
     logu: float = number_field(-2.5, -4.0, -1.0)
     sampler: str = choice_field("grid", ("grid", "emcee"))
-    nii_ha: float | None = number_field(None, 0.0, 0.5)
+    nii_ha: Any = field(default=None, metadata={"check": _nii_ha, "store": False})  # float | "nuisance" | None
     oii_ratio: float | None = number_field(None, 0.0, 10.0, lo_open=True)
     also: tuple[str, ...] = strings_field((), each=_method)
     max_z_err: float | None = number_field(None, 0.0, 10.0, lo_open=True, unit="dex")
@@ -322,6 +336,7 @@ class Recipe:
     dust: DustRecipe = field(default_factory=DustRecipe)
     metallicity: MetallicityRecipe = field(default_factory=MetallicityRecipe)
     gradient: GradientRecipe = field(default_factory=GradientRecipe)
+    lensing: LensingRecipe = None  # None: unlensed (no [lensing] table); see mockzgrad.recovery.lensing
 
     def replace(self, **changes) -> "Recipe":
         """Copy with changes given by dotted paths, e.g. ``{"metallicity.method": "II"}``."""
@@ -350,9 +365,12 @@ def load_recipe(name_or_path) -> Recipe:
         Unknown name, unreadable file or invalid value.
     """
     path = Path(str(name_or_path))
-    if path.suffix == ".toml" or path.exists():
-        return from_dict(Recipe, read_toml(path, "recipe file")[0], "")
     names = available_recipes()
+    # a shipped name wins over a file or folder of that name in the working directory;
+    # a path is explicit when it has a folder part or a .toml suffix
+    explicit = path.suffix == ".toml" or len(path.parts) > 1
+    if explicit or (str(name_or_path) not in names and path.is_file()):
+        return from_dict(Recipe, read_toml(path, "recipe file")[0], "")
     if str(name_or_path) not in names:
         close = difflib.get_close_matches(str(name_or_path), names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -44,9 +44,12 @@ def read_toml(path, what: str) -> tuple[dict, str]:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{what} {str(path)!r}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start}); TOML files are UTF-8") from None
     return parse_toml(text, f"{what} {str(path)!r}"), text
 
 

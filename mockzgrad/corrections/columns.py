@@ -16,6 +16,8 @@ floats:
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -32,7 +34,16 @@ __all__ = [
     "status_ok",
     "numeric_column",
     "soft_numeric",
+    "RECIPE_KEY",
+    "read_text",
+    "header_recipe",
+    "declared_recipe",
+    "check_recipe",
 ]
+
+#: Column, meta key and ``# recipe: NAME`` header key by which a table declares its recipe.
+RECIPE_KEY = "recipe"
+_RECIPE_LINE = re.compile(r"^#\s*recipe\s*[:=]\s*(\S.*?)\s*$", re.IGNORECASE)
 
 #: Columns (roles) a results table must have.
 REQUIRED_COLUMNS = ("status", "grad_z_true", "grad_z_measured", "x_resolution")
@@ -214,3 +225,99 @@ def soft_numeric(table: Table, name: str) -> np.ndarray:
             except (TypeError, ValueError):
                 pass
     return out
+
+
+def read_text(path, what: str = "table") -> str:
+    """The text of a file as UTF-8, a leading byte-order mark (an Excel export's) dropped.
+
+    Raises
+    ------
+    DataError
+        The file cannot be read or is not UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                        f"{exc.reason}); save it as UTF-8 CSV/ECSV") from None
+    except OSError as exc:
+        raise DataError(f"{what} {str(path)!r}: cannot read ({exc.strerror or exc})") from None
+
+
+def header_recipe(lines) -> str | None:
+    """The recipe a ``# recipe: NAME`` comment line declares (the last one), or None."""
+    found = None
+    for line in lines:
+        m = _RECIPE_LINE.match(line.strip())
+        if m:
+            found = m.group(1).strip().strip("'\"")
+    return found
+
+
+def declared_recipe(table: Table, where: str = "table") -> str | None:
+    """The recipe a table of measured gradients declares, or None.
+
+    A ``recipe`` column (one value for every row; empty entries ignored), a
+    ``recipe`` meta key (ECSV meta, or a ``# recipe: NAME`` header line read
+    by :func:`~mockzgrad.corrections.correct.read_gradient_table`).
+
+    Raises
+    ------
+    DataError
+        The column holds several recipes, or the column and meta disagree.
+    """
+    meta = table.meta.get(RECIPE_KEY) if table.meta else None
+    meta = str(meta).strip() if meta not in (None, "") else None
+    column = None
+    if RECIPE_KEY in table.colnames:
+        values = sorted({str(v).strip() for v in table[RECIPE_KEY]} - {"", "--"})  # "--": masked
+        if len(values) > 1:
+            raise DataError(f"{where}: column {RECIPE_KEY!r} holds several recipes ({', '.join(values)}); "
+                            "correct each recipe's rows with its own curves")
+        column = values[0] if values else None
+    if meta and column and meta != column:
+        raise DataError(f"{where}: header declares recipe {meta!r} but column {RECIPE_KEY!r} says {column!r}")
+    return column or meta
+
+
+def _recipe_id(value: str) -> str:
+    """A recipe as compared: a shipped name, or the stem of a recipe file."""
+    text = str(value).strip()
+    if "/" in text or "\\" in text or text.endswith(".toml"):
+        return Path(text).stem
+    return text
+
+
+def check_recipe(table: Table, curves_recipe, *, force: bool = False, where: str = "table") -> str | None:
+    """Refuse curves made with another recipe than the one the table declares.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Measured gradients (see :func:`declared_recipe`).
+    curves_recipe : str or None
+        The recipe of the curves (their provenance ``recipe``).
+    force : bool
+        Accept a mismatch (the caller knows the recipes agree in what matters).
+    where : str
+        The table, for the message.
+
+    Returns
+    -------
+    str or None
+        The declared recipe.
+
+    Raises
+    ------
+    DataError
+        Both recipes are known and differ, and ``force`` is False.
+    """
+    declared = declared_recipe(table, where)
+    if declared is None or curves_recipe in (None, "") or force:
+        return declared
+    if _recipe_id(declared) != _recipe_id(curves_recipe):
+        raise DataError(f"{where} declares recipe {declared!r} but the curves were made with recipe "
+                        f"{str(curves_recipe)!r}; use curves of a suite run with {declared!r}, or "
+                        "--force-recipe (force=True) to apply them anyway")
+    return declared

@@ -32,6 +32,12 @@ Resolution ``x``
     galaxy's ``x`` is taken as uniform in ``[lo, hi]``: the central values
     are evaluated at its median, the midpoint ``(lo + hi) / 2``, and the
     range widens the errors through the Monte Carlo below.
+    For a non-circular PSF, ``x`` (and ``psf_fwhm``) must follow the
+    convention of the suites' ``x_resolution``
+    (:mod:`mockzgrad.config.resolution`): ``psf_fwhm`` is the FWHM of the
+    PSF's profile along the galaxy's major axis, for an elliptical Gaussian
+    ``1 / sqrt(cos^2 d / F_major^2 + sin^2 d / F_minor^2)`` with ``d`` the
+    angle between the PSF's and the galaxy's major axes.
 
 Errors (Monte Carlo, ``n_mc`` draws per row)
     The measured gradient is drawn from the two halves of a normal of widths
@@ -74,7 +80,7 @@ from astropy.table import Table
 from ..errors import ConfigError, DataError
 from ..validate import integer, is_number
 from .binning import GRAD_DECIMALS, PERCENTILES
-from .columns import as_table, numeric_column
+from .columns import RECIPE_KEY, as_table, header_recipe, numeric_column, read_text
 from .curveset import CorrectionCurves, CurvesWarning, OutsideCurvesWarning, yaml_safe
 from .roots import ROOT_SEARCH_FACTOR, solve_self_consistent
 
@@ -158,20 +164,42 @@ def parse_x(x):
 def read_gradient_table(path) -> Table:
     """Read a table of measured gradients from CSV (``.csv``) or ECSV (``.ecsv``).
 
-    An ``id`` column is read as text (so ``"02"`` keeps its zero).
+    The file is read as UTF-8 (a byte-order mark, as Excel writes, is
+    dropped). An ``id`` column of a CSV is read as text (so ``"02"`` keeps its
+    zero). Lines of a CSV starting with ``#`` are comments; ``# recipe: NAME``
+    among them declares the recipe that measured the gradients (kept as
+    ``meta["recipe"]``; a ``recipe`` column or ECSV meta key does the same, see
+    :func:`~mockzgrad.corrections.columns.check_recipe`).
+
+    Raises
+    ------
+    DataError
+        A missing file, another extension, text that is not UTF-8 or not a
+        table, or a table without rows (nothing to correct).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f"path = {path!r}: no such file")
     ext = os.path.splitext(path)[1].lower()
+    if ext not in (".csv", ".ecsv"):
+        raise DataError(f"path = {path!r}: extension {ext!r}; allowed '.csv', '.ecsv'")
+    lines = read_text(path, "gradients table").splitlines()
     try:
         if ext == ".csv":
-            return Table.read(path, format="ascii.csv", converters={"id": str})
-        if ext == ".ecsv":
-            return Table.read(path, format="ascii.ecsv")
+            body = [ln for ln in lines if not ln.lstrip().startswith("#")]
+            table = Table.read(body, format="ascii.csv", converters={"id": str})
+            recipe = header_recipe(ln for ln in lines if ln.lstrip().startswith("#"))
+            if recipe:
+                table.meta[RECIPE_KEY] = recipe
+        else:
+            table = Table.read(lines, format="ascii.ecsv")
     except Exception as exc:  # astropy raises many kinds for malformed files
-        raise DataError(f"path = {path!r}: cannot be read as {ext[1:].upper()} ({exc})") from exc
-    raise DataError(f"path = {path!r}: extension {ext!r}; allowed '.csv', '.ecsv'")
+        msg = " ".join(str(exc).split())
+        raise DataError(f"path = {path!r}: cannot be read as {ext[1:].upper()} ({msg})") from None
+    if len(table) == 0:
+        raise DataError(f"path = {path!r}: the table has columns ({', '.join(table.colnames) or 'none'}) "
+                        "but no rows; nothing to correct")
+    return table
 
 
 def write_table(table, path, *, overwrite: bool = False) -> None:
@@ -181,9 +209,11 @@ def write_table(table, path, *, overwrite: bool = False) -> None:
     fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(ext)
     if fmt is None:
         raise ConfigError(f"path = {path!r}: extension {ext!r}; allowed '.csv', '.ecsv'")
-    if os.path.exists(path) and not overwrite:
-        raise DataError(f"path = {path!r} exists; pass overwrite=True to replace it")
-    as_table(table).write(path, format=fmt, overwrite=overwrite)
+    from ..fileio import atomic_write, check_output_path
+
+    check_output_path(path, overwrite)
+    out = as_table(table)
+    atomic_write(path, lambda tmp: out.write(tmp, format=fmt, overwrite=True), overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- correction

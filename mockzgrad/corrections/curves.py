@@ -18,7 +18,11 @@ The results table needs the columns
 ``grad_z_measured``
     Recovered gradient (posterior median), dex/kpc.
 ``x_resolution``
-    ``2 r_eff / psf_fwhm`` of the mock, dimensionless; > 0.
+    ``2 r_eff / psf_fwhm`` of the mock, dimensionless; > 0. For a
+    non-circular PSF ``psf_fwhm`` is the FWHM of the PSF's profile along
+    the galaxy's major axis (:mod:`mockzgrad.config.resolution`; the
+    suite's truth also has ``x_resolution_geomean``, 2 r_eff over the
+    geometric mean of the two FWHMs, which the curves do not use).
 
 and may have ``grad_z_measured_lo`` / ``grad_z_measured_hi`` (15.87th /
 84.13th percentiles, dex/kpc; carried but not used), ``snr`` (the suite's S/N

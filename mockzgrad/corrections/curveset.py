@@ -399,9 +399,11 @@ class CorrectionCurves:
         path = os.fspath(path)
         if not path.lower().endswith(".ecsv"):
             raise ConfigError(f"path = {path!r}; correction curves are written as ECSV: allowed suffix '.ecsv'")
-        if os.path.exists(path) and not overwrite:
-            raise DataError(f"path = {path!r} exists; pass overwrite=True to replace it")
-        self.to_table().write(path, format="ascii.ecsv", overwrite=overwrite)
+        from ..fileio import atomic_write, check_output_path
+
+        check_output_path(path, overwrite)
+        table = self.to_table()
+        atomic_write(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True), overwrite=overwrite)
 
     @classmethod
     def read(cls, path) -> "CorrectionCurves":

@@ -27,6 +27,7 @@ oversampling 4 converged to < 0.5 % of the peak for the flagship (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ import numpy as np
 import scipy.fft
 
 from .. import __version__
-from ..config import MockConfig, config_to_dict, dumps_toml, x_resolution
+from ..config import MockConfig, config_to_dict, dumps_toml, lens_from_config, x_resolution
+from ..config.resolution import resolution_truth
 from ..errors import ConfigError, FieldOfViewWarning
+from ..physics import lensing as lensing_mod
 from ..physics.lines import LINES
 from ..products.cube import MockCube
 from ..products.grids import SpectralGrid, spatial_offsets, spectral_grid
@@ -77,6 +80,7 @@ class IFUPlan:
     window: float
     line_waves: np.ndarray
     sampling: SceneSampling
+    lens: object = None  # mockzgrad.physics.lensing.Lens of cfg.lensing, None when unlensed
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +94,29 @@ class IFUSetup:
     window: float
     line_waves: np.ndarray
     ratio_offsets: dict | None
+    lens: object = None
+
+
+def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens) -> float:
+    """Side (arcsec) of a square field holding the lensed light: the image-plane extent of the positions
+    whose source-plane radius is within the light radius (a ray-shot grid), plus the PSF radius."""
+    part = math.sqrt(frac)
+    r_light = model.light_radius(part)
+    r_src = r_light / model.kpc_per_arcsec + math.hypot(model.x_offset, model.y_offset)
+    r_img = lensing_mod.image_extent(lens, lambda bx, by: model.disk_coords(bx, by)[0] <= r_light, 2.0 * r_src)
+    r_psf = max(psf.enclosed_radius(part, wavelength=w) for w in waves)
+    return 2.0 * (r_img + r_psf) + 2.0 * pixel_scale
+
+
+def _lensed_model(cfg: MockConfig, model: GalaxyModel):
+    """The galaxy moved by ``lensing.source_offset_*`` in the source plane, and the true lens (None: unlensed)."""
+    lcfg = cfg.lensing
+    lens = lens_from_config(lcfg, model.redshift, cfg.cosmology.to_astropy())
+    if lens is None:
+        return model, None
+    model = dataclasses.replace(model, x_offset=model.x_offset + lcfg.source_offset_x,
+                                y_offset=model.y_offset + lcfg.source_offset_y)
+    return model, lens
 
 
 def _auto_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves) -> float:
@@ -154,13 +181,15 @@ def plan_ifu(cfg: MockConfig) -> IFUPlan:
         or a PSF kernel would be too large.
     """
     inst = cfg.instrument
-    model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    model, lens = _lensed_model(cfg, resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology))
     line_waves = observed_line_waves(model, cfg.lines)
     line_sigma = lsf.gaussian_line_sigma(model.sigma0, inst.lsf_sigma)  # the LSF stage
     grid, window = _spectral_grid(cfg, model, line_waves, line_sigma)
     psf = psf_mod.psf_from_config(inst.psf)
     ps = inst.pixel_scale
     fov = inst.fov or _auto_fov(model, psf, inst.fov_flux_fraction, ps, line_waves)
+    if lens is not None and not inst.fov:
+        fov = max(fov, _lensed_fov(model, psf, inst.fov_flux_fraction, ps, line_waves, lens))
     n = max(int(math.ceil(fov / ps)), 5)
     kernels = _psf_kernels(psf, ps, line_waves)
     half = max(k.shape[0] for k in kernels.values()) // 2
@@ -172,8 +201,10 @@ def plan_ifu(cfg: MockConfig) -> IFUPlan:
                              pad=(n_ext - n) // 2, n_ext=n_ext, line_sigma=line_sigma,
                              oversample=inst.oversample, oversample_outer=inst.oversample_outer,
                              oversample_radius=inst.oversample_radius)
+    if lens is not None:
+        lensing_mod.check_field(lens, spatial_offsets(n, ps))
     return IFUPlan(model=model, grid=grid, psf=psf, kernels=kernels, window=window,
-                   line_waves=line_waves, sampling=sampling)
+                   line_waves=line_waves, sampling=sampling, lens=lens)
 
 
 def psf_stage(cube: np.ndarray, plan: IFUPlan) -> np.ndarray:
@@ -229,10 +260,11 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     setup : IFUSetup
     """
     plan = plan_ifu(cfg)
-    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba)
+    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba,
+                         lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
     cube = psf_stage(scene.cube, plan) if apply_psf else scene.cube
     setup = IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
-                     line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets)
+                     line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
     return scene.crop(cube), setup
 
 
@@ -265,6 +297,8 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
     """Gaussian noise of constant sigma, given or set by the S/N inside the r_eff ellipse."""
     model, grid, ps = setup.model, setup.grid, cfg.instrument.pixel_scale
     xg, yg = np.meshgrid(-spatial_offsets(setup.n, ps), spatial_offsets(setup.n, ps))
+    if setup.lens is not None:  # the r_eff ellipse in the source plane
+        xg, yg = setup.lens.ray_shoot(xg, yg)
     mask = noise.ellipse_mask(xg, yg, a_arcsec=model.r_eff_arcsec, axis_ratio=model.axis_ratio,
                               pa=model.pa, x_offset=model.x_offset, y_offset=model.y_offset)
     snr_wave = LINES[cfg.noise.snr_line].wavelength * (1.0 + model.redshift)
@@ -311,6 +345,12 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         "seed": cfg.seed,
         "mockzgrad_version": __version__,
     })
+    truth.update(resolution_truth(cfg))  # elliptical PSF: x_resolution_geomean, ... (config.resolution)
+    if setup.lens is not None:
+        m = setup.model
+        truth.update(lensing_mod.lensing_truth(setup.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, inst.psf.fwhm,
+                                               spatial_offsets(setup.n, inst.pixel_scale),
+                                               float(cube.sum()) / sum(totals.values()) if totals else math.nan))
     return truth
 
 

@@ -19,6 +19,8 @@ from ..config import MockConfig
 from ..errors import ConfigError
 from ..products.protocol import Product
 from .ifu import build_cube
+from .slitstep import build_slitstep_cube
+from .grism.forward import build_grism
 
 __all__ = ["ObservationMode", "MODES", "observe"]
 
@@ -33,6 +35,8 @@ class ObservationMode(Protocol):
 #: Observation modes: ``instrument.kind`` -> the function that observes a mock in that mode.
 MODES: dict[str, ObservationMode] = {
     "ifu": build_cube,
+    "slitstep": build_slitstep_cube,
+    "grism": build_grism,
 }
 
 

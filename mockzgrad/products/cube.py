@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +59,15 @@ class MockCube:
         The global channel grid (for a regular FITS WCS).
     config_toml : str
         The configuration that made the cube.
+    psf_image : ndarray or None
+        The effective PSF as an image (``PSF`` extension, ``PSF_KIND =
+        "image"``), unit sum, axes (y, x); e.g. the slit-stepping mode's
+        telescope PSF x shutter boxcar x resampling. None for an IFU cube.
+    psf_image_pixel : float or None
+        Pixel of ``psf_image``, arcsec.
+    catalog : dict
+        Observer's catalogue values for the target (e.g. imaging ``pa`` in
+        deg and ``axis_ratio``; ``CATALOG`` extension, JSON); not the truth.
     """
 
     kind: ClassVar[str] = "ifu"
@@ -76,6 +83,9 @@ class MockCube:
     noise_free: np.ndarray | None = None
     grid: SpectralGrid | None = None
     config_toml: str = ""
+    psf_image: np.ndarray | None = None
+    psf_image_pixel: float | None = None
+    catalog: dict = field(default_factory=dict)
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -123,6 +133,7 @@ class MockCube:
         cols = [fits.Column(name="WAVE_LO", format="D", unit="Angstrom", array=self.edges_lo),
                 fits.Column(name="WAVE_HI", format="D", unit="Angstrom", array=self.edges_hi)]
         hdus.append(fits.BinTableHDU.from_columns(cols, name="CHANNELS"))
+        hdus.extend(self._extra_hdus())
         if self.config_toml:
             hdus.append(fits.ImageHDU(np.frombuffer(self.config_toml.encode(), dtype=np.uint8), name="CONFIG"))
         hdus.append(fits.ImageHDU(np.frombuffer(json.dumps(self.truth).encode(), dtype=np.uint8),
@@ -131,18 +142,26 @@ class MockCube:
 
     def write(self, path, *, overwrite: bool = False, include_noise_free: bool = False) -> None:
         """Write the cube as FITS, atomically (a crash never leaves half a file)."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise DataError(f"output {str(path)!r} exists; pass overwrite=True (CLI: --overwrite)")
+        from ..fileio import atomic_write, check_output_path
+
+        check_output_path(path, overwrite)
         hdul = self.to_hdulist(include_noise_free=include_noise_free)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".fits.part")
-        os.close(fd)
-        try:
-            hdul.writeto(tmp, overwrite=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
+
+    def _extra_hdus(self) -> list:
+        """``PSF`` (effective PSF image) and ``CATALOG`` (observer's catalogue, JSON), when present."""
+        from astropy.io import fits
+
+        out = []
+        if self.psf_image is not None:
+            hdu = fits.ImageHDU(np.asarray(self.psf_image, dtype=np.float64), name="PSF")
+            hdu.header["PSF_KIND"] = "image"
+            hdu.header["PSF_PIXS"] = (float(self.psf_image_pixel), "arcsec")
+            out.append(hdu)
+        if self.catalog:
+            out.append(fits.ImageHDU(np.frombuffer(json.dumps(self.catalog).encode(), dtype=np.uint8),
+                                     name="CATALOG"))
+        return out
 
     def _full_grid(self):
         if self.grid is None:
@@ -224,19 +243,32 @@ def read_cube(path) -> MockCube:
 
     path = Path(path)
     try:
-        hdul = fits.open(path, memmap=False)
+        with warnings.catch_warnings():  # astropy's "may have been truncated": reported below if it matters
+            warnings.simplefilter("ignore")
+            hdul = fits.open(path, memmap=False)
     except FileNotFoundError:
         raise DataError(f"cube file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise DataError(f"cube file {str(path)!r} is not a readable FITS file ({exc})") from None
     with hdul:
-        names = [h.name for h in hdul]
+        with warnings.catch_warnings():  # astropy's "may have been truncated": reported below if it matters
+            warnings.simplefilter("ignore")
+            names = [h.name for h in hdul]
         for ext in ("DATA", "VAR"):
             if ext not in names:
                 raise DataError(f"cube file {str(path)!r} has no {ext} extension (extensions: {names}); "
                                 "recovery needs the data and their variance")
-        data = np.asarray(hdul["DATA"].data, dtype=np.float64)
-        var = np.asarray(hdul["VAR"].data, dtype=np.float64)
+        try:
+            with warnings.catch_warnings():  # astropy's "may have been truncated": the error says it
+                warnings.simplefilter("ignore")
+                data = np.asarray(hdul["DATA"].data, dtype=np.float64)
+                var = np.asarray(hdul["VAR"].data, dtype=np.float64)
+        except (ValueError, OSError, TypeError) as exc:  # a truncated file cannot be reshaped
+            with warnings.catch_warnings():  # closing it warns "may have been truncated" again
+                warnings.simplefilter("ignore")
+                hdul.close()
+            raise DataError(f"cube file {str(path)!r}: DATA/VAR cannot be read, the file is truncated or "
+                            f"damaged ({' '.join(str(exc).split())})") from None
         if data.ndim != 3 or var.shape != data.shape:
             raise DataError(f"cube file {str(path)!r}: DATA must be 3D and VAR the same shape; "
                             f"got {data.shape} and {var.shape}")
@@ -255,12 +287,16 @@ def read_cube(path) -> MockCube:
         if "CHANNELS" in names:
             tab = hdul["CHANNELS"].data
             lo, hi = np.asarray(tab["WAVE_LO"], float), np.asarray(tab["WAVE_HI"], float)
+            keep = _channels_by_wavelength(keep, _pixel_edges(wcs, data.shape[0]), lo, hi, path)
         else:
+            keep &= ~_zero_channels(data, var)  # gaps filled with 0 instead of NaN
             p = np.arange(data.shape[0] + 1) - 0.5
             edges = wcs.spectral.pixel_to_world_values(p)
             edges = np.asarray(edges, float) * (1e10 if wcs.wcs.cunit[2] == "m" else 1.0)
             lo, hi = edges[:-1][keep], edges[1:][keep]
         data, var = data[keep], var[keep]
+        if not np.any(np.nan_to_num(data) != 0):
+            raise DataError(f"cube file {str(path)!r}: DATA is zero (or NaN) everywhere; nothing to measure")
         pixel_scale = abs(float(hdr.get("CDELT2", np.nan))) * 3600.0
         if not np.isfinite(pixel_scale) or pixel_scale <= 0:
             raise DataError(f"cube file {str(path)!r}: no pixel scale (CDELT2)")
@@ -269,12 +305,70 @@ def read_cube(path) -> MockCube:
         lsf = float(primary.get("LSF_SIGMA", hdr.get("LSF_SIGMA", np.nan)))
         truth = {}
         if "TRUTH" in names:
-            truth = json.loads(bytes(hdul["TRUTH"].data).decode())
+            truth = _read_truth(hdul["TRUTH"], path)
         config_toml = bytes(hdul["CONFIG"].data).decode() if "CONFIG" in names else ""
         noise_free = None
+        psf_image = np.asarray(hdul["PSF"].data, dtype=np.float64) if "PSF" in names else None
+        psf_image_pixel = float(hdul["PSF"].header["PSF_PIXS"]) if "PSF" in names else None
+        catalog = json.loads(bytes(hdul["CATALOG"].data).decode()) if "CATALOG" in names else {}
         if "NOISEFREE" in names:
             noise_free = np.asarray(hdul["NOISEFREE"].data, dtype=np.float64)[keep]
     return MockCube(data=data, variance=var, edges_lo=lo, edges_hi=hi, pixel_scale=pixel_scale,
                     psf=psf, lsf_sigma=lsf, truth=truth, noise_free=noise_free, grid=None,
-                    config_toml=config_toml)
+                    config_toml=config_toml, psf_image=psf_image, psf_image_pixel=psf_image_pixel,
+                    catalog=catalog)
 
+
+
+def _pixel_edges(wcs, n: int) -> np.ndarray:
+    """Wavelength edges of the ``n`` channels of a spectral WCS, Angstrom."""
+    edges = wcs.spectral.pixel_to_world_values(np.arange(n + 1) - 0.5)
+    return np.asarray(edges, float) * (1e10 if wcs.wcs.cunit[2] == "m" else 1.0)
+
+
+def _channels_by_wavelength(keep, edges, lo, hi, path) -> np.ndarray:
+    """The channels the CHANNELS table lists, found by wavelength when the gaps are not NaN.
+
+    A cube written by :meth:`MockCube.write` has NaN in its gap channels; when
+    a tool replaced them (by 0), the non-NaN channels outnumber the listed
+    ones and each listed channel is matched to the WCS channel of its centre.
+    """
+    if keep.sum() == lo.size:
+        return keep
+    centres, mid = 0.5 * (edges[:-1] + edges[1:]), 0.5 * (lo + hi)
+    idx = np.clip(np.searchsorted(centres, mid), 1, centres.size - 1)
+    idx = np.where(np.abs(centres[idx - 1] - mid) <= np.abs(centres[idx] - mid), idx - 1, idx)
+    off = np.abs(centres[idx] - mid) > 0.01 * np.abs(hi - lo)
+    if off.any() or np.unique(idx).size != idx.size:
+        raise DataError(f"cube file {str(path)!r}: {int(keep.sum())} channels hold data but CHANNELS lists "
+                        f"{lo.size} that do not fall on the WCS channels; the cube's gaps or its WCS were "
+                        "changed after writing")
+    out = np.zeros_like(keep)
+    out[idx] = True
+    return out
+
+
+def _zero_channels(data, var) -> np.ndarray:
+    """Channels that hold only 0 in DATA and 0 or NaN in VAR: gaps written as zeros."""
+    zero_data = np.all(np.nan_to_num(data) == 0, axis=(1, 2))
+    zero_var = np.all(np.nan_to_num(var) == 0, axis=(1, 2))
+    return zero_data & zero_var
+
+
+def _read_truth(hdu, path) -> dict:
+    """The TRUTH extension as a dict; one that is not JSON is ignored with a warning.
+
+    Recovery never reads the truth; suites and curves do, and they find it empty.
+    """
+    from ..errors import MockzgradWarning
+
+    try:
+        truth = json.loads(bytes(hdu.data).decode("utf-8"))
+        if isinstance(truth, dict):
+            return truth
+        problem = f"JSON of type {type(truth).__name__}, not an object"
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        problem = f"not JSON ({type(exc).__name__})"
+    warnings.warn(f"cube file {str(path)!r}: TRUTH extension is {problem}; truth ignored",
+                  MockzgradWarning, stacklevel=3)
+    return {}

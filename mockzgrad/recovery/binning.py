@@ -288,6 +288,17 @@ def _kpc(kpc_per_arcsec) -> float:
     return positive("kpc_per_arcsec", kpc_per_arcsec, "kpc/arcsec")
 
 
+def _radius(x, y, geometry, radius_map):
+    """Elliptical radius of each spaxel, arcsec: from the geometry, or ``radius_map`` when given (lensing:
+    the source-plane radius of each spaxel's ray-traced centre, :mod:`mockzgrad.recovery.lensing`)."""
+    if radius_map is None:
+        return elliptical_radius(x, y, geometry)
+    r = np.asarray(radius_map, dtype=np.float64)
+    if r.shape != x.shape:
+        raise DataError(f"radius_map: shape {r.shape}; expected {x.shape} (the gating map's)")
+    return r
+
+
 def _annuli(a, valid, edges):
     """Label spaxels by annulus ``edges[k] <= a < edges[k+1]``; return labels, count per annulus."""
     n = len(edges) - 1
@@ -326,7 +337,7 @@ def _invalid_record(valid, extra=None):
 # ---------------------------------------------------------------------------
 
 def elliptical_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, width_arcsec: float,
-                      gate_map, gate_err, snr_outer: float = 3.0) -> Binning:
+                      gate_map, gate_err, snr_outer: float = 3.0, radius_map=None) -> Binning:
     """Elliptical annuli of constant width, out to the last one with enough S/N (default scheme).
 
     Annulus ``k`` holds the spaxels whose semi-major axis ``a`` (arcsec)
@@ -350,11 +361,19 @@ def elliptical_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, width_
         Proper kpc per arcsec; > 0.
     width_arcsec : float
         Width of each annulus along the semi-major axis, arcsec; > 0. The
-        Lee et al. (2026) choice is the PSF HWHM.
+        Lee et al. (2026) choice is the PSF HWHM. For a non-circular PSF
+        the ``annuli`` scheme takes half the FWHM of the PSF's profile
+        along the galaxy's major axis (the direction the width is
+        measured in; :func:`mockzgrad.recovery.psf_matching.fwhm_along`,
+        the convention of ``x_resolution``).
     gate_map, gate_err : array_like, shape (ny, nx)
         Gating-line flux map and its 1-sigma error (same unit).
     snr_outer : float
         S/N threshold of the outermost annulus; > 0. Default 3.
+    radius_map : array_like, shape (ny, nx), or None
+        Elliptical radius of each spaxel, arcsec, used instead of the one
+        from ``geometry`` (lensing: source-plane radii; the bins stay
+        image-plane spaxels). Every scheme takes it.
 
     Returns
     -------
@@ -366,7 +385,7 @@ def elliptical_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, width_
     scale = _kpc(kpc_per_arcsec)
     w = positive("width_arcsec", width_arcsec, "arcsec")
     thr = positive("snr_outer", snr_outer)
-    a = elliptical_radius(x, y, geometry)
+    a = _radius(x, y, geometry, radius_map)
     left_out = (f"spaxels from the first annulus whose gating-line S/N < snr_outer = {thr:g} outward, "
                 "and spaxels with a non-finite gating flux or error")
     excluded = _invalid_record(valid)
@@ -396,7 +415,7 @@ def elliptical_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, width_
 
 
 def fixed_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, n_annuli: int = 3,
-                 width_arcsec: float = 0.5, gate_map=None, gate_err=None) -> Binning:
+                 width_arcsec: float = 0.5, gate_map=None, gate_err=None, radius_map=None) -> Binning:
     """A fixed number of elliptical annuli of fixed width (KURVS-like: three of 0.5 arcsec).
 
     Annulus ``k`` holds the spaxels with ``k w <= a < (k + 1) w`` (``a``
@@ -433,7 +452,7 @@ def fixed_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, n_annuli: i
         x, y = _grid(x, y)
         f = e = None
         valid = np.ones(x.shape, dtype=bool)
-    a = elliptical_radius(x, y, geometry)
+    a = _radius(x, y, geometry, radius_map)
     edges = w * np.arange(int(n_annuli) + 1, dtype=np.float64)
     labels, counts = _annuli(a, valid, edges)
     excluded = _invalid_record(valid)
@@ -452,7 +471,7 @@ def fixed_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, n_annuli: i
 
 
 def grown_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_err,
-                 target_snr: float = 15.0, min_width_arcsec: float | None = None) -> Binning:
+                 target_snr: float = 15.0, min_width_arcsec: float | None = None, radius_map=None) -> Binning:
     """Annuli grown outward from the centre until each reaches a target S/N (Wang et al. 2017).
 
     Outer edges lie on a grid of step ``min_width_arcsec`` in semi-major
@@ -484,7 +503,7 @@ def grown_annuli(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, g
     target = positive("target_snr", target_snr)
     step = _pixel_size(x, y) if min_width_arcsec is None else positive("min_width_arcsec", min_width_arcsec,
                                                                            "arcsec")
-    a = elliptical_radius(x, y, geometry)
+    a = _radius(x, y, geometry, radius_map)
     excluded = _invalid_record(valid)
     left_out = (f"the outermost spaxels, whose annulus reaches the edge of the data below target_snr = {target:g}, "
                 "and spaxels with a non-finite gating flux or error")
@@ -538,7 +557,8 @@ def _point_bins(kind, labels, n, r_kpc, f, e, excluded, left_out, scale):
 
 
 def spaxels(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_err, snr_min: float = 10.0,
-            r_min_kpc: float = 0.5, r_max_kpc: float | None = None, min_spaxels: int = 20) -> Binning:
+            r_min_kpc: float = 0.5, r_max_kpc: float | None = None, min_spaxels: int = 20,
+            radius_map=None) -> Binning:
     """Each spaxel its own bin, after S/N and radial cuts (e.g. Ju et al., MSA-3D).
 
     A spaxel is kept when its gating-line S/N is >= ``snr_min`` and its
@@ -579,7 +599,7 @@ def spaxels(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
         if rmax <= rmin:
             raise ConfigError(f"r_max_kpc = {rmax} kpc; allowed > r_min_kpc = {rmin} kpc")
     integer("min_spaxels", min_spaxels, 1)
-    r = elliptical_radius(x, y, geometry) * scale
+    r = _radius(x, y, geometry, radius_map) * scale
     snr = _snr(np.where(valid, f, 0.0), np.where(valid, e * e, 0.0))
     excluded = _invalid_record(valid)
     keep = valid.copy()
@@ -611,7 +631,7 @@ def spaxels(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
 
 
 def voronoi(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_err, target_snr: float = 10.0,
-            min_snr: float = 1.0) -> Binning:
+            min_snr: float = 1.0, radius_map=None) -> Binning:
     """Voronoi bins of near-constant gating-line S/N (Cappellari & Copin 2003, vorbin).
 
     Only spaxels with gating-line S/N >= ``min_snr`` (default 1) and a
@@ -644,7 +664,7 @@ def voronoi(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
     scale = _kpc(kpc_per_arcsec)
     target = positive("target_snr", target_snr)
     smin = positive("min_snr", min_snr, allow_zero=True)
-    r = elliptical_radius(x, y, geometry) * scale
+    r = _radius(x, y, geometry, radius_map) * scale
     excluded = _invalid_record(valid)
     usable = valid & (e > 0.0)
     zero_err = valid & ~usable
@@ -847,36 +867,42 @@ def radial_cut(bins: Binning, r_min_kpc: float, r_max_kpc: float | None):
 # the recipe's schemes
 # ---------------------------------------------------------------------------
 
-def _recipe_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+def _recipe_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err,
+                   radius_map=None) -> Binning:
     # width = PSF HWHM (Lee et al. 2026); below a spaxel each ring holds the
     # spaxels whose centres fall in it and empty rings are skipped
     return elliptical_annuli(x, y, geometry, kpc_per_arcsec, width_arcsec=0.5 * psf_fwhm,
-                             snr_outer=recipe.snr_outer, gate_map=gate_map, gate_err=gate_err)
+                             snr_outer=recipe.snr_outer, gate_map=gate_map, gate_err=gate_err, radius_map=radius_map)
 
 
-def _recipe_fixed_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+def _recipe_fixed_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err,
+                   radius_map=None) -> Binning:
     return fixed_annuli(x, y, geometry, kpc_per_arcsec, n_annuli=recipe.n_annuli,
-                        width_arcsec=recipe.width_arcsec, gate_map=gate_map, gate_err=gate_err)
+                        width_arcsec=recipe.width_arcsec, gate_map=gate_map, gate_err=gate_err,
+                        radius_map=radius_map)
 
 
-def _recipe_grown_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+def _recipe_grown_annuli(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err,
+                   radius_map=None) -> Binning:
     return grown_annuli(x, y, geometry, kpc_per_arcsec, target_snr=recipe.target_snr, gate_map=gate_map,
-                        gate_err=gate_err)
+                        gate_err=gate_err, radius_map=radius_map)
 
 
-def _recipe_spaxels(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+def _recipe_spaxels(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err,
+                   radius_map=None) -> Binning:
     return spaxels(x, y, geometry, kpc_per_arcsec, snr_min=recipe.snr_min, r_min_kpc=recipe.r_min_kpc,
                    r_max_kpc=recipe.r_max_kpc, min_spaxels=recipe.min_spaxels, gate_map=gate_map,
-                   gate_err=gate_err)
+                   gate_err=gate_err, radius_map=radius_map)
 
 
-def _recipe_voronoi(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning:
+def _recipe_voronoi(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err,
+                   radius_map=None) -> Binning:
     return voronoi(x, y, geometry, kpc_per_arcsec, target_snr=recipe.target_snr, gate_map=gate_map,
-                   gate_err=gate_err)
+                   gate_err=gate_err, radius_map=radius_map)
 
 
 #: The recipe's ``binning.scheme`` names -> function
-#: ``(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err) -> Binning``
+#: ``(x, y, geometry, kpc_per_arcsec, recipe, *, psf_fwhm, gate_map, gate_err, radius_map=None) -> Binning``
 #: (``recipe`` a :class:`~mockzgrad.config.BinningRecipe`, ``psf_fwhm`` in arcsec).
 BINNING_SCHEMES = {
     "annuli": _recipe_annuli,
@@ -903,7 +929,7 @@ def binning_scheme(name: str):
 
 
 def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, psf_fwhm: float,
-                   gate_map, gate_err) -> Binning:
+                   gate_map, gate_err, radius_map=None) -> Binning:
     """Bins of a recipe: its scheme, then azimuthal sectors when ``recipe.sectors``.
 
     Parameters
@@ -913,9 +939,13 @@ def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, p
     recipe : mockzgrad.config.BinningRecipe
         ``scheme`` (a key of :data:`BINNING_SCHEMES`), its parameters and ``sectors``.
     psf_fwhm : float
-        PSF FWHM of the data binned, arcsec (sets the ``annuli`` width).
+        PSF FWHM of the data binned, arcsec (sets the ``annuli`` width); for
+        a non-circular PSF its FWHM along the galaxy's major axis.
     gate_map, gate_err : array_like, shape (ny, nx)
         Gating-line flux map and its 1-sigma error.
+    radius_map : array_like, shape (ny, nx), or None
+        Elliptical radius per spaxel, arcsec, instead of the geometry's
+        (lensing: source-plane radii); sectors still use the sky azimuth.
 
     Returns
     -------
@@ -923,7 +953,9 @@ def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, p
         Before the radial range (:func:`radial_cut`).
     """
     make = binning_scheme(recipe.scheme)
-    bins = make(x, y, geometry, kpc_per_arcsec, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map, gate_err=gate_err)
+    extra = {} if radius_map is None else {"radius_map": radius_map}
+    bins = make(x, y, geometry, kpc_per_arcsec, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map, gate_err=gate_err,
+                **extra)
     if recipe.sectors:
         bins = azimuthal_sectors(bins, x, y, geometry)
     return bins

@@ -11,6 +11,20 @@ __all__ = ["plot_profile", "posterior_draws"]
 
 _COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
 
+#: Extensions a profile figure can be saved with.
+FORMATS = (".png", ".pdf")
+
+
+def check_figure_path(path, overwrite: bool = True) -> Path:
+    """A figure path: extension in :data:`FORMATS`, a writable folder (one-line errors)."""
+    from ..errors import ConfigError
+    from ..fileio import check_output_path
+
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"path = {str(path)!r}: extension {path.suffix.lower()!r}; allowed {FORMATS}")
+    return check_output_path(path, overwrite)
+
 
 def posterior_draws(gradient: dict, n: int, rng: np.random.Generator) -> np.ndarray:
     """Draws of (grad_z, z0) from a gradient record's Gaussian posterior.
@@ -40,6 +54,9 @@ def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator |
     """
     from matplotlib.figure import Figure
 
+    from ..fileio import atomic_write
+
+    check_figure_path(path)
     rng = rng or np.random.default_rng(0)
     fig = Figure(figsize=(6.0, 4.2), constrained_layout=True)
     ax = fig.add_subplot()
@@ -83,6 +100,4 @@ def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator |
     ax.set_xlabel("deprojected radius [kpc]")
     ax.set_ylabel("12 + log(O/H)")
     ax.legend(fontsize=7, frameon=False)
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130), overwrite=True)

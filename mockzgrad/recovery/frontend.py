@@ -46,6 +46,8 @@ from .backend import LeftOut, lines_needed, split_diagnostics
 from .binning import Binning
 from .fluxes import BinFluxes
 from .geometry import Geometry
+from . import lensing as lensmod
+from .maps_frontend import maps_front_end
 
 __all__ = [
     "LineSelection",
@@ -245,8 +247,11 @@ def select_lines(cube, recipe, *, redshift: float | None = None,
     present = tuple(n for n in LINES if n in wanted and _covered(cube, n, redshift))
     usable, missing = split_diagnostics(keys, present)
     if not usable:
-        raise RecoveryError(f"none of the recipe's diagnostics {list(keys)} "
-                            f"has all its lines in the cube (lines covered: {list(present)})")
+        lo, hi = float(np.nanmin(cube.edges_lo)), float(np.nanmax(cube.edges_hi))
+        raise RecoveryError(f"none of the recipe's diagnostics {list(keys)} has all its lines in the cube at "
+                            f"redshift = {redshift:g} (lines covered: {list(present)}; the cube's wavelength "
+                            f"range {lo:.0f}-{hi:.0f} A covers rest {lo / (1 + redshift):.0f}-"
+                            f"{hi / (1 + redshift):.0f} A)")
     excluded = tuple(LeftOut(diagnostic=d.key, reason=f"line(s) {', '.join(lines)} not covered by the cube")
                      for d, lines in missing)
     gate_line = reference_line if recipe.gating.line == "brightest" else recipe.gating.line
@@ -254,7 +259,7 @@ def select_lines(cube, recipe, *, redshift: float | None = None,
                          diagnostics=usable, excluded=excluded)
 
 
-def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection) -> tuple[Geometry, float]:
+def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=None) -> tuple[Geometry, float]:
     """Geometry given by the recipe or fitted to the reference line map.
 
     Parameters
@@ -265,20 +270,35 @@ def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection) -> tuple[Geom
     -------
     geometry : Geometry
     psf_fwhm : float
-        PSF FWHM at the reference line, arcsec.
+        PSF FWHM at the reference line, arcsec; for a non-circular PSF the
+        FWHM of its profile along the galaxy's major axis
+        (:func:`~mockzgrad.recovery.psf_matching.fwhm_along`, the
+        convention of ``x_resolution``).
     """
     wave = lines.observed(lines.reference_line)
     psf_fwhm = float(psf.fwhm_at(wave))
     ref_map, ref_err = geomod.line_map(cube, wave, half_width_kms=_MAP_HALF_WIDTH_KMS)
     if recipe.mode == "given":
-        return geomod.Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset,
-                                     axis_ratio=recipe.axis_ratio, pa=recipe.pa, q0=recipe.q0), psf_fwhm
+        given = geomod.Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset,
+                                      axis_ratio=recipe.axis_ratio, pa=recipe.pa, q0=recipe.q0)
+        return given, _fwhm_along_major(psf, given, psf_fwhm, cube.pixel_scale, wave)
     # only spaxels where the line is detected constrain the fit (and keep it fast)
     with np.errstate(invalid="ignore", divide="ignore"):
         detected = ref_map > 2.0 * ref_err
     mask = detected if detected.sum() >= 12 else None
-    return geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, psf_fwhm=psf_fwhm, q0=recipe.q0,
-                               mask=mask), psf_fwhm
+    if source_xy is not None:  # lensed: the Gaussian is fitted at the ray-traced spaxel centres
+        return lensmod.fit_source_geometry(ref_map, ref_err, *source_xy, q0=recipe.q0, mask=mask), psf_fwhm
+    # the PSF as the 2-D kernel it is (a covariance matrix unless circular)
+    fitted = geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, q0=recipe.q0, mask=mask,
+                                 **psf_matching.geometry_psf(psf, cube.pixel_scale, wavelength=wave))
+    return fitted, _fwhm_along_major(psf, fitted, psf_fwhm, cube.pixel_scale, wave)
+
+
+def _fwhm_along_major(psf: PSF, geometry: Geometry, psf_fwhm: float, pixel_scale: float, wave: float) -> float:
+    """``psf_fwhm`` for a circular PSF, else the PSF's FWHM along the galaxy's major axis (arcsec)."""
+    if psf_matching.is_circular(psf):
+        return psf_fwhm
+    return psf_matching.fwhm_along(psf, geometry.pa, pixel_scale, wavelength=wave)
 
 
 def match_psf(cube, data, psf: PSF, lines: LineSelection, psf_fwhm: float) -> MatchedCube:
@@ -293,10 +313,14 @@ def match_psf(cube, data, psf: PSF, lines: LineSelection, psf_fwhm: float) -> Ma
     variance = psf_matching.homogenise_variance(np.asarray(cube.variance, float), cube.wavelengths, psf, reddest,
                                                 pixel_scale=cube.pixel_scale)
     data = psf_matching.homogenise_psf(data, cube.wavelengths, psf, reddest, pixel_scale=cube.pixel_scale)
+    if not psf_matching.is_circular(psf):  # the FWHM along the galaxy's major axis, scaled to the reddest line
+        ref = lines.observed(lines.reference_line)
+        return MatchedCube(data, variance, psf_fwhm * float(psf.fwhm_at(reddest) / psf.fwhm_at(ref)))
     return MatchedCube(data, variance, float(psf.fwhm_at(reddest)))
 
 
-def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, lines: LineSelection) -> CubeBins:
+def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, lines: LineSelection, *,
+             radius_map=None) -> CubeBins:
     """The recipe's bins on the gating-line map, then its radial range.
 
     Parameters
@@ -318,7 +342,7 @@ def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, li
     x1, y1 = cube.offsets()
     xx, yy = np.meshgrid(x1, y1)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map,
-                                 gate_err=gate_err)
+                                 gate_err=gate_err, radius_map=radius_map)
     excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
     r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
     bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
@@ -372,7 +396,7 @@ def measure_line_fluxes(cube, matched: MatchedCube, bins: Binning, recipe,
 # ---------------------------------------------------------------------------
 
 def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=None,
-                   reference_line: str | None = None) -> FrontEndResult:
+                   reference_line: str | None = None, lens=None) -> FrontEndResult:
     """Per-bin line fluxes of an IFU cube (the stages of the module notes).
 
     Parameters are those of :func:`~mockzgrad.recovery.pipeline.recover`;
@@ -381,9 +405,11 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
     data, psf = check_cube(cube)
     lines = select_lines(cube, recipe, redshift=redshift, reference_line=reference_line)
     scale = kpc_per_arcsec(lines.redshift, cosmology)
-    geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines)
+    src = None if lens is None else lensmod.source_coords(lens, data.shape[1:], cube.pixel_scale)
+    geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines, source_xy=src)
     matched = match_psf(cube, data, psf, lines, psf_fwhm)
-    binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines)
+    binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines,
+                      radius_map=None if src is None else lensmod.source_radius_map(*src, geometry))
     excluded = lines.excluded + binned.excluded
     if binned.binning.n_bins == 0:
         return FrontEndResult(lines, scale, geometry, binned.binning, None, None, excluded)
@@ -394,6 +420,7 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
 #: Product ``kind`` -> front end ``(product, recipe, *, redshift, cosmology, reference_line) -> FrontEndResult``.
 FRONT_ENDS = {
     "ifu": cube_front_end,
+    "linemaps": maps_front_end,
 }
 
 

@@ -27,12 +27,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from ..errors import ConfigError, DataError, RecoveryError
 from ..observation.psf import FWHM_PER_SIGMA
 from ..physics.lines import C_KMS
 from ..validate import finite, number, positive
+from . import gaussfit
 
 __all__ = [
     "Geometry",
@@ -67,7 +67,7 @@ class Geometry:
         Centre, arcsec east / north of the field centre.
     axis_ratio : float
         Observed axis ratio b/a, corrected for the PSF when fitted with a
-        known PSF FWHM; (0, 1].
+        known PSF (its FWHM or 2x2 covariance); (0, 1].
     pa : float
         Major-axis position angle, deg east of north; [0, 180).
     inclination : float
@@ -84,8 +84,9 @@ class Geometry:
         cannot constrain the quantity, e.g. PA of a round image).
     sigma_major, sigma_minor : float
         Gaussian sigmas of the fitted ellipse along the major and minor axes,
-        arcsec, with the PSF removed in quadrature when its FWHM was given
-        (NaN when given).
+        arcsec, with the PSF removed (in quadrature for a circular PSF, as
+        a covariance matrix otherwise; see :func:`fit_geometry`) when it was
+        given (NaN when given).
     """
 
     x_offset: float
@@ -378,46 +379,36 @@ def line_map(cube, line_wave_obs: float, *, half_width_kms: float):
 # 2D Gaussian fit
 # ---------------------------------------------------------------------------
 
-#: Gauss-Legendre points per axis used to integrate the model over a pixel.
-_N_SUB = 3
-
-
-def _moments(xx, yy, w):
-    """Centroid and second moments of positive weights; returns x0, y0, sig_a, sig_b, theta."""
-    wsum = w.sum()
-    x0 = float((w * xx).sum() / wsum)
-    y0 = float((w * yy).sum() / wsum)
-    dx, dy = xx - x0, yy - y0
-    mxx = float((w * dx * dx).sum() / wsum)
-    myy = float((w * dy * dy).sum() / wsum)
-    mxy = float((w * dx * dy).sum() / wsum)
-    vals, vecs = np.linalg.eigh(np.array([[mxx, mxy], [mxy, myy]]))
-    ux, uy = vecs[:, 1]  # major axis (largest eigenvalue)
-    theta = math.atan2(ux, uy)  # east of north
-    return x0, y0, math.sqrt(max(vals[1], 0.0)), math.sqrt(max(vals[0], 0.0)), theta
-
-
 def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | None = None,
-                 q0: float = 0.0, mask=None) -> Geometry:
+                 psf_covariance=None, q0: float = 0.0, mask=None) -> Geometry:
     """Centre, axis ratio and PA from a 2D elliptical Gaussian fit to a line map.
 
     The model ``A exp(-(x_maj^2 / sigma_a^2 + y_min^2 / sigma_b^2) / 2)``
     (see the module notes for ``x_maj``, ``y_min``), averaged over each
     pixel with 3x3 Gauss-Legendre points, is fitted by weighted least
-    squares (:func:`scipy.optimize.least_squares`, residuals
+    squares (:func:`mockzgrad.recovery.gaussfit.fit_map`, residuals
     ``(flux - model) / err``) starting from the image moments of the pixels
     with positive flux and S/N >= 2 (all positive pixels if fewer than 5).
 
-    PSF correction: when ``psf_fwhm`` is given, the PSF's
-    ``sigma_psf^2 = (psf_fwhm / 2.3548)^2`` is subtracted from both fitted
-    ``sigma^2`` (exact for a Gaussian source and a Gaussian PSF, an
-    approximation otherwise), and ``axis_ratio`` is that of the corrected
-    sigmas. Without ``psf_fwhm`` the axis ratio is that of the observed
-    (PSF-smeared, hence rounder) image.
+    PSF correction (exact for a Gaussian source and a Gaussian PSF, an
+    approximation otherwise): the fitted image is a Gaussian of covariance
+    ``C_obs = C_galaxy + C_psf`` (2x2 matrices, each with its own position
+    angle; second moments add under convolution).
+
+    - Circular PSF (``psf_fwhm``, or an isotropic ``psf_covariance``
+      ``s^2 I``): ``sigma_psf^2 = (psf_fwhm / 2.3548)^2`` (or ``s^2``) is
+      subtracted from both fitted ``sigma^2``; the PA is the fitted one.
+    - Any other PSF (``psf_covariance``, e.g. an elliptical Gaussian; see
+      :func:`mockzgrad.recovery.psf_matching.psf_covariance`): ``C_psf`` is
+      subtracted from ``C_obs`` and the axis ratio and PA are those of the
+      eigen-decomposition of the remainder.
+
+    Without either the axis ratio is that of the observed (PSF-smeared)
+    image.
 
     Errors: the covariance ``(J^T J)^-1`` of the fit, multiplied by the
-    reduced chi^2 when that exceeds 1, propagated to ``axis_ratio`` and
-    ``inclination`` to first order.
+    reduced chi^2 when that exceeds 1, propagated to ``axis_ratio``, ``pa``
+    and ``inclination`` to first order.
 
     Parameters
     ----------
@@ -429,8 +420,12 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
     pixel_scale : float
         Spaxel size, arcsec; > 0. Offsets follow :func:`sky_offsets`.
     psf_fwhm : float or None
-        FWHM of the (circular Gaussian) PSF, arcsec; > 0. For an elliptical
-        PSF pass the geometric mean of its FWHMs (approximate).
+        FWHM of a circular Gaussian PSF, arcsec; > 0.
+    psf_covariance : array_like, shape (2, 2), or None
+        Covariance of the (Gaussian-equivalent) PSF, arcsec^2, axes x east,
+        y north (``[[Cxx, Cxy], [Cxy, Cyy]]``); symmetric, positive
+        semi-definite. Give at most one of ``psf_fwhm`` and
+        ``psf_covariance``.
     q0 : float
         Intrinsic disk axis ratio for the inclination; [0, 1).
     mask : array_like of bool or None
@@ -446,28 +441,40 @@ def fit_geometry(flux_map, err_map, pixel_scale: float, *, psf_fwhm: float | Non
     DataError
         Shapes disagree or fewer than 7 usable pixels.
     RecoveryError
-        The fit fails, or the fitted image is not larger than the PSF along
-        its minor axis (no PSF-corrected axis ratio).
+        The fit fails, or the fitted image minus the PSF is not positive
+        definite (the source is not resolved along some direction; the
+        message gives both covariances).
     """
     f = np.asarray(flux_map, dtype=np.float64)
     e = np.asarray(err_map, dtype=np.float64)
     if f.ndim != 2 or e.shape != f.shape:
         raise DataError(f"flux_map {f.shape} and err_map {e.shape}: expected the same (ny, nx) shape")
     ps = positive("pixel_scale", pixel_scale, "arcsec")
-    sig_psf = 0.0
-    if psf_fwhm is not None:
-        sig_psf = positive("psf_fwhm", psf_fwhm, "arcsec") / FWHM_PER_SIGMA
+    psf = _psf_term(psf_fwhm, psf_covariance)
     q0 = _check_q0(q0)
     good = _usable_pixels(f, e, mask)
     ny, nx = f.shape
     x1, y1 = sky_offsets(ny, nx, ps)
-    xx, yy = np.meshgrid(x1, y1)
-    xg, yg, fg, eg = xx[good], yy[good], f[good], e[good]
-    span = ps * max(nx, ny)
-    bounds = ([-np.inf, x1.min() - span, y1.min() - span, 1e-3 * ps, 1e-3 * ps, -np.inf],
-              [np.inf, x1.max() + span, y1.max() + span, 10.0 * span, 10.0 * span, np.inf])
-    params, cov = _fit_elliptical_gaussian(xg, yg, fg, eg, ps, _initial_guess(xg, yg, fg, eg, ps), bounds)
-    return _geometry_from_fit(params, cov, sig_psf, psf_fwhm, q0)
+    params, cov = gaussfit.fit_map(f, e, x1, y1, ps, good)
+    if isinstance(psf, np.ndarray):
+        return _geometry_deconvolved(params, cov, psf, q0)
+    return _geometry_from_fit(params, cov, psf, psf_fwhm, q0)
+
+
+def _psf_term(psf_fwhm, psf_covariance):
+    """The PSF sigma (arcsec) when circular, else its 2x2 covariance (arcsec^2)."""
+    if psf_covariance is None:
+        return 0.0 if psf_fwhm is None else positive("psf_fwhm", psf_fwhm, "arcsec") / FWHM_PER_SIGMA
+    if psf_fwhm is not None:
+        raise ConfigError(f"psf_fwhm = {psf_fwhm!r} and psf_covariance given; give at most one of them")
+    c = np.asarray(psf_covariance, dtype=np.float64)
+    if c.shape != (2, 2) or not np.all(np.isfinite(c)) or c[0, 1] != c[1, 0]:
+        raise ConfigError(f"psf_covariance = {psf_covariance!r}: expected a finite symmetric 2x2 matrix (arcsec^2)")
+    if c[0, 0] < 0.0 or c[1, 1] < 0.0 or c[0, 0] * c[1, 1] < c[0, 1] ** 2:
+        raise ConfigError(f"psf_covariance = {c.tolist()} arcsec^2: not positive semi-definite")
+    if c[0, 1] == 0.0 and c[0, 0] == c[1, 1]:
+        return math.sqrt(c[0, 0])  # circular: the scalar path
+    return c
 
 
 def _usable_pixels(f, e, mask) -> np.ndarray:
@@ -483,100 +490,84 @@ def _usable_pixels(f, e, mask) -> np.ndarray:
     return good
 
 
-def _initial_guess(xg, yg, fg, eg, ps) -> np.ndarray:
-    """Start ``(amp, x0, y0, sigma_a, sigma_b, theta)`` from the moments of the bright, positive pixels."""
-    w = np.where((fg > 0) & (fg >= 2.0 * eg), fg, 0.0)
-    if np.count_nonzero(w) < 5:
-        w = np.clip(fg, 0.0, None)
-    if not w.sum() > 0:
-        raise RecoveryError("fit_geometry: the line map has no positive flux")
-    x0, y0, sa, sb, theta = _moments(xg, yg, w)
-    sa = max(sa, 0.5 * ps)  # a point source still spans a pixel
-    sb = max(sb, 0.5 * ps)
-    amp = max(float(np.max(fg[w > 0])), float(w.sum()) * ps * ps / (2.0 * math.pi * sa * sb))
-    return np.array([amp, x0, y0, sa, sb, theta])
 
-
-def _pixel_subgrid(xg, yg, ps):
-    """Gauss-Legendre points inside each pixel and their weights (summing to 1).
-
-    The sub-grid is symmetric about each centre, so the sign of x is irrelevant.
-    """
-    t, wt = np.polynomial.legendre.leggauss(_N_SUB)
-    sub = 0.5 * ps * t
-    sx = np.repeat(xg[:, None], _N_SUB * _N_SUB, axis=1) + np.tile(sub, _N_SUB)[None, :]
-    sy = np.repeat(yg[:, None], _N_SUB * _N_SUB, axis=1) + np.repeat(sub, _N_SUB)[None, :]
-    sw = (0.25 * np.outer(wt, wt)).ravel()
-    return sx, sy, sw
-
-
-def _gaussian_residuals(p, sx, sy, sw, fg, eg):
-    """``(flux - model) / err`` of the pixel-averaged elliptical Gaussian ``p``."""
-    a, xc, yc, s_a, s_b, th = p
-    dx, dy = sx - xc, sy - yc
-    st, ct = math.sin(th), math.cos(th)
-    xm = dx * st + dy * ct
-    ym = -dx * ct + dy * st
-    return (fg - a * (np.exp(-0.5 * ((xm / s_a) ** 2 + (ym / s_b) ** 2)) @ sw)) / eg
-
-
-def _fit_elliptical_gaussian(xg, yg, fg, eg, ps, p0, bounds):
-    """Least-squares fit; returns the parameters (axis a the major one) and their covariance.
-
-    The covariance is ``(J^T J)^-1`` times the reduced chi^2 when that exceeds 1.
-    """
-    sx, sy, sw = _pixel_subgrid(xg, yg, ps)
-    try:
-        sol = least_squares(_gaussian_residuals, p0, bounds=bounds, x_scale="jac", method="trf",
-                            xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000, args=(sx, sy, sw, fg, eg))
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        raise RecoveryError(f"fit_geometry: 2D Gaussian fit failed ({exc})") from None
-    if not sol.success or not np.all(np.isfinite(sol.x)):
-        raise RecoveryError(f"fit_geometry: 2D Gaussian fit did not converge ({sol.message})")
-    amp, xc, yc, sa, sb, theta = sol.x
-    jac = sol.jac.copy()
-    if sb > sa:  # make axis a the major one
-        sa, sb = sb, sa
-        theta += 0.5 * math.pi
-        jac[:, [3, 4]] = jac[:, [4, 3]]
-    dof = max(fg.size - 6, 1)
-    red = float(2.0 * sol.cost / dof)
-    norm = np.linalg.norm(jac, axis=0)
-    norm[norm == 0] = 1.0
-    js = jac / norm  # equilibrate the columns (amplitude and lengths differ by many decades)
-    cov = np.linalg.pinv(js.T @ js) / np.outer(norm, norm) * max(red, 1.0)
-    return (amp, xc, yc, sa, sb, theta), cov
-
-
-def _geometry_from_fit(params, cov, sig_psf, psf_fwhm, q0) -> Geometry:
-    """PSF-corrected axis ratio, inclination and PA, with first-order errors."""
-    _, xc, yc, sa, sb, theta = params
-    perr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    va, vb = sa * sa - sig_psf**2, sb * sb - sig_psf**2
-    if not vb > 0.0:
-        raise RecoveryError(
-            f"fit_geometry: the fitted minor-axis sigma {sb:.4g} arcsec is not larger than the PSF sigma "
-            f"{sig_psf:.4g} arcsec (psf_fwhm = {psf_fwhm} arcsec): the source is unresolved and its axis "
-            "ratio cannot be measured; give the geometry instead")
-    q = math.sqrt(vb / va)
-    # first-order errors of q = sqrt(vb / va)
-    g = np.array([-q * sa / va, sb / (q * va)])
-    c2 = cov[np.ix_([3, 4], [3, 4])]
-    q_err = float(math.sqrt(max(g @ c2 @ g, 0.0)))
+def _inclination_with_error(q, q_err, q0):
+    """Inclination of ``min(q, 1)`` and its first-order error (NaN at the ends)."""
     q_use = min(q, 1.0)
     incl = inclination_from_axis_ratio(q_use, q0)
     cos_i = math.cos(math.radians(incl))
     sin_i = math.sin(math.radians(incl))
     if q_use > q0 and sin_i > 0 and cos_i > 0:
         di_dq = q_use / ((1.0 - q0 * q0) * cos_i * sin_i)
-        incl_err = math.degrees(di_dq * q_err)
-    else:
-        incl_err = _NAN
+        return q_use, incl, math.degrees(di_dq * q_err)
+    return q_use, incl, _NAN
+
+
+def _pa_deg(theta: float) -> float:
     pa = math.degrees(theta) % 180.0
-    if pa >= 180.0:  # rounding of a tiny negative angle
-        pa = 0.0
+    return 0.0 if pa >= 180.0 else pa  # rounding of a tiny negative angle
+
+
+def _geometry_from_fit(params, cov, sig_psf, psf_fwhm, q0) -> Geometry:
+    """Axis ratio, inclination and PA with a circular PSF removed, with first-order errors."""
+    _, xc, yc, sa, sb, theta = params
+    perr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    va, vb = sa * sa - sig_psf**2, sb * sb - sig_psf**2
+    if not vb > 0.0:
+        raise RecoveryError(
+            f"fit_geometry: the fitted minor-axis sigma {sb:.4g} arcsec is not larger than the PSF sigma "
+            f"{sig_psf:.4g} arcsec (psf_fwhm = {_fwhm_text(psf_fwhm, sig_psf)} arcsec): the source is unresolved "
+            "and its axis ratio cannot be measured; give the geometry instead")
+    q = math.sqrt(vb / va)
+    # first-order errors of q = sqrt(vb / va)
+    g = np.array([-q * sa / va, sb / (q * va)])
+    c2 = cov[np.ix_([3, 4], [3, 4])]
+    q_err = float(math.sqrt(max(g @ c2 @ g, 0.0)))
+    q_use, incl, incl_err = _inclination_with_error(q, q_err, q0)
     pa_err = math.degrees(perr[5]) if q < 1.0 else _NAN
-    return Geometry(x_offset=float(xc), y_offset=float(yc), axis_ratio=q_use, pa=pa, inclination=incl,
+    return Geometry(x_offset=float(xc), y_offset=float(yc), axis_ratio=q_use, pa=_pa_deg(theta), inclination=incl,
                     q0=q0, source="fit", x_offset_err=float(perr[1]), y_offset_err=float(perr[2]),
                     axis_ratio_err=q_err, pa_err=float(pa_err), inclination_err=float(incl_err),
+                    sigma_major=math.sqrt(va), sigma_minor=math.sqrt(vb))
+
+
+def _fwhm_text(psf_fwhm, sig_psf) -> str:
+    return f"{psf_fwhm}" if psf_fwhm is not None else f"{sig_psf * FWHM_PER_SIGMA:.4g}"
+
+
+def _deconvolved_axes(p, psf_cov):
+    """``(q, theta, var_major, var_minor)`` of ``C_obs(sa, sb, theta) - psf_cov``."""
+    va, vb, th = gaussfit.axes_from_covariance(gaussfit.covariance_from_axes(p[0], p[1], p[2]) - psf_cov)
+    return math.sqrt(max(vb, 0.0) / va) if va > 0 else _NAN, th, va, vb
+
+
+def _geometry_deconvolved(params, cov, psf_cov, q0) -> Geometry:
+    """Axis ratio, inclination and PA of ``C_obs - C_psf`` (any PSF covariance), with first-order errors."""
+    _, xc, yc, sa, sb, theta = params
+    perr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    q, th, va, vb = _deconvolved_axes((sa, sb, theta), psf_cov)
+    if not vb > 0.0:
+        pv = np.linalg.eigvalsh(psf_cov)
+        raise RecoveryError(
+            f"fit_geometry: the fitted image (sigmas {sa:.4g} x {sb:.4g} arcsec, PA {_pa_deg(theta):.1f} deg) minus "
+            f"the PSF (sigmas {math.sqrt(max(pv[1], 0)):.4g} x {math.sqrt(max(pv[0], 0)):.4g} arcsec, covariance "
+            f"{np.round(psf_cov, 8).tolist()} arcsec^2) leaves variances {va:.4g}, {vb:.4g} arcsec^2, not both > 0: "
+            "the source is unresolved along some direction and its axis ratio cannot be measured; give the "
+            "geometry instead")
+    # first-order errors by central differences in (sa, sb, theta)
+    jac = np.zeros((2, 3))
+    for k, step in enumerate((1e-6 * sa, 1e-6 * sa, 1e-6)):
+        lo, hi = [sa, sb, theta], [sa, sb, theta]
+        lo[k] -= step
+        hi[k] += step
+        (q_lo, t_lo, _, _), (q_hi, t_hi, _, _) = _deconvolved_axes(lo, psf_cov), _deconvolved_axes(hi, psf_cov)
+        dt = (t_hi - t_lo + 0.5 * math.pi) % math.pi - 0.5 * math.pi  # across the wrap at pi
+        jac[:, k] = [(q_hi - q_lo) / (2 * step), dt / (2 * step)]
+    c3 = cov[np.ix_([3, 4, 5], [3, 4, 5])]
+    err = np.sqrt(np.clip(np.diag(jac @ c3 @ jac.T), 0.0, None))
+    q_use, incl, incl_err = _inclination_with_error(q, float(err[0]), q0)
+    pa_err = math.degrees(err[1]) if q < 1.0 else _NAN
+    return Geometry(x_offset=float(xc), y_offset=float(yc), axis_ratio=q_use, pa=_pa_deg(th), inclination=incl,
+                    q0=q0, source="fit", x_offset_err=float(perr[1]), y_offset_err=float(perr[2]),
+                    axis_ratio_err=float(err[0]), pa_err=float(pa_err), inclination_err=float(incl_err),
                     sigma_major=math.sqrt(va), sigma_minor=math.sqrt(vb))

@@ -32,6 +32,7 @@ from .. import __version__
 from ..config import Recipe, config_to_dict, load_recipe
 from .backend import GradientMeasurement, measure_gradient
 from .frontend import FrontEndResult, front_end
+from .lensing import check_lens_use
 
 __all__ = ["RecoveryResult", "recover"]
 
@@ -88,8 +89,12 @@ class RecoveryResult:
     def to_dict(self) -> dict:
         return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
-    def write_json(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+    def write_json(self, path, *, overwrite: bool = True) -> None:
+        """Write :meth:`to_dict` as JSON, atomically; ``overwrite=False`` refuses an existing file."""
+        from ..fileio import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=overwrite)
 
     def summary(self) -> dict:
         """Flat scalars for a results table (suites)."""
@@ -123,7 +128,7 @@ def _jsonable(obj):
 
 def recover(product, recipe: Recipe | str = "lee2026", *, redshift: float | None = None,
             cosmology=None, rng: np.random.Generator | None = None,
-            reference_line: str | None = None) -> RecoveryResult:
+            reference_line: str | None = None, lens=None) -> RecoveryResult:
     """Measure the metallicity gradient of a product as a published recipe does.
 
     Parameters
@@ -143,6 +148,10 @@ def recover(product, recipe: Recipe | str = "lee2026", *, redshift: float | None
         For emcee samplers and bootstrap (required when they are used).
     reference_line : str, optional
         The brightest line (default: [OIII] 5008 if covered, else Halpha).
+    lens : mockzgrad.products.lens.ObserverLens, optional
+        The observer's lens model on the data grid (the LENS file), for a
+        recipe with ``[lensing] use = true``: geometry and radii are then
+        measured in the source plane (:mod:`mockzgrad.recovery.lensing`).
 
     Returns
     -------
@@ -150,8 +159,13 @@ def recover(product, recipe: Recipe | str = "lee2026", *, redshift: float | None
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    if recipe.metallicity.nii_ha is not None and "Ha" not in getattr(product, "blends", {}):
+        # nii_ha describes a Halpha blended with [NII] (grism maps); a product that resolves them has none
+        recipe = recipe.replace(**{"metallicity.nii_ha": None})
+    check_lens_use(recipe, lens)
     measure_fluxes = front_end(getattr(product, "kind", "ifu"))
-    front = measure_fluxes(product, recipe, redshift=redshift, cosmology=cosmology, reference_line=reference_line)
+    front = measure_fluxes(product, recipe, redshift=redshift, cosmology=cosmology, reference_line=reference_line,
+                           **({} if lens is None else {"lens": lens}))
     if front.fluxes is None:
         return _no_gradient(recipe, front, "no bin passed the gating cuts")
     back = measure_gradient(front.fluxes, front.binning.radius_kpc, recipe, rng=rng, integrated=front.integrated)

@@ -5,6 +5,13 @@ from regions of different size; recovery therefore matches every channel to
 the PSF at the reddest line it uses before binning
 (:func:`homogenise_psf`, :func:`homogenise_variance`).
 
+The PSF as a 2-D kernel for the geometry fit and the annuli:
+:func:`psf_covariance` (the Gaussian-equivalent covariance matrix),
+:func:`fwhm_along` (the FWHM of the PSF's profile along the galaxy's major
+axis, the width the ``annuli`` binning scheme and ``x_resolution`` use,
+see :mod:`mockzgrad.config.resolution`), :func:`geometry_psf` (what
+:func:`~mockzgrad.recovery.geometry.fit_geometry` is given).
+
 Conventions (those of :mod:`mockzgrad.recovery.geometry`): cubes are indexed
 ``[chan, y, x]``, axes ``(n_chan, ny, nx)``; pixel columns run towards
 -east and rows towards north; PSF position angles are deg east of north.
@@ -20,10 +27,13 @@ import numpy as np
 from scipy import fft as sfft
 
 from ..errors import ConfigError, DataError, RecoveryWarning
-from ..observation.psf import FWHM_PER_SIGMA, PSF, EllipticalGaussianPSF, GaussianPSF, psf_from_header
-from ..validate import positive
+from ..observation.psf import FWHM_PER_SIGMA, PSF, EllipticalGaussianPSF, GaussianPSF, MoffatPSF, psf_from_header
+from ..validate import finite, positive
+from . import gaussfit
+from .geometry import sky_offsets
 
-__all__ = ["BROADER_TOLERANCE", "homogenise_psf", "homogenise_variance"]
+__all__ = ["BROADER_TOLERANCE", "CIRCULAR_PSFS", "homogenise_psf", "homogenise_variance", "is_circular",
+           "psf_covariance", "fwhm_along", "geometry_psf"]
 
 #: Channels whose PSF is broader than the target's are left unchanged; a
 #: warning is raised only when it is broader by more than this fraction of
@@ -228,3 +238,98 @@ def homogenise_variance(variance, wavelengths, psf_model, target_wavelength: flo
         return var
     da, db, pa = match
     return np.clip(_convolve_fourier(var, da / ps**2, db / ps**2, pa, square=True), 0.0, None)
+
+
+# ---------------------------------------------------------------------------
+# the PSF as a 2-D kernel: covariance and FWHM along a direction
+# ---------------------------------------------------------------------------
+
+#: PSF models that are circular (one FWHM describes them in every direction).
+CIRCULAR_PSFS = (GaussianPSF, MoffatPSF)
+
+
+def is_circular(psf_model) -> bool:
+    """True for a circular PSF model (:data:`CIRCULAR_PSFS`), whose FWHM is the same along every direction."""
+    return isinstance(_as_psf(psf_model), CIRCULAR_PSFS)
+
+
+def psf_covariance(psf_model, pixel_scale: float, *, wavelength: float | None = None) -> np.ndarray:
+    """Covariance matrix of the PSF's Gaussian equivalent, arcsec^2, axes x east, y north.
+
+    - circular Gaussian: ``sigma^2 I``, ``sigma = FWHM / 2.3548``;
+    - elliptical Gaussian: ``R diag(sigma_major^2, sigma_minor^2) R^T``
+      with the major axis at the PSF's ``pa`` (deg east of north), i.e.
+      along ``(x, y) = (sin pa, cos pa)``;
+    - Moffat: a circular Gaussian of the same FWHM (as :func:`homogenise_psf`);
+    - image (or any other model): the covariance of an elliptical 2-D
+      Gaussian fitted (pixel-averaged, equal weights) to the PSF's
+      pixel-integrated kernel at ``pixel_scale`` (:meth:`PSF.kernel`): the
+      same fit :func:`~mockzgrad.recovery.geometry.fit_geometry` makes to
+      the line map, so the two add (exactly for Gaussians).
+
+    Parameters
+    ----------
+    psf_model : mockzgrad.observation.psf.PSF or mapping
+        The PSF, or its header keywords (``MockCube.psf``).
+    pixel_scale : float
+        Spaxel size of the map the covariance is used with, arcsec; > 0.
+    wavelength : float or None
+        Observed wavelength, Angstrom; None = the PSF's reference wavelength.
+
+    Returns
+    -------
+    numpy.ndarray, shape (2, 2)
+    """
+    psf = _as_psf(psf_model).at_wavelength(wavelength)
+    ps = positive("pixel_scale", pixel_scale, "arcsec")
+    if isinstance(psf, CIRCULAR_PSFS):
+        return np.eye(2) * (psf.fwhm_at(None) / FWHM_PER_SIGMA) ** 2
+    if isinstance(psf, EllipticalGaussianPSF):
+        return gaussfit.covariance_from_axes(psf.fwhm_major / FWHM_PER_SIGMA, psf.fwhm_minor / FWHM_PER_SIGMA,
+                                             math.radians(psf.pa))
+    kern = psf.kernel(ps)
+    x1, y1 = sky_offsets(*kern.shape, ps)
+    (_, _, _, sa, sb, theta), _ = gaussfit.fit_map(kern, np.ones_like(kern), x1, y1, ps,
+                                                   np.ones(kern.shape, dtype=bool))
+    return gaussfit.covariance_from_axes(sa, sb, theta)
+
+
+def fwhm_along(psf_model, pa: float, pixel_scale: float, *, wavelength: float | None = None) -> float:
+    """FWHM of the PSF's profile along position angle ``pa``, arcsec.
+
+    The convention of ``x_resolution`` (:mod:`mockzgrad.config.resolution`)
+    and of the ``annuli`` width (half of it, along the galaxy's major axis).
+    A circular PSF gives its FWHM (:meth:`PSF.fwhm_at`, unchanged); an
+    elliptical Gaussian ``1 / sqrt(cos^2 d / F_major^2 + sin^2 d / F_minor^2)``
+    with ``d = pa_psf - pa``; an image PSF the same for its Gaussian
+    equivalent (:func:`psf_covariance`).
+
+    Parameters
+    ----------
+    psf_model : mockzgrad.observation.psf.PSF or mapping
+    pa : float
+        Direction, deg east of north (the galaxy's major-axis PA); finite.
+    pixel_scale : float
+        Spaxel size, arcsec; > 0.
+    wavelength : float or None
+        Observed wavelength, Angstrom; None = the reference wavelength.
+    """
+    psf = _as_psf(psf_model)
+    pa = finite("pa", pa, "deg")
+    if isinstance(psf, CIRCULAR_PSFS):
+        return float(psf.fwhm_at(wavelength))
+    cov = psf_covariance(psf, pixel_scale, wavelength=wavelength)
+    return FWHM_PER_SIGMA * gaussfit.sigma_along(cov, math.radians(pa))
+
+
+def geometry_psf(psf_model, pixel_scale: float, *, wavelength: float | None = None) -> dict:
+    """Keyword arguments describing the PSF for :func:`~mockzgrad.recovery.geometry.fit_geometry`.
+
+    ``{"psf_fwhm": FWHM}`` for a circular PSF (:data:`CIRCULAR_PSFS`),
+    else ``{"psf_covariance": psf_covariance(...)}``; parameters as
+    :func:`psf_covariance`.
+    """
+    psf = _as_psf(psf_model)
+    if isinstance(psf, CIRCULAR_PSFS):
+        return {"psf_fwhm": float(psf.fwhm_at(wavelength))}
+    return {"psf_covariance": psf_covariance(psf, pixel_scale, wavelength=wavelength)}

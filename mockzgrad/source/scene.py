@@ -175,15 +175,28 @@ class _Pass:
     use: np.ndarray
 
 
+def _traced(lens, x, y):
+    """Source-plane offsets beta = theta - alpha(theta) of sky offsets (x, y), arcsec; (x, y) when unlensed."""
+    return (x, y) if lens is None else lens.ray_shoot(x, y)
+
+
+def _critical_passes(passes: list[_Pass], near: np.ndarray, os_crit: int) -> list[_Pass]:
+    """Take the spaxels ``near`` a critical curve out of ``passes`` and render them at ``os_crit``."""
+    out = [_Pass(p.box, p.os_k, p.use & ~near[p.box[0]:p.box[1], p.box[2]:p.box[3]]) for p in passes]
+    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+    box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    return out + [_Pass(box, os_crit, near[box[0]:box[1], box[2]:box[3]])]
+
+
 def _render_pass(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
-                 line_waves: np.ndarray, p: _Pass, use_numba: bool) -> np.ndarray:
+                 line_waves: np.ndarray, p: _Pass, use_numba: bool, lens=None) -> np.ndarray:
     """Render one pass; returns the cube of its box, shape (n_chan, i1 - i0, j1 - j0)."""
     i0, i1, j0, j1 = p.box
     os_k, ps = p.os_k, s.pixel_scale
     py = s.pixel_offsets(i0, i1, os_k)
     px = s.pixel_offsets(j0, j1, os_k)
     xx, yy = np.meshgrid(-px * ps, py * ps)  # east is -column
-    r_kpc, cos_phi = model.disk_coords(xx, yy)
+    r_kpc, cos_phi = model.disk_coords(*_traced(lens, xx, yy))  # lensed: at beta, surface brightness conserved
     offsets = scatter.at(r_kpc, p.box, os_k)
     factors = lineflux.line_factors(lines, model.metallicity(r_kpc), r_kpc=r_kpc, ratio_offsets=offsets)
     sb = model.surface_brightness(r_kpc) * (ps / os_k) ** 2 * lines.reference_flux
@@ -208,7 +221,8 @@ def _passes(inner: np.ndarray, os_in: int, os_out: int) -> list[_Pass]:
 
 
 def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling, *,
-                 rng: np.random.Generator, use_numba: bool = True) -> Scene:
+                 rng: np.random.Generator, use_numba: bool = True, lens=None,
+                 oversample_near_critical: int = 1) -> Scene:
     """Render the noise-free, pre-PSF scene of a galaxy on a mode's sampling.
 
     Parameters
@@ -226,6 +240,16 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
         it is ``"none"``.
     use_numba : bool
         Use the compiled render kernel (False: its numpy twin).
+    lens : mockzgrad.physics.lensing.Lens or None
+        A lens in front of the galaxy: every sub-pixel's sky offset theta
+        is traced to beta = theta - alpha(theta) and the galaxy (light,
+        velocity, Z(r), ratios) is evaluated there; flux per sub-pixel is
+        SB(beta) x its area, so surface brightness is conserved and
+        magnification and multiple images follow. The oversampling region
+        is chosen by the source-plane radius of each spaxel centre.
+    oversample_near_critical : int
+        Sub-pixels per axis of spaxels whose |mu| > 20 (lensed only; at
+        least ``sampling.oversample``).
 
     Returns
     -------
@@ -237,12 +261,15 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     line_waves = observed_line_waves(model, lines)
     centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
     pxx, pyy = np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
-    r_pix, _ = model.disk_coords(pxx, pyy)
+    r_pix, _ = model.disk_coords(*_traced(lens, pxx, pyy))
     scatter = _draw_scatter(model, lines, s, r_pix, rng)
     inner = r_pix <= s.oversample_radius * model.r_eff
     passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
-    cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba)
+    if lens is not None and oversample_near_critical > s.oversample:
+        near = np.abs(lens.magnification(pxx, pyy)) > 20.0
+        passes = _critical_passes(passes, near, oversample_near_critical) if near.any() else passes
+    cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba, lens)
     for p in passes[1:]:
         i0, i1, j0, j1 = p.box
-        cube[:, i0:i1, j0:j1] += _render_pass(model, lines, s, scatter, line_waves, p, use_numba)
+        cube[:, i0:i1, j0:j1] += _render_pass(model, lines, s, scatter, line_waves, p, use_numba, lens)
     return Scene(cube=cube, sampling=s, line_waves=line_waves, ratio_offsets=scatter.recorded())

@@ -30,6 +30,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "EXECUTORS",
+    "SCHEDULER_TIMEOUT_S",
     "WORKER_ENV",
     "WorkerDied",
     "SerialBackend",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Executors of :func:`~mockzgrad.suites.suite.run_suite`.
 EXECUTORS = ("local", "dask", "serial")
+#: Seconds to wait for a dask scheduler to answer before giving up.
+SCHEDULER_TIMEOUT_S = 5.0
 #: Environment of a worker process: one thread for numba and the BLAS libraries.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1"}
@@ -211,6 +214,19 @@ class LocalBackend:
             self.pool = None
 
 
+def _connect(client_cls, scheduler: str):
+    """A dask Client of a running scheduler; an address nobody answers at fails fast, in one line."""
+    try:
+        return client_cls(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"scheduler = {scheduler!r}: unreachable (no dask scheduler answered within "
+                          f"{SCHEDULER_TIMEOUT_S:g} s: {type(exc).__name__}); start the scheduler or fix "
+                          "the address (tcp://HOST:PORT)") from None
+    except ValueError as exc:  # a malformed address
+        raise ConfigError(f"scheduler = {scheduler!r}: not a scheduler address ({exc}); expected "
+                          "tcp://HOST:PORT") from None
+
+
 class DaskBackend:
     """dask.distributed: a LocalCluster (1 thread per worker process) or a scheduler address."""
 
@@ -232,7 +248,7 @@ class DaskBackend:
                                             dashboard_address=":0", env=dict(WORKER_ENV))
             self.client = Client(self.cluster)
         else:
-            self.client = Client(scheduler)
+            self.client = _connect(Client, scheduler)
         self.n_slots = max(1, sum(self.client.nthreads().values()))
         self.ac = as_completed(with_results=False)
         self._token = os.urandom(4).hex()

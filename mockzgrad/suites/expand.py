@@ -18,7 +18,11 @@ import math
 from dataclasses import dataclass, field
 
 from ..config import MockConfig, config_from_dict, psf_fwhm_for_x, set_path
+from ..config.resolution import elliptical_fwhms_for_x, r_eff_arcsec
+from ..errors import ConfigError
+from ..validate import positive
 from .params import DERIVED_PARAMETERS
+from .recipes import run_recovery
 from .sampling import draw
 
 __all__ = ["MockSpec", "grid_size", "grid_point", "mock_inputs", "mock_config", "derived_value",
@@ -48,7 +52,8 @@ class MockSpec:
         The varied parameters by dotted name (grid, sample and derived ones;
         with ``x_resolution`` also the ``instrument.psf.fwhm`` it sets).
     recovery : dict
-        The suite's ``[recovery]`` table, untouched.
+        The suite's ``[recovery]`` table, its ``recipe`` resolved to a file
+        when it can be (:func:`~mockzgrad.suites.recipes.run_recovery`).
     keep_cube : bool
         Whether ``run_mock`` should write this mock's cube.
     cube_path : str or None
@@ -139,8 +144,12 @@ def mock_config(fixed: dict, params: dict, derived: tuple, seed: int) -> tuple[d
     for name in derived:
         target = DERIVED_PARAMETERS[name]
         value = derived_value(name, config, params[name])
+        coupled = coupled_values(name, config, params[name])
         set_path(config, target, value)
         params[target] = value
+        for path, extra in coupled.items():  # e.g. an elliptical PSF's minor FWHM, scaled with the major one
+            set_path(config, path, extra)
+            params[path] = extra
     config["seed"] = seed
     return config, params
 
@@ -162,7 +171,44 @@ def derived_value(name: str, config: dict, value) -> float:
 
 
 def _psf_fwhm(config: dict, x) -> float:
+    if _elliptical_psf(config) is not None:
+        return _elliptical_fwhms(config, x)[0]
     return psf_fwhm_for_x(_derivation_config(config), x)
+
+
+def coupled_values(name: str, config: dict, value) -> dict:
+    """Other configuration fields a derived parameter sets with its own, by dotted path.
+
+    ``x_resolution`` with an elliptical Gaussian PSF: ``instrument.psf.fwhm_minor``,
+    scaled with ``instrument.psf.fwhm`` so that the PSF's axis ratio and PA
+    stay those of the suite (:func:`mockzgrad.config.resolution.elliptical_fwhms_for_x`);
+    ``x_resolution`` is then 2 r_eff / the PSF FWHM along the galaxy's major axis.
+    Empty otherwise. Call it before the derived field is set.
+    """
+    if name == "x_resolution" and _elliptical_psf(config) is not None:
+        return {"instrument.psf.fwhm_minor": _elliptical_fwhms(config, value)[1]}
+    return {}
+
+
+def _elliptical_psf(config: dict):
+    """The suite's ``instrument.psf`` table when it is an elliptical Gaussian (with both FWHMs), else None."""
+    psf = config.get("instrument", {}).get("psf", {})
+    if not isinstance(psf, dict) or psf.get("kind") != "elliptical_gaussian":
+        return None
+    if "fwhm" not in psf or "fwhm_minor" not in psf:
+        raise ConfigError("x_resolution with instrument.psf.kind = 'elliptical_gaussian' needs both "
+                          f"instrument.psf.fwhm and instrument.psf.fwhm_minor (got {sorted(psf)}): they set the "
+                          "PSF's axis ratio, kept while x_resolution scales both FWHMs")
+    return psf
+
+
+def _elliptical_fwhms(config: dict, x) -> tuple[float, float]:
+    psf = _elliptical_psf(config)
+    cfg = _derivation_config(config)
+    fwhm = positive("instrument.psf.fwhm", psf["fwhm"], "arcsec")
+    ratio = positive("instrument.psf.fwhm_minor", psf["fwhm_minor"], "arcsec") / fwhm
+    return elliptical_fwhms_for_x(r_eff_arcsec(cfg), positive("x_resolution", x), ratio,
+                                  float(psf.get("pa", 0.0)) - cfg.galaxy.pa)
 
 
 def _derivation_config(config: dict) -> MockConfig:
@@ -195,4 +241,4 @@ def expand_mock(suite, index: int) -> MockSpec:
     seed, params = mock_inputs(suite, index)
     config, params = mock_config(suite.fixed, params, suite.active_derived, seed)
     return MockSpec(index=index, seed=seed, config=config, params=params,
-                    recovery=copy.deepcopy(suite.recovery), keep_cube=index in suite.keep_cubes)
+                    recovery=run_recovery(suite.recovery, getattr(suite, "base_dir", None)), keep_cube=index in suite.keep_cubes)

@@ -23,6 +23,12 @@ __all__ = ["run_mock", "TRUTH_COLUMNS"]
 #: Truth columns of a results row (same names as in the cube header).
 TRUTH_COLUMNS = ("grad_z", "z0", "r_eff", "r_eff_arcsec", "psf_fwhm", "x_resolution", "inclination",
                  "redshift", "noise_sigma", "snr", "sigma0", "axis_ratio")
+#: Truth columns written only when the truth has them: a non-circular PSF
+#: (``x_resolution`` is then 2 r_eff / the PSF FWHM along the galaxy's major
+#: axis; see :mod:`mockzgrad.config.resolution`).
+OPTIONAL_TRUTH_COLUMNS = ("x_resolution_geomean", "psf_fwhm_minor", "psf_pa", "psf_fwhm_along",
+                          # a lensed source: magnifications and the source-plane resolution
+                          "mu", "mu_t", "mu_r", "x_resolution_source", "x_resolution_t", "x_resolution_r")
 
 
 def run_mock(spec) -> dict:
@@ -66,19 +72,37 @@ def _run(spec, recover) -> dict:
         Path(spec.cube_path).parent.mkdir(parents=True, exist_ok=True)
         product.write(spec.cube_path, overwrite=True)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
-    result = recover(product, recipe, rng=rng)
+    result = recover(_observer_product(product, cfg, recipe), recipe, rng=rng)
     t2 = time.perf_counter()
     truth = product.truth
     out = {f"{k}_true" if k in ("grad_z", "z0") else k: _scalar(truth.get(k)) for k in TRUTH_COLUMNS}
     out["snr_target"] = _scalar(truth.get("snr_target"))
+    out.update({k: _scalar(truth[k]) for k in OPTIONAL_TRUTH_COLUMNS if k in truth})
     out.update({k: _scalar(v) for k, v in result.summary().items()})
     out["time_cube_s"] = t1 - t0
     out["time_recover_s"] = t2 - t1
     return out
 
 
+def _observer_product(product, cfg, recipe):
+    """What the observer measures on: slitless exposures become line maps first.
+
+    The extraction uses the grism redshift, taken here as the true redshift
+    (a grism survey measures it from the same spectra to ~0.001-0.01).
+    """
+    if getattr(product, "kind", "ifu") != "grism":
+        return product
+    from ..recovery.grism_extract import extract_line_maps
+
+    nii_ha = recipe.metallicity.nii_ha if isinstance(recipe.metallicity.nii_ha, float) else 0.05
+    return extract_line_maps(product, cfg.galaxy.redshift, nii_ha=nii_ha)
+
+
 def _scalar(v):
     if v is None or isinstance(v, (str, bool, int)):
         return v
+    if isinstance(v, dict):  # one value per exposure (grism): their median in the row
+        values = [float(x) for x in v.values() if x is not None]
+        v = float(np.median(values)) if values else math.nan
     v = float(v)
     return v if math.isfinite(v) else None

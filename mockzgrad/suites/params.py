@@ -29,6 +29,8 @@ __all__ = [
 
 #: Derived parameters a suite may vary, and the config field each one sets.
 DERIVED_PARAMETERS = {"x_resolution": "instrument.psf.fwhm"}
+# (with an elliptical Gaussian PSF x_resolution also scales instrument.psf.fwhm_minor, keeping the PSF's
+# axis ratio: suites.expand.coupled_values; the convention is in mockzgrad.config.resolution)
 
 _SEED_MESSAGE = "the mock seed is derived from [suite] seed and the mock index"
 

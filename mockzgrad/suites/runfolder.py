@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import ConfigError, MockzgradWarning
 from .spec import canonical_json
 
-__all__ = ["RESULTS_FILENAME", "prepare_store", "move_aside"]
+__all__ = ["RESULTS_FILENAME", "prepare_store", "move_aside", "remove_parts"]
 
 #: Name of the results database inside a suite's output folder.
 RESULTS_FILENAME = "results.sqlite"
@@ -118,6 +118,30 @@ def _diff(old, new, prefix="") -> list[str]:
                 out += _diff(old[k], new[k], p)
         return out
     return [] if canonical_json(old) == canonical_json(new) else [prefix or "(all)"]
+
+
+def remove_parts(outdir: Path) -> int:
+    """Delete the temporary files of kept cubes in ``<outdir>/cubes`` (a killed writer's).
+
+    Call only while this run holds the folder lock and no worker writes:
+    ``.<name>.<token>.part.fits`` files of :func:`mockzgrad.fileio.atomic_write`
+    and the ``tmp*.fits.part`` files of earlier versions. Returns how many
+    were removed.
+    """
+    from ..fileio import part_files
+
+    cubes = Path(outdir) / "cubes"
+    if not cubes.is_dir():
+        return 0
+    stale = part_files(cubes) + sorted(p for p in cubes.glob("tmp*.fits.part") if p.is_file())
+    n = 0
+    for p in stale:
+        try:
+            p.unlink()
+            n += 1
+        except OSError:  # pragma: no cover - vanished or not ours to delete
+            pass
+    return n
 
 
 def _timestamp() -> str:

@@ -26,8 +26,8 @@ Suite file
     [derived]                  # derived parameters held fixed (optional)
     # x_resolution = 3.0
 
-    [recovery]                 # opaque to the suite: handed to run_mock as is
-    recipe = "default"
+    [recovery]                 # handed to run_mock; see mockzgrad.suites.recipes
+    recipe = "lee2026"         # shipped name, or a recipe file (relative to the suite file)
 
     [output]
     keep_cubes = [0, 1, 2]     # mocks whose cube run_mock should write
@@ -61,7 +61,12 @@ Semantics
   as a single mock's is: when the suite is read, the mocks of the first
   grid points are built and a bad value gives the configuration's message
   after the mock it was found in (``mock 1 (grid point 1) of suite 'x':
-  galaxy.inclination = 95.0 deg; allowed [0.0, 90.0] deg``).
+  galaxy.inclination = 95.0 deg; allowed [0.0, 90.0] deg``). A sampled
+  range is checked at both bounds, and each ``choice`` value, in mock 0's
+  configuration, so a range that reaches outside the allowed values is
+  refused before any mock runs. ``[recovery]`` is checked as the shipped job
+  reads it by :func:`~mockzgrad.suites.recipes.check_recovery` (called by
+  ``run_suite`` when the shipped job is the ``run_mock``).
 * **Determinism.** Mock ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``:
   its first spawned child draws the sampled parameters (in sorted-name
   order), its second gives the mock's 63-bit seed (``config["seed"]``, which
@@ -71,7 +76,9 @@ Semantics
   folder, leaving the finished mocks valid.
 * **Fingerprint.** :meth:`SuiteSpec.fingerprint` hashes what determines the
   mocks' inputs and results: seed, the resolved ``[fixed]`` (base file
-  included), grid, sample, derived and recovery. Name, description,
+  included), grid, sample, derived and recovery, and the digest of the
+  recipe's content and calibration files
+  (:func:`~mockzgrad.suites.recipes.recipe_digest`). Name, description,
   ``n_mocks`` and ``keep_cubes`` are not part of it.
 """
 
@@ -86,11 +93,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import read_toml
+from ..config import config_from_dict, read_toml
 from ..errors import ConfigError
 from ..validate import integer, is_number, text
-from .expand import MockSpec, expand_mock, grid_point, grid_size
+from .expand import MockSpec, expand_mock, grid_point, grid_size, mock_config
 from .params import DERIVED_PARAMETERS, check_derived_value, check_parameter, deep_merge, flatten_table
+from .recipes import recipe_digest
 from .sampling import check_distribution, is_distribution
 
 __all__ = ["SuiteSpec", "suite_from_dict", "load_suite", "canonical_json"]
@@ -143,6 +151,9 @@ class SuiteSpec:
         Text of the suite file (stored with the results).
     path : str or None
         The suite file, if read from one.
+    base_dir : str or None
+        Directory against which a recipe path in ``[recovery]`` is resolved
+        (the suite file's); None = the current directory.
     """
 
     name: str
@@ -157,6 +168,8 @@ class SuiteSpec:
     keep_cubes: tuple = ()
     source: str | None = None
     path: str | None = None
+    base_dir: str | None = None
+    recipe_digest: str | None = field(default=None, init=False, repr=False)
 
     # ---------------------------------------------------------------- checks
 
@@ -178,7 +191,9 @@ class SuiteSpec:
         self._check_conflicts()
         self._check_n_mocks()
         set_("keep_cubes", self._check_keep_cubes())
+        self._validate_sample_bounds()
         self._validate_mocks()
+        set_("recipe_digest", recipe_digest(self.recovery, self.base_dir))
 
     def _table(self, attr: str) -> dict:
         value = getattr(self, attr)
@@ -270,6 +285,26 @@ class SuiteSpec:
                 where = "mock 0" if self.grid_size == 1 else f"mock {i} (grid point {i})"
                 raise ConfigError(f"{where} of suite {self.name!r}: {exc}") from None
 
+    def _validate_sample_bounds(self):
+        """Mock 0 with each sampled parameter at its low and high bound (or each choice value)."""
+        if not self.sample:
+            return
+        try:
+            base = self.mock(0)
+        except ConfigError:  # mock 0 itself cannot be built: _validate_mocks says why
+            return
+        for name, dist in self.sample.items():
+            tries = ([("low", dist["low"]), ("high", dist["high"])] if "low" in dist
+                     else [(f"values[{k}]", v) for k, v in enumerate(dist["values"])])
+            for label, value in tries:
+                try:
+                    inputs = _inputs_only(self, base.params)
+                    inputs[name] = value
+                    config, _ = mock_config(self.fixed, inputs, self.active_derived, base.seed)
+                    config_from_dict(config)
+                except ConfigError as exc:
+                    raise ConfigError(f"[sample] {name}: {label} = {value!r} is not allowed: {exc}") from None
+
     # ---------------------------------------------------------------- expansion
 
     @property
@@ -327,6 +362,7 @@ class SuiteSpec:
             "sample": self.sample,
             "derived": self.derived,
             "recovery": self.recovery,
+            **({"recipe_content": self.recipe_digest} if self.recipe_digest else {}),
         }
 
     def fingerprint(self) -> str:
@@ -350,6 +386,12 @@ class SuiteSpec:
         if self.keep_cubes:
             out["output"] = {"keep_cubes": list(self.keep_cubes)}
         return out
+
+
+def _inputs_only(spec: SuiteSpec, params: dict) -> dict:
+    """Grid, sample and fixed derived values of a mock's params (the fields they set dropped)."""
+    targets = {DERIVED_PARAMETERS[n] for n in spec.active_derived}
+    return {k: v for k, v in params.items() if k not in targets}
 
 
 # --------------------------------------------------------------------------
@@ -393,6 +435,7 @@ def suite_from_dict(data: dict, *, base_dir=None, source: str | None = None,
         keep_cubes=data.get("output", {}).get("keep_cubes", ()),
         source=source,
         path=path,
+        base_dir=None if base_dir is None else str(base_dir),
     )
 
 

@@ -390,6 +390,16 @@ class ResultsStore:
         sql = "SELECT mock_index FROM mocks" + ("" if include_failed else " WHERE status = 'ok'")
         return {r[0] for r in self._c().execute(sql)}
 
+    def first_error(self, n_mocks: int | None = None) -> tuple[int, str] | None:
+        """The failed mock of lowest index (below ``n_mocks`` if given) and its error, or None."""
+        sql = "SELECT mock_index, error FROM mocks WHERE status = 'failed'"
+        args: tuple = ()
+        if n_mocks is not None:
+            sql += " AND mock_index < ?"
+            args = (int(n_mocks),)
+        row = self._c().execute(sql + " ORDER BY mock_index LIMIT 1", args).fetchone()
+        return None if row is None else (int(row[0]), row[1] or "")
+
     def max_index(self) -> int | None:
         """Largest recorded mock index, or None for an empty store."""
         return self._c().execute("SELECT MAX(mock_index) FROM mocks").fetchone()[0]
@@ -460,8 +470,9 @@ class ResultsStore:
                 f"export path {str(path)!r}: extension {ext or '(none)'!r}; allowed: "
                 + ", ".join(_EXPORT_FORMATS)
             )
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        from ..fileio import atomic_write, check_output_path
+
+        check_output_path(path, overwrite)
         if ext == ".parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -473,7 +484,8 @@ class ResultsStore:
         table = self.to_table()
         if ext == ".csv":
             table.meta.clear()  # plain CSV has no header metadata
-        table.write(path, format=_EXPORT_FORMATS[ext], overwrite=True)
+        atomic_write(path, lambda tmp: table.write(tmp, format=_EXPORT_FORMATS[ext], overwrite=True),
+                     overwrite=overwrite)
         return path
 
     def checkpoint(self) -> None:
@@ -525,5 +537,9 @@ def load_results_table(path):
         with ResultsStore(path, readonly=True) as store:
             return store.to_table(), dict(store.meta)
     fmt = "ascii.ecsv" if path.suffix == ".ecsv" else "ascii.csv"
-    table = Table.read(path, format=fmt)
+    try:
+        table = Table.read(path, format=fmt)
+    except Exception as exc:  # astropy raises many kinds (and UnicodeDecodeError) for a malformed file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"results {str(path)!r}: cannot be read as {fmt[6:].upper()} ({first})") from exc
     return table, dict(table.meta)

@@ -28,7 +28,10 @@ callable on local worker processes or a dask.distributed cluster. The parent
 process alone writes the store, one committed transaction per finished mock.
 An exception inside ``run_mock`` is recorded as status ``"failed"``; SIGINT
 or SIGTERM stops the run cleanly (nothing finished is lost) and a re-run
-resumes.
+resumes. Temporary files of kept cubes that a killed run left in ``cubes/``
+are removed when a run starts and when it ends. With the shipped job as
+``run_mock``, the suite's ``[recovery]`` table is checked
+(:func:`~mockzgrad.suites.recipes.check_recovery`) before anything is run.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from .executors import EXECUTORS
 from .expand import MockSpec
 from .loop import execute
 from .params import DERIVED_PARAMETERS, parameter_paths
-from .runfolder import RESULTS_FILENAME, move_aside, prepare_store
+from .recipes import check_recovery
+from .runfolder import RESULTS_FILENAME, move_aside, prepare_store, remove_parts
 from .sampling import DISTRIBUTIONS
 from .spec import SuiteSpec, load_suite, suite_from_dict
 
@@ -90,6 +94,8 @@ class SuiteRun:
         Name of the signal that stopped the run (``"SIGINT"``, ``"SIGTERM"``),
         or None if it ran to the end.
     fingerprint : str
+    first_error : (int, str) or None
+        The failed mock of lowest index and its error, or None.
     """
 
     outdir: Path
@@ -102,6 +108,7 @@ class SuiteRun:
     elapsed_s: float
     interrupted: str | None
     fingerprint: str
+    first_error: tuple | None = None
 
     @property
     def complete(self) -> bool:
@@ -195,16 +202,21 @@ def run_suite(spec: SuiteSpec, outdir, run_mock, *, workers: int | None = None,
             prepare_store(store, spec, outdir)
             todo, n_todo, n_skipped = _todo(store, spec.n_mocks, retry_failed)
             interrupted, n_run = None, 0
+            remove_parts(outdir)  # left by a killed run
             with StopOnSignal() as stop:
-                if n_todo:
-                    interrupted, n_run = execute(
-                        spec, store, run_mock, todo, n_todo, outdir, executor=executor, workers=workers,
-                        scheduler=scheduler, progress=progress, max_pending=max_pending, stop=stop,
-                    )
+                try:
+                    if n_todo:
+                        interrupted, n_run = execute(
+                            spec, store, run_mock, todo, n_todo, outdir, executor=executor, workers=workers,
+                            scheduler=scheduler, progress=progress, max_pending=max_pending, stop=stop,
+                        )
+                finally:
+                    remove_parts(outdir)  # the workers are ended by now
             n_ok, n_failed = _tally(store, spec.n_mocks)
+            first_error = store.first_error(spec.n_mocks) if n_failed else None
     return SuiteRun(outdir=outdir, store_path=db, n_mocks=spec.n_mocks, n_skipped=n_skipped, n_run=n_run,
                     n_ok=n_ok, n_failed=n_failed, elapsed_s=time.perf_counter() - t0,
-                    interrupted=interrupted, fingerprint=spec.fingerprint())
+                    interrupted=interrupted, fingerprint=spec.fingerprint(), first_error=first_error)
 
 
 def _check_arguments(spec, run_mock, *, workers, executor, scheduler, max_pending) -> tuple[Callable, int]:
@@ -219,6 +231,12 @@ def _check_arguments(spec, run_mock, *, workers, executor, scheduler, max_pendin
     if max_pending is not None:
         integer("max_pending", max_pending, 1)
     run_mock = _resolve_run_mock(run_mock)
+    if _is_shipped_job(run_mock):  # its [recovery] table: checked before any mock runs
+        try:
+            check_recovery(spec.recovery, spec.base_dir)
+        except ConfigError as exc:
+            where = f"suite file {spec.path!r}" if spec.path else f"suite {spec.name!r}"
+            raise ConfigError(f"{where}: {exc}") from None
     if executor == "local":
         try:
             pickle.dumps(run_mock)
@@ -246,6 +264,12 @@ def _resolve_run_mock(run_mock) -> Callable:
     if not callable(run_mock):
         raise ConfigError(f"run_mock = {run_mock!r}: expected a callable taking a MockSpec")
     return run_mock
+
+
+def _is_shipped_job(run_mock) -> bool:
+    """True for :func:`mockzgrad.suites.job.run_mock` (compared by name: no import needed)."""
+    return (getattr(run_mock, "__module__", None) == "mockzgrad.suites.job"
+            and getattr(run_mock, "__qualname__", None) == "run_mock")
 
 
 def _default_workers() -> int:

@@ -1,0 +1,599 @@
+"""Gravitational-lensing geometry: deflection, Jacobian, magnification, ray shooting.
+
+Pure geometry, no galaxy: the forward model (:mod:`mockzgrad.source.scene`)
+traces image-plane positions to the source plane with it, and the
+observer's recovery (:mod:`mockzgrad.recovery.lensing`) may use it too.
+
+Conventions
+-----------
+Positions are sky offsets ``(x, y)`` in arcsec, x east and y north of the
+field centre (as :meth:`mockzgrad.source.galaxy.GalaxyModel.disk_coords`).
+The lens equation is ``beta = theta - alpha(theta)`` and its Jacobian
+
+    A = d beta / d theta = [[1 - kappa - gamma1, -gamma2], [-gamma2, 1 - kappa + gamma1]]
+
+(standard lensing, e.g. Schneider, Ehlers & Falco 1992, ch. 5), with
+``gamma1, gamma2`` in the (x, y) frame; ``mu = 1 / det A``. The eigenvalues
+``1 - kappa -+ |gamma|`` give the tangential and radial stretch
+``mu_t = 1 / (1 - kappa - |gamma|)`` and ``mu_r = 1 / (1 - kappa + |gamma|)``
+(signed; ``mu = mu_t mu_r``); images are stretched by ``mu_t`` along the
+direction at ``0.5 atan2(gamma2, gamma1)`` from +x. Angles given by the user
+(``pa``, ``phi_ext``) are degrees east of north, as the galaxy's PA.
+
+Lens kinds: :class:`ConstantLens` (uniform kappa and shear),
+:class:`SIELens` (singular isothermal ellipsoid, closed form of Kormann,
+Schneider & Bartelmann 1994, A&A 284, 285, in the form of Keeton 2001,
+astro-ph/0102341, eqs. for the softened isothermal ellipsoid with core
+s = 0), :class:`ExternalShear` added to it by :class:`CompositeLens`, and
+:class:`DeflectionMapLens` (alpha_x, alpha_y maps as in the Hubble Frontier
+Fields lens-model products, scaled by D_ls/D_s).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, MockzgradWarning
+
+__all__ = [
+    "CriticalCurveWarning", "Lens", "ConstantLens", "SIELens", "ExternalShear", "CompositeLens",
+    "DeflectionMapLens", "ScaledLens", "read_deflection_maps", "warn_critical", "check_field", "find_image",
+    "find_images", "lensing_truth", "distance_ratio", "jacobian_fd", "stretch", "critical_pixels",
+    "image_extent",
+]
+
+#: Below this 1 - q the SIE is evaluated as the SIS (the closed form loses digits).
+_Q_ROUND = 1e-9
+
+
+class CriticalCurveWarning(MockzgradWarning):
+    """The field crosses a critical curve (det A changes sign), or |mu| is too large for the sampling."""
+
+
+def distance_ratio(z_lens: float, z_source: float, cosmology) -> float:
+    """D_ls / D_s, the lensing efficiency of a source at ``z_source`` behind a lens at ``z_lens``.
+
+    Parameters
+    ----------
+    z_lens, z_source : float
+        Redshifts; 0 < z_lens < z_source.
+    cosmology : astropy.cosmology.Cosmology
+
+    Returns
+    -------
+    float
+        Ratio of angular-diameter distances lens-source over observer-source, in (0, 1).
+    """
+    if not 0.0 < z_lens < z_source:
+        raise ConfigError(f"lensing.z_lens = {z_lens} must lie in (0, {z_source}) (the source redshift)")
+    try:  # astropy >= 7: angular_diameter_distance(z1, z2)
+        d_ls = cosmology.angular_diameter_distance(z_lens, z_source)
+    except TypeError:  # pragma: no cover - older astropy
+        d_ls = cosmology.angular_diameter_distance_z1z2(z_lens, z_source)
+    d_s = cosmology.angular_diameter_distance(z_source)
+    return float((d_ls / d_s).decompose().value)
+
+
+class Lens:
+    """A lens: deflection ``alpha(x, y)`` (arcsec) and the quantities derived from it.
+
+    Subclasses define :meth:`alpha` and, when they have one in closed form,
+    :meth:`convergence_shear`; the default is finite differences of alpha.
+    """
+
+    def alpha(self, x, y) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        """Deflection (alpha_x, alpha_y), arcsec, at sky offsets (x, y), arcsec."""
+        raise NotImplementedError
+
+    def convergence_shear(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(kappa, gamma1, gamma2) at (x, y); default: finite differences of :meth:`alpha`."""
+        return jacobian_fd(self, x, y)
+
+    def ray_shoot(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Source-plane position beta = theta - alpha(theta), arcsec."""
+        ax, ay = self.alpha(x, y)
+        return np.asarray(x, dtype=float) - ax, np.asarray(y, dtype=float) - ay
+
+    def det_a(self, x, y) -> np.ndarray:
+        """det A = (1 - kappa)^2 - gamma^2."""
+        k, g1, g2 = self.convergence_shear(x, y)
+        with np.errstate(invalid="ignore"):
+            return (1.0 - k) ** 2 - g1 * g1 - g2 * g2
+
+    def magnification(self, x, y) -> np.ndarray:
+        """Signed magnification mu = 1 / det A (inf on a critical curve)."""
+        with np.errstate(divide="ignore"):
+            return 1.0 / self.det_a(x, y)
+
+    def stretch(self, x, y) -> dict:
+        """Tangential and radial stretch and their directions at (x, y) (:func:`stretch`)."""
+        return stretch(*self.convergence_shear(x, y))
+
+
+def stretch(kappa, gamma1, gamma2) -> dict:
+    """Eigen-decomposition of the lensing Jacobian.
+
+    Parameters
+    ----------
+    kappa, gamma1, gamma2 : array_like
+        Convergence and shear (x, y frame).
+
+    Returns
+    -------
+    dict
+        ``mu_t = 1 / (1 - kappa - |gamma|)``, ``mu_r = 1 / (1 - kappa + |gamma|)``
+        (signed), ``mu = mu_t mu_r``, ``pa_t`` the direction of the ``mu_t``
+        stretch and ``pa_r`` that of ``mu_r``, deg east of north in [0, 180).
+    """
+    k = np.asarray(kappa, dtype=float)
+    g = np.hypot(gamma1, gamma2)
+    with np.errstate(divide="ignore"):
+        mu_t = 1.0 / (1.0 - k - g)
+        mu_r = 1.0 / (1.0 - k + g)
+    angle = 0.5 * np.degrees(np.arctan2(gamma2, gamma1))  # from +x (east) towards +y (north)
+    pa_t = np.mod(90.0 - angle, 180.0)
+    return {"mu_t": mu_t, "mu_r": mu_r, "mu": mu_t * mu_r, "pa_t": pa_t, "pa_r": np.mod(pa_t + 90.0, 180.0)}
+
+
+def jacobian_fd(lens: Lens, x, y, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa, gamma1, gamma2) from central differences of ``lens.alpha`` with step ``h`` arcsec."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    axp, ayp = lens.alpha(x + h, y)
+    axm, aym = lens.alpha(x - h, y)
+    bxp, byp = lens.alpha(x, y + h)
+    bxm, bym = lens.alpha(x, y - h)
+    dxx, dyx = (axp - axm) / (2 * h), (ayp - aym) / (2 * h)  # d alpha_x / dx, d alpha_y / dx
+    dxy, dyy = (bxp - bxm) / (2 * h), (byp - bym) / (2 * h)
+    return 0.5 * (dxx + dyy), 0.5 * (dxx - dyy), 0.5 * (dxy + dyx)
+
+
+def _rotate_in(x, y, cx, cy, pa_deg):
+    """Offsets from (cx, cy) in the frame of the major axis at ``pa_deg`` east of north: (u major, v minor)."""
+    pa = math.radians(pa_deg)
+    dx = np.asarray(x, dtype=float) - cx
+    dy = np.asarray(y, dtype=float) - cy
+    return dx * math.sin(pa) + dy * math.cos(pa), -dx * math.cos(pa) + dy * math.sin(pa)
+
+
+def _rotate_out(au, av, pa_deg):
+    pa = math.radians(pa_deg)
+    return au * math.sin(pa) - av * math.cos(pa), au * math.cos(pa) + av * math.sin(pa)
+
+
+@dataclass(frozen=True)
+class ConstantLens(Lens):
+    """Uniform convergence and shear about ``(centre_x, centre_y)``: alpha = [[k + g1, g2], [g2, k - g1]] dtheta."""
+
+    kappa: float
+    gamma1: float = 0.0
+    gamma2: float = 0.0
+    centre_x: float = 0.0
+    centre_y: float = 0.0
+
+    def alpha(self, x, y):
+        dx = np.asarray(x, dtype=float) - self.centre_x
+        dy = np.asarray(y, dtype=float) - self.centre_y
+        k, g1, g2 = self.kappa, self.gamma1, self.gamma2
+        return (k + g1) * dx + g2 * dy, g2 * dx + (k - g1) * dy
+
+    def convergence_shear(self, x, y):
+        shape = np.broadcast(np.asarray(x), np.asarray(y)).shape
+        return (np.full(shape, float(self.kappa)), np.full(shape, float(self.gamma1)),
+                np.full(shape, float(self.gamma2)))
+
+
+@dataclass(frozen=True)
+class ExternalShear(Lens):
+    """External shear of strength ``gamma_ext`` stretching images along ``phi_ext`` (deg east of north)."""
+
+    gamma_ext: float
+    phi_ext: float = 0.0
+    centre_x: float = 0.0
+    centre_y: float = 0.0
+
+    def _g(self):
+        a = 2.0 * math.radians(90.0 - self.phi_ext)  # twice the angle from +x
+        return self.gamma_ext * math.cos(a), self.gamma_ext * math.sin(a)
+
+    def alpha(self, x, y):
+        g1, g2 = self._g()
+        return ConstantLens(0.0, g1, g2, self.centre_x, self.centre_y).alpha(x, y)
+
+    def convergence_shear(self, x, y):
+        g1, g2 = self._g()
+        return ConstantLens(0.0, g1, g2).convergence_shear(x, y)
+
+
+@dataclass(frozen=True)
+class SIELens(Lens):
+    """Singular isothermal ellipsoid (Kormann et al. 1994), Einstein radius in the intermediate-axis convention.
+
+    kappa = theta_E / (2 sqrt(q u^2 + v^2 / q)), u along the major axis at
+    ``pa`` (deg east of north), v along the minor axis; q = 1 is the SIS
+    (alpha = theta_E theta / |theta|).
+
+    Attributes
+    ----------
+    theta_e : float
+        Einstein radius, arcsec; > 0.
+    q : float
+        Axis ratio of the iso-convergence ellipses; (0, 1].
+    pa : float
+        Major-axis position angle, deg east of north.
+    centre_x, centre_y : float
+        Lens centre, arcsec east / north of the field centre.
+    """
+
+    theta_e: float
+    q: float = 1.0
+    pa: float = 0.0
+    centre_x: float = 0.0
+    centre_y: float = 0.0
+
+    def __post_init__(self):
+        if not self.theta_e > 0.0:
+            raise ConfigError(f"lensing.theta_e = {self.theta_e} arcsec; allowed > 0")
+        if not 0.0 < self.q <= 1.0:
+            raise ConfigError(f"lensing.q = {self.q}; allowed (0, 1]")
+
+    def alpha(self, x, y):
+        u, v = _rotate_in(x, y, self.centre_x, self.centre_y, self.pa)
+        q, b = self.q, self.theta_e
+        if 1.0 - q < _Q_ROUND:
+            r = np.hypot(u, v)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                au, av = np.where(r > 0, b * u / r, 0.0), np.where(r > 0, b * v / r, 0.0)
+        else:
+            e = math.sqrt(1.0 - q * q)
+            psi = np.hypot(q * u, v)  # Keeton (2001) psi with s = 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                au = np.where(psi > 0, b * math.sqrt(q) / e * np.arctan(e * u / psi), 0.0)
+                av = np.where(psi > 0, b * math.sqrt(q) / e * np.arctanh(e * v / psi), 0.0)
+        return _rotate_out(au, av, self.pa)
+
+    def convergence_shear(self, x, y):
+        # isothermal: the potential is homogeneous of degree 1, so the Hessian is
+        # 2 kappa t t^T (t the tangential unit vector) and gamma = -kappa e^{2 i phi}
+        u, v = _rotate_in(x, y, self.centre_x, self.centre_y, self.pa)
+        q = self.q
+        with np.errstate(divide="ignore"):
+            k = self.theta_e / (2.0 * np.sqrt(q * u * u + v * v / q))
+        dx = np.asarray(x, dtype=float) - self.centre_x
+        dy = np.asarray(y, dtype=float) - self.centre_y
+        phi = np.arctan2(dy, dx)
+        kf = np.where(np.isfinite(k), k, 0.0)  # at the centre: kappa infinite, shear direction undefined -> 0
+        return k, -kf * np.cos(2 * phi), -kf * np.sin(2 * phi)
+
+
+@dataclass(frozen=True)
+class CompositeLens(Lens):
+    """Sum of the deflections of several lenses (e.g. SIE + external shear)."""
+
+    parts: tuple
+
+    def alpha(self, x, y):
+        ax = ay = 0.0
+        for p in self.parts:
+            px, py = p.alpha(x, y)
+            ax, ay = ax + px, ay + py
+        return ax, ay
+
+    def convergence_shear(self, x, y):
+        k = g1 = g2 = 0.0
+        for p in self.parts:
+            pk, p1, p2 = p.convergence_shear(x, y)
+            k, g1, g2 = k + pk, g1 + p1, g2 + p2
+        return k, g1, g2
+
+
+@dataclass(frozen=True, eq=False)
+class DeflectionMapLens(Lens):
+    """Deflection maps on a regular grid, interpolated (cubic spline), scaled by ``scale``.
+
+    Attributes
+    ----------
+    alpha_x, alpha_y : ndarray, shape (ny, nx)
+        Deflection per map pixel, arcsec (x east, y north), at D_ls/D_s of
+        the maps' normalisation.
+    x0, y0 : float
+        Sky offset (arcsec east, north) of map pixel (0, 0).
+    dx, dy : float
+        Offset per map column (x) and per row (y), arcsec; nonzero (dx < 0
+        for the usual RA axis).
+    scale : float
+        Factor applied to alpha: D_ls/D_s of the source over that of the
+        maps' normalisation (1 when they agree), times any observer error.
+    name : str
+        Where the maps come from (provenance).
+    """
+
+    alpha_x: np.ndarray
+    alpha_y: np.ndarray
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    scale: float = 1.0
+    name: str = ""
+    _coeffs: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        from scipy import ndimage
+
+        ax, ay = np.asarray(self.alpha_x, float), np.asarray(self.alpha_y, float)
+        if ax.ndim != 2 or ax.shape != ay.shape:
+            raise DataError(f"lensing deflection maps: alpha_x shape {ax.shape} and alpha_y shape {ay.shape} "
+                            "differ (expected the same 2-D shape)")
+        if not (np.all(np.isfinite(ax)) and np.all(np.isfinite(ay))):
+            raise DataError(f"lensing deflection maps {self.name!r}: non-finite values")
+        self._coeffs.extend([ndimage.spline_filter(ax, order=3), ndimage.spline_filter(ay, order=3)])
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the map's pixel centres, arcsec."""
+        ny, nx = np.shape(self.alpha_x)
+        xs = sorted((self.x0, self.x0 + (nx - 1) * self.dx))
+        ys = sorted((self.y0, self.y0 + (ny - 1) * self.dy))
+        return xs[0], xs[1], ys[0], ys[1]
+
+    def covers(self, x, y) -> bool:
+        x0, x1, y0, y1 = self.extent()
+        return bool(np.min(x) >= x0 and np.max(x) <= x1 and np.min(y) >= y0 and np.max(y) <= y1)
+
+    def check_covers(self, x, y, what: str = "the field") -> None:
+        """DataError naming both extents when (x, y) are not all inside the map."""
+        if not self.covers(x, y):
+            x0, x1, y0, y1 = self.extent()
+            raise DataError(f"lensing deflection maps {self.name!r} cover x = [{x0:.3f}, {x1:.3f}], "
+                            f"y = [{y0:.3f}, {y1:.3f}] arcsec but {what} spans x = [{np.min(x):.3f}, "
+                            f"{np.max(x):.3f}], y = [{np.min(y):.3f}, {np.max(y):.3f}] arcsec")
+
+    def alpha(self, x, y):
+        from scipy import ndimage
+
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        x, y = np.broadcast_arrays(x, y)
+        coords = np.stack([((y - self.y0) / self.dy).ravel(), ((x - self.x0) / self.dx).ravel()])
+        out = [ndimage.map_coordinates(c, coords, order=3, mode="nearest", prefilter=False).reshape(x.shape)
+               for c in self._coeffs]
+        return self.scale * out[0], self.scale * out[1]
+
+    def convergence_shear(self, x, y):
+        return jacobian_fd(self, x, y, h=0.25 * min(abs(self.dx), abs(self.dy)))
+
+
+def critical_pixels(lens: Lens, x, y) -> int:
+    """Number of positions (x, y) with det A <= 0 (inside a critical curve)."""
+    return int(np.count_nonzero(lens.det_a(x, y) <= 0.0))
+
+
+def image_extent(lens: Lens, inside, r_start: float, *, n: int = 256, max_doublings: int = 6) -> float:
+    """Largest |theta| (arcsec) of the grid points whose source position is ``inside`` (0 when none).
+
+    ``inside(beta_x, beta_y) -> bool array`` marks the source-plane
+    positions carrying light. A square ``n x n`` grid of half-side ``r``
+    is ray-shot; ``r`` starts at ``r_start`` (arcsec) and doubles while
+    kept points touch the grid's edge.
+    """
+    r = float(r_start)
+    for _ in range(max_doublings + 1):
+        t = np.linspace(-r, r, n)
+        xx, yy = np.meshgrid(t, t)
+        keep = inside(*lens.ray_shoot(xx, yy))
+        if not keep.any():
+            return 0.0
+        edge = keep[0].any() or keep[-1].any() or keep[:, 0].any() or keep[:, -1].any()
+        if not edge:
+            break
+        r *= 2.0
+    return float(np.hypot(xx[keep], yy[keep]).max())
+
+
+def warn_critical(lens: Lens, x, y, where: str = "the field") -> int:
+    """Warn (CriticalCurveWarning) when det A <= 0 somewhere among (x, y); return that count."""
+    n_crit = critical_pixels(lens, x, y)
+    if n_crit:
+        warnings.warn(f"{where} crosses a critical curve: {n_crit} pixels with det A <= 0 "
+                      "(multiple images)", CriticalCurveWarning, stacklevel=4)
+    return n_crit
+
+
+@dataclass(frozen=True)
+class ScaledLens(Lens):
+    """A lens whose deflection is ``factor`` times another's (an observer's lens-model error)."""
+
+    base: Lens
+    factor: float
+
+    def alpha(self, x, y):
+        ax, ay = self.base.alpha(x, y)
+        return self.factor * ax, self.factor * ay
+
+    def convergence_shear(self, x, y):
+        k, g1, g2 = self.base.convergence_shear(x, y)
+        return self.factor * k, self.factor * g1, self.factor * g2
+
+
+def _map_axes(header, path) -> tuple[float, float, float, float]:
+    """(x0, y0, dx, dy), arcsec, of a deflection map's linear WCS (CRVAL = the field centre)."""
+    try:
+        crpix1, crpix2 = float(header["CRPIX1"]), float(header["CRPIX2"])
+        if "CD1_1" in header:
+            cd = [[float(header.get("CD1_1", 0.0)), float(header.get("CD1_2", 0.0))],
+                  [float(header.get("CD2_1", 0.0)), float(header.get("CD2_2", 0.0))]]
+        else:
+            cd = [[float(header["CDELT1"]), 0.0], [0.0, float(header["CDELT2"])]]
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{path}: deflection map WCS incomplete ({exc}); need CRPIX1/2 and CDELT1/2 or CD") from None
+    if cd[0][1] != 0.0 or cd[1][0] != 0.0:
+        raise DataError(f"{path}: rotated WCS (CD1_2, CD2_1 nonzero) is not supported; resample to north up")
+    dx, dy = cd[0][0] * 3600.0, cd[1][1] * 3600.0
+    if dx == 0.0 or dy == 0.0:
+        raise DataError(f"{path}: deflection map pixel size is zero")
+    return (1.0 - crpix1) * dx, (1.0 - crpix2) * dy, dx, dy
+
+
+def read_deflection_maps(path_x, path_y, *, unit: str = "arcsec", scale: float = 1.0) -> DeflectionMapLens:
+    """Deflection maps from two FITS images (HFF lens-model style).
+
+    Each map's first image HDU holds the deflection along the map's pixel
+    axes (alpha_x along increasing column, alpha_y along increasing row),
+    in arcsec or in map pixels (``unit``). The WCS is linear, north up;
+    CRVAL is taken as the field centre (sky offset 0, 0), so CRPIX and
+    CDELT1/2 (or a diagonal CD) place the map. Columns run east when
+    CDELT1 > 0 and west (the usual RA axis) when CDELT1 < 0.
+
+    Parameters
+    ----------
+    path_x, path_y : str or Path
+    unit : {"arcsec", "pixels"}
+    scale : float
+        Factor applied to the deflections (D_ls/D_s of the source over
+        that of the maps' normalisation).
+
+    Raises
+    ------
+    DataError
+        Unreadable file, shapes or WCS of the two maps differ, WCS missing.
+    """
+    from astropy.io import fits
+
+    maps, axes = [], []
+    for p in (path_x, path_y):
+        try:
+            with fits.open(p) as hdul:
+                hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 2), None)
+                if hdu is None:
+                    raise DataError(f"{p}: no 2-D image in the file")
+                maps.append(np.asarray(hdu.data, dtype=float))
+                axes.append(_map_axes(hdu.header, p))
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read deflection map ({exc})") from None
+    if maps[0].shape != maps[1].shape:
+        raise DataError(f"lensing deflection maps: alpha_x {path_x} has shape {maps[0].shape}, "
+                        f"alpha_y {path_y} has {maps[1].shape}")
+    if not np.allclose(axes[0], axes[1], rtol=1e-9, atol=1e-9):
+        raise DataError(f"lensing deflection maps: WCS of {path_x} {axes[0]} and {path_y} {axes[1]} differ")
+    x0, y0, dx, dy = axes[0]
+    # deflection along the pixel axes -> east / north components
+    fx, fy = (abs(dx), abs(dy)) if unit == "pixels" else (1.0, 1.0)
+    ax = maps[0] * fx * math.copysign(1.0, dx)
+    ay = maps[1] * fy * math.copysign(1.0, dy)
+    return DeflectionMapLens(ax, ay, x0, y0, dx, dy, scale=scale, name=f"{path_x}, {path_y}")
+
+
+def check_field(lens: Lens, offsets) -> int:
+    """Check a lens over a square field (offsets of its pixel centres, arcsec, per axis).
+
+    Deflection maps must cover it (DataError naming both extents); a
+    CriticalCurveWarning says how many pixels lie inside a critical curve.
+    Returns that number.
+    """
+    t = np.asarray(offsets, dtype=float)
+    xx, yy = np.meshgrid(t, t)
+    if isinstance(lens, DeflectionMapLens):
+        lens.check_covers(xx, yy)
+    return warn_critical(lens, xx, yy, where=f"the field ({t.size} x {t.size} pixels)")
+
+
+def _newton(lens: Lens, x: float, y: float, beta_x: float, beta_y: float, n_iter: int) -> tuple[float, float]:
+    """Refine an image position of (beta_x, beta_y) by Newton steps on the lens equation."""
+    for _ in range(n_iter):
+        bx, by = (float(v) for v in lens.ray_shoot(np.array(x), np.array(y)))
+        kap, g1, g2 = (float(v) for v in lens.convergence_shear(np.array(x), np.array(y)))
+        a = np.array([[1 - kap - g1, -g2], [-g2, 1 - kap + g1]])
+        try:
+            step = np.linalg.solve(a, [beta_x - bx, beta_y - by])
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        x, y = x + float(step[0]), y + float(step[1])
+        if math.hypot(*step) < 1e-10:
+            break
+    return x, y
+
+
+def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30) -> list:
+    """Every image of the source point (beta_x, beta_y) inside a square field.
+
+    Grid points whose traced position is a local minimum of the distance to
+    the source are refined by Newton steps; converged, distinct solutions
+    inside the field are kept.
+
+    Returns
+    -------
+    list of (x, y, mu)
+        Image positions (arcsec) and signed magnifications, most magnified first.
+    """
+    from scipy.ndimage import minimum_filter
+
+    t = np.asarray(offsets, dtype=float)
+    xx, yy = np.meshgrid(t, t)
+    bx, by = lens.ray_shoot(xx, yy)
+    d = np.hypot(bx - beta_x, by - beta_y)
+    cand = np.flatnonzero((d == minimum_filter(d, size=3, mode="nearest")).ravel())
+    step = float(np.max(np.abs(np.diff(t)))) if t.size > 1 else 1.0
+    out = []
+    for k in cand[np.argsort(d.flat[cand])][:20]:
+        x, y = _newton(lens, float(xx.flat[k]), float(yy.flat[k]), beta_x, beta_y, n_iter)
+        rx, ry = (float(v) for v in lens.ray_shoot(np.array(x), np.array(y)))
+        inside = t.min() - step <= x <= t.max() + step and t.min() - step <= y <= t.max() + step
+        if inside and math.hypot(rx - beta_x, ry - beta_y) < 1e-6 and \
+                all(math.hypot(x - a, y - b) > 0.5 * step for a, b, _ in out):
+            out.append((x, y, float(lens.magnification(np.array(x), np.array(y)))))
+    return sorted(out, key=lambda im: -abs(im[2]))
+
+
+def find_image(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30) -> tuple[float, float]:
+    """The most magnified image of the source point (beta_x, beta_y) in the field (:func:`find_images`);
+    the best grid point, refined, when none converges."""
+    images = find_images(lens, beta_x, beta_y, offsets, n_iter)
+    if images:
+        return images[0][0], images[0][1]
+    t = np.asarray(offsets, dtype=float)
+    xx, yy = np.meshgrid(t, t)
+    bx, by = lens.ray_shoot(xx, yy)
+    k = int(np.argmin(np.hypot(bx - beta_x, by - beta_y)))
+    return _newton(lens, float(xx.flat[k]), float(yy.flat[k]), beta_x, beta_y, n_iter)
+
+
+def lensing_truth(lens: Lens, source_centre, r_eff_arcsec: float, psf_fwhm: float, offsets,
+                  flux_magnification: float = math.nan) -> dict:
+    """What lensing did to a mock, for its truth.
+
+    ``source_centre`` is the galaxy's source-plane centre (arcsec, east,
+    north), ``r_eff_arcsec`` its effective radius (source plane),
+    ``psf_fwhm`` the image-plane PSF FWHM (arcsec), ``offsets`` the field's
+    pixel-centre offsets per axis (arcsec) and ``flux_magnification`` the
+    lensed over intrinsic line flux (NaN when unknown).
+
+    Returns
+    -------
+    dict
+        ``mu`` (signed, at the image of the centre), ``mu_t``, ``mu_r``,
+        ``pa_t``, ``pa_r`` (deg east of north), the image position
+        ``lens_image_x``, ``lens_image_y`` (arcsec), ``x_resolution_source``
+        = 2 r_eff / (psf_fwhm / sqrt|mu_t mu_r|), ``x_resolution_t``,
+        ``x_resolution_r`` (= 2 r_eff |mu_t,r| / psf_fwhm),
+        ``flux_magnification``, ``n_images`` (images of the centre in the
+        field; the values above are those of the most magnified) and
+        ``critical_pixels``.
+    """
+    images = find_images(lens, float(source_centre[0]), float(source_centre[1]), offsets)
+    x, y = (images[0][0], images[0][1]) if images else find_image(lens, *map(float, source_centre), offsets)
+    st = {k: float(v) for k, v in lens.stretch(np.array(x), np.array(y)).items()}
+    t = np.asarray(offsets, dtype=float)
+    xx, yy = np.meshgrid(t, t)
+    x_img = 2.0 * r_eff_arcsec / psf_fwhm
+    return {"mu": st["mu"], "mu_t": st["mu_t"], "mu_r": st["mu_r"], "pa_t": st["pa_t"], "pa_r": st["pa_r"],
+            "lens_image_x": x, "lens_image_y": y,
+            "x_resolution_source": x_img * math.sqrt(abs(st["mu_t"] * st["mu_r"])),
+            "x_resolution_t": x_img * abs(st["mu_t"]), "x_resolution_r": x_img * abs(st["mu_r"]),
+            "flux_magnification": float(flux_magnification), "n_images": len(images),
+            "critical_pixels": critical_pixels(lens, xx, yy)}

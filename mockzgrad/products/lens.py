@@ -1,0 +1,163 @@
+"""The observer's lens model of a lensed mock: the ``LENS`` file.
+
+An observer of a lensed galaxy has a lens model (e.g. the HFF cluster
+models: alpha_x, alpha_y, kappa, gamma1, gamma2, mu maps; STScI HFF readme),
+never the true lens. :class:`ObserverLens` is that model sampled on the data
+grid (the cube's spaxel centres), written from ``lensing.observer_model``
+("truth", "scaled" by 1 + eps, or maps from a file) and never from the
+mock's truth. Recovery (:mod:`mockzgrad.recovery.lensing`) reads it.
+
+FITS layout: primary HDU with the provenance keywords, image extensions
+ALPHA_X, ALPHA_Y (arcsec, east and north components of the deflection),
+KAPPA, GAMMA1, GAMMA2 (x east, y north frame) and MU (signed), each
+``(ny, nx)`` on the cube's spaxel grid (north = +row, east = -column).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataError
+from .grids import spatial_offsets
+
+__all__ = ["LENS_EXTENSIONS", "ObserverLens", "observer_lens", "read_lens", "lens_path_for"]
+
+#: Image extensions of a LENS file, in order.
+LENS_EXTENSIONS = ("ALPHA_X", "ALPHA_Y", "KAPPA", "GAMMA1", "GAMMA2", "MU")
+
+
+@dataclass(frozen=True, eq=False)
+class ObserverLens:
+    """A lens model sampled on a data grid.
+
+    Attributes
+    ----------
+    maps : dict
+        ``LENS_EXTENSIONS`` name -> ndarray (ny, nx): deflection (arcsec),
+        convergence, shear and magnification at each spaxel centre.
+    pixel_scale : float
+        Spaxel size, arcsec.
+    provenance : dict
+        Where the model comes from (``observer_model``, ``kind``, ``eps``, files).
+    """
+
+    maps: dict
+    pixel_scale: float
+    provenance: dict = field(default_factory=dict)
+    kind = "lens"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return np.shape(self.maps["ALPHA_X"])
+
+    def offsets(self):
+        """(x, y) spaxel-centre offsets, arcsec (east, north), 1-D each (as :meth:`MockCube.offsets`)."""
+        ny, nx = self.shape
+        return -spatial_offsets(nx, self.pixel_scale), spatial_offsets(ny, self.pixel_scale)
+
+    def ray_shoot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Source-plane offsets beta = theta - alpha of every spaxel centre, arcsec, (ny, nx) each."""
+        x, y = np.meshgrid(*self.offsets())
+        return x - self.maps["ALPHA_X"], y - self.maps["ALPHA_Y"]
+
+    def check_matches(self, shape, pixel_scale: float, what: str = "the data") -> None:
+        """DataError when this model's grid is not that of the data."""
+        if tuple(shape) != tuple(self.shape) or not np.isclose(pixel_scale, self.pixel_scale, rtol=1e-9):
+            raise DataError(f"lens model grid {self.shape} at {self.pixel_scale} arcsec does not match {what} "
+                            f"{tuple(shape)} at {pixel_scale} arcsec")
+
+    def to_hdulist(self):
+        from astropy.io import fits
+
+        primary = fits.PrimaryHDU()
+        h = primary.header
+        h["HIERARCH product"] = "lens model (observer)"
+        h["HIERARCH pixel_scale"] = (float(self.pixel_scale), "arcsec")
+        for k, v in self.provenance.items():
+            if isinstance(v, (bool, int, float, str)):
+                h[f"HIERARCH {k}"] = v
+        h["HIERARCH provenance"] = json.dumps(self.provenance)
+        hdus = [primary]
+        for name in LENS_EXTENSIONS:
+            hdu = fits.ImageHDU(np.asarray(self.maps[name], dtype=np.float64), name=name)
+            hdu.header["BUNIT"] = "arcsec" if name.startswith("ALPHA") else ""
+            hdus.append(hdu)
+        return fits.HDUList(hdus)
+
+    def write(self, path, *, overwrite: bool = False) -> None:
+        """Write the LENS file, atomically."""
+        from ..fileio import atomic_write, check_output_path
+
+        check_output_path(path, overwrite)
+        hdul = self.to_hdulist()
+        atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
+
+
+def sample_lens(lens, n: int, pixel_scale: float, provenance: dict) -> ObserverLens:
+    """Sample a :class:`mockzgrad.physics.lensing.Lens` on an ``n x n`` spaxel grid."""
+    t = spatial_offsets(n, pixel_scale)
+    x, y = np.meshgrid(-t, t)
+    ax, ay = lens.alpha(x, y)
+    k, g1, g2 = lens.convergence_shear(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = 1.0 / ((1.0 - k) ** 2 - g1 * g1 - g2 * g2)
+    maps = dict(zip(LENS_EXTENSIONS, (ax, ay, k, g1, g2, mu)))
+    maps = {name: np.broadcast_to(np.asarray(v, dtype=float), x.shape).copy() for name, v in maps.items()}
+    return ObserverLens(maps, float(pixel_scale), dict(provenance))
+
+
+def observer_lens(cfg, n: int, pixel_scale: float) -> ObserverLens | None:
+    """The observer's lens model of a configuration on its ``n x n`` data grid (None when unlensed).
+
+    Built from ``cfg.lensing.observer_model``, never from the mock's truth.
+    """
+    from ..config import lens_from_config
+
+    lcfg = cfg.lensing
+    if lcfg is None:
+        return None
+    lens = lens_from_config(lcfg, cfg.galaxy.redshift, cfg.cosmology.to_astropy(), observer=True)
+    prov = {"observer_model": lcfg.observer_model, "lens_kind": lcfg.kind,
+            "observer_eps": lcfg.observer_eps if lcfg.observer_model == "scaled" else 0.0}
+    if lcfg.observer_model == "file":
+        prov["alpha_files"] = f"{lcfg.observer_alpha_x_file}, {lcfg.observer_alpha_y_file}"
+    return sample_lens(lens, n, pixel_scale, prov)
+
+
+def read_lens(path) -> ObserverLens:
+    """Read a LENS file written by :meth:`ObserverLens.write`.
+
+    Raises
+    ------
+    DataError
+        Unreadable file, a missing extension, or maps of different shapes.
+    """
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdul:
+            names = [h.name for h in hdul]
+            missing = [e for e in LENS_EXTENSIONS if e not in names]
+            if missing:
+                raise DataError(f"{path}: not a lens model file (missing {', '.join(missing)}); "
+                                "`mockzgrad cube` writes one beside a lensed cube")
+            maps = {e: np.asarray(hdul[e].data, dtype=float) for e in LENS_EXTENSIONS}
+            h = hdul[0].header
+            scale = float(h["PIXEL_SCALE"]) if "PIXEL_SCALE" in h else float(h.get("HIERARCH pixel_scale"))
+            prov = json.loads(h.get("HIERARCH provenance", "{}"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read lens model ({exc})") from None
+    shapes = {e: m.shape for e, m in maps.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"{path}: lens maps have different shapes {shapes}")
+    return ObserverLens(maps, scale, prov)
+
+
+def lens_path_for(cube_path) -> str:
+    """Name of the LENS file written beside a cube: ``<stem>_lens.fits`` (``lensed.fits`` -> ``lensed_lens.fits``)."""
+    s = str(cube_path)
+    stem = s[:-5] if s.lower().endswith(".fits") else s
+    return f"{stem}_lens.fits"
