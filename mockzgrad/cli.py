@@ -162,10 +162,7 @@ def _write_lens(cfg, mock, output: str, lens_out: str | None, overwrite: bool) -
     from .products.lens import lens_path_for, observer_lens
 
     path = lens_out or lens_path_for(output)
-    ny, nx = mock.data.shape[-2:]
-    if ny != nx:
-        raise DataError(f"lens model: the product's grid is {ny} x {nx}; a square field is needed")
-    observer_lens(cfg, nx, mock.pixel_scale).write(path, overwrite=overwrite)
+    observer_lens(cfg, mock.data.shape[-2:], mock.pixel_scale).write(path, overwrite=overwrite)
     t = mock.truth
     print(f"wrote {path}: observer's lens model ({cfg.lensing.observer_model}); mu = {t.get('mu', float('nan')):.3f} "
           f"(mu_t {t.get('mu_t', float('nan')):.3f}, mu_r {t.get('mu_r', float('nan')):.3f}), "
@@ -373,7 +370,8 @@ def _cmd_curves(args) -> int:
         _check_path(args.plot)
     table, meta = load_results_table(args.results)
     degree = args.degree
-    curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree)
+    columns = {"x_resolution": args.x_column} if args.x_column else None
+    curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree, columns=columns)
     curves.write(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}: curves for |grad_z| = "
           f"{', '.join(f'{g:g}' for g in curves.abs_grads())} dex/kpc")
@@ -532,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="suite output folder, results.sqlite, or an exported table")
     p.add_argument("-o", "--output", required=True, help="curves ECSV file")
     p.add_argument("--degree", default="auto", type=_degree, help="polynomial degree or 'auto' (BIC, 1-4)")
+    p.add_argument("--x-column", help="results column used as x (default x_resolution; e.g. x_resolution_source "
+                                      "for lensed suites, x_resolution_geomean)")
     p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_curves)
@@ -550,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-recipe", action="store_true",
                    help="apply curves made with another recipe than the table declares")
     p.set_defaults(func=_cmd_correct)
+
+    p = sub.add_parser("presets", help="instrument presets: name, kind, status, sources")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=lambda args: __import__("mockzgrad.observation.presets", fromlist=["cli"]).cli(args))
+
+    p = sub.add_parser("plan", help="observing-strategy planner: small suites per setup and |grad_z|")
+    p.add_argument("target", nargs="?", help="target TOML ([target])")
+    p.add_argument("--setups", help="setups TOML ([[setup]] tables)")
+    p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, suites/)")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 disk, IFU setups)")
+    p.set_defaults(func=lambda args: __import__("mockzgrad.corrections.plan", fromlist=["cli"]).cli(args))
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")
     p.add_argument("--outdir", default="mockzgrad-demo", help="output folder (default ./mockzgrad-demo)")

@@ -103,7 +103,9 @@ RECIPE_MOCKS = {
                      "binning.r_max_kpc": 4.5}),
     "ju_msa3d": ({"galaxy.redshift": 1.0, "galaxy.r_eff": 3.0, "lines.reference_line": "Ha",
                   "lines.lines": ["NII_6550", "Ha", "NII_6585"], "lines.generating_set": ["PP04_N2_cubic"],
-                  "noise.snr_line": "Ha", "instrument.pixel_scale": 0.1, "instrument.oversample": 3}, {}),
+                  "noise.snr_line": "Ha", "instrument.pixel_scale": 0.1, "instrument.oversample": 3},
+                 # an IFU mock has no imaging catalogue (ju_msa3d takes PA and b/a from one): fit them
+                 {"geometry.mode": "fit"}),
     "wang2022": ({"galaxy.redshift": 2.0, "lines.generating_set": ["B18_R3", "B18_O32_inv", "B18_Ne3O2_inv"],
                   "instrument.pixel_scale": 0.065, "instrument.oversample": 3}, {}),
     "wang2017": ({"galaxy.redshift": 1.5, "lines.reference_line": "Ha",

@@ -285,6 +285,8 @@ def test_gradient_equals_ifu_with_the_effective_kernel(tmp_path, pa):
                        fov=msa.data.shape[2] * msa.pixel_scale, lsf_sigma=msa.lsf_sigma, psf=psf)
         ifu = observe(replace(cfg, instrument=inst))
     ifu.psf = dict(msa.psf)  # the same PSF description for the geometry fit
+    ifu.catalog = dict(msa.catalog)  # ju_msa3d takes PA and b/a from the imaging catalogue
+    ifu.psf_image, ifu.psf_image_pixel = msa.psf_image, msa.psf_image_pixel
     g_msa = recover(msa, "ju_msa3d").summary()["grad_z_measured"]
     g_ifu = recover(ifu, "ju_msa3d").summary()["grad_z_measured"]
     assert g_msa == pytest.approx(g_ifu, abs=0.005)

@@ -21,6 +21,7 @@ __all__ = [
     "SpectralConfig",
     "InstrumentConfig",
     "available_spectral_presets",
+    "available_instrument_presets",
 ]
 
 #: PSF shapes, ``instrument.psf.kind`` (see :mod:`mockzgrad.observation.psf`).
@@ -152,7 +153,81 @@ class SpectralConfig:
 def available_spectral_presets() -> list[str]:
     """Names of the spectral-grid presets shipped in ``mockzgrad/instruments/``."""
     return sorted(p.name[:-5] for p in resources.files("mockzgrad.instruments").iterdir()
-                  if p.name.endswith(".toml"))
+                  if p.name.endswith(".toml") and "spectral" in _preset_file(p.name[:-5]))
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_file(name: str) -> dict:
+    """Parsed preset ``name`` of ``mockzgrad/instruments/`` (or a TOML path ending in ``.toml``)."""
+    if name.endswith(".toml"):
+        from pathlib import Path
+
+        try:
+            text = Path(name).read_text()
+        except OSError as exc:
+            raise ConfigError(f"instrument.preset = {name!r}: cannot read it ({exc.strerror})") from None
+    else:
+        text = resources.files("mockzgrad.instruments").joinpath(f"{name}.toml").read_text()
+    return parse_toml(text, f"instrument preset {name}")
+
+
+def available_instrument_presets() -> list[str]:
+    """Names of the presets in ``mockzgrad/instruments/`` with an ``[instrument]`` table."""
+    return sorted(p.name[:-5] for p in resources.files("mockzgrad.instruments").iterdir()
+                  if p.name.endswith(".toml") and "instrument" in _preset_file(p.name[:-5]))
+
+
+def _instrument_table(name: str) -> dict:
+    import difflib
+
+    names = available_instrument_presets()
+    if not name.endswith(".toml") and name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.4) or names
+        raise ConfigError(f"instrument.preset = {name!r}: unknown preset; close names: {', '.join(close)}")
+    data = _preset_file(name).get("instrument")
+    if not isinstance(data, dict):
+        raise ConfigError(f"instrument.preset = {name!r} has no [instrument] table")
+    return data
+
+
+def _merge_preset(where: str, given: dict, defaults: dict, preset: dict, name: str) -> dict:
+    """``given`` with the preset's values; a value set away from its default must agree."""
+    out = dict(given)
+    for key, value in preset.items():
+        if isinstance(value, dict):
+            continue
+        if key not in defaults:
+            raise ConfigError(f"instrument preset {name!r}: unknown field {where}.{key}")
+        if given.get(key) not in (defaults[key], value):
+            raise ConfigError(f"{where}.{key} = {given[key]!r} conflicts with instrument.preset = {name!r} "
+                              f"({key} = {value!r}); drop one of them")
+        out[key] = value
+    return out
+
+
+def _apply_instrument_preset(inst: "InstrumentConfig", p: str) -> None:
+    """``instrument.preset`` fills the fields it names; explicit values must agree with it."""
+    import dataclasses
+
+    table = _instrument_table(inst.preset)
+    top = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    given = {k: getattr(inst, k) for k in top if hasattr(inst, k)}
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else None)
+                for f in dataclasses.fields(InstrumentConfig)}
+    for key, value in _merge_preset(p, given, defaults, top, inst.preset).items():
+        object.__setattr__(inst, key, value)
+    for key, cls in (("psf", PSFConfig), ("spectral", SpectralConfig)):
+        sub = table.get(key)
+        if not sub:
+            continue
+        current = getattr(inst, key)
+        given = {f.name: getattr(current, f.name) for f in dataclasses.fields(cls)}
+        sub_defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        if key == "spectral" and "preset" in sub:  # a spectral-grid preset: its fields were filled from it
+            given = {k: (sub_defaults[k] if k in ("grid", "dispersion", "wave_min", "wave_max")
+                         and current.preset in (None, sub["preset"]) else v) for k, v in given.items()}
+        merged = _merge_preset(f"{p}.{key}", given, sub_defaults, sub, inst.preset)
+        object.__setattr__(inst, key, cls(**merged))
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,9 +296,12 @@ class InstrumentConfig:
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
     slitstep: SlitstepConfig | None = None  # [instrument.slitstep], kind = "slitstep" (config/slitstep.py)
     grism: GrismConfig | None = None  # [instrument.grism], kind = "grism" (config/grism.py)
+    preset: str | None = None  # instrument preset (mockzgrad/instruments/ or a TOML path): _apply_instrument_preset
 
     def __post_init__(self):
         p = "instrument"
+        if self.preset is not None:
+            _apply_instrument_preset(self, p)
         validate.text(f"{p}.name", self.name, empty=False)
         check_fields(self, p)
         # bounds that depend on other fields

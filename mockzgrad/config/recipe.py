@@ -74,7 +74,10 @@ class GeometryRecipe:
 
     Parameters
     ----------
-    mode : {"fit", "given"}
+    mode : {"fit", "given", "catalog"}
+        ``catalog``: PA and b/a from the product's imaging catalogue
+        (``MockCube.catalog``, e.g. S1 Sect. 3.2: CANDELS), centre fitted
+        as for ``fit``.
     x_offset, y_offset : float
         Centre, arcsec east/north of the field centre (``given``); [-60, 60].
     axis_ratio : float
@@ -85,7 +88,7 @@ class GeometryRecipe:
         Intrinsic thickness used to turn the axis ratio into an inclination; [0, 1).
     """
 
-    mode: str = choice_field("fit", ("fit", "given"))
+    mode: str = choice_field("fit", ("fit", "given", "catalog"))
     x_offset: float = number_field(0.0, -60.0, 60.0, unit="arcsec")
     y_offset: float = number_field(0.0, -60.0, 60.0, unit="arcsec")
     axis_ratio: float = number_field(1.0, 0.0, 1.0, lo_open=True)

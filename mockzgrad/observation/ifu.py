@@ -43,6 +43,7 @@ from ..physics import lensing as lensing_mod
 from ..physics.lines import LINES
 from ..products.cube import MockCube
 from ..products.grids import SpectralGrid, spatial_offsets, spectral_grid
+from ..products.lens import radius_map_truth
 from ..source import lineflux
 from ..source.galaxy import GalaxyModel, resolve_galaxy
 from ..source.scene import SceneSampling, observed_line_waves, render_scene
@@ -351,6 +352,7 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         truth.update(lensing_mod.lensing_truth(setup.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, inst.psf.fwhm,
                                                spatial_offsets(setup.n, inst.pixel_scale),
                                                float(cube.sum()) / sum(totals.values()) if totals else math.nan))
+        truth["source_radius_map_kpc"] = radius_map_truth(m, setup.lens, setup.n, inst.pixel_scale)
     return truth
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import DataError
 from .grids import spatial_offsets
 
-__all__ = ["LENS_EXTENSIONS", "ObserverLens", "observer_lens", "read_lens", "lens_path_for"]
+__all__ = ["LENS_EXTENSIONS", "ObserverLens", "observer_lens", "read_lens", "lens_path_for", "lens_truth",
+           "source_radius_map", "radius_map_truth"]
 
 #: Image extensions of a LENS file, in order.
 LENS_EXTENSIONS = ("ALPHA_X", "ALPHA_Y", "KAPPA", "GAMMA1", "GAMMA2", "MU")
@@ -96,10 +97,15 @@ class ObserverLens:
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
 
-def sample_lens(lens, n: int, pixel_scale: float, provenance: dict) -> ObserverLens:
-    """Sample a :class:`mockzgrad.physics.lensing.Lens` on an ``n x n`` spaxel grid."""
-    t = spatial_offsets(n, pixel_scale)
-    x, y = np.meshgrid(-t, t)
+def _grid(n, pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Spaxel-centre offsets (x east, y north; arcsec) of an ``n x n`` or ``n = (ny, nx)`` grid, (ny, nx) each."""
+    ny, nx = (n, n) if np.ndim(n) == 0 else (int(n[0]), int(n[1]))
+    return np.meshgrid(-spatial_offsets(nx, pixel_scale), spatial_offsets(ny, pixel_scale))
+
+
+def sample_lens(lens, n, pixel_scale: float, provenance: dict) -> ObserverLens:
+    """Sample a :class:`mockzgrad.physics.lensing.Lens` on an ``n x n`` (or ``n = (ny, nx)``) spaxel grid."""
+    x, y = _grid(n, pixel_scale)
     ax, ay = lens.alpha(x, y)
     k, g1, g2 = lens.convergence_shear(x, y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -109,8 +115,9 @@ def sample_lens(lens, n: int, pixel_scale: float, provenance: dict) -> ObserverL
     return ObserverLens(maps, float(pixel_scale), dict(provenance))
 
 
-def observer_lens(cfg, n: int, pixel_scale: float) -> ObserverLens | None:
-    """The observer's lens model of a configuration on its ``n x n`` data grid (None when unlensed).
+def observer_lens(cfg, n, pixel_scale: float) -> ObserverLens | None:
+    """The observer's lens model of a configuration on its ``n x n`` (or ``n = (ny, nx)``) data grid
+    (None when unlensed).
 
     Built from ``cfg.lensing.observer_model``, never from the mock's truth.
     """
@@ -161,3 +168,54 @@ def lens_path_for(cube_path) -> str:
     s = str(cube_path)
     stem = s[:-5] if s.lower().endswith(".fits") else s
     return f"{stem}_lens.fits"
+
+
+#: Significant digits of the true source-plane radius map kept in a product's truth (JSON).
+RADIUS_MAP_DIGITS = 5
+
+
+def source_radius_map(model, lens, n, pixel_scale: float) -> np.ndarray:
+    """True source-plane deprojected radius (kpc) of every spaxel centre of an ``n x n`` (or ``(ny, nx)``) grid.
+
+    Each spaxel centre theta is ray-traced to beta = theta - alpha(theta) with
+    the true lens and its radius in the galaxy's disk is taken there
+    (:meth:`mockzgrad.source.galaxy.GalaxyModel.disk_coords`; rows north, columns west, as the data).
+    """
+    x, y = _grid(n, pixel_scale)
+    return np.asarray(model.disk_coords(*lens.ray_shoot(x, y))[0], dtype=float)
+
+
+def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnification: float) -> dict:
+    """Truth keys of a lensed mock: :func:`mockzgrad.physics.lensing.lensing_truth` on the product's grid and
+    ``source_radius_map_kpc``, the true source-plane radius map (:func:`source_radius_map`) as nested lists
+    (rows of the data grid) rounded to :data:`RADIUS_MAP_DIGITS` significant digits.
+
+    Parameters
+    ----------
+    model : mockzgrad.source.galaxy.GalaxyModel
+        The galaxy, at its source-plane position.
+    lens : mockzgrad.physics.lensing.Lens
+        The true lens.
+    psf_fwhm : float
+        Image-plane PSF FWHM, arcsec.
+    n : int or (int, int)
+        The product's grid, ``n x n`` or ``(ny, nx)`` spaxels.
+    pixel_scale : float
+        Spaxel size, arcsec.
+    flux_magnification : float
+        Lensed over intrinsic line flux (NaN when unknown).
+    """
+    from ..physics.lensing import lensing_truth
+
+    ny, nx = (n, n) if np.ndim(n) == 0 else (int(n[0]), int(n[1]))
+    square = spatial_offsets(max(ny, nx), pixel_scale)  # image search over the enclosing square
+    truth = lensing_truth(lens, (model.x_offset, model.y_offset), model.r_eff_arcsec, psf_fwhm, square,
+                          flux_magnification)
+    truth["source_radius_map_kpc"] = radius_map_truth(model, lens, (ny, nx), pixel_scale)
+    return truth
+
+
+def radius_map_truth(model, lens, n, pixel_scale: float) -> list:
+    """:func:`source_radius_map` as nested lists (rows), :data:`RADIUS_MAP_DIGITS` significant digits (JSON)."""
+    r = source_radius_map(model, lens, n, pixel_scale)
+    return [[float(f"{v:.{RADIUS_MAP_DIGITS}g}") for v in row] for row in r]

@@ -29,7 +29,7 @@ never reads the cube's truth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -161,6 +161,10 @@ class FrontEndResult:
 def check_cube(cube) -> tuple[np.ndarray, PSF]:
     """The cube's data as float and its PSF; refuse a cube recovery cannot use.
 
+    A cube that carries its effective kernel as an image (``psf_image``, the
+    ``PSF`` extension, e.g. slit stepping) gets that image as its PSF, so the
+    geometry fit deconvolves and the annuli follow the real kernel.
+
     Raises
     ------
     DataError
@@ -174,6 +178,10 @@ def check_cube(cube) -> tuple[np.ndarray, PSF]:
     if not cube.psf:
         raise DataError("cube: no PSF description in the header (PSF_KIND, PSF_FWHM); "
                         "recovery needs the PSF to choose the annulus width")
+    image = getattr(cube, "psf_image", None)
+    if image is not None:  # the effective kernel the product carries (e.g. slit stepping): the real PSF
+        header = {**cube.psf, "PSF_KIND": "image", "PSF_PIXS": cube.psf_image_pixel}
+        return data, psf_from_header(header, image=np.asarray(image, dtype=float))
     return data, psf_from_header(cube.psf)
 
 
@@ -251,7 +259,7 @@ def select_lines(cube, recipe, *, redshift: float | None = None,
         raise RecoveryError(f"none of the recipe's diagnostics {list(keys)} has all its lines in the cube at "
                             f"redshift = {redshift:g} (lines covered: {list(present)}; the cube's wavelength "
                             f"range {lo:.0f}-{hi:.0f} A covers rest {lo / (1 + redshift):.0f}-"
-                            f"{hi / (1 + redshift):.0f} A)")
+                            f"{hi / (1 + redshift):.0f} A{_not_covered_note(cube, wanted, present, redshift)})")
     excluded = tuple(LeftOut(diagnostic=d.key, reason=f"line(s) {', '.join(lines)} not covered by the cube")
                      for d, lines in missing)
     gate_line = reference_line if recipe.gating.line == "brightest" else recipe.gating.line
@@ -259,8 +267,33 @@ def select_lines(cube, recipe, *, redshift: float | None = None,
                          diagnostics=usable, excluded=excluded)
 
 
+def _channel_intervals(cube, tol: float = 1e-6) -> list[tuple[float, float]]:
+    """Contiguous wavelength intervals of the cube's channels, Angstrom (gaps, e.g. a detector gap, split them)."""
+    lo, hi = np.asarray(cube.edges_lo, float), np.asarray(cube.edges_hi, float)
+    order = np.argsort(lo)
+    lo, hi = lo[order], hi[order]
+    breaks = np.flatnonzero(lo[1:] > hi[:-1] * (1.0 + tol)) + 1
+    return [(float(lo[i]), float(hi[j - 1])) for i, j in zip(np.r_[0, breaks], np.r_[breaks, lo.size])]
+
+
+def _not_covered_note(cube, wanted, present, redshift: float) -> str:
+    """``"; not covered: Ha at 13126 A, ...; channels only in 9707-9747, ... A"`` for the error of :func:`select_lines`
+    (the channel intervals only when gaps split the cube's range, e.g. a slit-stepped cube's band and chip gap)."""
+    lost = [n for n in LINES if n in wanted and n not in present]
+    note = "; not covered: " + ", ".join(f"{n} at {LINES[n].wavelength * (1 + redshift):.0f} A" for n in lost)
+    spans = _channel_intervals(cube)
+    if len(spans) > 1:
+        note += "; channels only in " + ", ".join(f"{a:.0f}-{b:.0f}" for a, b in spans) + " A"
+    return note if lost else ""
+
+
 def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=None) -> tuple[Geometry, float]:
     """Geometry given by the recipe or fitted to the reference line map.
+
+    ``recipe.mode = "catalog"``: the centre is fitted as for ``"fit"``, PA
+    and b/a are the product's imaging catalogue values (``cube.catalog``;
+    S1 Sect. 3.2 takes them from CANDELS imaging); a product without a
+    catalogue is a :class:`~mockzgrad.errors.DataError`.
 
     Parameters
     ----------
@@ -286,12 +319,39 @@ def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=
     with np.errstate(invalid="ignore", divide="ignore"):
         detected = ref_map > 2.0 * ref_err
     mask = detected if detected.sum() >= 12 else None
+    catalog = _catalog_geometry(cube) if recipe.mode == "catalog" else None
     if source_xy is not None:  # lensed: the Gaussian is fitted at the ray-traced spaxel centres
-        return lensmod.fit_source_geometry(ref_map, ref_err, *source_xy, q0=recipe.q0, mask=mask), psf_fwhm
+        fitted = lensmod.fit_source_geometry(ref_map, ref_err, *source_xy, q0=recipe.q0, mask=mask)
+        return (fitted if catalog is None else _with_catalog(fitted, catalog, recipe.q0)), psf_fwhm
     # the PSF as the 2-D kernel it is (a covariance matrix unless circular)
     fitted = geomod.fit_geometry(ref_map, ref_err, cube.pixel_scale, q0=recipe.q0, mask=mask,
                                  **psf_matching.geometry_psf(psf, cube.pixel_scale, wavelength=wave))
+    if catalog is not None:
+        fitted = _with_catalog(fitted, catalog, recipe.q0)
     return fitted, _fwhm_along_major(psf, fitted, psf_fwhm, cube.pixel_scale, wave)
+
+
+def _catalog_geometry(cube) -> tuple[float, float]:
+    """``(pa, axis_ratio)`` of the product's imaging catalogue (``geometry.mode = "catalog"``).
+
+    Raises
+    ------
+    DataError
+        The product has no catalogue with ``pa`` and ``axis_ratio``.
+    """
+    catalog = getattr(cube, "catalog", None) or {}
+    if "pa" not in catalog or "axis_ratio" not in catalog:
+        raise DataError(f"geometry.mode = 'catalog': the product has no imaging catalogue with pa and axis_ratio "
+                        f"(CATALOG extension; found {sorted(catalog)}); use mode 'fit' or 'given'")
+    return float(catalog["pa"]), float(catalog["axis_ratio"])
+
+
+def _with_catalog(fitted: Geometry, catalog: tuple[float, float], q0: float) -> Geometry:
+    """The catalogue's PA and b/a around the fitted centre (centre errors kept)."""
+    pa, axis_ratio = catalog
+    given = geomod.Geometry.given(pa=pa, axis_ratio=axis_ratio, x_offset=fitted.x_offset,
+                                  y_offset=fitted.y_offset, q0=q0)
+    return replace(given, x_offset_err=fitted.x_offset_err, y_offset_err=fitted.y_offset_err)
 
 
 def _fwhm_along_major(psf: PSF, geometry: Geometry, psf_fwhm: float, pixel_scale: float, wave: float) -> float:

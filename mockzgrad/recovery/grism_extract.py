@@ -34,7 +34,7 @@ Two methods:
     normalised cross-correlation (S3 Eq. 1) and the rejection of flagged maps.
 ``"joint"`` (the LINEAR / slitlessutils idea)
     one map per group on the object's segmentation (direct-image pixels at
-    >= ``segmentation`` (1 %) of the peak, as grizli models only the
+    >= ``segmentation`` (0.1 %) of the peak, as grizli models only the
     segmentation's pixels; the map is NaN outside), all exposures as data;
     the continuum amplitude of each exposure is fitted alongside.
 
@@ -345,7 +345,7 @@ def _map_psfs(mock, names, redshift) -> dict:
 
 
 def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: float = 0.05,
-                      isophote: float = 0.1, segmentation: float = 0.01, max_support: int = 2000,
+                      isophote: float = 0.1, segmentation: float = 1e-3, max_support: int = 2500,
                       damp: float = 1e-4, continuum: bool = True) -> LineMaps:
     """Line maps with variances from grism exposures.
 

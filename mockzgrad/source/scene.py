@@ -25,6 +25,7 @@ of ``lines.reference_flux`` (erg/s/cm^2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +189,59 @@ def _critical_passes(passes: list[_Pass], near: np.ndarray, os_crit: int) -> lis
     return out + [_Pass(box, os_crit, near[box[0]:box[1], box[2]:box[3]])]
 
 
+#: |mu| above which a rendered spaxel is checked for under-sampling (issue 17: "|mu| > 100").
+MU_UNDERSAMPLED = 100.0
+
+
+def needed_oversample(lens, x, y, pixel_scale: float) -> np.ndarray:
+    """Sub-pixels per axis that resolve the lens mapping at spaxel centres (x, y), arcsec.
+
+    Near a fold mu ~ 1 / d (d the distance to the critical curve, estimated
+    as |det A| / |grad det A|); sub-pixels no larger than 2 d / 3 keep
+    mu within a factor 2 across each of them, so the spaxel needs
+    ceil(1.5 pixel_scale / d) of them per axis.
+    """
+    h = 0.05 * pixel_scale
+    det = lens.det_a(x, y)
+    gx = (lens.det_a(x + h, y) - lens.det_a(x - h, y)) / (2 * h)
+    gy = (lens.det_a(x, y + h) - lens.det_a(x, y - h)) / (2 * h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.abs(det) / np.hypot(gx, gy)
+        need = np.ceil(1.5 * pixel_scale / d)
+    return np.where(np.isfinite(need), np.maximum(need, 1.0), np.inf)
+
+
+def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_scale: float) -> int:
+    """Warn (CriticalCurveWarning) when a lit spaxel with |mu| > MU_UNDERSAMPLED has too few sub-pixels;
+    returns the largest needed oversample (0: none flagged)."""
+    import warnings
+
+    from ..physics.lensing import CriticalCurveWarning
+
+    flag = lit & (np.abs(lens.magnification(x, y)) > MU_UNDERSAMPLED)
+    if not flag.any():
+        return 0
+    need = needed_oversample(lens, x[flag], y[flag], pixel_scale)
+    short = need > os_map[flag]
+    if not short.any():
+        return 0
+    worst = float(need[short].max())
+    shown = f">= {int(worst)}" if worst <= 64 else ">= 64 (the largest allowed; a spaxel straddles the curve)"
+    warnings.warn(f"{int(short.sum())} rendered spaxels have |mu| > {MU_UNDERSAMPLED:g} with too few sub-pixels "
+                  f"(up to {int(os_map[flag][short].max())} per axis): set lensing.oversample_near_critical "
+                  f"{shown}", CriticalCurveWarning, stacklevel=4)
+    return int(min(worst, 64)) if math.isfinite(worst) else 64
+
+
+def _os_map(passes: list, shape) -> np.ndarray:
+    """Sub-pixels per axis each spaxel is rendered with."""
+    out = np.zeros(shape)
+    for p in passes:
+        i0, i1, j0, j1 = p.box
+        out[i0:i1, j0:j1][p.use] = p.os_k
+    return out
+
+
 def _render_pass(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
                  line_waves: np.ndarray, p: _Pass, use_numba: bool, lens=None) -> np.ndarray:
     """Render one pass; returns the cube of its box, shape (n_chan, i1 - i0, j1 - j0)."""
@@ -268,6 +322,9 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     if lens is not None and oversample_near_critical > s.oversample:
         near = np.abs(lens.magnification(pxx, pyy)) > 20.0
         passes = _critical_passes(passes, near, oversample_near_critical) if near.any() else passes
+    if lens is not None:
+        _warn_undersampled(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL),
+                           _os_map(passes, pxx.shape), s.pixel_scale)
     cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba, lens)
     for p in passes[1:]:
         i0, i1, j0, j1 = p.box

@@ -72,7 +72,8 @@ def _run(spec, recover) -> dict:
         Path(spec.cube_path).parent.mkdir(parents=True, exist_ok=True)
         product.write(spec.cube_path, overwrite=True)
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
-    result = recover(_observer_product(product, cfg, recipe), recipe, rng=rng)
+    observed = _observer_product(product, cfg, recipe)
+    result = recover(observed, recipe, rng=rng, lens=_observer_lens(observed, cfg, recipe))
     t2 = time.perf_counter()
     truth = product.truth
     out = {f"{k}_true" if k in ("grad_z", "z0") else k: _scalar(truth.get(k)) for k in TRUTH_COLUMNS}
@@ -96,6 +97,16 @@ def _observer_product(product, cfg, recipe):
 
     nii_ha = recipe.metallicity.nii_ha if isinstance(recipe.metallicity.nii_ha, float) else 0.05
     return extract_line_maps(product, cfg.galaxy.redshift, nii_ha=nii_ha)
+
+
+def _observer_lens(product, cfg, recipe):
+    """The observer's lens model on the product's grid when the recipe works in the source plane."""
+    if getattr(recipe, "lensing", None) is None or not recipe.lensing.use:
+        return None
+    from ..products.lens import observer_lens
+
+    shape = product.data.shape[-2:] if hasattr(product, "data") else product.shape
+    return observer_lens(cfg, shape, product.pixel_scale)
 
 
 def _scalar(v):

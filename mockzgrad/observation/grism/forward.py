@@ -44,6 +44,7 @@ from ...errors import ConfigError
 from ...physics.lines import LINES
 from ...products.grids import spatial_offsets
 from ...products.grism import GrismExposure, GrismMock
+from ...products.lens import lens_truth
 from ...source import lineflux
 from .. import noise
 from ..ifu import model_cube
@@ -217,10 +218,15 @@ def _truth(cfg: MockConfig, scene: GrismScene, offsets, sigmas, totals) -> dict:
         "wave_offsets": {label: float(o) for label, o in offsets.items()},
         "noise_sigma": {label: (None if s is None else float(s)) for label, s in sigmas.items()},
         "noise_model": inst.grism.noise_model, "snr_target": cfg.noise.snr,
+        # the S/N of noise.snr_line in the r_eff ellipse per exposure: the target by construction (noise_model "snr")
+        "snr": cfg.noise.snr if inst.grism.noise_model == "snr" and cfg.noise.enabled else None,
         "continuum": inst.grism.continuum, "continuum_ew": inst.grism.continuum_ew if inst.grism.continuum != "none"
         else None,
         "seed": cfg.seed, "mockzgrad_version": __version__,
     })
+    if setup.lens is not None:  # lensed (the IFU scene is): the same keys as the IFU mode's truth
+        ratio = float(scene.cube.sum()) / sum(totals.values()) if totals else math.nan
+        truth.update(lens_truth(setup.model, setup.lens, inst.psf.fwhm, setup.n, inst.pixel_scale, ratio))
     return truth
 
 

@@ -38,6 +38,7 @@ from ...config import MockConfig, config_to_dict, dumps_toml
 from ...errors import FieldOfViewWarning
 from ...physics.lines import C_KMS
 from ...products.cube import MockCube
+from ...products.lens import lens_truth
 from ...source import lineflux
 from ...source.scene import render_scene
 from .. import noise
@@ -66,6 +67,8 @@ def _noise_level(cfg: MockConfig, plan: SlitstepPlan, clean: np.ndarray, unit_va
     """Per-exposure sigma (erg/s/cm^2 per detector pixel), S/N channel, r_eff mask of the cube."""
     model = plan.model
     xg, yg = _cube_offsets(geom)
+    if plan.lens is not None:  # the r_eff ellipse in the source plane
+        xg, yg = plan.lens.ray_shoot(xg, yg)
     mask = noise.ellipse_mask(xg, yg, a_arcsec=model.r_eff_arcsec, axis_ratio=model.axis_ratio, pa=model.pa,
                               x_offset=model.x_offset, y_offset=model.y_offset)
     finite = np.nan_to_num(clean)
@@ -132,7 +135,8 @@ def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_nu
     """
     plan = plan_slitstep(cfg)
     ss = plan.ss
-    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_rng(cfg, 0), use_numba=use_numba)
+    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_rng(cfg, 0), use_numba=use_numba,
+                         lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
     conv = psf_stage(scene.cube, plan)
     exposures, open_frac = expose(conv, plan)
     # the observer's point-source path-loss correction, per channel (signal and noise alike)
@@ -196,6 +200,11 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
         "pathloss_correct": ss.pathloss_correct,
         "lines_not_covered": list(not_covered),
     })
+    if plan.lens is not None:  # rendered flux over the intrinsic flux when every line is fully covered
+        full = _covered_lines(cfg, plan)[0]
+        ratio = float(scene.cube.sum()) / sum(totals.values()) if totals and len(full) == len(totals) else math.nan
+        truth.update(lens_truth(plan.model, plan.lens, truth["psf_fwhm_along"], (geom.y_cube.size, geom.x_cube.size),
+                                ss.cube_pixel, ratio))
     return MockCube(data=data, variance=var, edges_lo=plan.grid.edges_lo, edges_hi=plan.grid.edges_hi,
                     pixel_scale=ss.cube_pixel, psf=summary.to_header(), lsf_sigma=ss.lsf_sigma, truth=truth,
                     noise_free=clean if keep_noise_free else None, grid=plan.grid,

@@ -28,11 +28,13 @@ import scipy.fft
 
 from ...config import MockConfig, SlitstepConfig
 from ...errors import ConfigError
+from ...physics import lensing as lensing_mod
 from ...physics.lines import C_KMS, LINES
 from ...products.grids import SpectralGrid
 from ...source.galaxy import GalaxyModel, resolve_galaxy
 from ...source.scene import SceneSampling, observed_line_waves
 from .. import lsf, psf as psf_mod
+from ..ifu import _lensed_model  # the galaxy moved in the source plane and the true lens, as the IFU mode
 
 __all__ = ["MAX_FINE_PIXEL", "SlitstepPlan", "plan_slitstep", "pointings", "detector_channels"]
 
@@ -81,6 +83,7 @@ class SlitstepPlan:
     sampling: SceneSampling
     x_steps: np.ndarray
     y_steps: np.ndarray
+    lens: object = None  # mockzgrad.physics.lensing.Lens of cfg.lensing, None when unlensed
 
     @property
     def fine_pixel(self) -> float:
@@ -152,7 +155,7 @@ def plan_slitstep(cfg: MockConfig) -> SlitstepPlan:
     SlitstepPlan
     """
     inst, ss = cfg.instrument, cfg.instrument.slitstep
-    model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    model, lens = _lensed_model(cfg, resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology))
     line_waves = observed_line_waves(model, cfg.lines)
     # the grating LSF is Gaussian: folded into the rendered line width (exact,
     # and it commutes with the intra-shutter shift); see observation.lsf
@@ -184,9 +187,11 @@ def plan_slitstep(cfg: MockConfig) -> SlitstepPlan:
                              oversample=1, oversample_outer=1,
                              oversample_radius=inst.oversample_radius)
     grid = SpectralGrid(kind="linear", start=ss.band[0], step=ss.dispersion, index=channels)
+    if lens is not None:  # maps must cover the rendered fine grid; warn on critical curves
+        lensing_mod.check_field(lens, (np.arange(n_ext) - (n_ext - n) // 2 - 0.5 * (n - 1)) * f)
     return SlitstepPlan(ss=ss, model=model, psf=psf, kernels=kernels, line_waves=line_waves, window=window,
                         grid=grid, k_sub=k_sub, fine_index=fine_index, sampling=sampling,
-                        x_steps=x_steps, y_steps=y_steps)
+                        x_steps=x_steps, y_steps=y_steps, lens=lens)
 
 
 def snr_wavelength(cfg: MockConfig, model: GalaxyModel) -> float:

@@ -1,0 +1,210 @@
+"""Instrument presets: list, load and check them; the t^-1/2 sensitivity law.
+
+A preset is a TOML file in ``mockzgrad/instruments/`` (or a user's path ending
+in ``.toml``) with one schema:
+
+``[preset]``
+    ``name``, ``kind`` ("ifu" | "grism" | "slitstep"), ``status`` ("from seeds"
+    | "from docs" | "approximate") and ``sources`` (list of citations).
+``[instrument]`` (IFU presets)
+    values of :class:`~mockzgrad.config.InstrumentConfig` (with ``[instrument.psf]``
+    and ``[instrument.spectral]``); ``instrument.preset = "name"`` fills them.
+    Grism and slit-stepping presets keep their ``[grism]`` / ``[slitstep]``
+    tables, read by :mod:`mockzgrad.config.grism` and :mod:`mockzgrad.config.slitstep`;
+    spectral-grid presets keep ``[spectral]`` (``instrument.spectral.preset``).
+``[sensitivity]`` (optional)
+    ``quantity`` ("line_flux": 1-sigma line-flux limit, erg/s/cm^2; "pixel_sigma":
+    noise per pixel and channel, erg/s/cm^2; "snr": a reported S/N), ``value``,
+    ``exposure`` (the reference exposure, s), ``citation`` and, for "snr", ``line``.
+    Background limited: a sigma scales as ``value sqrt(exposure / t)``, an S/N as
+    ``value sqrt(t / exposure)`` (:func:`sensitivity_at`).
+
+Every number in a preset file is cited in its comments and ``sources``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .. import validate
+from ..config import config_from_dict
+from ..config.toml_io import parse_toml
+from ..errors import ConfigError
+
+__all__ = ["PRESET_KINDS", "PRESET_STATUSES", "SENSITIVITY_QUANTITIES", "Preset", "Sensitivity",
+           "available_presets", "load_preset", "sensitivity_at", "line_flux_to_pixel_sigma",
+           "config_for_preset", "presets_table", "cli"]
+
+PRESET_KINDS = ("ifu", "grism", "slitstep")
+PRESET_STATUSES = ("from seeds", "from docs", "approximate")
+SENSITIVITY_QUANTITIES = ("line_flux", "pixel_sigma", "snr")
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """A depth at a reference exposure, with its citation.
+
+    Parameters
+    ----------
+    quantity : {"line_flux", "pixel_sigma", "snr"}
+    value : float
+        1-sigma line flux (erg/s/cm^2), noise per pixel and channel
+        (erg/s/cm^2), or S/N, at ``exposure``.
+    exposure : float
+        Reference exposure, s.
+    citation : str
+    line : str or None
+        Line of a reported S/N.
+    """
+
+    quantity: str
+    value: float
+    exposure: float
+    citation: str
+    line: str | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One instrument preset: identity, the file's tables and its sensitivity."""
+
+    name: str
+    kind: str
+    status: str
+    sources: tuple[str, ...]
+    tables: dict
+    sensitivity: Sensitivity | None = None
+    path: str = ""
+
+    def summary(self) -> dict:
+        """Name, kind, status, sources (and the sensitivity citation) as plain values."""
+        out = {"name": self.name, "kind": self.kind, "status": self.status, "sources": list(self.sources)}
+        if self.sensitivity is not None:
+            s = self.sensitivity
+            out["sensitivity"] = {"quantity": s.quantity, "value": s.value, "exposure_s": s.exposure,
+                                  "citation": s.citation}
+        return out
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped in ``mockzgrad/instruments/``."""
+    return sorted(p.name[:-5] for p in resources.files("mockzgrad.instruments").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read(name: str) -> tuple[dict, str]:
+    if name.endswith(".toml"):
+        try:
+            return parse_toml(Path(name).read_text(), f"instrument preset {name}"), str(name)
+        except OSError as exc:
+            raise ConfigError(f"instrument preset {name!r}: cannot read it ({exc.strerror})") from None
+    names = available_presets()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.4) or names
+        raise ConfigError(f"instrument preset {name!r}: unknown; close names: {', '.join(close)}")
+    res = resources.files("mockzgrad.instruments").joinpath(f"{name}.toml")
+    return parse_toml(res.read_text(), f"instrument preset {name}"), f"mockzgrad/instruments/{name}.toml"
+
+
+def _sensitivity(where: str, table) -> Sensitivity | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}.sensitivity = {table!r}; expected a table")
+    q = validate.choice(f"{where}.sensitivity.quantity", table.get("quantity"), SENSITIVITY_QUANTITIES)
+    value = validate.number(f"{where}.sensitivity.value", table.get("value"), 0.0, None, lo_open=True)
+    t = validate.number(f"{where}.sensitivity.exposure", table.get("exposure"), 0.0, None, lo_open=True, unit="s")
+    cite = validate.text(f"{where}.sensitivity.citation", table.get("citation"), empty=False)
+    return Sensitivity(q, float(value), float(t), cite, table.get("line"))
+
+
+def load_preset(name: str) -> Preset:
+    """Read and check a preset by name (or TOML path).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (with the close names), or a missing or invalid
+        ``[preset]`` / ``[sensitivity]`` value; an ``[instrument]`` table that
+        does not give a valid :class:`~mockzgrad.config.InstrumentConfig`.
+    """
+    data, path = _read(name)
+    where = f"instrument preset {name}"
+    head = data.get("preset")
+    if not isinstance(head, dict):
+        raise ConfigError(f"{where}: needs a [preset] table (name, kind, status, sources)")
+    kind = validate.choice(f"{where}: preset.kind", head.get("kind"), PRESET_KINDS)
+    status = validate.choice(f"{where}: preset.status", head.get("status"), PRESET_STATUSES)
+    sources = head.get("sources")
+    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
+        raise ConfigError(f"{where}: preset.sources = {sources!r}; expected a non-empty list of citations")
+    tables = {k: v for k, v in data.items() if k not in ("preset", "sensitivity")}
+    if not any(k in tables for k in ("instrument", "grism", "slitstep", "spectral")):
+        raise ConfigError(f"{where}: needs one of [instrument], [grism], [slitstep], [spectral]")
+    preset = Preset(name=str(head.get("name", name)), kind=kind, status=status, sources=tuple(sources),
+                    tables=tables, sensitivity=_sensitivity(where, data.get("sensitivity")), path=path)
+    if "instrument" in tables:
+        config_for_preset(name)  # the [instrument] table must make a valid mock
+    return preset
+
+
+def sensitivity_at(sens: Sensitivity, exposure: float) -> float:
+    """The preset's depth at ``exposure`` seconds (background limited, t^-1/2).
+
+    Returns ``value sqrt(t_ref / t)`` for a sigma (line flux or per pixel,
+    erg/s/cm^2) and ``value sqrt(t / t_ref)`` for an S/N.
+    """
+    t = validate.number("exposure", exposure, 0.0, None, lo_open=True, unit="s")
+    if sens.quantity == "snr":
+        return sens.value * math.sqrt(t / sens.exposure)
+    return sens.value * math.sqrt(sens.exposure / t)
+
+
+def line_flux_to_pixel_sigma(line_sigma: float, n_pixels: float, n_channels: float) -> float:
+    """Noise per pixel and channel that gives a 1-sigma line flux over an aperture.
+
+    A line summed over ``n_pixels`` pixels and ``n_channels`` channels of
+    independent noise sigma_p has sigma_line = sigma_p sqrt(n_pixels n_channels).
+    The aperture of a published limit is an assumption of the caller.
+    """
+    validate.number("line_sigma", line_sigma, 0.0, None, lo_open=True, unit="erg/s/cm^2")
+    validate.number("n_pixels", n_pixels, 0.0, None, lo_open=True)
+    validate.number("n_channels", n_channels, 0.0, None, lo_open=True)
+    return line_sigma / math.sqrt(n_pixels * n_channels)
+
+
+def config_for_preset(name: str, **overrides):
+    """A :class:`~mockzgrad.config.MockConfig` observed with preset ``name``.
+
+    ``overrides`` are dotted paths (``{"galaxy.redshift": 2.0}``; ``__`` may stand
+    for ``.`` in keyword names); instrument values must agree with the preset.
+    """
+    from ..config.dicts import set_path
+
+    data = {"instrument": {"preset": name}}
+    for key, value in overrides.items():
+        set_path(data, key.replace("__", "."), value)
+    return config_from_dict(data)
+
+
+def presets_table() -> list[dict]:
+    """Name, kind, status, sources (and sensitivity) of every shipped preset."""
+    return [load_preset(n).summary() for n in available_presets()]
+
+
+def cli(args) -> int:
+    """``mockzgrad presets [--json]``: one line per preset (or a JSON list)."""
+    import json
+
+    rows = presets_table()
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<20} {'kind':<9} {'status':<12} sources")
+    for r in rows:
+        print(f"{r['name']:<20} {r['kind']:<9} {r['status']:<12} {'; '.join(r['sources'])}")
+    return 0

@@ -1,0 +1,151 @@
+"""Instrument presets (issue 19): schema, loader, instrument.preset, the t^-1/2 law, `mockzgrad presets`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mockzgrad.config import InstrumentConfig, config_from_dict, config_to_dict
+from mockzgrad.config.resolution import r_eff_arcsec
+from mockzgrad.config.instrument import available_instrument_presets, available_spectral_presets
+from mockzgrad.errors import ConfigError
+from mockzgrad.observation import observe
+from mockzgrad.observation import presets as P
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: A compact face-on z = 2.2 exponential disk (r_eff = 0.2 kpc = 0.024") with Halpha and [NII]
+#: (in every IFU preset's band or grid).
+POINT = {"galaxy.redshift": 2.2, "galaxy.r_eff": 0.2, "galaxy.sersic_n": 1.0, "galaxy.inclination": 0.0,
+         "lines.reference_line": "Ha", "lines.lines": ["NII_6550", "Ha", "NII_6585"],
+         "lines.generating_set": ["C20_N2"], "noise.sigma": 1e-20, "noise.snr_line": "Ha", "noise.enabled": False,
+         "instrument.oversample": 6}
+
+
+def test_every_preset_loads_with_kind_status_sources():
+    names = P.available_presets()
+    assert {"nirspec_ifu_g235m", "nirspec_ifu_g395m", "nirspec_ifu_g395h", "kmos_seeing", "niriss_gr150",
+            "wfc3_g102", "wfc3_g141", "nirspec_msa_g140h", "nirspec_g235m", "nirspec_g395m"} <= set(names)
+    for name in names:
+        p = P.load_preset(name)
+        assert p.name == name
+        assert p.kind in P.PRESET_KINDS and p.status in P.PRESET_STATUSES and p.sources
+
+
+def test_existing_preset_users_keep_their_tables():
+    from mockzgrad.config.grism import available_grism_presets, grism_preset
+    from mockzgrad.config.slitstep import SlitstepConfig
+
+    assert available_grism_presets() == ["niriss_gr150", "wfc3_g102", "wfc3_g141"]
+    for name in available_grism_presets():
+        assert grism_preset(name)["grisms"]
+    assert SlitstepConfig().steps_disp == 9
+    # spectral-grid presets: only the files with a [spectral] table
+    assert set(available_spectral_presets()) == {"niriss_gr150", "nirspec_g235m", "nirspec_g395m",
+                                                  "nirspec_msa_g140h", "wfc3_g102", "wfc3_g141"}
+
+
+@pytest.mark.parametrize("name, redshift", [("nirspec_ifu_g235m", 2.2), ("nirspec_ifu_g395m", 4.0),
+                                            ("nirspec_ifu_g395h", 4.0), ("kmos_seeing", 2.2)])
+def test_ifu_preset_mock_matches_the_preset(name, redshift):
+    """Pixel scale, channel width and the PSF FWHM measured on a point source's noise-free line map."""
+    inst = P.load_preset(name).tables["instrument"]
+    cfg = P.config_for_preset(name, **dict(POINT, **{"galaxy.redshift": redshift}))  # Halpha in the band
+    cube = observe(cfg, keep_noise_free=True)
+    assert cube.pixel_scale == inst["pixel_scale"]
+    spec = inst.get("spectral", {})
+    widths = cube.edges_hi - cube.edges_lo
+    if "dispersion" in spec or "preset" in spec:
+        assert np.allclose(widths, cfg.instrument.spectral.dispersion, rtol=1e-9)
+    else:  # no spectral values in the preset: the mock's velocity grid
+        assert np.allclose(widths / cube.wavelengths * 299792.458, cfg.instrument.spectral.channel_width, rtol=2e-3)
+    image = np.nansum(cube.noise_free, axis=0)
+    ny, nx = image.shape
+    y, x = np.mgrid[:ny, :nx] * cube.pixel_scale
+    w = image / image.sum()
+    sx = math.sqrt(np.sum(w * (x - np.sum(w * x)) ** 2))
+    sy = math.sqrt(np.sum(w * (y - np.sum(w * y)) ** 2))
+    # image variance per axis = PSF + pixel (p^2/12) + face-on exponential disk (3 h^2, r_eff = 1.6783 h)
+    h = r_eff_arcsec(cfg) / 1.6783
+    fwhm = sorted(FWHM_PER_SIGMA * math.sqrt(s**2 - cube.pixel_scale**2 / 12.0 - 3.0 * h**2) for s in (sx, sy))
+    psf = inst["psf"]
+    expected = sorted([psf["fwhm"], psf.get("fwhm_minor", psf["fwhm"])])
+    assert fwhm == pytest.approx(expected, rel=0.03)
+
+
+def test_instrument_preset_round_trips_and_refuses_conflicts(tmp_path):
+    from mockzgrad.config import load_config, save_config
+
+    cfg = config_from_dict({"instrument": {"preset": "nirspec_ifu_g395h"}})
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    path = tmp_path / "m.toml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+    assert InstrumentConfig(preset="kmos_seeing", pixel_scale=0.1).pixel_scale == 0.1  # agreeing value
+    with pytest.raises(ConfigError, match=r"instrument.pixel_scale = 0.2 conflicts with instrument.preset"):
+        InstrumentConfig(preset="kmos_seeing", pixel_scale=0.2)
+    with pytest.raises(ConfigError, match=r"instrument.psf.fwhm = 0.3 conflicts"):
+        config_from_dict({"instrument": {"preset": "nirspec_ifu_g235m", "psf": {"fwhm": 0.3}}})
+
+
+def test_unknown_preset_is_one_line_with_close_names():
+    for call in (lambda: P.load_preset("nirspec_ifu_g359m"), lambda: InstrumentConfig(preset="nirspec_ifu_g359m")):
+        with pytest.raises(ConfigError) as exc:
+            call()
+        msg = str(exc.value)
+        assert "\n" not in msg and "nirspec_ifu_g395m" in msg and "nirspec_ifu_g359m" in msg
+
+
+def test_user_preset_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[preset]\nname = "mine"\nkind = "ifu"\nstatus = "approximate"\nsources = ["me"]\n'
+                    '[instrument]\npixel_scale = 0.08\n[instrument.psf]\nfwhm = 0.4\n')
+    assert P.load_preset(str(path)).status == "approximate"
+    assert InstrumentConfig(preset=str(path)).psf.fwhm == 0.4
+    path.write_text('[preset]\nname = "mine"\nkind = "ifu"\nstatus = "guessed"\nsources = ["me"]\n[instrument]\n')
+    with pytest.raises(ConfigError, match="preset.status"):
+        P.load_preset(str(path))
+
+
+def test_t_minus_half_law_is_exact():
+    for name in ("wfc3_g102", "wfc3_g141", "kmos_seeing"):
+        s = P.load_preset(name).sensitivity
+        for t in (1000.0, s.exposure, 3.7e5):
+            ratio = P.sensitivity_at(s, 2 * t) / P.sensitivity_at(s, t)
+            want = math.sqrt(2.0) if s.quantity == "snr" else 1.0 / math.sqrt(2.0)
+            assert ratio == pytest.approx(want, rel=1e-15)
+    with pytest.raises(ConfigError, match="exposure"):
+        P.sensitivity_at(s, 0.0)
+
+
+def test_wfc3_presets_reproduce_wang2017_limits():
+    """Wang et al. 2017 Sect. 2.1.3, Table 1: 3.5e-18 (G102, 17346 s) and 1.2e-18 (G141, 81000 s) erg/s/cm^2."""
+    g102, g141 = P.load_preset("wfc3_g102").sensitivity, P.load_preset("wfc3_g141").sensitivity
+    assert P.sensitivity_at(g102, 8723.0 + 8623.0) == pytest.approx(3.5e-18, rel=1e-12)
+    assert P.sensitivity_at(g141, 4412.0 + 36088.0 + 36088.0 + 4412.0) == pytest.approx(1.2e-18, rel=1e-12)
+    # 10 G102 orbits (S3 Sect. 2.1.1) vs the 34 of G141: the deeper grism is not simply 3.4x longer
+    assert P.sensitivity_at(g141, 17346.0) == pytest.approx(1.2e-18 * math.sqrt(81000.0 / 17346.0), rel=1e-12)
+
+
+def test_line_flux_to_pixel_sigma_against_monte_carlo():
+    """Summing n_pix x n_chan pixels of the returned sigma gives the line sigma (Monte Carlo, 4-sigma tolerance)."""
+    n_pix, n_chan, line = 12, 5, 3.5e-18
+    sig = P.line_flux_to_pixel_sigma(line, n_pix, n_chan)
+    rng = np.random.default_rng(np.random.SeedSequence(19))
+    n = 20000
+    sums = rng.normal(0.0, sig, size=(n, n_pix * n_chan)).sum(axis=1)
+    assert np.std(sums) == pytest.approx(line, rel=4.0 / math.sqrt(2.0 * n))
+
+
+def test_presets_cli_json(capsys):
+    from mockzgrad.cli import main
+
+    assert main(["presets", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == P.available_presets()
+    assert all(r["sources"] and r["status"] in P.PRESET_STATUSES for r in rows)
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "kmos_seeing" in out and "Li et al. 2025" in out
+    assert set(available_instrument_presets()) == {"kmos_seeing", "nirspec_ifu_g235m", "nirspec_ifu_g395h",
+                                                   "nirspec_ifu_g395m"}
