@@ -449,7 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mockzgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_information_commands(sub)
+    _add_observation_commands(sub)
+    _add_recovery_commands(sub)
+    _add_suite_commands(sub)
+    return _harden(parser)
 
+
+def _add_information_commands(sub) -> None:
+    """Commands that read and check inputs."""
     p = sub.add_parser("calibrations", help="list calibration sets, diagnostics, ranges, references")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--set", nargs="*", help="only these sets")
@@ -459,7 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="TOML configuration")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("cube", help="build one mock IFU cube and write it as FITS")
+    p = sub.add_parser("presets", help="instrument presets: name, kind, status, sources")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_presets)
+
+
+def _add_observation_commands(sub) -> None:
+    """Commands that observe one mock."""
+    p = sub.add_parser("cube", help="build one mock cube (IFU or slit-stepped) and write it as FITS")
     p.add_argument("config", help="TOML configuration")
     p.add_argument("-o", "--output", required=True, help="output FITS file")
     p.add_argument("--seed", type=int, help="override the configuration's seed")
@@ -493,8 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_extract)
 
-    p = sub.add_parser("recover", help="measure the metallicity gradient of a cube, as a recipe does")
-    p.add_argument("cube", help="FITS cube with DATA and VAR extensions")
+
+def _add_recovery_commands(sub) -> None:
+    """Commands that measure gradients."""
+    p = sub.add_parser("recover", help="measure the metallicity gradient of a cube or line maps, as a recipe does")
+    p.add_argument("cube", help="FITS cube (DATA and VAR) or line maps (`mockzgrad extract`)")
     p.add_argument("-o", "--output", required=True, help="result JSON")
     p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
     p.add_argument("--method", choices=["I", "II", "flux"], help="override the recipe's method")
@@ -511,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
     p.set_defaults(func=_cmd_recover)
 
+
+def _add_suite_commands(sub) -> None:
+    """Commands that run many mocks and turn them into corrections."""
     p = sub.add_parser("suite", help="run a suite of mocks (resumable) into an output folder")
     p.add_argument("suite", help="suite TOML file")
     p.add_argument("-o", "--output", required=True, help="output folder (results.sqlite, cubes/)")
@@ -551,24 +572,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply curves made with another recipe than the table declares")
     p.set_defaults(func=_cmd_correct)
 
-    p = sub.add_parser("presets", help="instrument presets: name, kind, status, sources")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=lambda args: __import__("mockzgrad.observation.presets", fromlist=["cli"]).cli(args))
-
     p = sub.add_parser("plan", help="observing-strategy planner: small suites per setup and |grad_z|")
     p.add_argument("target", nargs="?", help="target TOML ([target])")
     p.add_argument("--setups", help="setups TOML ([[setup]] tables)")
     p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, suites/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 disk, IFU setups)")
-    p.set_defaults(func=lambda args: __import__("mockzgrad.corrections.plan", fromlist=["cli"]).cli(args))
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")
     p.add_argument("--outdir", default="mockzgrad-demo", help="output folder (default ./mockzgrad-demo)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
-    return _harden(parser)
+
+
+def _cmd_presets(args) -> int:
+    from .observation import presets
+
+    return presets.cli(args)
+
+
+def _cmd_plan(args) -> int:
+    from .corrections import plan
+
+    return plan.cli(args)
 
 
 def _one_line(exc) -> str:

@@ -62,7 +62,8 @@ def test_unresolved_setup_reports_no_number(tmp_path, capsys):
     rows = PL.run_plan(target, [PL.setup_from_dict(KMOS, "setup")], tmp_path, workers=1)
     (row,) = rows
     assert row["verdict"] == "unresolved" and row["x_resolution"] < 0.6 and "x = 2 r_eff / FWHM" in row["reason"]
-    assert all(math.isnan(row[k]) for k in ("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median"))
+    assert all(math.isnan(row[k]) for k in ("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median",
+                                            "p_detect_3sigma"))
     assert not (tmp_path / "suites").exists()
     from astropy.table import Table
 
@@ -84,7 +85,7 @@ def test_tiny_plan_writes_table_and_figure(tmp_path):
         assert r["verdict"] in ("ok", "too faint")
         if r["verdict"] == "ok":
             assert r["ratio_p16"] <= r["ratio_median"] <= r["ratio_p84"] and r["sigma_grad_median"] > 0
-            assert r["n_measured"] >= 2
+            assert r["n_measured"] >= 2 and 0.0 <= r["p_detect_3sigma"] <= 1.0
     nirspec = rows[0]
     # x from the configuration: 2 x 0.2419" / 0.195" (the elliptical PSF's major axis at galaxy pa = 0)
     assert nirspec["x_resolution"] == pytest.approx(2 * 2.0 / 8.2688 / 0.195, rel=2e-3)
@@ -99,11 +100,11 @@ def test_tiny_plan_writes_table_and_figure(tmp_path):
 
 
 def test_line_outside_the_band_names_line_wavelength_and_band(tmp_path):
-    target = PL.target_from_dict(dict(TARGET, redshift=4.0))  # Halpha at 3.28 um, beyond G235M's 3.07 um
+    target = PL.target_from_dict(dict(TARGET, redshift=4.0))  # [NII] 6550 at 6549.86 x 5 = 32749 A > 30700 A
     with pytest.raises(ConfigError) as exc:
         PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup")], tmp_path, workers=1)
     msg = str(exc.value)
-    assert "\n" not in msg and "Ha" in msg and "32823 A" in msg and "16600-30700 A" in msg, msg
+    assert "\n" not in msg and "NII_6550" in msg and "32749 A" in msg and "16600-30700 A" in msg, msg
 
 
 def test_exposure_depths_follow_the_preset_sensitivity(tmp_path):
@@ -117,3 +118,16 @@ def test_exposure_depths_follow_the_preset_sensitivity(tmp_path):
     key, depths = PL._depths(setup)
     assert key == "noise.sigma"
     assert [v for _, v in depths] == pytest.approx([2e-20, 1e-20], rel=1e-15)
+
+
+def test_row_statistics_by_hand():
+    """Ratio percentiles, sigma = half the 16-84 % range, P(3 sigma) over all mocks (failed ones count)."""
+    t = -0.1
+    rows = [{"status": "ok", "grad_z_true": t, "grad_z_measured": g, "grad_z_measured_lo": g - s,
+             "grad_z_measured_hi": g + s} for g, s in ((-0.08, 0.02), (-0.05, 0.02), (-0.02, 0.01), (0.01, 0.01))]
+    rows.append({"status": "ok", "grad_z_true": t, "grad_z_measured": None})  # no gradient (S/N gate)
+    n, med, p16, p84, sigma, p3 = PL._stats(rows)
+    ratios = [0.8, 0.5, 0.2, -0.1]
+    assert n == 4 and med == pytest.approx(np.median(ratios)) and sigma == pytest.approx(0.015)
+    assert (p16, p84) == pytest.approx(tuple(np.percentile(ratios, [16, 84])))
+    assert p3 == pytest.approx(1 / 5)  # only -0.08 +- 0.02 is >= 3 sigma with the true sign (-0.05/0.02 = 2.5)

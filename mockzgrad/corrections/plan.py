@@ -63,7 +63,8 @@ X_UNRESOLVED = 0.6
 FAINT_FRACTION = 0.5
 _COLUMNS = ("setup", "preset", "preset_status", "preset_sources", "depth", "grad_z_abs", "x_resolution",
             "x_resolution_mocks",
-            "n_mocks", "n_measured", "ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "verdict",
+            "n_mocks", "n_measured", "ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma",
+            "verdict",
             "reason")
 
 
@@ -153,7 +154,8 @@ def setup_from_dict(s: dict, where: str) -> PlanSetup:
         raise ConfigError(f"{where}.overrides = {overrides!r}; expected a table of recipe values")
     return PlanSetup(name=validate.text(f"{where}.name", s.get("name", s["preset"]), empty=False),
                      preset=s["preset"], snr=snr, exposure=exposure, recipe=str(s.get("recipe", "lee2026")),
-                     overrides=dict(overrides), n_mocks=validate.integer(f"{where}.n_mocks", s.get("n_mocks", 8), 1, 10000))
+                     overrides=dict(overrides),
+                     n_mocks=validate.integer(f"{where}.n_mocks", s.get("n_mocks", 8), 1, 10000))
 
 
 def load_target(path) -> PlanTarget:
@@ -191,7 +193,7 @@ def _fixed(target: PlanTarget, setup: PlanSetup) -> dict:
 def _depths(setup: PlanSetup) -> tuple[str, list[tuple[str, float]]]:
     """The noise parameter the setup sweeps and its (label, value) pairs."""
     if setup.snr:
-        return "noise.snr", [(f"snr={v:g}", v) for v in setup.snr]
+        return "noise.snr", [(f"S/N={v:g}", v) for v in setup.snr]
     sens = load_preset(setup.preset).sensitivity
     return "noise.sigma", [(f"t={t:g}s", sensitivity_at(sens, t)) for t in setup.exposure]
 
@@ -205,9 +207,13 @@ def plan_row_verdict(x: float, n_mocks: int, n_measured: int) -> tuple[str, str]
     return "ok", ""
 
 
-def _stats(rows: list[dict]) -> tuple[int, float, float, float, float]:
-    """Mocks with a gradient; median, 16 and 84 % of measured/intrinsic; median sigma(grad)."""
-    ratios, sigmas = [], []
+def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
+    """Mocks with a gradient; median, 16 and 84 % of measured/intrinsic; median sigma(grad); P(3 sigma).
+
+    P(3 sigma) is the fraction of all mocks whose gradient has the true sign
+    and |grad| >= 3 sigma (sigma = half the 16-84 % range).
+    """
+    ratios, sigmas, detected = [], [], 0
     for r in rows:
         g, t = r.get("grad_z_measured"), r.get("grad_z_true")
         if r.get("status") != "ok" or g is None or t in (None, 0) or not math.isfinite(g):
@@ -216,10 +222,12 @@ def _stats(rows: list[dict]) -> tuple[int, float, float, float, float]:
         lo, hi = r.get("grad_z_measured_lo"), r.get("grad_z_measured_hi")
         if lo is not None and hi is not None:
             sigmas.append(0.5 * abs(hi - lo))
+            detected += g / t > 0 and abs(g) >= 3.0 * sigmas[-1]
     if not ratios:
-        return 0, math.nan, math.nan, math.nan, math.nan
+        return 0, math.nan, math.nan, math.nan, math.nan, math.nan
     p16, p50, p84 = np.percentile(ratios, [16, 50, 84])
-    return len(ratios), float(p50), float(p16), float(p84), float(np.median(sigmas)) if sigmas else math.nan
+    sigma = float(np.median(sigmas)) if sigmas else math.nan
+    return len(ratios), float(p50), float(p16), float(p84), sigma, detected / len(rows)
 
 
 def _run_setup(target, setup, outdir: Path, workers, seed) -> dict:
@@ -288,7 +296,8 @@ def _setup_rows(target, setup, outdir, workers, seed) -> list[dict]:
                    "x_resolution": x, "x_resolution_mocks": float(np.median(xs)) if xs else math.nan,
                    "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict,
                    "reason": reason}
-            for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median"), stats):
+            for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"),
+                            stats):
                 row[k] = v if verdict == "ok" else math.nan  # never a number for a failed setup
             rows.append(row)
     return rows
@@ -321,6 +330,7 @@ def _write_tables(rows: list[dict], outdir: Path, target: PlanTarget) -> None:
     t["x_resolution_mocks"].description = "median x of the mocks (galaxy pa drawn uniformly in [0, 180) deg)"
     t["grad_z_abs"].unit = "dex/kpc"
     t["sigma_grad_median"].unit = "dex/kpc"
+    t["p_detect_3sigma"].description = "fraction of the mocks with the true sign and |grad| >= 3 sigma"
     t.meta["target"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in target.__dict__.items()}
     t.meta["note"] = "ratio = measured / intrinsic gradient; unresolved rows carry no numbers"
     for name, fmt in (("plan.ecsv", "ascii.ecsv"), ("plan.csv", "ascii.csv")):
@@ -376,11 +386,12 @@ def plot_plan(rows: list[dict], path, target: PlanTarget) -> None:
 
 def _print(rows: list[dict]) -> None:
     print(f"{'setup':<18} {'depth':<10} {'|grad|':>6} {'x':>5} {'ratio':>6} {'16%':>6} {'84%':>6} "
-          f"{'sigma':>7}  verdict (preset status; sources)")
+          f"{'sigma':>7} {'P3s':>4}  verdict (preset status; sources)")
     for r in rows:
         nums = ("" if r["verdict"] != "ok" else
-                f"{r['ratio_median']:6.2f} {r['ratio_p16']:6.2f} {r['ratio_p84']:6.2f} {r['sigma_grad_median']:7.3f}")
-        print(f"{r['setup']:<18} {r['depth']:<10} {r['grad_z_abs']:6.3f} {r['x_resolution']:5.2f} {nums:<28}"
+                f"{r['ratio_median']:6.2f} {r['ratio_p16']:6.2f} {r['ratio_p84']:6.2f} {r['sigma_grad_median']:7.3f} "
+                f"{r['p_detect_3sigma']:4.2f}")
+        print(f"{r['setup']:<18} {r['depth']:<10} {r['grad_z_abs']:6.3f} {r['x_resolution']:5.2f} {nums:<33}"
               f"  {r['verdict']} {r['reason']} ({r['preset_status']}; {r['preset_sources']})")
 
 
@@ -389,6 +400,9 @@ def cli(args) -> int:
     if args.example:
         root = Path(__file__).resolve().parents[2] / "examples"
         target_path, setups_path = root / "plan_target_z2.toml", root / "plan_setups.toml"
+        if not target_path.is_file() or not setups_path.is_file():
+            raise ConfigError(f"plan --example needs {target_path} and {setups_path} (examples/ of a source "
+                              "checkout); give TARGET.toml and --setups instead")
         outdir = args.output or "mockzgrad-plan-example"
     else:
         if not args.target or not args.setups or not args.output:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, RecoveryError
-from ..physics.calibrations import Diagnostic, get_diagnostic
+from ..physics.calibrations import Diagnostic, all_diagnostics, get_diagnostic
 from ..validate import choice
 from . import gradient, metallicity
 from .dust import balmer_decrement_correction
@@ -42,6 +42,7 @@ from .fluxes import BinFluxes
 
 __all__ = [
     "LeftOut",
+    "diagnostics_of",
     "DustStep",
     "BinMetallicities",
     "MethodGradient",
@@ -304,7 +305,7 @@ def split_diagnostics(keys, lines) -> tuple[tuple[Diagnostic, ...], tuple]:
     """
     have = set(lines)
     usable, missing = [], []
-    for d in (get_diagnostic(k) for k in keys):
+    for d in diagnostics_of(keys):
         if set(d.lines) <= have:
             usable.append(d)
         else:
@@ -312,11 +313,20 @@ def split_diagnostics(keys, lines) -> tuple[tuple[Diagnostic, ...], tuple]:
     return tuple(usable), tuple(missing)
 
 
+def diagnostics_of(keys) -> list[Diagnostic]:
+    """The diagnostics of ``keys``, from one look-up of the calibration registry.
+
+    (Each registry look-up checks the calibration files' modification times.)
+    """
+    known = all_diagnostics()
+    return [known[k] if k in known else get_diagnostic(k) for k in keys]  # get_diagnostic: the error
+
+
 def lines_needed(recipe) -> set[str]:
     """Lines the back end uses under ``recipe``: the diagnostics' and, for dust or the line-flux method, Balmer lines."""
     wanted = set()
-    for k in recipe.metallicity.diagnostics:
-        wanted |= set(get_diagnostic(k).lines)
+    for d in diagnostics_of(recipe.metallicity.diagnostics):
+        wanted |= set(d.lines)
     if recipe.dust.correct or recipe.metallicity.method == "flux":
         wanted |= set(BALMER_LINES)
     return wanted

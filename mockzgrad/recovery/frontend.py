@@ -35,14 +35,13 @@ import numpy as np
 
 from ..errors import DataError, RecoveryError
 from ..observation.psf import PSF, psf_from_header
-from ..physics.calibrations import get_diagnostic
 from ..physics.cosmology import kpc_per_arcsec
 from ..physics.lines import C_KMS, LINES
 from ..validate import choice
 from . import binning as binmod
 from . import geometry as geomod
 from . import linefit, psf_matching, spectra
-from .backend import LeftOut, lines_needed, split_diagnostics
+from .backend import LeftOut, diagnostics_of, lines_needed, split_diagnostics
 from .binning import Binning
 from .fluxes import BinFluxes
 from .geometry import Geometry
@@ -244,7 +243,7 @@ def select_lines(cube, recipe, *, redshift: float | None = None,
         reference_line = recipe.gating.line if recipe.gating.line != "brightest" else "OIII_5008"
     if redshift is None:
         candidates = [reference_line] + [n for n in ("OIII_5008", "Ha") if n != reference_line]
-        for d in (get_diagnostic(k) for k in keys):
+        for d in diagnostics_of(keys):
             candidates += [n for n in sorted(d.lines) if n not in candidates]
         redshift = estimate_redshift(cube, candidates)
         if not math.isfinite(redshift):

@@ -40,6 +40,7 @@ from ..physics.cosmology import kpc_per_arcsec
 from ..physics.lines import LINES
 from . import binning as binmod
 from . import geometry as geomod
+from . import lensing as lensmod
 from . import spectra
 from .backend import LeftOut, lines_needed, split_diagnostics
 from .binning import Binning
@@ -210,7 +211,7 @@ def match_map_psfs(maps, flux, var, lines: MapSelection) -> tuple[np.ndarray, np
 
 
 def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm: float,
-             lines: MapSelection) -> tuple[Binning, tuple]:
+             lines: MapSelection, radius_map=None) -> tuple[Binning, tuple]:
     """The recipe's bins on the gating map, then its radial range (as ``frontend.bin_cube``)."""
     i = maps.index(lines.gate_line)
     with np.errstate(invalid="ignore"):
@@ -218,7 +219,7 @@ def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm
     x1, y1 = maps.offsets()
     xx, yy = np.meshgrid(x1, y1)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=flux[i],
-                                 gate_err=gate_err)
+                                 gate_err=gate_err, radius_map=radius_map)
     excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
     r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
     bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
@@ -252,21 +253,26 @@ def _expand(names, sums, var, t) -> BinFluxes:
     return BinFluxes(tuple(names), flux, cov)
 
 
-def _geometry(maps, flux, var, recipe, lines: MapSelection) -> Geometry:
+def _geometry(maps, flux, var, recipe, lines: MapSelection, source_xy=None) -> Geometry:
     if recipe.mode == "given":
         return Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset, axis_ratio=recipe.axis_ratio,
                               pa=recipe.pa, q0=recipe.q0)
+    if recipe.mode == "catalog":
+        raise DataError("geometry.mode = 'catalog': line maps carry no imaging catalogue with pa and "
+                        "axis_ratio; use mode 'fit' or 'given'")
     i = maps.index(lines.reference_line)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.sqrt(var[i])
         detected = flux[i] > 2.0 * err
     mask = detected if detected.sum() >= 12 else None
+    if source_xy is not None:  # lensed: the Gaussian is fitted at the ray-traced pixel centres
+        return lensmod.fit_source_geometry(flux[i], err, *source_xy, q0=recipe.q0, mask=mask)
     return geomod.fit_geometry(flux[i], err, maps.pixel_scale, psf_fwhm=_fwhm(maps, lines.reference_line, lines),
                                q0=recipe.q0, mask=mask)
 
 
 def maps_front_end(maps, recipe, *, redshift: float | None = None, cosmology=None,
-                   reference_line: str | None = None) -> MapsFrontEndResult:
+                   reference_line: str | None = None, lens=None) -> MapsFrontEndResult:
     """Per-bin line fluxes of line maps (the stages of the module notes).
 
     Parameters are those of :func:`~mockzgrad.recovery.pipeline.recover`;
@@ -278,9 +284,11 @@ def maps_front_end(maps, recipe, *, redshift: float | None = None, cosmology=Non
     flux, var = check_maps(maps)
     lines = select_map_lines(maps, flux, recipe, redshift=redshift, reference_line=reference_line)
     scale = kpc_per_arcsec(lines.redshift, cosmology)
-    geometry = _geometry(maps, flux, var, recipe.geometry, lines)
+    src = None if lens is None else lensmod.source_coords(lens, maps.shape, maps.pixel_scale)
+    geometry = _geometry(maps, flux, var, recipe.geometry, lines, source_xy=src)
     flux, var, psf_fwhm = match_map_psfs(maps, flux, var, lines)
-    bins, excl = bin_maps(maps, flux, var, recipe.binning, geometry, scale, psf_fwhm, lines)
+    radius_map = None if src is None else lensmod.source_radius_map(*src, geometry)
+    bins, excl = bin_maps(maps, flux, var, recipe.binning, geometry, scale, psf_fwhm, lines, radius_map)
     excluded = lines.excluded + excl
     if bins.n_bins == 0:
         return MapsFrontEndResult(lines, scale, geometry, bins, None, None, excluded)
