@@ -21,7 +21,6 @@ set-up: ~0.20" x 0.08", S1 Sect. 2.1).
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from ..psf import EllipticalGaussianPSF, ImagePSF
 from .build import SUB_ROWS
@@ -64,6 +63,8 @@ def effective_kernel(psf, ss, wavelength: float | None, pixel: float) -> np.ndar
         kx = np.convolve(kx, _tri(ss.step_disp, pixel))
     ky = np.convolve(_box(ss.detector_pixel, pixel), _box(ss.detector_pixel, pixel))
     ky = np.convolve(ky, _tri(ss.detector_pixel / SUB_ROWS, pixel))
+    from scipy.signal import fftconvolve  # scipy.signal costs ~0.6 s to import: only when a kernel is made
+
     img = psf.kernel(pixel, wavelength=wavelength if psf.varies else None, sampling="integrate")
     out = fftconvolve(fftconvolve(img, ky[:, None]), kx[None, :])
     n = max(out.shape)
