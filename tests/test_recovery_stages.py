@@ -60,6 +60,16 @@ RECIPE = load_recipe("lee2026").replace(**{
 
 
 class TestBackEnd:
+    def test_method_two_over_one_diagnostic_carries_its_error(self):
+        # no spread over a single diagnostic: Method II's error is that diagnostic's own fit error
+        recipe = RECIPE.replace(**{"metallicity.diagnostics": ["S25_O32"], "metallicity.also": ["II"]})
+        res = measure_gradient(_fluxes(RADII, snr=30.0), RADII, recipe, rng=np.random.default_rng(0))
+        one, median = res.gradient("II:S25_O32").to_dict(), res.gradient("II").to_dict()
+        assert one["grad_z_err"] > 0
+        assert median["grad_z"] == one["grad_z"]
+        assert median["grad_z_err"] == pytest.approx(one["grad_z_err"], rel=1e-12)
+        assert median["grad_z_hi"] - median["grad_z_lo"] == pytest.approx(2 * one["grad_z_err"], rel=1e-9)
+
     def test_known_linear_gradient_is_recovered_by_every_method(self):
         res = measure_gradient(_fluxes(RADII), RADII, RECIPE, rng=np.random.default_rng(0))
         assert [g.label for g in res.gradients] == ["I", "II:S25_R3", "II:S25_O32", "II", "flux"]

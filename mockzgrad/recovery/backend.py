@@ -191,7 +191,8 @@ class MedianGradient:
     grad_z : float or None
         Median gradient, dex/kpc; None when no diagnostic has one.
     grad_z_err : float
-        Standard deviation of the per-diagnostic gradients, dex/kpc (NaN for one).
+        Standard deviation of the per-diagnostic gradients, dex/kpc; with one
+        diagnostic, that diagnostic's own gradient error.
     z0 : float
         Median intercept, dex.
     diagnostics : tuple of str
@@ -464,6 +465,8 @@ def _method_two(inputs: MethodInputs, recipe, rng):
         grads.append(g)
     if fits:
         med, std = gradient.median_gradient_over_diagnostics(fits)
+        if len(fits) == 1:  # no spread over one diagnostic: its own fit's error is the error
+            std = next(iter(fits.values())).grad_z_err
         grads.append(MedianGradient("II", float(med), float(std), float(np.median([f.z0 for f in fits.values()])),
                                     tuple(sorted(fits))))
     else:
