@@ -9,7 +9,6 @@ recovery never reads it.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
+from .fitsutil import celestial_header, flat_truth, json_hdu, set_header, text_hdu
 from .grids import SpectralGrid, spatial_offsets
 
 __all__ = ["MockCube", "read_cube", "BUNIT"]
@@ -27,8 +27,6 @@ __all__ = ["MockCube", "read_cube", "BUNIT"]
 #: Flux unit of a cube pixel: flux in one spaxel and one channel.
 BUNIT = "erg/(s cm2)"
 
-#: Sky position of the field centre written to the WCS (arbitrary, deg).
-_CRVAL_RA, _CRVAL_DEC = 150.0, 2.0
 
 
 @dataclass
@@ -112,12 +110,12 @@ class MockCube:
         h["ORIGIN"] = "mockzgrad"
         h["MZVERS"] = (__version__, "mockzgrad version")
         h["BUNIT"] = BUNIT
-        for key, value in _flat_truth(self.truth).items():
-            _set_header(h, key, value)
+        for key, value in flat_truth(self.truth).items():
+            set_header(h, key, value)
         h["HIERARCH lsf_sigma"] = (self.lsf_sigma, "km/s, Gaussian LSF sigma")
         h["HIERARCH pixel_scale"] = (self.pixel_scale, "arcsec")
         for key, value in self.psf.items():
-            _set_header(h, key, value)
+            set_header(h, key, value)
         wcs_header = self._wcs_header(full)
         hdus = [primary]
         arrays = [("DATA", self.data), ("VAR", self.variance)]
@@ -128,16 +126,15 @@ class MockCube:
             hdu.header.update(wcs_header)
             hdu.header["BUNIT"] = BUNIT if name != "VAR" else "erg2/(s2 cm4)"
             for key, value in self.psf.items():
-                _set_header(hdu.header, key, value)
+                set_header(hdu.header, key, value)
             hdus.append(hdu)
         cols = [fits.Column(name="WAVE_LO", format="D", unit="Angstrom", array=self.edges_lo),
                 fits.Column(name="WAVE_HI", format="D", unit="Angstrom", array=self.edges_hi)]
         hdus.append(fits.BinTableHDU.from_columns(cols, name="CHANNELS"))
         hdus.extend(self._extra_hdus())
         if self.config_toml:
-            hdus.append(fits.ImageHDU(np.frombuffer(self.config_toml.encode(), dtype=np.uint8), name="CONFIG"))
-        hdus.append(fits.ImageHDU(np.frombuffer(json.dumps(self.truth).encode(), dtype=np.uint8),
-                                  name="TRUTH"))
+            hdus.append(text_hdu("CONFIG", self.config_toml))
+        hdus.append(json_hdu("TRUTH", self.truth))
         return fits.HDUList(hdus)
 
     def write(self, path, *, overwrite: bool = False, include_noise_free: bool = False) -> None:
@@ -159,8 +156,7 @@ class MockCube:
             hdu.header["PSF_PIXS"] = (float(self.psf_image_pixel), "arcsec")
             out.append(hdu)
         if self.catalog:
-            out.append(fits.ImageHDU(np.frombuffer(json.dumps(self.catalog).encode(), dtype=np.uint8),
-                                     name="CATALOG"))
+            out.append(json_hdu("CATALOG", self.catalog))
         return out
 
     def _full_grid(self):
@@ -176,16 +172,8 @@ class MockCube:
         return out
 
     def _wcs_header(self, full):
-        from astropy.io import fits
-
         ny, nx = self.data.shape[1:]
-        h = fits.Header()
-        h["WCSAXES"] = 3
-        h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-        h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
-        h["CRPIX1"], h["CRPIX2"] = 0.5 * (nx + 1), 0.5 * (ny + 1)
-        h["CRVAL1"], h["CRVAL2"] = _CRVAL_RA, _CRVAL_DEC
-        h["CDELT1"], h["CDELT2"] = -self.pixel_scale / 3600.0, self.pixel_scale / 3600.0
+        h = celestial_header((ny, nx), self.pixel_scale, naxis=3)
         h["CUNIT3"] = "Angstrom"
         h["SPECSYS"] = "TOPOCENT"
         h["HIERARCH wave_frame"] = "vacuum, observed"
@@ -205,27 +193,6 @@ class MockCube:
             h["CTYPE3"] = "WAVE"
             h["CRPIX3"], h["CRVAL3"], h["CDELT3"] = 1.0, float(g.edges_of(k0 + 0.5)), g.step
         return h
-
-
-def _set_header(h, key, value):
-    if value is None or isinstance(value, (list, tuple, dict)):
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        value = str(value)
-    if isinstance(value, str) and len(value) > 60:
-        value = value[:60]
-    h[key if (len(key) <= 8 and key.isupper()) else f"HIERARCH {key}"] = value
-
-
-def _flat_truth(truth: dict) -> dict:
-    out = {}
-    for k, v in truth.items():
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                out[f"{k}.{k2}"] = v2
-        else:
-            out[k] = v
-    return out
 
 
 def read_cube(path) -> MockCube:

@@ -29,7 +29,6 @@ FITS layout (written atomically by :meth:`GrismMock.write`)
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -38,6 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
+from .fitsutil import celestial_header, flat_truth, json_hdu, set_header, text_hdu
 
 __all__ = ["GrismExposure", "GrismMock", "read_grism", "SCI_BUNIT", "DIRECT_BUNIT"]
 
@@ -46,7 +46,6 @@ SCI_BUNIT = "electron/s"
 #: Unit of a direct-image pixel.
 DIRECT_BUNIT = "erg/(s cm2)"
 
-_CRVAL_RA, _CRVAL_DEC = 150.0, 2.0
 
 
 @dataclass
@@ -131,8 +130,8 @@ class GrismMock:
         h["KIND"] = "grism"
         h["NEXP"] = len(self.exposures)
         h["HIERARCH pixel_scale"] = (self.pixel_scale, "arcsec")
-        for key, value in _flat(self.truth).items():
-            _set_header(h, key, value)
+        for key, value in flat_truth(self.truth).items():
+            set_header(h, key, value)
         hdus = [primary]
         for i, exp in enumerate(self.exposures, start=1):
             arrays = [("SCI", exp.sci, SCI_BUNIT), ("VAR", exp.var, "electron2/s2")]
@@ -146,19 +145,19 @@ class GrismMock:
                 for key, value in exp.header.items():
                     hdu.header[key] = value
                 for key, value in self.psf.items():
-                    _set_header(hdu.header, key, value)
+                    set_header(hdu.header, key, value)
                 hdus.append(hdu)
         for filt, image in self.direct.items():
             hdu = fits.ImageHDU(np.asarray(image, dtype=np.float64), name=f"DIRECT_{filt}")
-            hdu.header.update(_wcs_header(image.shape, self.pixel_scale))
+            hdu.header.update(celestial_header(image.shape, self.pixel_scale))
             hdu.header["BUNIT"] = DIRECT_BUNIT
             hdu.header["FILTER"] = filt
             for key, value in self.psf.items():
-                _set_header(hdu.header, key, value)
+                set_header(hdu.header, key, value)
             hdus.append(hdu)
         if self.config_toml:
-            hdus.append(fits.ImageHDU(np.frombuffer(self.config_toml.encode(), dtype=np.uint8), name="CONFIG"))
-        hdus.append(fits.ImageHDU(np.frombuffer(json.dumps(self.truth).encode(), dtype=np.uint8), name="TRUTH"))
+            hdus.append(text_hdu("CONFIG", self.config_toml))
+        hdus.append(json_hdu("TRUTH", self.truth))
         return fits.HDUList(hdus)
 
     def write(self, path, *, overwrite: bool = False, include_noise_free: bool = True) -> None:
@@ -167,40 +166,6 @@ class GrismMock:
 
         hdul = self.to_hdulist(include_noise_free=include_noise_free)
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
-
-
-def _wcs_header(shape, pixel_scale):
-    from astropy.io import fits
-
-    ny, nx = shape
-    h = fits.Header()
-    h["WCSAXES"] = 2
-    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-    h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
-    h["CRPIX1"], h["CRPIX2"] = 0.5 * (nx + 1), 0.5 * (ny + 1)
-    h["CRVAL1"], h["CRVAL2"] = _CRVAL_RA, _CRVAL_DEC
-    h["CDELT1"], h["CDELT2"] = -pixel_scale / 3600.0, pixel_scale / 3600.0
-    return h
-
-
-def _set_header(h, key, value):
-    if value is None or isinstance(value, (list, tuple, dict)):
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        value = str(value)
-    if isinstance(value, str) and len(value) > 60:
-        value = value[:60]
-    h[key if (len(key) <= 8 and key.isupper()) else f"HIERARCH {key}"] = value
-
-
-def _flat(truth: dict) -> dict:
-    out = {}
-    for k, v in truth.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
-        else:
-            out[k] = v
-    return out
 
 
 _DISP_KEYS = ("GRISM", "FILTER", "PA", "PA_DISP", "DISP", "WAVE_REF", "TILT", "SENSPEAK", "SENS_LO",

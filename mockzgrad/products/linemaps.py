@@ -36,7 +36,8 @@ import numpy as np
 from .. import __version__
 from ..errors import DataError
 from ..physics.lines import LINES
-from .cube import BUNIT, _flat_truth, _set_header
+from .cube import BUNIT
+from .fitsutil import celestial_header, flat_truth, json_hdu, set_header, text_hdu
 from .grids import spatial_offsets
 
 __all__ = ["LineMaps", "read_linemaps", "is_linemaps_file", "HALPHA_BLEND"]
@@ -44,7 +45,6 @@ __all__ = ["LineMaps", "read_linemaps", "is_linemaps_file", "HALPHA_BLEND"]
 #: The Halpha + [NII] 6550, 6585 blend a grism cannot resolve (R ~ 100-200).
 HALPHA_BLEND = ("Ha", "NII_6550", "NII_6585")
 
-_CRVAL_RA, _CRVAL_DEC = 150.0, 2.0
 _UPPER = {n.upper(): n for n in LINES}
 
 
@@ -161,13 +161,13 @@ class LineMaps:
         h["MZVERS"] = (__version__, "mockzgrad version")
         h["KIND"] = (self.kind, "observer product kind")
         h["BUNIT"] = BUNIT
-        for key, value in _flat_truth(self.truth).items():
+        for key, value in flat_truth(self.truth).items():
             if key not in ("redshift", "pixel_scale"):
-                _set_header(h, key, value)
+                set_header(h, key, value)
         h["HIERARCH redshift"] = (float(self.redshift), "grism redshift of the extraction")
         h["HIERARCH pixel_scale"] = (float(self.pixel_scale), "arcsec")
         hdus = [primary]
-        wcs = self._wcs_header()
+        wcs = celestial_header(self.shape, self.pixel_scale)
         for i, name in enumerate(self.names):
             for ext, arr, unit in (("FLUX", self.flux[i], BUNIT), ("VAR", self.variance[i], "erg2/(s2 cm4)")):
                 hdu = fits.ImageHDU(arr.astype(np.float64), name=f"{ext}_{name}")
@@ -176,12 +176,12 @@ class LineMaps:
                 hdu.header["LINE"] = name
                 hdu.header["BLEND"] = ",".join(self.components(name))
                 for key, value in self.psfs[name].items():
-                    _set_header(hdu.header, key, value)
+                    set_header(hdu.header, key, value)
                 hdus.append(hdu)
-        hdus.append(_json_hdu("PROVENANCE", self.provenance))
+        hdus.append(json_hdu("PROVENANCE", self.provenance))
         if self.config_toml:
-            hdus.append(fits.ImageHDU(np.frombuffer(self.config_toml.encode(), dtype=np.uint8), name="CONFIG"))
-        hdus.append(_json_hdu("TRUTH", self.truth))
+            hdus.append(text_hdu("CONFIG", self.config_toml))
+        hdus.append(json_hdu("TRUTH", self.truth))
         return fits.HDUList(hdus)
 
     def write(self, path, *, overwrite: bool = False) -> None:
@@ -190,25 +190,6 @@ class LineMaps:
 
         hdul = self.to_hdulist()
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
-
-    def _wcs_header(self):
-        from astropy.io import fits
-
-        ny, nx = self.shape
-        h = fits.Header()
-        h["WCSAXES"] = 2
-        h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-        h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
-        h["CRPIX1"], h["CRPIX2"] = 0.5 * (nx + 1), 0.5 * (ny + 1)
-        h["CRVAL1"], h["CRVAL2"] = _CRVAL_RA, _CRVAL_DEC
-        h["CDELT1"], h["CDELT2"] = -self.pixel_scale / 3600.0, self.pixel_scale / 3600.0
-        return h
-
-
-def _json_hdu(name: str, obj: dict):
-    from astropy.io import fits
-
-    return fits.ImageHDU(np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8), name=name)
 
 
 def _json_ext(hdul, name: str) -> dict:
