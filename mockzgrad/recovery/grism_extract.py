@@ -59,7 +59,7 @@ from scipy.linalg import cho_factor, cho_solve, lapack
 
 from .. import __version__
 from ..errors import ConfigError, DataError
-from ..observation.grism.dispersion import GrismDispersion, disperse, disperse_adjoint
+from ..observation.grism.dispersion import GrismDispersion, disperse
 from ..physics.lines import LINES
 from ..products.linemaps import LineMaps
 

@@ -29,7 +29,6 @@ variances, pixel scale and PSF keywords, never the truth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -46,42 +45,14 @@ from .backend import LeftOut, lines_needed, split_diagnostics
 from .binning import Binning
 from .fluxes import BinFluxes
 from .geometry import Geometry
+from .selection import FrontEndResult, LineSelection
 
 #: Doublets a grism blends whose members diagnostics use only as their sum ([OII] 3727,3730; [SII]
 #: 6718,6733): a blend map of one is split into equal shares with fully correlated errors (exact for the sum).
 SPLIT_DOUBLETS = frozenset({("OII_3727", "OII_3730"), ("SII_6718", "SII_6733")})
 
-__all__ = ["SPLIT_DOUBLETS", "MapSelection", "MapsFrontEndResult", "check_maps", "select_map_lines", "match_map_psfs",
+__all__ = ["SPLIT_DOUBLETS", "check_maps", "select_map_lines", "match_map_psfs",
            "bin_maps", "sum_map_fluxes", "maps_front_end"]
-
-
-@dataclass(frozen=True)
-class MapSelection:
-    """Redshift, lines and diagnostics of a recovery on line maps (fields of the cube front end's ``LineSelection``)."""
-
-    redshift: float
-    reference_line: str
-    gate_line: str
-    lines: tuple[str, ...]
-    diagnostics: tuple
-    excluded: tuple[LeftOut, ...] = ()
-
-    def observed(self, line: str) -> float:
-        """Observed wavelength of ``line`` at this redshift, Angstrom."""
-        return LINES[line].wavelength * (1 + self.redshift)
-
-
-@dataclass(frozen=True, eq=False)
-class MapsFrontEndResult:
-    """What the maps front end hands to the back end (the fields of ``frontend.FrontEndResult``)."""
-
-    selection: MapSelection
-    kpc_per_arcsec: float
-    geometry: Geometry
-    binning: Binning
-    fluxes: BinFluxes | None
-    integrated: BinFluxes | None = None
-    excluded: tuple[LeftOut, ...] = ()
 
 
 def check_maps(maps) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +110,7 @@ def _check_blends(maps, recipe, used) -> None:
 
 
 def select_map_lines(maps, flux, recipe, *, redshift: float | None = None,
-                     reference_line: str | None = None) -> MapSelection:
+                     reference_line: str | None = None) -> LineSelection:
     """Redshift, gating and reference lines, maps used and usable diagnostics.
 
     Raises
@@ -168,11 +139,11 @@ def select_map_lines(maps, flux, recipe, *, redshift: float | None = None,
     _check_blends(maps, recipe, [n for n in present if n in lines_needed(recipe)])
     excluded = tuple(LeftOut(diagnostic=d.key, reason=f"line(s) {', '.join(lines)} have no line map")
                      for d, lines in missing)
-    return MapSelection(redshift=z, reference_line=reference_line, gate_line=gate, lines=present,
+    return LineSelection(redshift=z, reference_line=reference_line, gate_line=gate, lines=present,
                         diagnostics=usable, excluded=excluded)
 
 
-def _fwhm(maps, line: str, lines: MapSelection) -> float:
+def _fwhm(maps, line: str, lines: LineSelection) -> float:
     return float(psf_from_header(maps.psfs[line]).fwhm_at(lines.observed(line)))
 
 
@@ -186,7 +157,7 @@ def _smooth(img, var, sigma_pix: float):
     return out, v
 
 
-def match_map_psfs(maps, flux, var, lines: MapSelection) -> tuple[np.ndarray, np.ndarray, float]:
+def match_map_psfs(maps, flux, var, lines: LineSelection) -> tuple[np.ndarray, np.ndarray, float]:
     """Degrade the used maps to the broadest PSF FWHM among them (Gaussian approximation).
 
     Returns
@@ -211,7 +182,7 @@ def match_map_psfs(maps, flux, var, lines: MapSelection) -> tuple[np.ndarray, np
 
 
 def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm: float,
-             lines: MapSelection, radius_map=None) -> tuple[Binning, tuple]:
+             lines: LineSelection, radius_map=None) -> tuple[Binning, tuple]:
     """The recipe's bins on the gating map, then its radial range (as ``frontend.bin_cube``)."""
     i = maps.index(lines.gate_line)
     with np.errstate(invalid="ignore"):
@@ -227,7 +198,7 @@ def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm
     return bins, tuple(excluded)
 
 
-def sum_map_fluxes(maps, flux, var, bins: Binning, lines: MapSelection,
+def sum_map_fluxes(maps, flux, var, bins: Binning, lines: LineSelection,
                    recipe) -> tuple[BinFluxes, BinFluxes | None]:
     """Maps and variances summed per bin; the whole galaxy too when the recipe corrects for dust."""
     avail = _available(maps)
@@ -253,7 +224,7 @@ def _expand(names, sums, var, t) -> BinFluxes:
     return BinFluxes(tuple(names), flux, cov)
 
 
-def _geometry(maps, flux, var, recipe, lines: MapSelection, source_xy=None) -> Geometry:
+def _geometry(maps, flux, var, recipe, lines: LineSelection, source_xy=None) -> Geometry:
     if recipe.mode == "given":
         return Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset, axis_ratio=recipe.axis_ratio,
                               pa=recipe.pa, q0=recipe.q0)
@@ -272,7 +243,7 @@ def _geometry(maps, flux, var, recipe, lines: MapSelection, source_xy=None) -> G
 
 
 def maps_front_end(maps, recipe, *, redshift: float | None = None, cosmology=None,
-                   reference_line: str | None = None, lens=None) -> MapsFrontEndResult:
+                   reference_line: str | None = None, lens=None) -> FrontEndResult:
     """Per-bin line fluxes of line maps (the stages of the module notes).
 
     Parameters are those of :func:`~mockzgrad.recovery.pipeline.recover`;
@@ -291,6 +262,6 @@ def maps_front_end(maps, recipe, *, redshift: float | None = None, cosmology=Non
     bins, excl = bin_maps(maps, flux, var, recipe.binning, geometry, scale, psf_fwhm, lines, radius_map)
     excluded = lines.excluded + excl
     if bins.n_bins == 0:
-        return MapsFrontEndResult(lines, scale, geometry, bins, None, None, excluded)
+        return FrontEndResult(lines, scale, geometry, bins, None, None, excluded)
     fluxes, integrated = sum_map_fluxes(maps, flux, var, bins, lines, recipe)
-    return MapsFrontEndResult(lines, scale, geometry, bins, fluxes, integrated, excluded)
+    return FrontEndResult(lines, scale, geometry, bins, fluxes, integrated, excluded)
