@@ -22,8 +22,8 @@ from mockzgrad.physics import calibrations as cal
 from mockzgrad.errors import CalibrationError, CalibrationRangeWarning, MockzgradWarning
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("MOCKZGRAD_REFERENCE",
-                                "/work/shared/reference/calibrations.json"))
+# the collected reference the calibration files are generated from (a copy kept in the checkout)
+REFERENCE = Path(os.environ.get("MOCKZGRAD_REFERENCE", REPO / "tools" / "reference" / "calibrations.json"))
 EXPECTED_SETS = {
     "sanders2025", "sanders2024", "maiolino2008", "jones2015", "curti2017", "curti2020",
     "bian2018", "nakajima2022", "pettini_pagel2004", "marino2013", "kewley_dopita2002",

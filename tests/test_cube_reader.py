@@ -36,7 +36,7 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def _same_product(a, b):
+def assert_same_product(a, b):
     assert a.data.shape == b.data.shape
     assert np.array_equal(a.data, b.data, equal_nan=True)
     assert np.array_equal(a.variance, b.variance, equal_nan=True)
@@ -50,7 +50,7 @@ def _zero_gaps(h):
 
 class TestZeroFilledGaps:
     def test_with_channels_table_reads_as_the_original(self, cube_file, tmp_path):
-        _same_product(read_cube(_rewrite(cube_file, tmp_path / "z.fits", _zero_gaps)), read_cube(cube_file))
+        assert_same_product(read_cube(_rewrite(cube_file, tmp_path / "z.fits", _zero_gaps)), read_cube(cube_file))
 
     def test_without_channels_table_reads_as_the_original(self, cube_file, tmp_path):
         nan = _rewrite(cube_file, tmp_path / "n.fits", lambda h: h.pop("CHANNELS"))
@@ -60,7 +60,7 @@ class TestZeroFilledGaps:
             _zero_gaps(h)
 
         zero = _rewrite(cube_file, tmp_path / "z.fits", edit)
-        _same_product(read_cube(zero), read_cube(nan))
+        assert_same_product(read_cube(zero), read_cube(nan))
         assert read_cube(nan).data.shape[0] == read_cube(cube_file).data.shape[0]
 
     def test_channels_that_do_not_fall_on_the_wcs_are_refused(self, cube_file, tmp_path):
@@ -103,5 +103,5 @@ class TestDamaged:
         with pytest.warns(MockzgradWarning, match="TRUTH extension is .*truth ignored"):
             cube = read_cube(path)
         assert cube.truth == {}
-        _same_product(cube, read_cube(cube_file))
+        assert_same_product(cube, read_cube(cube_file))
         assert read_cube(cube_file).truth  # the intact file has its truth

@@ -38,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(
-    os.environ.get("MOCKZGRAD_REFERENCE", "/work/shared/reference/calibrations.json")
+    os.environ.get("MOCKZGRAD_REFERENCE", Path(__file__).resolve().parent / "reference" / "calibrations.json")
 )
 DEFAULT_OUT = REPO / "calibration_curves"
 SCHEMA_VERSION = 1

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,16 +79,16 @@ def distance_ratio(z_lens: float, z_source: float, cosmology) -> float:
     return float((d_ls / d_s).decompose().value)
 
 
-class Lens:
+class Lens(ABC):
     """A lens: deflection ``alpha(x, y)`` (arcsec) and the quantities derived from it.
 
     Subclasses define :meth:`alpha` and, when they have one in closed form,
     :meth:`convergence_shear`; the default is finite differences of alpha.
     """
 
-    def alpha(self, x, y) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+    @abstractmethod
+    def alpha(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Deflection (alpha_x, alpha_y), arcsec, at sky offsets (x, y), arcsec."""
-        raise NotImplementedError
 
     def convergence_shear(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(kappa, gamma1, gamma2) at (x, y); default: finite differences of :meth:`alpha`."""
