@@ -312,14 +312,6 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
     return _Noise(data=data, variance=np.full_like(cube, sigma**2), sigma=sigma, chan=chan, mask=mask)
 
 
-def _ratio_offsets_truth(lcfg, offsets) -> dict:
-    if lcfg.ratio_scatter == "per_mock":
-        return {k: float(v) for k, v in offsets.items()}
-    if lcfg.ratio_scatter == "per_ring":
-        return {k: [float(x) for x in v] for k, v in offsets.items()}
-    return {}
-
-
 def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz: _Noise) -> dict:
     """The mock's true parameters (galaxy, instrument, lines, noise) for the TRUTH extension."""
     inst, lcfg = cfg.instrument, cfg.lines
@@ -331,14 +323,7 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         "lsf_sigma": inst.lsf_sigma,
         "oversample": inst.oversample,
         "fov": setup.n * inst.pixel_scale,
-        "reference_line": lcfg.reference_line,
-        "generating_set": list(lcfg.generating_set),
-        "generating_entries": {d.key: (d.stand_in or {}).get("uses", d.key)
-                               for d in lineflux.generating_system(lcfg).diagnostics},
-        "line_totals": totals,
-        "ratio_offsets": _ratio_offsets_truth(lcfg, setup.ratio_offsets),
-        "ratio_scatter_ring": lcfg.ratio_scatter_ring if lcfg.ratio_scatter == "per_ring" else None,
-        "ratio_scatter": lcfg.ratio_scatter,
+        **lineflux.lines_truth(lcfg, totals, setup.ratio_offsets),
         "noise_sigma": float(nz.sigma),
         "snr_target": cfg.noise.snr,
         "snr": noise.measured_snr(cube[nz.chan], nz.mask, nz.sigma),

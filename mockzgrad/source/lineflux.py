@@ -26,7 +26,7 @@ from ..config import LinesConfig
 from ..errors import ConfigError
 from ..physics.lines import BALMER_RATIOS, LINES
 
-__all__ = ["LineGroups", "line_groups", "GeneratingSystem", "generating_system", "line_factors",
+__all__ = ["lines_truth", "LineGroups", "line_groups", "GeneratingSystem", "generating_system", "line_factors",
            "analytic_line_totals", "draw_ratio_offsets"]
 
 
@@ -263,3 +263,32 @@ def analytic_line_totals(model, cfg: LinesConfig, *, ratio_offsets=None, n_nodes
     fac = line_factors(cfg, model.metallicity(r), r_kpc=r, ratio_offsets=ratio_offsets)
     return {line: float(cfg.reference_flux * np.sum(wts * sb * fac[line] * 2.0 * math.pi * r * q))
             for line in cfg.lines}
+
+
+def lines_truth(lcfg: LinesConfig, totals: dict, ratio_offsets) -> dict:
+    """The line part of a mock's truth: reference line, generating set and entries, line totals, ratio draws.
+
+    Parameters
+    ----------
+    lcfg : LinesConfig
+    totals : dict
+        Line id -> analytic total flux, erg/s/cm^2 (empty when not analytic).
+    ratio_offsets : dict or None
+        The ratio-scatter draws of the scene (dex), per mock or per ring.
+    """
+    if lcfg.ratio_scatter == "per_mock":
+        offsets = {k: float(v) for k, v in ratio_offsets.items()}
+    elif lcfg.ratio_scatter == "per_ring":
+        offsets = {k: [float(x) for x in v] for k, v in ratio_offsets.items()}
+    else:
+        offsets = {}
+    return {
+        "reference_line": lcfg.reference_line,
+        "generating_set": list(lcfg.generating_set),
+        "generating_entries": {d.key: (d.stand_in or {}).get("uses", d.key)
+                               for d in generating_system(lcfg).diagnostics},
+        "line_totals": totals,
+        "ratio_offsets": offsets,
+        "ratio_scatter_ring": lcfg.ratio_scatter_ring if lcfg.ratio_scatter == "per_ring" else None,
+        "ratio_scatter": lcfg.ratio_scatter,
+    }

@@ -174,14 +174,7 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
     truth.update({
         "instrument_kind": "slitstep",
         "oversample": 1,
-        "reference_line": lcfg.reference_line,
-        "generating_set": list(lcfg.generating_set),
-        "generating_entries": {d.key: (d.stand_in or {}).get("uses", d.key)
-                               for d in lineflux.generating_system(lcfg).diagnostics},
-        "line_totals": totals,
-        "ratio_offsets": _ratio_offsets_truth(lcfg, scene.ratio_offsets),
-        "ratio_scatter_ring": lcfg.ratio_scatter_ring if lcfg.ratio_scatter == "per_ring" else None,
-        "ratio_scatter": lcfg.ratio_scatter,
+        **lineflux.lines_truth(lcfg, totals, scene.ratio_offsets),
         "noise_sigma": sigma_cube,
         "snr_target": cfg.noise.snr,
         "snr": noise.measured_snr(np.nan_to_num(clean[chan]), mask, sigma_cube) if mask.any() else float("nan"),
@@ -221,14 +214,6 @@ def _resolution_truth(summary, galaxy_pa: float, r_eff: float) -> dict:
     along = 1.0 / math.sqrt((math.cos(d) / fa) ** 2 + (math.sin(d) / fb) ** 2)
     return {"psf_fwhm": fa, "psf_fwhm_minor": fb, "psf_pa": summary.pa, "psf_fwhm_along": along,
             "x_resolution": 2.0 * r_eff / along, "x_resolution_geomean": 2.0 * r_eff / math.sqrt(fa * fb)}
-
-
-def _ratio_offsets_truth(lcfg, offsets) -> dict:
-    if lcfg.ratio_scatter == "per_mock":
-        return {k: float(v) for k, v in offsets.items()}
-    if lcfg.ratio_scatter == "per_ring":
-        return {k: [float(x) for x in v] for k, v in offsets.items()}
-    return {}
 
 
 def _config_toml(cfg: MockConfig) -> str:
