@@ -70,9 +70,11 @@ def _cmd_calibrations(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .config import config_to_dict, dumps_toml, load_config, x_resolution
+    from .config import config_to_dict, dumps_toml, load_config, read_toml, x_resolution
     from .source.galaxy import resolve_galaxy
 
+    if isinstance(read_toml(args.config, "config file")[0].get("suite"), dict):  # a suite file has [suite]
+        return _check_suite(args.config)
     cfg = load_config(args.config)
     model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
     plan = _resolve_like_cube(cfg)
@@ -86,6 +88,30 @@ def _cmd_check(args) -> int:
           f"common validity range {list(model.z_valid_range)}")
     if plan:
         print(f"# {plan}")
+    return 0
+
+
+def _check_suite(path: str) -> int:
+    """``check`` of a suite file: every check ``mockzgrad suite`` runs before its first mock."""
+    from .config import dumps_toml
+    from .suites.recipes import check_recovery
+    from .suites.spec import load_suite
+
+    spec = load_suite(path)
+    recipe = check_recovery(spec.recovery, spec.base_dir)
+    plan = _resolve_like_cube(spec.mock(0).mock_config())
+    print(f"# {path}: valid suite")
+    try:
+        print(dumps_toml(spec.to_dict()), end="")
+    except ConfigError:  # arrays of tables (e.g. grism exposures), which the small TOML writer does not write
+        print(json.dumps(spec.to_dict(), indent=1))
+    print("\n# resolved")
+    print(f"# {spec.n_mocks} mocks = {spec.grid_size} grid point(s) x {spec.n_mocks // spec.grid_size} "
+          f"replicate(s)")
+    print(f"# varied: {', '.join(spec.parameters) or 'nothing'}")
+    print(f"# recipe: {recipe.recipe.name}")
+    if plan:
+        print(f"# mock 0: {plan}")
     return 0
 
 
@@ -444,8 +470,8 @@ def _cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mockzgrad",
-        description="Mock IFU/grism observations of disk galaxies with metallicity gradients, "
-                    "and beam-smearing corrections.",
+        description="Mock IFU, slitless grism and slit-stepping observations of disk galaxies with "
+                    "metallicity gradients, their recovery, and beam-smearing corrections.",
     )
     parser.add_argument("--version", action="version", version=f"mockzgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -463,8 +489,8 @@ def _add_information_commands(sub) -> None:
     p.add_argument("--set", nargs="*", help="only these sets")
     p.set_defaults(func=_cmd_calibrations)
 
-    p = sub.add_parser("check", help="validate a configuration file and print it resolved")
-    p.add_argument("config", help="TOML configuration")
+    p = sub.add_parser("check", help="validate a configuration or suite file and print it resolved")
+    p.add_argument("config", help="TOML configuration, or a suite TOML (detected by its [suite] table)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("presets", help="instrument presets: name, kind, status, sources")
@@ -537,14 +563,14 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (results.sqlite, cubes/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--executor", choices=["local", "dask", "serial"], default=None,
-                   help="where mocks run (default: local processes)")
-    p.add_argument("--dask", action="store_true", help="run on a dask LocalCluster")
-    p.add_argument("--scheduler", help="address of an existing dask scheduler")
+                   help="where mocks run (default: local processes; dask needs the dask extra)")
+    p.add_argument("--dask", action="store_true", help="run on a dask LocalCluster (pip install 'mockzgrad[dask]')")
+    p.add_argument("--scheduler", help="address of an existing dask scheduler (needs the dask extra)")
     p.add_argument("--new", action="store_true",
                    help="start over in a folder that holds another suite (the old results are kept aside)")
     p.add_argument("--retry-failed", action="store_true", help="run failed mocks again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--export", help="also export the results (.csv, .ecsv, .parquet)")
+    p.add_argument("--export", help="also export the results (.csv, .ecsv; .parquet needs pip install 'mockzgrad[parquet]')")
     p.set_defaults(func=_cmd_suite)
 
     p = sub.add_parser("curves", help="beam-smearing correction curves from suite results")

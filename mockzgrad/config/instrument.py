@@ -281,6 +281,12 @@ class InstrumentConfig:
         ``spectral.window``; its spaxel, channels and LSF come from this table
         (``pixel_scale``, ``oversample*``, ``lsf_sigma`` and the rest of
         ``spectral`` are not used).
+    grism : GrismConfig or None
+        ``[instrument.grism]``, the slitless set-up (kind ``"grism"``).
+    preset : str or None
+        Instrument preset in ``mockzgrad/instruments/`` (or a TOML path)
+        filling the fields it names; values given explicitly must agree
+        with it (``mockzgrad presets`` lists them).
     """
 
     name: str = "nirspec_ifu"

@@ -61,13 +61,16 @@ class LensingConfig:
         Shift of the galaxy in the source plane, arcsec (east, north),
         added to ``galaxy.x_offset``, ``galaxy.y_offset``.
     oversample_near_critical : int
-        Sub-pixels per spaxel per axis where |mu| > 20; [1, 64].
+        Sub-pixels per spaxel per axis where ``|mu| > 20``; [1, 64].
     observer_model : {"truth", "scaled", "file"}
         The lens model given to the observer (the LENS file): the true one,
         the true deflection times ``1 + observer_eps``, or the maps
         ``observer_alpha_x_file``, ``observer_alpha_y_file``.
     observer_eps : float
         Relative deflection error of the ``"scaled"`` observer model; (-1, 1).
+    observer_alpha_x_file, observer_alpha_y_file : str or None
+        ``observer_model = "file"``: FITS deflection maps of the observer's
+        lens model, read like ``alpha_x_file``, ``alpha_y_file``.
     """
 
     kind: str = choice_field("none", LENS_KINDS)

@@ -56,7 +56,19 @@ _BALMER_PAIRS = (("Ha", "Hb"), ("Hg", "Hb"))
 
 @dataclass(frozen=True, kw_only=True)
 class RecipeInfo:
-    """Who measures gradients this way, and where it is written (``[recipe]``)."""
+    """Who measures gradients this way, and where it is written (``[recipe]``).
+
+    Parameters
+    ----------
+    name : str
+        Recipe name (recorded with every result and correction curve); not empty.
+    description : str
+        One line on what the recipe reproduces.
+    source : str
+        The publication whose measurement the recipe follows.
+    notes : str
+        Free text: stand-ins, assumptions and departures from the source.
+    """
 
     name: str = "lee2026"
     description: str = ""
@@ -183,6 +195,8 @@ class ErrorsRecipe:
     Parameters
     ----------
     model : {"variance", "rms"}
+        Per-channel errors from the cube's variance, or the RMS of the
+        line-masked spectrum in a moving window.
     window : int
         Moving-window length of the RMS, channels; [5, 1e5].
     mask_kms : float
@@ -231,6 +245,7 @@ class DustRecipe:
 
 
 def _method(path, value):
+    """One of the methods "I", "II", "flux" (:data:`METHODS`)."""
     return validate.choice(path, value, METHODS)
 
 
@@ -261,6 +276,8 @@ class MetallicityRecipe:
     logu : float
         log10 of the ionisation parameter for calibrations that need one; [-4, -1].
     sampler : {"grid", "emcee"}
+        How a bin's metallicity posterior is explored: on a grid in Z, or
+        sampled with emcee.
     nii_ha : float, "nuisance" or None
         Line-flux method. None: "Ha" is pure Halpha (resolved from [NII]).
         A number in [0, 0.5]: "Ha" is the Halpha+[NII] 6550,6585 blend of
@@ -307,6 +324,7 @@ class GradientRecipe:
     Parameters
     ----------
     fit : {"analytic", "emcee"}
+        Exact analytic posterior of the linear fit, or an emcee sampling.
     bootstrap : int
         Bootstrap resamplings of the bins for the error (0: none); [0, 1e5].
     r_min_kpc : float
