@@ -32,11 +32,6 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "**/_build", "Thumbs.db", ".DS_Store"]
 myst_heading_anchors = 3
-suppress_warnings = [
-    # Pages link to files of the repository (examples/, mockzgrad/...) that
-    # are not documents; GitHub resolves them, Sphinx cannot.
-    "myst.xref_missing",
-]
 
 # API reference: autodoc + numpydoc. Summary tables only link to the
 # entries documented on the same page, so no stub files are generated.

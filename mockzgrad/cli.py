@@ -570,7 +570,8 @@ def _add_suite_commands(sub) -> None:
                    help="start over in a folder that holds another suite (the old results are kept aside)")
     p.add_argument("--retry-failed", action="store_true", help="run failed mocks again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--export", help="also export the results (.csv, .ecsv; .parquet needs pip install 'mockzgrad[parquet]')")
+    p.add_argument("--export",
+                   help="also export the results (.csv, .ecsv; .parquet needs pip install 'mockzgrad[parquet]')")
     p.set_defaults(func=_cmd_suite)
 
     p = sub.add_parser("curves", help="beam-smearing correction curves from suite results")

@@ -137,7 +137,8 @@ def test_reference_defaults_inside_ranges():
 
 
 def test_docstring_parameters_reads_grouped_names():
-    doc = "Summary.\n\nParameters\n----------\na, b : float\n    Both, kpc.\nc : {\"x\", \"y\"}\n\nReturns\n-------\nint\n"
+    doc = ("Summary.\n\nParameters\n----------\na, b : float\n    Both, kpc.\nc : {\"x\", \"y\"}\n\n"
+           "Returns\n-------\nint\n")
     params = docstring_parameters(doc)
     assert params == {"a": ("float", "Both, kpc."), "b": ("float", "Both, kpc."), "c": ('{"x", "y"}', "")}
 

@@ -4,8 +4,9 @@
 table with every field (name, type, default, unit, allowed values,
 description) from :func:`mockzgrad.config.reference.reference_tables`;
 ``.. mockzgrad-cli::`` writes one section per command of
-:func:`mockzgrad.cli.build_parser` with its usage and its arguments. The
-text is produced at build time, so the pages always match the code.
+:func:`mockzgrad.cli.build_parser` with its usage and its arguments;
+``.. mockzgrad-recipes::`` lists the shipped recipes. The text is produced
+at build time, so the pages always match the code.
 """
 
 from __future__ import annotations
@@ -97,12 +98,32 @@ def cli_rst() -> str:
     out += ["   " + line for line in parser.format_usage().strip().splitlines()] + [""]
     for name, help_, sub in _subcommands(parser):
         title = f"mockzgrad {name}"
-        out += [title, "~" * len(title), "", _escape_bars((help_ or "").capitalize()), "", ".. code-block:: text", ""]
+        help_ = help_ or ""
+        out += [title, "~" * len(title), "", _escape_bars(help_[:1].upper() + help_[1:]), "",
+                ".. code-block:: text", ""]
         out += ["   " + line for line in sub.format_usage().strip().splitlines()] + [""]
         rows = _argument_rows(sub)
         if rows:
             out += _list_table(["argument", "value", "default", "required", "meaning"], rows, "22 18 12 8 40")
     return "\n".join(out)
+
+
+def recipes_rst() -> str:
+    """The shipped recipes (name, description, source) as a reStructuredText table."""
+    from mockzgrad.config import RecipeInfo, available_recipes, load_recipe
+
+    default, rows = RecipeInfo().name, []
+    for name in available_recipes():
+        info = load_recipe(name).recipe
+        rows.append([_literal(name) + (" (default)" if name == default else ""), info.description, info.source])
+    return "\n".join(_list_table(["recipe", "what it does", "source"], rows, "16 50 34"))
+
+
+class RecipeTable(SphinxDirective):
+    """``.. mockzgrad-recipes::``: the shipped recipes."""
+
+    def run(self):
+        return self.parse_text_to_nodes(recipes_rst())
 
 
 class ConfigReference(SphinxDirective):
@@ -124,4 +145,5 @@ class CliReference(SphinxDirective):
 def setup(app):
     app.add_directive("mockzgrad-config", ConfigReference)
     app.add_directive("mockzgrad-cli", CliReference)
+    app.add_directive("mockzgrad-recipes", RecipeTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
