@@ -249,8 +249,9 @@ class InstrumentConfig:
         Label written to the output; not empty.
     kind : str
         Observation mode, one of :data:`INSTRUMENT_KINDS`: ``"ifu"`` (an
-        integral-field cube; default). Grism and slit-stepping modes add
-        their names here.
+        integral-field cube; default), ``"slitstep"`` (NIRSpec MSA slit
+        stepping, ``[instrument.slitstep]``) or ``"grism"`` (slitless
+        exposures, ``[instrument.grism]``).
     pixel_scale : float
         Spaxel size, arcsec; (0, 5].
     fov : float or None
