@@ -529,6 +529,14 @@ def _add_recovery_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
     p.set_defaults(func=_cmd_recover)
 
+    p = sub.add_parser("budget", help="flattening budget: the gradient re-measured switching on one effect at a time")
+    p.add_argument("config", help="mock configuration TOML")
+    p.add_argument("-o", "--output", default="budget", help="output folder (budget.ecsv, budget.png)")
+    p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
+    p.add_argument("--realisations", type=int, default=5, help="noise realisations of the last step (default 5)")
+    p.add_argument("--no-alternatives", action="store_true", help="skip (f) methods, (g) recipes, (h) gating lines")
+    p.set_defaults(func=_cmd_budget)
+
 
 def _add_suite_commands(sub) -> None:
     """Commands that run many mocks and turn them into corrections."""
@@ -591,6 +599,12 @@ def _cmd_presets(args) -> int:
     from .observation import presets
 
     return presets.cli(args)
+
+
+def _cmd_budget(args) -> int:
+    from .budget.command import run_command
+
+    return run_command(args)
 
 
 def _cmd_plan(args) -> int:

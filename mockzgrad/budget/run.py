@@ -274,13 +274,14 @@ def flattening_budget(cfg: MockConfig, recipe: Recipe | str = "lee2026", *, real
         rows = _map_steps(cfgs["c"], ref_cube, ref, free, true)
         rows.append(_row("c", _primary(ref), true))
         prod_d = observe(cfgs["d"], keep_noise_free=False)
+        share = {"outside_flux_frac": float(prod_d.truth.get("outside_flux_frac_max", math.nan)),
+                 "outside_flux_frac_extrapolated": float(ref_cube.truth.get("outside_flux_frac_max", math.nan))}
         rows.append(_row("d", _primary(measure_mock(prod_d, cfgs["d"], free)), true))
         rows.append(_row("e1", _primary(measure_mock(prod_d, cfgs["d"], recipe)), true))
         rows.append(_noise_step(cfg, recipe, realisations, true))
         if alternatives:
             rows.extend(_alternatives(prod_d, cfgs["d"], recipe, true))
-    meta = {"outside_flux_frac": float(ref_cube.truth.get("outside_flux_frac_max", math.nan)),
-            "z0": float(ref_cube.truth["z0"]), "z0_mode": ref_cube.truth.get("z0_mode", ""),
+    meta = {**share, "z0": float(ref_cube.truth["z0"]), "z0_mode": ref_cube.truth.get("z0_mode", ""),
             "psf_fwhm": float(ref_cube.truth.get("psf_fwhm", math.nan)),
             "pixel_scale": float(cfg.instrument.pixel_scale)}
     return Budget(grad_z_true=true, steps=tuple(rows), recipe=recipe.recipe.name,
