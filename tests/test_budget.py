@@ -153,3 +153,19 @@ def test_budget_files_and_text(tmp_path):
     text = format_budget(b)
     assert all(k in text for k in STEPS)
     assert math.isfinite(b.step("b").ratio)
+
+
+def test_suite_budget_rebuilds_the_suites_mocks(tmp_path):
+    from mockzgrad.budget import suite_budget, suite_budget_figure
+
+    (tmp_path / "s.toml").write_text(
+        '[suite]\nname = "b"\nseed = 5\nn_mocks = 2\n\n'
+        f'[fixed]\nbase = "{FLAGSHIP.as_posix()}"\ninstrument = {{oversample = 2, pixel_scale = 0.07}}\n\n'
+        '[grid]\n"galaxy.metallicity.grad_z" = [-0.1, 0.1]\n\n'
+        '[sample]\nx_resolution = {dist = "uniform", low = 2.0, high = 4.0}\n')
+    t = suite_budget(tmp_path / "s.toml")
+    assert sorted(t["sign"]) == [-1, 1]
+    assert np.allclose(t["abs_grad_z"], 0.1)
+    # every effect off gives the intrinsic gradient for every mock of the suite too
+    assert np.allclose(t["ratio_a0"], 1.0, atol=1e-3)
+    assert suite_budget_figure(t).axes

@@ -25,8 +25,8 @@ def waterfall_figure(budget):
     import matplotlib.pyplot as plt
 
     steps = [s for s in budget.steps if ":" not in s.key]
-    alts = [s for s in budget.steps if ":" in s.key]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * (len(steps) + len(alts)), 4.2))
+    alts = [s for s in budget.steps if ":" in s.key and math.isfinite(s.ratio)]  # alternatives that ran
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.7 * (len(steps) + len(alts)), 14.0), 4.2))
     prev = 1.0
     for i, s in enumerate(steps):
         if not math.isfinite(s.ratio):
@@ -41,9 +41,8 @@ def waterfall_figure(budget):
         prev = s.ratio
     for j, s in enumerate(alts):
         x = len(steps) + j
-        if math.isfinite(s.ratio):
-            ax.plot(x, s.ratio, "o", color="tab:green")
-            ax.text(x, s.ratio + 0.01, f"{s.ratio:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.plot(x, s.ratio, "o", color="tab:green")
+        ax.text(x, s.ratio + 0.01, f"{s.ratio:.3f}", ha="center", va="bottom", fontsize=8)
     labels = [s.key for s in steps] + [s.key for s in alts]
     ax.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
