@@ -369,6 +369,12 @@ def _cmd_curves(args) -> int:
 
         _check_path(args.plot)
     table, meta = load_results_table(args.results)
+    if args.max_outside_flux is not None:  # mocks with flux from clipped/extrapolated Z: leave out
+        from .budget.flags import outside_range_rows
+
+        out = outside_range_rows(table, args.max_outside_flux)
+        print(f"left out {int(out.sum())} of {len(table)} mocks with outside_flux_frac > {args.max_outside_flux:g}")
+        table = table[~out]
     degree = args.degree
     columns = {"x_resolution": args.x_column} if args.x_column else None
     curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree, columns=columns)
@@ -562,6 +568,9 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("--x-column", help="results column used as x (default x_resolution; e.g. x_resolution_source "
                                       "for lensed suites, x_resolution_geomean)")
     p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
+    p.add_argument("--max-outside-flux", type=float, metavar="FRAC",
+                   help="leave out mocks whose lines take more than FRAC of their flux from where Z(r) was "
+                        "clipped or extrapolated (results column outside_flux_frac)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_curves)
 

@@ -169,3 +169,15 @@ def test_suite_budget_rebuilds_the_suites_mocks(tmp_path):
     # every effect off gives the intrinsic gradient for every mock of the suite too
     assert np.allclose(t["ratio_a0"], 1.0, atol=1e-3)
     assert suite_budget_figure(t).axes
+
+
+def test_outside_range_rows_flag_only_mocks_above_the_share():
+    from astropy.table import Table
+
+    from mockzgrad.budget.flags import outside_range_rows
+
+    t = Table({"outside_flux_frac": [0.0, 0.02, 0.5, np.nan], "grad_z_true": [-0.1] * 4})
+    assert list(outside_range_rows(t, 0.05)) == [False, False, True, False]
+    assert not outside_range_rows(Table({"grad_z_true": [0.1]}), 0.05).any()  # older suites: no column
+    with pytest.raises(ConfigError, match="max_outside_flux"):
+        outside_range_rows(t, 1.5)
