@@ -86,6 +86,8 @@ def annulus_labels(cube, result) -> np.ndarray:
     result : RecoveryResult
         Its ``geometry`` and the bins' ``inner_kpc``/``outer_kpc``.
     """
+    if not result.bins:
+        raise BudgetError(f"the reference recovery has no bins ({result.reason}): no steps (a)-(b)")
     x, y = cube.offsets()
     a_kpc = elliptical_radius(x[None, :], y[:, None], _geometry(result.geometry)) * result.kpc_per_arcsec
     labels = np.full((y.size, x.size), -1, dtype=np.int64)

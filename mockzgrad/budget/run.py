@@ -163,21 +163,30 @@ def _row(key, value, true, note="", *, label=None) -> BudgetStep:
     return BudgetStep(key, label or STEPS.get(key, key), value, r, r, r, value, 1, note)
 
 
+_MAP_KEYS = ("a0", "a1", "a2", "b")
+
+
 def _map_steps(cfg_c, ref_cube, ref_result, recipe, true) -> list:
-    """Steps a0, a1, a2, b on the reference cube's annuli."""
-    if getattr(ref_cube, "kind", "ifu") != "ifu" or cfg_c.lensing is not None:
-        why = "steps (a)-(b) need an unlensed IFU-like cube"
-        return [_row(k, math.nan, true, why) for k in ("a0", "a1", "a2", "b")]
+    """Steps a0, a1, a2, b on the reference cube's annuli (NaN rows, with the reason, when they cannot run)."""
+    if cfg_c.instrument.kind != "ifu" or cfg_c.lensing is not None:
+        return [_row(k, math.nan, true, "steps (a)-(b) need an unlensed IFU mock") for k in _MAP_KEYS]
     try:
-        labels = mapsmod.annulus_labels(ref_cube, ref_result)
-    except mapsmod.BudgetError as exc:
-        return [_row(k, math.nan, true, str(exc)) for k in ("a0", "a1", "a2", "b")]
-    fov = ref_cube.data.shape[-1] * ref_cube.pixel_scale
+        return _measure_map_steps(cfg_c, ref_cube, ref_result, recipe, true)
+    except MockzgradError as exc:  # no annuli, lines that cannot be separated, no usable diagnostic
+        return [_row(k, math.nan, true, f"{type(exc).__name__}: {exc}") for k in _MAP_KEYS]
+
+
+def _measure_map_steps(cfg_c, ref_cube, ref_result, recipe, true) -> list:
+    labels = mapsmod.annulus_labels(ref_cube, ref_result)
+    fov = (ref_cube.data.shape[-1] - 0.01) * ref_cube.pixel_scale  # ceil(fov / pixel) = the same spaxels
     model = resolve_galaxy(cfg_c.galaxy, cfg_c.lines, cfg_c.cosmology)
     rows = []
     for psf in (False, True):
         cfg_m = _map_config(cfg_c, fov, psf)
         cube = observe(cfg_m, keep_noise_free=True)
+        if cube.data.shape[-2:] != ref_cube.data.shape[-2:]:
+            raise mapsmod.BudgetError(f"map cube {cube.data.shape[-2:]} and reference cube "
+                                      f"{ref_cube.data.shape[-2:]} differ in spaxels")
         maps = mapsmod.line_maps(cube, cfg_m.galaxy.redshift, cfg_m.lines.lines)
         if not psf:
             ref = maps[cfg_m.lines.reference_line]
