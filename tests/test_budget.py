@@ -124,6 +124,15 @@ def test_last_step_is_the_suite_path_exactly():
     b = _budget(cfg)
     row = run_mock(MockSpec(index=0, seed=cfg.seed, config=cfg.to_dict(), params={}))
     assert b.step("e").grad_z_first == row["grad_z_measured"]
+    # and what an observer gets from `recover` on the same mock, with the suite's sampler seed
+    from mockzgrad.observation import observe
+    from mockzgrad.recovery.pipeline import recover
+
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = recover(observe(cfg, keep_noise_free=False), "lee2026", rng=rng)
+    assert b.step("e").grad_z_first == direct.grad_z
 
 
 #: Setups of the monotonicity grid: x, grad_z (dex/kpc), inclination (deg), z0 mode.
