@@ -395,6 +395,12 @@ def _cmd_curves(args) -> int:
 
         _check_path(args.plot)
     table, meta = load_results_table(args.results)
+    if args.max_outside_flux is not None:  # mocks with flux from clipped/extrapolated Z: leave out
+        from .budget.flags import outside_range_rows
+
+        out = outside_range_rows(table, args.max_outside_flux)
+        print(f"left out {int(out.sum())} of {len(table)} mocks with outside_flux_frac > {args.max_outside_flux:g}")
+        table = table[~out]
     degree = args.degree
     columns = {"x_resolution": args.x_column} if args.x_column else None
     curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree, columns=columns)
@@ -555,6 +561,14 @@ def _add_recovery_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
     p.set_defaults(func=_cmd_recover)
 
+    p = sub.add_parser("budget", help="flattening budget: the gradient re-measured switching on one effect at a time")
+    p.add_argument("config", help="mock configuration TOML")
+    p.add_argument("-o", "--output", default="budget", help="output folder (budget.ecsv, budget.png)")
+    p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
+    p.add_argument("--realisations", type=int, default=5, help="noise realisations of the last step (default 5)")
+    p.add_argument("--no-alternatives", action="store_true", help="skip (f) methods, (g) recipes, (h) gating lines")
+    p.set_defaults(func=_cmd_budget)
+
 
 def _add_suite_commands(sub) -> None:
     """Commands that run many mocks and turn them into corrections."""
@@ -581,6 +595,9 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("--x-column", help="results column used as x (default x_resolution; e.g. x_resolution_source "
                                       "for lensed suites, x_resolution_geomean)")
     p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
+    p.add_argument("--max-outside-flux", type=float, metavar="FRAC",
+                   help="leave out mocks whose lines take more than FRAC of their flux from where Z(r) was "
+                        "clipped or extrapolated (results column outside_flux_frac)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_curves)
 
@@ -618,6 +635,12 @@ def _cmd_presets(args) -> int:
     from .observation import presets
 
     return presets.cli(args)
+
+
+def _cmd_budget(args) -> int:
+    from .budget.command import run_command
+
+    return run_command(args)
 
 
 def _cmd_plan(args) -> int:

@@ -27,7 +27,7 @@ PKG = Path(__file__).resolve().parents[1] / "mockzgrad"
 
 #: Layers, bottom to top: a module imports its own layer and those below only.
 LAYERS = ("foundation", "physics", "config", "kernels", "source", "products", "observation",
-          "recovery", "suites", "corrections", "top")
+          "recovery", "suites", "corrections", "budget", "top")
 
 #: Layer of each module path under the package (the longest matching prefix wins).
 #: ``calibration_curves``, ``data``, ``instruments`` and ``recipes`` are data
@@ -44,6 +44,7 @@ LAYER_OF = {
     "physics": "physics", "config": "config", "kernels": "kernels", "source": "source",
     "products": "products", "observation": "observation", "recovery": "recovery", "suites": "suites",
     "corrections": "corrections",
+    "budget": "budget",
 }
 
 #: Layer of the package root when imported: its eager body is foundation

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from ._checks import bool_field, check_fields, choice_field, number_field
 
-__all__ = ["ROTATION_KINDS", "Z_PROFILES", "RotationConfig", "MetallicityConfig", "GalaxyConfig"]
+__all__ = ["ROTATION_KINDS", "Z_PROFILES", "Z0_MODES", "RotationConfig", "MetallicityConfig", "GalaxyConfig"]
 
 #: Rotation-curve forms, ``galaxy.rotation.kind``.
 ROTATION_KINDS = ("exponential_disk", "arctan")
 #: Metallicity profiles, ``galaxy.metallicity.profile``.
 Z_PROFILES = ("linear", "broken_linear")
+#: How z0 is chosen, ``galaxy.metallicity.z0_mode`` (None: "given" when z0 is set, else "centred").
+Z0_MODES = ("given", "centred", "pinned")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,21 +64,30 @@ class MetallicityConfig:
     grad_z : float
         Gradient, dex/kpc, on the deprojected radius; [-1, 1].
     z0 : float or None
-        Z at r = 0, dex; [6.5, 9.8]. None: chosen so that Z(r) stays inside
-        the validity range of every generating calibration out to
-        ``r_valid`` (DESIGN.md).
+        Z at r = 0, dex; [6.5, 9.8]. None: chosen as ``z0_mode`` says.
+    z0_mode : {"given", "centred", "pinned"} or None
+        How z0 is chosen. ``"given"``: ``z0`` (required). ``"centred"``:
+        the span of Z(r) over 0..``r_valid`` r_eff is centred in the
+        intersection of the generating calibrations' validity ranges
+        (DESIGN.md; positive and negative gradients then sit on different
+        parts of the calibrations). ``"pinned"``: Z(0) at the centre of that
+        intersection, whatever the gradient (both signs start from the same
+        Z). None (default): ``"given"`` when ``z0`` is set, else ``"centred"``.
     r_break : float or None
         Break radius, kpc; (0, 100] (broken_linear only).
     grad_z_outer : float or None
         Outer gradient, dex/kpc; [-1, 1] (broken_linear only).
     r_valid : float
-        Radius out to which Z must stay inside the calibrations' validity
-        ranges, in units of ``r_eff``; (0, 10].
+        R_fit: radius out to which Z must stay inside the calibrations'
+        validity ranges, in units of ``r_eff``; (0, 10]. Beyond it (or where
+        a given or pinned z0 leaves a range) ``lines.outside_range`` says
+        what happens: clip, extrapolate the calibration, or refuse.
     """
 
     profile: str = choice_field("linear", Z_PROFILES)
     grad_z: float = number_field(-0.10, -1.0, 1.0, unit="dex/kpc")
     z0: float | None = number_field(None, 6.5, 9.8, unit="(12+log(O/H))")
+    z0_mode: str | None = choice_field(None, Z0_MODES)
     r_break: float | None = number_field(None, 0.0, 100.0, lo_open=True, unit="kpc")
     grad_z_outer: float | None = number_field(None, -1.0, 1.0, unit="dex/kpc")
     r_valid: float = number_field(3.0, 0.0, 10.0, lo_open=True, unit="r_eff")
@@ -84,6 +95,11 @@ class MetallicityConfig:
     def __post_init__(self):
         p = "galaxy.metallicity"
         check_fields(self, p)
+        if self.z0_mode == "given" and self.z0 is None:
+            raise ConfigError(f"{p}.z0_mode = 'given' needs {p}.z0 (12+log(O/H), [6.5, 9.8])")
+        if self.z0_mode in ("centred", "pinned") and self.z0 is not None:
+            raise ConfigError(f"{p}.z0 = {self.z0} is given but {p}.z0_mode = {self.z0_mode!r} chooses z0; "
+                              f"drop one of them")
         if self.profile == "broken_linear" and (self.r_break is None or self.grad_z_outer is None):
             raise ConfigError(
                 f"{p}.profile = 'broken_linear' needs {p}.r_break (kpc) and {p}.grad_z_outer (dex/kpc)"

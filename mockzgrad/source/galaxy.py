@@ -20,6 +20,7 @@ of sky position. Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ from ..physics import calibrations
 from ..config import GalaxyConfig, LinesConfig, CosmologyConfig
 from ..physics.cosmology import kpc_per_arcsec
 from ..errors import CalibrationRangeWarning, ConfigError
+from .lineflux import line_factors
 
 __all__ = [
     "GalaxyModel",
@@ -38,6 +40,8 @@ __all__ = [
     "sersic_bn",
     "exponential_disk_vcirc",
     "choose_z0",
+    "pinned_z0",
+    "outside_flux_share",
     "G_KPC_KMS2_MSUN",
 ]
 
@@ -112,6 +116,23 @@ def choose_z0(grad_z: float, r_max_kpc: float, ranges, *, profile_span=None) -> 
     return float(z0), (dmax - dmin) <= (hi - lo) + 1e-12
 
 
+def pinned_z0(ranges) -> float:
+    """Central metallicity at the centre of the intersection of the validity ranges (``z0_mode = "pinned"``).
+
+    Parameters
+    ----------
+    ranges : sequence of (float, float)
+        Validity ranges in 12+log(O/H).
+    """
+    lo = max(r[0] for r in ranges)
+    hi = min(r[1] for r in ranges)
+    if hi <= lo:
+        raise ConfigError(
+            f"the generating calibrations' validity ranges do not overlap: {[tuple(r) for r in ranges]}"
+        )
+    return 0.5 * (lo + hi)
+
+
 @dataclass(frozen=True)
 class GalaxyModel:
     """A resolved galaxy: plain floats in documented units.
@@ -151,6 +172,17 @@ class GalaxyModel:
         True when z0 was chosen automatically.
     z_valid_range : (float, float)
         Intersection of the generating calibrations' validity ranges.
+    z0_mode : str
+        How z0 was chosen: ``"given"``, ``"centred"`` or ``"pinned"``.
+    r_fit : float
+        R_fit (``galaxy.metallicity.r_valid``): radius out to which z0 was
+        chosen to keep Z in range, in units of ``r_eff``.
+    outside_range : str
+        What the line model does where Z leaves a range (``lines.outside_range``).
+    outside_flux_frac : tuple of (str, float)
+        Per rendered line, the share of its intrinsic total flux emitted
+        where Z(r) lies outside the common validity range (clipped or
+        extrapolated there), :func:`outside_flux_share`.
     """
 
     redshift: float
@@ -179,6 +211,10 @@ class GalaxyModel:
     grad_z_outer: float
     z0_auto: bool
     z_valid_range: tuple
+    z0_mode: str = "centred"
+    r_fit: float = 3.0
+    outside_range: str = "clip"
+    outside_flux_frac: tuple = ()
 
     # --- geometry -----------------------------------------------------------
     def disk_coords(self, x_arcsec, y_arcsec):
@@ -270,6 +306,8 @@ class GalaxyModel:
         """All model parameters as a flat JSON-serialisable dict."""
         d = asdict(self)
         d["z_valid_range"] = list(self.z_valid_range)
+        d["outside_flux_frac"] = dict(self.outside_flux_frac)
+        d["outside_flux_frac_max"] = max((f for _, f in self.outside_flux_frac), default=0.0)
         return d
 
 
@@ -280,6 +318,48 @@ def _profile_span(cfg: GalaxyConfig, r_max: float) -> tuple[float, float]:
         d = m.grad_z * np.minimum(r, m.r_break) + m.grad_z_outer * np.maximum(r - m.r_break, 0.0)
         return float(d.min()), float(d.max())
     return min(0.0, m.grad_z * r_max), max(0.0, m.grad_z * r_max)
+
+
+def z0_mode(m) -> str:
+    """The z0 mode of a :class:`~mockzgrad.config.galaxy.MetallicityConfig` (its default resolved)."""
+    if m.z0_mode is not None:
+        return m.z0_mode
+    return "given" if m.z0 is not None else "centred"
+
+
+def outside_flux_share(model: "GalaxyModel", lines: LinesConfig, *, n_nodes: int = 96) -> dict:
+    """Share of each line's intrinsic flux emitted where Z(r) is outside the common validity range.
+
+    Radial Gauss-Legendre quadrature of I(r) factor(Z(r)) 2 pi r over the
+    whole disk (as :func:`mockzgrad.source.lineflux.analytic_line_totals`),
+    the part where Z < lo or Z > hi of ``model.z_valid_range`` over the
+    total. There the generating ratios are clipped or extrapolated
+    (``lines.outside_range``).
+
+    Returns
+    -------
+    dict
+        Line name -> share in [0, 1].
+    """
+    lo, hi = model.z_valid_range
+    r_hi = model.light_radius(1.0 - 1e-12)
+    edges = [0.0] + [model.r_eff * 2.0**k for k in range(-2, 12) if model.r_eff * 2.0**k < r_hi] + [r_hi]
+    if model.z_profile == "broken_linear" and 0.0 < model.r_break < r_hi:
+        edges = sorted(set(edges) | {model.r_break})
+    z_edges = [(zv - model.z0) / model.grad_z for zv in (lo, hi)] if model.grad_z != 0 else []
+    edges = sorted(set(edges) | {r for r in z_edges if 0.0 < r < r_hi})  # a node segment never straddles lo/hi
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    r = np.concatenate([0.5 * (b - a) * x + 0.5 * (a + b) for a, b in zip(edges[:-1], edges[1:])])
+    wts = np.concatenate([0.5 * (b - a) * w for a, b in zip(edges[:-1], edges[1:])])
+    z = model.metallicity(r)
+    outside = (z < lo) | (z > hi)
+    weight = wts * model.surface_brightness(r) * r
+    fac = line_factors(lines, z, r_kpc=r)
+    out = {}
+    for line in lines.lines:
+        total = float(np.sum(weight * fac[line]))
+        out[line] = float(np.sum((weight * fac[line])[outside]) / total) if total > 0 else 0.0
+    return out
 
 
 def _central_metallicity(cfg: GalaxyConfig, lines: LinesConfig) -> tuple[float, bool, tuple[float, float]]:
@@ -296,14 +376,15 @@ def _central_metallicity(cfg: GalaxyConfig, lines: LinesConfig) -> tuple[float, 
         valid = (max(r[0] for r in ranges), min(r[1] for r in ranges))
     else:
         valid = (-math.inf, math.inf)
-    if m.z0 is None:
-        if not ranges:
-            raise ConfigError("galaxy.metallicity.z0 must be given when lines.generating_set is empty")
+    mode = z0_mode(m)
+    if mode != "given" and not ranges:
+        raise ConfigError("galaxy.metallicity.z0 must be given when lines.generating_set is empty")
+    if mode == "centred":
         z0, fits = choose_z0(m.grad_z, r_max, ranges, profile_span=span)
-        z0_auto = True
     else:
-        z0, z0_auto = m.z0, False
+        z0 = m.z0 if mode == "given" else pinned_z0(ranges)
         fits = z0 + span[0] >= valid[0] - 1e-12 and z0 + span[1] <= valid[1] + 1e-12
+    z0_auto = mode != "given"
     zmin, zmax = z0 + span[0], z0 + span[1]
     for d in diags:
         lo, hi = d.valid_range
@@ -359,7 +440,7 @@ def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyCo
     q = math.sqrt(math.cos(math.radians(cfg.inclination)) ** 2
                   + cfg.q0**2 * math.sin(math.radians(cfg.inclination)) ** 2)
     rot = cfg.rotation
-    return GalaxyModel(
+    model = GalaxyModel(
         redshift=cfg.redshift,
         kpc_per_arcsec=scale,
         r_eff=cfg.r_eff,
@@ -386,4 +467,11 @@ def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyCo
         grad_z_outer=float(m.grad_z_outer) if m.grad_z_outer is not None else math.nan,
         z0_auto=z0_auto,
         z_valid_range=tuple(float(v) for v in valid),
+        z0_mode=z0_mode(m),
+        r_fit=float(m.r_valid),
+        outside_range=lines.outside_range,
     )
+    if not all(math.isfinite(v) for v in valid):
+        return model
+    shares = outside_flux_share(model, lines)
+    return dataclasses.replace(model, outside_flux_frac=tuple((k, shares[k]) for k in lines.lines))

@@ -18,7 +18,7 @@ from ..config import config_from_dict, load_recipe
 from ..errors import MockzgradWarning
 from ..observation import observe
 
-__all__ = ["run_mock", "TRUTH_COLUMNS"]
+__all__ = ["run_mock", "measure_mock", "TRUTH_COLUMNS"]
 
 #: Truth columns of a results row (same names as in the cube header).
 TRUTH_COLUMNS = ("grad_z", "z0", "r_eff", "r_eff_arcsec", "psf_fwhm", "x_resolution", "inclination",
@@ -71,18 +71,42 @@ def _run(spec, recover) -> dict:
     if getattr(spec, "cube_path", None):
         Path(spec.cube_path).parent.mkdir(parents=True, exist_ok=True)
         product.write(spec.cube_path, overwrite=True)
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
-    observed = _observer_product(product, cfg, recipe)
-    result = recover(observed, recipe, rng=rng, lens=_observer_lens(observed, cfg, recipe))
+    result = measure_mock(product, cfg, recipe, recover)
     t2 = time.perf_counter()
     truth = product.truth
     out = {f"{k}_true" if k in ("grad_z", "z0") else k: _scalar(truth.get(k)) for k in TRUTH_COLUMNS}
     out["snr_target"] = _scalar(truth.get("snr_target"))
+    # share of the flux from where Z(r) leaves the calibrations' range (largest over lines), and the z0 choice
+    out["outside_flux_frac"] = _scalar(truth.get("outside_flux_frac_max"))
+    out["z0_mode"] = truth.get("z0_mode")
     out.update({k: _scalar(truth[k]) for k in OPTIONAL_TRUTH_COLUMNS if k in truth})
     out.update({k: _scalar(v) for k, v in result.summary().items()})
     out["time_cube_s"] = t1 - t0
     out["time_recover_s"] = t2 - t1
     return out
+
+
+def measure_mock(product, cfg, recipe, recover=None):
+    """Recover a mock's gradient as a suite does: the observer's product and lens, the seeded rng.
+
+    Parameters
+    ----------
+    product : Product
+        What :func:`~mockzgrad.observation.observe` made of ``cfg``.
+    cfg : MockConfig
+    recipe : Recipe
+    recover : callable, optional
+        :func:`mockzgrad.recovery.pipeline.recover` (default).
+
+    Returns
+    -------
+    RecoveryResult
+    """
+    if recover is None:
+        from ..recovery.pipeline import recover
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
+    observed = _observer_product(product, cfg, recipe)
+    return recover(observed, recipe, rng=rng, lens=_observer_lens(observed, cfg, recipe))
 
 
 def _observer_product(product, cfg, recipe):
