@@ -37,20 +37,39 @@ def waterfall_figure(budget):
         ax.bar(i, height, bottom=base, color=colour, width=0.7)
         if s.key == "e":
             ax.errorbar(i, s.ratio, yerr=[[s.ratio - s.ratio_lo], [s.ratio_hi - s.ratio]], color="k", capsize=3)
-        ax.text(i, max(s.ratio, prev) + 0.01, f"{s.ratio:.3f}", ha="center", va="bottom", fontsize=8)
+        # the value sits at the bar's new level, beside the error bar where there is one
+        dx, ha = (0.12, "left") if s.key == "e" else (0.0, "center")
+        below = s.key != "a0" and s.ratio < prev
+        ax.text(i + dx, s.ratio + (-0.01 if below else 0.01), f"{s.ratio:.3f}", ha=ha,
+                va="top" if below else "bottom", fontsize=8)
         prev = s.ratio
     for j, s in enumerate(alts):
         x = len(steps) + j
         ax.plot(x, s.ratio, "o", color="tab:green")
         ax.text(x, s.ratio + 0.01, f"{s.ratio:.3f}", ha="center", va="bottom", fontsize=8)
-    labels = [s.key for s in steps] + [s.key for s in alts]
-    ax.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    if alts:
+        ax.axvline(len(steps) - 0.5, color="0.5", lw=0.8)
+        ax.text(len(steps) - 0.4, 0.02, "alternatives on the noise-free mock (e1)", fontsize=8, color="0.3")
+    labels = [_tick_label(s) for s in steps] + [_tick_label(s) for s in alts]
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=40, ha="right", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
     ax.set_ylabel("measured / intrinsic gradient")
     ax.set_title(f"flattening budget: grad_z = {budget.grad_z_true:g} dex/kpc, x = {budget.x_resolution:.3g}, "
                  f"recipe {budget.recipe}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+#: short tick labels of the cumulative steps (the table has the full descriptions)
+_SHORT = {"a0": "truth", "a1": "a1: annulus radius", "a2": "a2: summed fluxes", "b": "b: + PSF",
+          "c": "c: + pixels, LSF, fits", "d": "d: + clipping", "e1": "e1: + S/N gate", "e": "e: + noise"}
+
+
+def _tick_label(step) -> str:
+    if ":" in step.key:
+        kind, name = step.key.split(":", 1)
+        return {"f": "method ", "g": "recipe ", "h": "gate "}.get(kind, "") + name
+    return _SHORT.get(step.key, step.key)
 
 
 def write_budget(budget, out_dir, *, figure: bool = True, overwrite: bool = True) -> dict:
