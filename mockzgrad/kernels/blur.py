@@ -40,7 +40,7 @@ def blur_separable_nb(cube, taps, pad, n, out):
     cube : ndarray of float64, shape (n_chan, n_ext, n_ext)
         Padded cube, any additive unit.
     taps : ndarray of float64, shape (2h + 1,)
-        Symmetric 1-D kernel, centre at index h.
+        Symmetric 1-D kernel, centre at index h (only ``taps[:h + 1]`` is read).
     pad : int
         First kept pixel on each spatial axis; >= h.
     n : int
@@ -52,25 +52,31 @@ def blur_separable_nb(cube, taps, pad, n, out):
     m = taps.size
     h = m // 2
     rows = n + 2 * h
+    wc = taps[h]
     for c in prange(n_chan):
-        tmp = np.zeros((rows, n))
-        for r in range(rows):
+        tmp = np.empty((rows, n))
+        for r in range(rows):  # along x; symmetric taps: pairs k, m - 1 - k share one product
             src = cube[c, pad - h + r]
             dst = tmp[r]
-            for k in range(m):
-                w = taps[k]
-                off = pad - h + k
-                for j in range(n):
-                    dst[j] += w * src[off + j]
-        for i in range(n):
-            dst = out[c, i]
             for j in range(n):
-                dst[j] = 0.0
-            for k in range(m):
+                dst[j] = wc * src[pad + j]
+            for k in range(h):
                 w = taps[k]
-                src = tmp[i + k]
+                a = pad - h + k
+                b = pad + h - k
                 for j in range(n):
-                    dst[j] += w * src[j]
+                    dst[j] += w * (src[a + j] + src[b + j])
+        for i in range(n):  # along y, only the kept rows
+            dst = out[c, i]
+            mid = tmp[i + h]
+            for j in range(n):
+                dst[j] = wc * mid[j]
+            for k in range(h):
+                w = taps[k]
+                lo = tmp[i + k]
+                hi = tmp[i + 2 * h - k]
+                for j in range(n):
+                    dst[j] += w * (lo[j] + hi[j])
     return out
 
 
