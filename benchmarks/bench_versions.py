@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def _child(python: str, repeats: int, n_suite: int, suite: str = "quickstart_sui
            skip: str = "") -> dict:
     # run in an empty folder: ``python -c`` puts the current folder first on sys.path, so a child
     # started in this checkout would import this checkout's mockzgrad whatever interpreter it is
+    python = os.path.abspath(python) if os.sep in python else python  # not resolve(): a venv's python is a link
     with tempfile.TemporaryDirectory() as cwd:
         res = subprocess.run([python, "-c", CHILD, str(ROOT), str(repeats), str(n_suite), suite, str(suite_mocks),
                               skip], capture_output=True, text=True, check=False, cwd=cwd)
