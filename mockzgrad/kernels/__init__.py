@@ -1,13 +1,14 @@
 """Compiled kernels and their plain-numpy reference twins.
 
 Each kernel family lives in its own module (``render``: line profiles into a
-cube). A kernel ``name_nb`` is numba-compiled, its twin ``name_ref`` is plain
+cube; ``blur``: separable PSF blur). A kernel ``name_nb`` is numba-compiled, its twin ``name_ref`` is plain
 numpy; both take plain arrays and floats in documented units and check
 nothing. Kernels import only numpy, numba and the standard library; the
 public wrappers that check their inputs and pick one of the twins live in
 the layer that calls them (:mod:`mockzgrad.source.render`).
 """
 
+from .blur import blur_separable_nb, blur_separable_ref
 from .render import (
     C_KMS,
     bin_subpixels_nb,
@@ -19,6 +20,8 @@ from .render import (
 )
 
 __all__ = [
+    "blur_separable_nb",
+    "blur_separable_ref",
     "C_KMS",
     "render_lines_nb",
     "render_lines_ref",

@@ -82,10 +82,12 @@ def measured_snr(signal_map, mask, sigma: float) -> float:
 def add_noise(cube, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Return ``cube`` plus Gaussian noise of constant ``sigma``.
 
-    The unit normal deviates are drawn in float32 (twice as fast; the cube is
-    written as float32), then scaled and added in float64 in place.
+    The unit normal deviates are drawn in float64 straight into the result
+    (as fast as a float32 draw here, and no float32 array and cast), then
+    scaled and added in place.
     """
-    out = rng.standard_normal(size=cube.shape, dtype=np.float32).astype(np.float64)
+    out = np.empty(np.shape(cube))
+    rng.standard_normal(out=out)
     out *= sigma
     out += cube
     return out

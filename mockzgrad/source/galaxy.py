@@ -21,6 +21,7 @@ of sky position. Conventions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -82,6 +83,17 @@ def exponential_disk_vcirc(r_kpc, log_mbary: float, r_eff_kpc: float) -> np.ndar
     bessel = special.ive(0, y) * special.kve(0, y) - special.ive(1, y) * special.kve(1, y)
     v2 = 4.0 * math.pi * G_KPC_KMS2_MSUN * sigma0 * rd * y**2 * bessel
     return np.sqrt(np.maximum(v2, 0.0)) * (r > 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _vcirc_table(log_mbary: float, r_eff_kpc: float, r_top: float) -> tuple[np.ndarray, np.ndarray]:
+    """ln(r) and V(r) (km/s) of :func:`exponential_disk_vcirc` on 4097 log-spaced nodes over
+    [1e-6 r_top, r_top] kpc (read-only arrays, cached: they are the same for every sub-pixel pass)."""
+    nodes = np.geomspace(1e-6 * r_top, r_top, 4097)
+    log_nodes, v_nodes = np.log(nodes), exponential_disk_vcirc(nodes, log_mbary, r_eff_kpc)
+    log_nodes.flags.writeable = False
+    v_nodes.flags.writeable = False
+    return log_nodes, v_nodes
 
 
 def choose_z0(grad_z: float, r_max_kpc: float, ranges, *, profile_span=None) -> tuple[float, bool]:
@@ -271,12 +283,14 @@ class GalaxyModel:
             # V(r) is smooth in log r: tabulate on 4097 log-spaced nodes
             # (relative interpolation error < 2e-6; evenly spaced nodes cannot
             # follow V ~ r sqrt(ln(r_d/r)) near the centre) instead of Bessel
-            # functions at every sub-pixel; below the first node, exactly
-            r_max = max(float(np.max(r)), 1e-6)
-            nodes = np.geomspace(1e-6 * r_max, r_max, 4097)
-            v = np.interp(np.log(np.maximum(r, nodes[0])), np.log(nodes),
-                          exponential_disk_vcirc(nodes, self.log_mbary, self.r_eff))
-            inner = r < nodes[0]
+            # functions at every sub-pixel; below the first node, exactly. The
+            # table reaches the next power of 2 above max(r) and is cached per
+            # (mass, r_eff, reach), so the passes of a cube share one table
+            log_nodes, v_nodes = _vcirc_table(self.log_mbary, self.r_eff,
+                                              2.0 ** math.ceil(math.log2(max(float(np.max(r)), 1e-6))))
+            r_min = math.exp(log_nodes[0])
+            v = np.interp(np.log(np.maximum(r, r_min)), log_nodes, v_nodes)
+            inner = r < r_min
             if inner.any():
                 v[inner] = exponential_disk_vcirc(r[inner], self.log_mbary, self.r_eff)
         else:

@@ -224,11 +224,13 @@ def line_factors(cfg: LinesConfig, z, *, r_kpc=None, ratio_offsets=None, logu=No
         if ratio_offsets is not None:
             lr = lr + ratio_offsets.get(d.key, 0.0)
         log_r.append(lr)
-    out = {}
+    out, group_flux = {}, {}
     for line in cfg.lines:
         g = system.groups.index(lg.group_of[line])
-        log_a = system.offset[g] + sum(system.matrix[g, j] * log_r[j] for j in range(len(log_r)))
-        out[line] = np.broadcast_to(10.0 ** log_a * lg.fraction[line], z.shape).copy()
+        if g not in group_flux:  # lines of one group (a doublet) share 10**log_a
+            log_a = system.offset[g] + sum(system.matrix[g, j] * log_r[j] for j in range(len(log_r)))
+            group_flux[g] = np.broadcast_to(10.0 ** log_a, z.shape)
+        out[line] = group_flux[g] * lg.fraction[line]
     if cfg.dust.a_v > 0 or cfg.dust.a_v_grad != 0:
         a_v = cfg.dust.a_v
         if cfg.dust.a_v_grad != 0:
@@ -238,6 +240,15 @@ def line_factors(cfg: LinesConfig, z, *, r_kpc=None, ratio_offsets=None, logu=No
         for line in cfg.lines:
             out[line] = dust.redden(out[line], LINES[line].wavelength, a_v, law=cfg.dust.law)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _leggauss(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1] (cached: an eigenvalue solve per call otherwise)."""
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
 
 
 def analytic_line_totals(model, cfg: LinesConfig, *, ratio_offsets=None, n_nodes: int = 96) -> dict:
@@ -252,7 +263,7 @@ def analytic_line_totals(model, cfg: LinesConfig, *, ratio_offsets=None, n_nodes
     q = max(model.axis_ratio, 1e-3)
     r_hi = model.light_radius(1.0 - 1e-12)
     edges = [0.0] + [model.r_eff * 2.0**k for k in range(-2, 12) if model.r_eff * 2.0**k < r_hi] + [r_hi]
-    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    x, w = _leggauss(n_nodes)
     r_all, w_all = [], []
     for a, b in zip(edges[:-1], edges[1:]):
         r_all.append(0.5 * (b - a) * x + 0.5 * (a + b))

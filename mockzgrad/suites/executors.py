@@ -243,7 +243,14 @@ class DaskBackend:
             # distributed's statistical profiler samples every thread's stack
             # every 10 ms; in a GIL-bound task that halved the throughput. The
             # nanny hands the parent's config to its workers, so set it here.
-            with dask.config.set({"distributed.worker.profile.enabled": False}):
+            # The nanny also puts distributed.nanny.pre-spawn-environ into each
+            # worker before it starts; its MALLOC_TRIM_THRESHOLD_=65536 turns off
+            # glibc's adaptive mmap threshold, so every large array was mapped
+            # and unmapped afresh (~20,000 page faults and ~60 ms system CPU a
+            # mock). LocalCluster(env=...) is applied too late for malloc, so
+            # the key is replaced here by the thread-count variables alone.
+            with dask.config.set({"distributed.worker.profile.enabled": False,
+                                  "distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             dashboard_address=":0", env=dict(WORKER_ENV))
             self.client = Client(self.cluster)

@@ -35,7 +35,10 @@ at the radius enclosing that fraction and renormalised). A pixel-integrated
 kernel applied to an image that already holds pixel-integrated flux applies
 the pixel response twice (second moments grow by pixel_scale^2 / 12 more than
 the PSF's); ``sampling="center"`` gives the PSF sampled at pixel centres
-instead, which adds exactly the PSF's own second moment.
+instead, which adds the PSF's own second moment when the PSF is well
+sampled (only 0.62 of it at FWHM = 1 pixel: aliasing);
+:meth:`GaussianPSF.separable_taps` gives 1-D taps that add exactly the
+PSF's second moment at any width, applied by :func:`blur_separable`.
 
 :func:`convolve_cube` convolves every channel of a cube with the PSF by FFT,
 zero-padding so that nothing wraps around; flux that stays inside the field
@@ -53,7 +56,7 @@ from .base import (
     psf_from_config,
     psf_from_header,
 )
-from .convolve import FWHM_GROUP_TOLERANCE, convolve_cube, convolve_with_kernel, pad_width
+from .convolve import FWHM_GROUP_TOLERANCE, blur_separable, convolve_cube, convolve_with_kernel, pad_width
 from .image import ImagePSF
 
 __all__ = [
@@ -72,5 +75,6 @@ __all__ = [
     "psf_from_config",
     "convolve_cube",
     "convolve_with_kernel",
+    "blur_separable",
     "pad_width",
 ]

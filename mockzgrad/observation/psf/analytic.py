@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import KW_ONLY, dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import erf
 
 from ...errors import ConfigError
@@ -84,6 +86,56 @@ class GaussianPSF(PSF):
             edges = (np.arange(-h, h + 2) - 0.5) * pix / (_SQRT2 * self.sigma)
             prof = 0.5 * np.diff(erf(edges))
         return _finish(np.outer(prof, prof))
+
+
+    def separable_taps(self, pixel_scale: float, *, wavelength: float | None = None) -> np.ndarray:
+        """1-D factor of the kernel for an image that already holds pixel-integrated flux, unit sum.
+
+        The kernel ``np.outer(taps, taps)`` adds exactly ``sigma**2`` of second
+        moment per axis to such an image, at any width: it is a Gaussian of
+        width ``s`` integrated over each pixel, ``s`` chosen (``s**2`` close to
+        ``sigma**2 - pixel**2 / 12``) so that the discrete second moment of
+        the truncated, normalised taps is ``sigma**2``. (Sampling the PSF at
+        pixel centres adds less when the PSF is narrow: 0.62 ``sigma**2`` at
+        FWHM = 1 pixel, an image ~21 % sharper than the header says.) For a
+        wide PSF the taps approach the centre-sampled Gaussian.
+
+        Parameters
+        ----------
+        pixel_scale : float
+            Pixel size, arcsec; > 0.
+        wavelength : float or None
+            Observed wavelength, Angstrom; None = the reference wavelength.
+
+        Returns
+        -------
+        numpy.ndarray, shape (2h + 1,)
+            h as for :meth:`kernel`.
+        """
+        pix = positive("pixel_scale", pixel_scale, "arcsec")
+        psf = self.at_wavelength(wavelength)
+        return _moment_matched_taps(psf.sigma / pix, psf._half_width_const(pix)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _moment_matched_taps(sigma_pix: float, h: int) -> np.ndarray:
+    """Pixel-integrated Gaussian taps on -h..h whose normalised second moment is ``sigma_pix**2``."""
+    k = np.arange(-h, h + 1)
+    target = sigma_pix**2
+
+    def taps(s):
+        p = 0.5 * np.diff(erf((np.arange(-h, h + 2) - 0.5) / (_SQRT2 * s)))
+        p = 0.5 * (p + p[::-1])
+        return p / p.sum()
+
+    def excess(s):
+        return float(np.sum(k**2 * taps(s))) - target
+
+    hi = sigma_pix
+    while excess(hi) <= 0.0:  # the truncation at h removed more than the 1/12 of the pixel response
+        hi *= 1.5
+    s = brentq(excess, 1e-6 * sigma_pix, hi, xtol=1e-12 * sigma_pix, rtol=1e-13)
+    return taps(s)
 
 
 @dataclass(frozen=True)
