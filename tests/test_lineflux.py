@@ -27,7 +27,7 @@ from mockzgrad.source.lineflux import (
 from mockzgrad.physics.lines import LINES
 
 FLAGSHIP = LinesConfig()  # [OIII] 5008 reference, S25 R3 + O32 + Ne3O2
-#: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.3], their calibration files)
+#: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.6], their calibration files)
 Z_FLAGSHIP = np.linspace(7.45, 8.25, 33)
 
 #: Case-B Halpha/Hbeta and Hgamma/Hbeta at 1e4 K, 100 cm^-3

@@ -28,6 +28,7 @@ gradients dex/kpc, A_V mag.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -170,13 +171,20 @@ class MethodGradient:
     fit: gradient.GradientFit | None = None
     n_bins: int = 0
     reason: str = ""
+    extra: dict | None = None  # method facts recorded with the gradient (Method I: weight shares)
 
     def to_dict(self) -> dict:
-        """The fit's :meth:`~mockzgrad.recovery.gradient.GradientFit.to_dict`, or ``grad_z = None`` and why."""
+        """The fit's :meth:`~mockzgrad.recovery.gradient.GradientFit.to_dict`, or ``grad_z = None`` and why.
+
+        ``extra`` (e.g. Method I's ``weight_share``, ``dominant_diagnostic``,
+        ``scatter_default``) is added to either record.
+        """
         if self.fit is None:
-            return {"grad_z": None, "n_bins": self.n_bins, "reason": self.reason}
-        rec = dict(self.fit.to_dict())
-        rec["grad_z_err"] = float(self.fit.grad_z_err)
+            rec = {"grad_z": None, "n_bins": self.n_bins, "reason": self.reason}
+        else:
+            rec = dict(self.fit.to_dict())
+            rec["grad_z_err"] = float(self.fit.grad_z_err)
+        rec.update(self.extra or {})
         return rec
 
 
@@ -441,7 +449,13 @@ def _method_one(inputs: MethodInputs, recipe, rng):
     res = metallicity.method_one(inputs.ratios, scatter=met.scatter, covariance=met.covariance,
                                  logu=met.logu, sampler=met.sampler, rng=rng)
     mets = apply_bin_cuts(res, inputs.radius_kpc, recipe, "I")
-    return (mets,), (fit_method_gradient(mets, inputs.radius_kpc, recipe, rng),)
+    g = fit_method_gradient(mets, inputs.radius_kpc, recipe, rng)
+    extra = {"weight_share": dict(res.info.get("weight_share", {})),
+             "dominant_diagnostic": res.info.get("dominant")}
+    if res.info.get("scatter_default"):
+        extra["scatter_default"] = dict(res.info["scatter_default"])
+        extra["scatter_default_basis"] = res.info["scatter_default_basis"]
+    return (mets,), (dataclasses.replace(g, extra=extra),)
 
 
 def _line_flux(inputs: MethodInputs, recipe, rng):
