@@ -284,7 +284,7 @@ def _cmd_recover(args) -> int:
     if args.plot:
         from .recovery.figures import plot_profile
 
-        plot_profile(result, args.plot)
+        plot_profile(result, args.plot, truth=getattr(cube, "truth", None) or None)
     if result.status == "ok":
         print(f"{args.cube}: grad_z = {result.grad_z:+.4f} (+{result.grad_z_hi - result.grad_z:.4f} "
               f"-{result.grad_z - result.grad_z_lo:.4f}) dex/kpc, Method {result.method}, "

@@ -539,3 +539,23 @@ def test_dust_corrected_method_one_matches_line_flux_method():
     lf = line_flux_method(bins, KEYS, scatter=False)
     np.testing.assert_allclose(m1.z, z, atol=1e-3)
     np.testing.assert_allclose(lf.z_median, z, atol=3 * lf.z_err.max())
+
+
+def test_bins_pinned_at_the_prior_edge_are_flagged_in_the_record():
+    from types import SimpleNamespace
+
+    from mockzgrad.recovery.backend import apply_bin_cuts
+
+    # Z = 7.0 lies below every range (R3, O32 from 7.3; Ne3O2 from 7.4): the fit sits on the edge
+    z = np.array([8.0, 7.0])
+    o2 = 1.0 / 10 ** O32.log_ratio(z, policy="ignore")
+    ne = o2 * 10 ** NE3O2.log_ratio(z, policy="ignore")
+    fl = np.stack([np.ones(2), np.ones(2), 0.4 * o2, 0.6 * o2, ne], axis=1)  # NAMES; Hb unused
+    rs = log_ratios(BinFluxes.from_errors(NAMES, fl, 0.01 * fl), ["S25_O32", "S25_Ne3O2"], snr_min=0.0)
+    res = method_one(rs, scatter=True)
+    recipe = SimpleNamespace(metallicity=SimpleNamespace(max_z_err=None),
+                             gradient=SimpleNamespace(r_min_kpc=0.0))
+    mets = apply_bin_cuts(res, np.array([1.0, 2.0]), recipe, "I")
+    assert res.z[1] == pytest.approx(7.4, abs=2e-3)
+    assert mets.record(1).get("at_range_edge") is True
+    assert "at_range_edge" not in mets.record(0)

@@ -61,6 +61,10 @@ __all__ = [
     "measure_gradient",
 ]
 
+#: Per-bin notes of the metallicity methods that mean "Z pinned at a calibration limit"
+#: (Method I: prior edge; Method II: ratio beyond the calibration's extreme).
+EDGE_NOTES = ("edge of the prior range", "Z at the extreme")
+
 #: Balmer lines fitted when the recipe corrects for dust or uses the line-flux method.
 BALMER_LINES = ("Ha", "Hb", "Hg")
 
@@ -138,6 +142,10 @@ class BinMetallicities:
         Why a bin is not valid ("" where valid, or where the method gave none).
     diagnostics_used : tuple of tuple of str or None
         Diagnostics that entered each bin (None when the method does not say).
+    at_edge : numpy.ndarray of bool or None
+        The bin's metallicity is pinned at a calibration limit (a validity
+        range edge or a calibration extreme), so it is a bound rather than a
+        measurement (None when the method does not say).
     """
 
     label: str
@@ -147,6 +155,7 @@ class BinMetallicities:
     valid: np.ndarray
     reasons: tuple[str, ...]
     diagnostics_used: tuple | None = None
+    at_edge: np.ndarray | None = None
 
     def record(self, i: int) -> dict:
         """JSON record of bin ``i``: ``z``, ``z_lo``, ``z_hi`` (or ``z = None`` and a reason)."""
@@ -160,6 +169,8 @@ class BinMetallicities:
             rec["bimodal"] = True
         if self.diagnostics_used is not None:
             rec["diagnostics"] = list(self.diagnostics_used[i])
+        if self.at_edge is not None and self.at_edge[i]:
+            rec["at_range_edge"] = True
         return rec
 
 
@@ -421,8 +432,10 @@ def apply_bin_cuts(res, radius_kpc, recipe, label: str) -> BinMetallicities:
         if valid[i] and not (np.isfinite(z[i]) and np.isfinite(err[i]) and err[i] > 0):
             valid[i] = False
             reasons[i] = reasons[i] or "metallicity not finite"
+    notes = getattr(res, "notes", None) or ("",) * z.size
+    at_edge = np.array([any(k in (n or "") for k in EDGE_NOTES) for n in notes], dtype=bool)
     return BinMetallicities(label=label, z=z, z_lo=lo, z_hi=hi, valid=valid, reasons=tuple(reasons),
-                            diagnostics_used=getattr(res, "diagnostics_used", None))
+                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge)
 
 
 def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_bins: int = 2) -> MethodGradient:
