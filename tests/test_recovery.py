@@ -156,7 +156,20 @@ def test_kurvs_recipe_on_a_kmos_mock():
     res = recover(cube, curti, rng=np.random.default_rng(0))
     assert res.status == "ok", res.reason
     assert res.grad_z == pytest.approx(-0.05, abs=0.005)
+    # per-diagnostic gradients beside Method I (KURVS reports N2 and N2O2 separately): the
+    # gradients of each diagnostic alone, as Method II measures them on the same bins
+    assert "II" not in res.gradients and res.method == "I"
+    two = recover(cube, curti.replace(**{"metallicity.method": "II"}), rng=np.random.default_rng(0))
+    for key in ("C20_N2", "C20_R23"):
+        g, ref = res.gradients[f"II:{key}"], two.gradients[f"II:{key}"]
+        assert (g["grad_z"] is None) == (ref["grad_z"] is None)
+        assert g["grad_z"] is None or g["grad_z"] == pytest.approx(ref["grad_z"], abs=1e-12)
+    n2 = res.gradients["II:C20_N2"]
+    assert n2["grad_z"] < 0
+    row = res.summary()
+    assert row["grad_z_II:C20_N2"] == n2["grad_z"] and "grad_z_II:C20_R23" in row
     full = recover(cube, recipe, rng=np.random.default_rng(0))
+    assert "II:K19_N2O2" in full.gradients and "II:C20_N2" in full.gradients
     assert full.status == "ok"
     # every bin used the global or per-bin A_V and says which
     assert all(b.get("a_v_source") in ("bin", "global", "none") for b in full.bins)

@@ -14,7 +14,10 @@ what is common to every product, as a recipe says:
    metallicity per bin (:data:`METALLICITY_METHODS`), the recipe's cuts on
    the bins (``metallicity.max_z_err``, ``gradient.r_min_kpc``), and the
    gradient fit (:func:`~mockzgrad.recovery.gradient.fit_gradient`; Method II
-   fits each diagnostic alone and takes the median gradient).
+   fits each diagnostic alone and takes the median gradient);
+4. when Method II is not among them, the per-diagnostic gradients
+   (each diagnostic alone, labels ``"II:<key>"``) all the same (except
+   for grism maps whose Halpha is blended with [NII], ``metallicity.nii_ha``).
 
 Results are typed: :class:`GradientMeasurement` holds a :class:`DustStep`,
 one :class:`BinMetallicities` per metallicity label (``"I"``, ``"flux"``,
@@ -58,6 +61,7 @@ __all__ = [
     "correct_dust",
     "apply_bin_cuts",
     "fit_method_gradient",
+    "per_diagnostic_gradients",
     "measure_gradient",
 ]
 
@@ -480,7 +484,21 @@ def _line_flux(inputs: MethodInputs, recipe, rng):
     return (mets,), (fit_method_gradient(mets, inputs.radius_kpc, recipe, rng),)
 
 
-def _method_two(inputs: MethodInputs, recipe, rng):
+def per_diagnostic_gradients(inputs: MethodInputs, recipe, rng):
+    """Each diagnostic alone (Method II's inversions): per-bin metallicities and a gradient each.
+
+    Labels ``"II:<key>"``; a gradient needs at least 3 bins. These are the
+    per-diagnostic gradients some papers report (e.g. N2 and N2O2 separately,
+    Li et al. 2025, KURVS); :func:`measure_gradient` adds them to every
+    measurement whose methods do not include Method II.
+
+    Returns
+    -------
+    mets : list of BinMetallicities
+    grads : list of MethodGradient
+    fits : dict
+        Key -> GradientFit of the diagnostics with a finite gradient.
+    """
     per_diag = metallicity.method_two(inputs.ratios, logu=recipe.metallicity.logu)
     all_mets, grads, fits = [], [], {}
     for key, res in per_diag.items():
@@ -490,6 +508,11 @@ def _method_two(inputs: MethodInputs, recipe, rng):
             fits[key] = g.fit
         all_mets.append(mets)
         grads.append(g)
+    return all_mets, grads, fits
+
+
+def _method_two(inputs: MethodInputs, recipe, rng):
+    all_mets, grads, fits = per_diagnostic_gradients(inputs, recipe, rng)
     if fits:
         med, std = gradient.median_gradient_over_diagnostics(fits)
         if len(fits) == 1:  # no spread over one diagnostic: its own fit's error is the error
@@ -570,8 +593,15 @@ def measure_gradient(fluxes: BinFluxes, radius_kpc, recipe, *, rng: np.random.Ge
                                     gate=recipe.gating.mode, covariance=met.covariance)
     inputs = MethodInputs(dust.fluxes, ratios, diagnostics, radius)
     all_mets, grads = [], []
-    for name in [met.method] + [m for m in met.also if m != met.method]:
+    methods = [met.method] + [m for m in met.also if m != met.method]
+    for name in methods:
         mets, g = metallicity_method(name)(inputs, recipe, rng)
+        all_mets.extend(mets)
+        grads.extend(g)
+    if "II" not in methods and met.nii_ha is None:
+        # per-diagnostic gradients beside the recipe's methods (not for a Halpha+[NII] blend,
+        # which only the line-flux method models)
+        mets, g, _ = per_diagnostic_gradients(inputs, recipe, rng)
         all_mets.extend(mets)
         grads.extend(g)
     return GradientMeasurement(method=met.method, diagnostics=diagnostics, dust=dust,
