@@ -310,11 +310,15 @@ def _cmd_recover(args) -> int:
     if args.plot:
         from .recovery.figures import plot_profile
 
-        plot_profile(result, args.plot)
+        plot_profile(result, args.plot, truth=getattr(cube, "truth", None) or None)
     if result.status == "ok":
         print(f"{args.cube}: grad_z = {result.grad_z:+.4f} (+{result.grad_z_hi - result.grad_z:.4f} "
               f"-{result.grad_z - result.grad_z_lo:.4f}) dex/kpc, Method {result.method}, "
               f"{sum(1 for b in result.bins if b.get('valid'))} bins; wrote {args.output}")
+        alone = [f"{k[3:]} {g['grad_z']:+.4f} +-{g.get('grad_z_err', float('nan')):.4f}"
+                 for k, g in result.gradients.items() if k.startswith("II:") and g.get("grad_z") is not None]
+        if alone:  # each diagnostic alone (Method II's inversions), as some papers report them
+            print(f"  per diagnostic (dex/kpc): {'; '.join(alone)}")
     else:
         print(f"{args.cube}: no gradient ({result.reason}); wrote {args.output}")
     return 0

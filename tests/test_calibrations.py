@@ -353,7 +353,9 @@ def test_sanders2025_ne3o2_is_a_recorded_stand_in():
     assert d.stand_in["for"] == "S25_Ne3O2" and d.stand_in["uses"] == "S24_Ne3O2"
     assert d.stand_in["reason"]
     assert d.coefficients == s24.coefficients and d.x0 == s24.x0
-    assert d.valid_range == s24.valid_range
+    # the S24 coefficients over the S25 range of Lee et al. 2026, Table 2 (S24's own: 7.4-8.3)
+    assert d.valid_range == (7.4, 8.6) and s24.valid_range == (7.4, 8.3)
+    assert "Lee et al. 2026 (Table 2)" in d.stand_in["reason"]
     assert d is cal.load_set("sanders2025")["Ne3O2"]
     record = json.loads(json.dumps(d.provenance()))
     assert record["stand_in"]["uses"] == "S24_Ne3O2"

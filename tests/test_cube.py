@@ -163,7 +163,7 @@ class TestLineRatios:
         xx, yy = np.meshgrid(-sub, sub)
         model = scene.model
         r_kpc, _ = model.disk_coords(xx, yy)
-        z = np.clip(model.metallicity(r_kpc), 7.4, 8.3)
+        z = np.clip(model.metallicity(r_kpc), 7.4, 8.6)  # common range of S25 R3, O32, Ne3O2
         light = model.surface_brightness(r_kpc)
         cal = {key: 10 ** calibrations.get_diagnostic(key).log_ratio(z, policy="ignore")
                for key in ("S25_R3", "S25_O32", "S25_Ne3O2")}

@@ -374,13 +374,15 @@ class TestMetallicity:
         with pytest.raises(ConfigError, match="entirely outside"):
             _model(**{"galaxy.metallicity.z0": 9.5, "galaxy.metallicity.grad_z": 0.0})
 
+    # -0.25 dex/kpc over 3 r_eff = 6 kpc spans 1.5 dex, wider than the 1.2 dex common range
+    # [7.4, 8.6] of S25 R3, O32 and Ne3O2 (-0.2 spans exactly 1.2 dex since Ne3O2 reaches 8.6)
     def test_span_wider_than_common_range_warns_clipped(self):
         with pytest.warns(CalibrationRangeWarning, match="clipped"):
-            _model(**{"galaxy.metallicity.grad_z": -0.2})
+            _model(**{"galaxy.metallicity.grad_z": -0.25})
 
     def test_span_wider_than_common_range_raise_policy(self):
         with pytest.raises(ConfigError, match="outside_range"):
-            _model(**{"galaxy.metallicity.grad_z": -0.2, "lines.outside_range": "raise"})
+            _model(**{"galaxy.metallicity.grad_z": -0.25, "lines.outside_range": "raise"})
 
     def test_cosmology_changes_only_the_angular_scale(self):
         cfg = MockConfig()

@@ -242,14 +242,14 @@ def test_evaluate_is_chi2_inside_the_prior_and_minus_inf_outside():
     f0 = bins.flux[0, 1]
     f_range = (f0 / 100, f0 * 100)
     theta = np.array([[7.9, 0.8, math.log(f0)], [8.1, 0.2, math.log(2 * f0)],
-                      [9.0, 0.8, math.log(f0)],  # Z outside S25's 7.3-8.6 (Ne3O2 7.4-8.3)
+                      [9.0, 0.8, math.log(f0)],  # Z outside S25's 7.3-8.6 (Ne3O2 7.4-8.6)
                       [7.9, 3.5, math.log(f0)],  # A_V outside the prior
                       [7.9, 0.8, math.log(f0 * 1e3)]])  # f_Hb outside its range
     chi2, lp = lk.evaluate(theta, 0, f_range)
     np.testing.assert_allclose(chi2[:2], lk.chi2(theta[:2, 0], theta[:2, 1], np.exp(theta[:2, 2])), rtol=1e-12)
     np.testing.assert_allclose(lp[:2], -0.5 * chi2[:2], rtol=1e-12)
     assert np.all(np.isinf(chi2[2:])) and np.all(lp[2:] == -np.inf)
-    assert lk.z_prior == (7.4, 8.3) and not lk.z_union
+    assert lk.z_prior == (7.4, 8.6) and not lk.z_union  # R3, O32 7.3-8.6; Ne3O2 7.4-8.6
 
 
 def test_disjoint_validity_ranges_give_a_union_prior():

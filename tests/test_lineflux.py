@@ -27,7 +27,7 @@ from mockzgrad.source.lineflux import (
 from mockzgrad.physics.lines import LINES
 
 FLAGSHIP = LinesConfig()  # [OIII] 5008 reference, S25 R3 + O32 + Ne3O2
-#: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.3], their calibration files)
+#: Inside the common validity range of S25 R3, O32, Ne3O2 ([7.4, 8.6], their calibration files)
 Z_FLAGSHIP = np.linspace(7.45, 8.25, 33)
 
 #: Case-B Halpha/Hbeta and Hgamma/Hbeta at 1e4 K, 100 cm^-3
@@ -304,3 +304,34 @@ class TestAnalyticTotals:
         # Hb = [OIII] / R3: a +0.1 dex R3 offset lowers Hb everywhere by 0.1 dex
         assert shifted["Hb"] / base["Hb"] == pytest.approx(10.0**-0.1, rel=1e-10)
         assert shifted["OIII_5008"] == pytest.approx(base["OIII_5008"], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# calibrations that need log U (Kewley et al. 2019 surfaces): lines.logu
+# ---------------------------------------------------------------------------
+K19_LINES = ("OIII_5008", "Hb", "OII_3727", "OII_3730", "NII_6585")
+
+
+def _k19_z(coeffs, x, y):
+    """The published K19 surface 12+log(O/H) = A + Bx + Cy + Dxy + Ex^2 + Fy^2 + Gxy^2 + Hyx^2 + Ix^3 + Jy^3."""
+    a, b, c, d, e, f, g, h, i, j = coeffs
+    return (a + b * x + c * y + d * x * y + e * x ** 2 + f * y ** 2 + g * x * y ** 2 + h * y * x ** 2
+            + i * x ** 3 + j * y ** 3)
+
+
+@pytest.mark.parametrize("logu", [-3.5, -2.5, -2.0])
+def test_k19_generating_set_uses_lines_logu(logu):
+    cfg = LinesConfig(lines=K19_LINES, generating_set=("S25_R3", "S25_O32", "K19_N2O2"), logu=logu)
+    z = np.linspace(7.9, 8.5, 7)
+    f = line_factors(cfg, z)
+    x = np.log10(f["NII_6585"] / (f["OII_3727"] + f["OII_3730"]))
+    coeffs = calibrations.get_diagnostic("K19_N2O2").coefficients
+    np.testing.assert_allclose(_k19_z(coeffs, x, logu), z, atol=1e-9)
+
+
+def test_lines_logu_is_checked():
+    assert LinesConfig().logu == -2.5
+    with pytest.raises(ConfigError, match="lines.logu"):
+        LinesConfig(logu=-0.5)
+    with pytest.raises(ConfigError, match="outside the log U range"):  # K19: -3.98 < log U < -1.98
+        LinesConfig(lines=K19_LINES, generating_set=("S25_R3", "S25_O32", "K19_N2O2"), logu=-1.5)

@@ -27,9 +27,9 @@ from _metallicity_data import (
     wavelengths,
 )
 
-from mockzgrad.physics.calibrations import get_diagnostic
+from mockzgrad.physics.calibrations import DEFAULT_SIGMA_RATIO, get_diagnostic
 from mockzgrad.physics.dust import k_lambda, redden
-from mockzgrad.errors import ConfigError
+from mockzgrad.errors import ConfigError, RecoveryWarning
 from mockzgrad.physics.lines import NII_DOUBLET_RATIO
 from mockzgrad.recovery.dust import balmer_decrement_correction
 from mockzgrad.recovery.metallicity import (
@@ -264,9 +264,47 @@ def test_method_one_scatter_widens_and_is_reported():
     rs = log_ratios(bins, KEYS)
     off, on = method_one(rs, scatter=False), method_one(rs, scatter=True)
     assert on.z_err[0] > off.z_err[0]
-    assert on.info["scatter_unknown"] == ("S25_Ne3O2",)  # sigma_ratio not published
+    # S25_Ne3O2 publishes no sigma_ratio: Method I gives it the documented default
+    assert on.info["scatter_default"] == {"S25_Ne3O2": DEFAULT_SIGMA_RATIO}
+    assert on.info["scatter_unknown"] == () and on.info["scatter_default_basis"]
+    bare = method_one(rs, scatter=True, default_scatter=None)
+    assert bare.info["scatter_unknown"] == ("S25_Ne3O2",) and "scatter_default" not in bare.info
+    assert on.z_err[0] > bare.z_err[0]
     known = log_ratios(bins, KEYS[:2])  # R3 and O32: 0.13 and 0.29 dex >> 0.01 dex errors
     assert method_one(known, scatter=True).z_err[0] > 5 * method_one(known, scatter=False).z_err[0]
+
+
+def test_method_one_weight_shares_follow_fisher_information():
+    # two linear calibrations (O32 of S24 and the Ne3O2 stand-in): the weight of each is
+    # slope^2 / sigma^2 with the slopes read from the files' coefficients (c1)
+    o32, ne = get_diagnostic("S24_O32"), get_diagnostic("S25_Ne3O2")
+    z = np.array([7.8, 8.0, 8.2])
+    o3 = np.ones_like(z)
+    o2 = o3 / 10 ** o32.log_ratio(z)
+    fl = np.stack([o3, 0.4 * o2, 0.6 * o2, o2 * 10 ** ne.log_ratio(z)], axis=1)
+    names = ("OIII_5008", "OII_3727", "OII_3730", "NeIII_3870")
+    bins = BinFluxes.from_errors(names, fl, 1e-6 * fl)  # negligible measurement errors
+    rs = log_ratios(bins, ["S24_O32", "S25_Ne3O2"], snr_min=0.0)
+    res = method_one(rs, scatter=True, default_scatter=0.2)  # neither publishes a scatter
+    w = np.array([o32.coefficients[1] ** 2, ne.coefficients[1] ** 2])  # same sigma: slope^2
+    share = res.info["weight_share"]
+    assert share["S24_O32"] == pytest.approx(w[0] / w.sum(), rel=1e-3)
+    assert share["S25_Ne3O2"] == pytest.approx(w[1] / w.sum(), rel=1e-3)
+    assert res.info["dominant"] is None  # 57 % / 43 %
+
+
+def test_method_one_reports_a_dominant_diagnostic():
+    # R3 measured at S/N ~ 3 per line, Ne3O2 and O32 at S/N 1000 and no scatter: O32/Ne3O2 carry it
+    z = np.array([7.9, 8.1])
+    fl = exact_fluxes(z)
+    err = 1e-3 * fl
+    err[:, 1] = 0.3 * fl[:, 1]  # Hb
+    rs = log_ratios(BinFluxes.from_errors(NAMES, fl, err), ["S25_R3", "S25_Ne3O2"], snr_min=0.0)
+    with pytest.warns(RecoveryWarning, match="S25_Ne3O2 carries"):
+        res = method_one(rs, scatter=False)
+    assert res.info["dominant"] == "S25_Ne3O2"
+    assert res.info["weight_share"]["S25_Ne3O2"] > 0.8
+    assert sum(res.info["weight_share"].values()) == pytest.approx(1.0, abs=1e-12)
 
 
 # ---------------------------------------------------------------------------
@@ -501,3 +539,23 @@ def test_dust_corrected_method_one_matches_line_flux_method():
     lf = line_flux_method(bins, KEYS, scatter=False)
     np.testing.assert_allclose(m1.z, z, atol=1e-3)
     np.testing.assert_allclose(lf.z_median, z, atol=3 * lf.z_err.max())
+
+
+def test_bins_pinned_at_the_prior_edge_are_flagged_in_the_record():
+    from types import SimpleNamespace
+
+    from mockzgrad.recovery.backend import apply_bin_cuts
+
+    # Z = 7.0 lies below every range (R3, O32 from 7.3; Ne3O2 from 7.4): the fit sits on the edge
+    z = np.array([8.0, 7.0])
+    o2 = 1.0 / 10 ** O32.log_ratio(z, policy="ignore")
+    ne = o2 * 10 ** NE3O2.log_ratio(z, policy="ignore")
+    fl = np.stack([np.ones(2), np.ones(2), 0.4 * o2, 0.6 * o2, ne], axis=1)  # NAMES; Hb unused
+    rs = log_ratios(BinFluxes.from_errors(NAMES, fl, 0.01 * fl), ["S25_O32", "S25_Ne3O2"], snr_min=0.0)
+    res = method_one(rs, scatter=True)
+    recipe = SimpleNamespace(metallicity=SimpleNamespace(max_z_err=None),
+                             gradient=SimpleNamespace(r_min_kpc=0.0))
+    mets = apply_bin_cuts(res, np.array([1.0, 2.0]), recipe, "I")
+    assert res.z[1] == pytest.approx(7.4, abs=2e-3)
+    assert mets.record(1).get("at_range_edge") is True
+    assert "at_range_edge" not in mets.record(0)

@@ -156,7 +156,20 @@ def test_kurvs_recipe_on_a_kmos_mock():
     res = recover(cube, curti, rng=np.random.default_rng(0))
     assert res.status == "ok", res.reason
     assert res.grad_z == pytest.approx(-0.05, abs=0.005)
+    # per-diagnostic gradients beside Method I (KURVS reports N2 and N2O2 separately): the
+    # gradients of each diagnostic alone, as Method II measures them on the same bins
+    assert "II" not in res.gradients and res.method == "I"
+    two = recover(cube, curti.replace(**{"metallicity.method": "II"}), rng=np.random.default_rng(0))
+    for key in ("C20_N2", "C20_R23"):
+        g, ref = res.gradients[f"II:{key}"], two.gradients[f"II:{key}"]
+        assert (g["grad_z"] is None) == (ref["grad_z"] is None)
+        assert g["grad_z"] is None or g["grad_z"] == pytest.approx(ref["grad_z"], abs=1e-12)
+    n2 = res.gradients["II:C20_N2"]
+    assert n2["grad_z"] < 0
+    row = res.summary()
+    assert row["grad_z_II:C20_N2"] == n2["grad_z"] and "grad_z_II:C20_R23" in row
     full = recover(cube, recipe, rng=np.random.default_rng(0))
+    assert "II:K19_N2O2" in full.gradients and "II:C20_N2" in full.gradients
     assert full.status == "ok"
     # every bin used the global or per-bin A_V and says which
     assert all(b.get("a_v_source") in ("bin", "global", "none") for b in full.bins)
@@ -321,3 +334,41 @@ def test_profile_figure_draws_follow_the_posterior(tmp_path):
     import matplotlib.image
 
     assert matplotlib.image.imread(path).shape[0] > 300
+
+
+def _fake_result(method="I"):
+    """A RecoveryResult-like record with two bins, one pinned at a calibration limit."""
+    from types import SimpleNamespace
+
+    bins = [{"radius_kpc": 1.0, "metallicity": {"I": {"z": 8.2, "z_lo": 8.1, "z_hi": 8.3}}},
+            {"radius_kpc": 3.0, "metallicity": {"I": {"z": 7.4, "z_lo": 7.4, "z_hi": 7.5,
+                                                      "at_range_edge": True}}}]
+    grads = {"I": {"grad_z": -0.4, "z0": 8.6, "covariance": [[1e-4, 0.0], [0.0, 1e-4]]},
+             "II": {"grad_z": -0.3, "z0": 8.5}}
+    return SimpleNamespace(bins=bins, gradients=grads, method=method, recipe={"recipe": {"name": "t"}},
+                           grad_z=grads[method]["grad_z"], grad_z_lo=-0.45, grad_z_hi=-0.35)
+
+
+def test_profile_figure_draws_truth_marks_pinned_bins_and_names_methods():
+    from mockzgrad.recovery.figures import profile_figure, true_profile
+
+    truth = {"z0": 8.5, "grad_z": -0.1, "z_profile": "linear", "z_valid_range": [7.4, 8.6]}
+    fig = profile_figure(_fake_result(), n_draws=0, truth=truth)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "true Z(r) of the mock" in names and "pinned at a calibration limit (a bound)" in names
+    assert "Method I (all diagnostics jointly)" in names and not any(n == "Method I" for n in names)
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    r, z = dashed[0].get_data()
+    np.testing.assert_allclose(z, 8.5 - 0.1 * np.asarray(r))
+    # the pinned bin is an open symbol, the other filled
+    faces = [ln.get_markerfacecolor() for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert "none" in faces and any(f != "none" for f in faces)
+    # Method II as primary: its median line is drawn although it has no bins of its own
+    fig2 = profile_figure(_fake_result("II"), n_draws=0)
+    assert "Method II (median of single-diagnostic gradients)" in [
+        t.get_text() for t in fig2.axes[0].get_legend().get_texts()]
+    # broken profile: slope changes at r_break, as the source model's
+    br = {"z0": 8.5, "grad_z": -0.1, "z_profile": "broken_linear", "r_break": 2.0, "grad_z_outer": 0.05}
+    np.testing.assert_allclose(true_profile(br, np.array([0.0, 2.0, 4.0])), [8.5, 8.3, 8.4])
+    assert true_profile({}, np.array([1.0])) is None

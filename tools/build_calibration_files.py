@@ -223,7 +223,8 @@ SETS = {
             ("S25_O3N2", "O3N2", O3N2, {}),
             ("S25_O3S2", "O3S2", O3S2, {}),
             ("S25_Rhat", "Rhat", "rhat", {}),
-            ("S25_Ne3O2", "Ne3O2", NE3O2, {"stand_in_from": "S24_Ne3O2"}),
+            ("S25_Ne3O2", "Ne3O2", NE3O2, {"stand_in_from": "S24_Ne3O2",
+                                           "range_of_target": True}),
         ],
     },
     "sanders2024": {
@@ -364,7 +365,9 @@ SETS = {
 NOT_ENCODED = {
     "sanders2025": [
         ("S25_Ne3O2", "Coefficients NOT FOUND in any searchable source; the diagnostic "
-                      "'Ne3O2' of this file is a labelled stand-in (see its stand_in field)."),
+                      "'Ne3O2' of this file is a labelled stand-in (see its stand_in field): "
+                      "the Sanders et al. 2024 coefficients over the S25 range [7.4, 8.6] of "
+                      "Lee et al. 2026, Table 2."),
     ],
     "curti2017": [
         ("C17_N2, C17_O3N2", "Not independently confirmed in the reference (presumed equal to "
@@ -440,18 +443,30 @@ def _stand_in(entry, opts, by_name):
         raise SystemExit(f"{key}: stand-in requested but the entry has coefficients")
     uses = by_name[opts["stand_in_from"]]
     lo, hi = uses["valid_range"]
+    if opts.get("range_of_target"):
+        tlo, thi = entry["valid_range"]
+        range_text = (
+            f"over the validity range [{tlo}, {thi}] that Lee et al. 2026 (Table 2) give for "
+            f"{key}; {uses['name']}'s own range is [{lo}, {hi}], so above {hi} the "
+            f"{uses['name']} relation is extrapolated"
+        )
+    else:
+        range_text = (f"with its own validity range [{lo}, {hi}]; the range "
+                      f"{entry['valid_range']} quoted for {key} does not apply to these "
+                      "coefficients")
     stand_in = {
         "for": key,
         "uses": uses["name"],
         "reason": (
             f"{key} coefficients NOT FOUND in any searchable source (reference status "
             f"{entry['status']}). {uses['name']} ({uses['reference']}) is used in its place "
-            f"with its own validity range [{lo}, {hi}]; the range {entry['valid_range']} "
-            f"quoted for {key} does not apply to these coefficients."
+            f"{range_text}."
         ),
     }
-    notes = [f"STAND-IN for {key}: coefficients, range, status and sources are those of "
-             f"{uses['name']}. Reference note on {key}: {entry['notes'].strip()}"]
+    what = ("coefficients, status and sources are those of " f"{uses['name']}; the validity "
+            f"range is the one given for {key}" if opts.get("range_of_target") else
+            f"coefficients, range, status and sources are those of {uses['name']}")
+    notes = [f"STAND-IN for {key}: {what}. Reference note on {key}: {entry['notes'].strip()}"]
     if uses["notes"].strip():
         notes.append(f"{uses['name']} note: {uses['notes'].strip()}")
     return uses, stand_in, notes
@@ -463,6 +478,11 @@ def _validity_range(entry, coeffs_entry, opts, by_name, set_name):
     valid_range = coeffs_entry["valid_range"]
     valid_range_in_ratio = coeffs_entry.get("valid_range_in_ratio")
     basis = "valid_range from the reference entry."
+    if opts.get("range_of_target"):
+        valid_range = entry["valid_range"]
+        basis = (f"valid_range of the reference entry {key} (Lee et al. 2026, Table 2), "
+                 f"applied to the stand-in coefficients of {coeffs_entry['name']} (own range "
+                 f"{coeffs_entry['valid_range']}).")
     if "supplement_range" in opts:
         if valid_range is not None:
             raise SystemExit(f"{key}: supplement given but the reference has a range")

@@ -89,6 +89,14 @@ class LinesConfig:
         in the truth (per mock and per ring).
     ratio_scatter_ring : float
         Ring width for ``per_ring``, kpc; (0, 100].
+    logu : float
+        log10 of the dimensionless ionisation parameter U used by generating
+        calibrations that need one (the Kewley et al. 2019 surfaces, e.g.
+        ``K19_N2O2``), uniform over the disk; [-4, -1], default -2.5 (the
+        recovery recipes' default ``metallicity.logu``, so a mock made and
+        recovered with defaults is self-consistent). It must lie inside the
+        ``logu_range`` of every such calibration of ``generating_set``;
+        ignored when none needs log U.
     dust : DustConfig
     """
 
@@ -103,6 +111,7 @@ class LinesConfig:
     outside_range: str = choice_field("clip", OUTSIDE_RANGE_POLICIES)
     ratio_scatter: str = choice_field("none", RATIO_SCATTER_MODES)
     ratio_scatter_ring: float = number_field(0.5, 0.0, 100.0, lo_open=True, unit="kpc")
+    logu: float = number_field(-2.5, -4.0, -1.0)
     dust: DustConfig = field(default_factory=DustConfig)
 
     def __post_init__(self):
@@ -124,3 +133,10 @@ class LinesConfig:
                     f"lines.generating_set: calibration {key!r} has status {diag.status} and is not "
                     f"usable for generating lines ({diag.notes.strip()[:160]})"
                 )
+            if diag.needs_logu and diag.logu_range is not None:
+                lo, hi = diag.logu_range
+                if not lo <= self.logu <= hi:
+                    raise ConfigError(
+                        f"lines.logu = {self.logu}: outside the log U range [{lo}, {hi}] of the "
+                        f"generating calibration {key!r}"
+                    )

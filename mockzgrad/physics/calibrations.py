@@ -65,7 +65,14 @@ from pathlib import Path
 
 from ..errors import CalibrationError, MockzgradWarning
 from ._schema import SchemaProblem, validate_json
-from .diagnostic import FORMS, POLICIES, STATUSES, Diagnostic
+from .diagnostic import (
+    DEFAULT_SIGMA_RATIO,
+    DEFAULT_SIGMA_RATIO_BASIS,
+    FORMS,
+    POLICIES,
+    STATUSES,
+    Diagnostic,
+)
 from .lines import LINES
 
 __all__ = [
@@ -81,6 +88,8 @@ __all__ = [
     "FORMS",
     "STATUSES",
     "POLICIES",
+    "DEFAULT_SIGMA_RATIO",
+    "DEFAULT_SIGMA_RATIO_BASIS",
 ]
 
 #: Environment variable listing extra calibration directories (``os.pathsep``-separated).

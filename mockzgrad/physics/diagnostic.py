@@ -22,7 +22,8 @@ from ._roots import SLACK, Piece, polyder, polyval, real_roots, safe_newton
 from .lines import LINES
 from .ratios import log_ratio_of_fluxes, ratio_lines
 
-__all__ = ["Diagnostic", "FORMS", "STATUSES", "POLICIES"]
+__all__ = ["Diagnostic", "FORMS", "STATUSES", "POLICIES", "DEFAULT_SIGMA_RATIO",
+           "DEFAULT_SIGMA_RATIO_BASIS"]
 
 #: Functional forms understood by :class:`Diagnostic`.
 FORMS = ("poly_in_x", "poly_in_y", "inverted_poly", "kd02_n2o2", "k19_surface")
@@ -30,6 +31,22 @@ FORMS = ("poly_in_x", "poly_in_y", "inverted_poly", "kd02_n2o2", "k19_surface")
 STATUSES = ("VERIFIED", "SINGLE-SOURCE", "SUSPECT")
 #: Out-of-range policies of :meth:`Diagnostic.log_ratio`.
 POLICIES = ("raise", "warn", "clip", "ignore")
+
+#: Intrinsic scatter in log R (dex) that Method I gives a diagnostic whose calibration file has
+#: no published ``sigma_ratio`` (see :data:`DEFAULT_SIGMA_RATIO_BASIS` and
+#: ``calibration_curves/README.md``). Without it such a diagnostic enters the chi^2 with its
+#: measurement error alone (~0.01 dex per annulus at high S/N) and dominates the fit.
+DEFAULT_SIGMA_RATIO = 0.15
+#: Where :data:`DEFAULT_SIGMA_RATIO` comes from (recorded with every Method I result that uses it).
+DEFAULT_SIGMA_RATIO_BASIS = (
+    "ASSUMED default for a calibration without a published intrinsic scatter: 0.15 dex in log R. "
+    "No published Ne3O2 calibration with a printed intrinsic scatter was found in the collected "
+    "reference (shared/reference/calibrations.md: Sanders et al. 2024, Bian et al. 2018 and "
+    "Nakajima et al. 2022 scatter NOT FOUND; the Sanders et al. 2025 Ne3O2 entry NOT FOUND). "
+    "0.15 dex is the value assumed in mockzgrad issue 20; it lies between the published "
+    "Sanders et al. 2025 (Table 3) sigma_R,int of R3 (0.13 dex) and O2 (0.25 dex). Replace it "
+    "by the published value once one is encoded."
+)
 
 _KD02_OFFSET = 8.93  # constant of the Kewley & Dopita (2002) N2O2 formula, dex
 _RATIO_CAP = 10.0  # |log R| beyond which no solution is sought, dex
@@ -588,6 +605,29 @@ class Diagnostic:
             )
         flux = {line: self._as_array(fluxes[line], f"fluxes[{line!r}]") for line in self.lines}
         return log_ratio_of_fluxes(self.ratio, flux)
+
+    # -- scatter used by fits -------------------------------------------------
+    def sigma_ratio_or_default(self, default: float | None = DEFAULT_SIGMA_RATIO
+                               ) -> tuple[float | None, bool]:
+        """The intrinsic scatter in log R a fit should use, dex, and whether it is the default.
+
+        Parameters
+        ----------
+        default : float or None, optional
+            Used when the file gives no ``sigma_ratio`` (default
+            :data:`DEFAULT_SIGMA_RATIO`); None: no default.
+
+        Returns
+        -------
+        (sigma, is_default) : (float or None, bool)
+            The published ``sigma_ratio`` and False; else ``default`` and True
+            (``(None, False)`` when ``default`` is None).
+        """
+        if self.sigma_ratio is not None:
+            return float(self.sigma_ratio), False
+        if default is None:
+            return None, False
+        return float(default), True
 
     # -- bookkeeping ------------------------------------------------------
     def provenance(self) -> dict:

@@ -14,7 +14,10 @@ what is common to every product, as a recipe says:
    metallicity per bin (:data:`METALLICITY_METHODS`), the recipe's cuts on
    the bins (``metallicity.max_z_err``, ``gradient.r_min_kpc``), and the
    gradient fit (:func:`~mockzgrad.recovery.gradient.fit_gradient`; Method II
-   fits each diagnostic alone and takes the median gradient).
+   fits each diagnostic alone and takes the median gradient);
+4. when Method II is not among them, the per-diagnostic gradients
+   (each diagnostic alone, labels ``"II:<key>"``) all the same (except
+   for grism maps whose Halpha is blended with [NII], ``metallicity.nii_ha``).
 
 Results are typed: :class:`GradientMeasurement` holds a :class:`DustStep`,
 one :class:`BinMetallicities` per metallicity label (``"I"``, ``"flux"``,
@@ -28,6 +31,7 @@ gradients dex/kpc, A_V mag.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -57,8 +61,13 @@ __all__ = [
     "correct_dust",
     "apply_bin_cuts",
     "fit_method_gradient",
+    "per_diagnostic_gradients",
     "measure_gradient",
 ]
+
+#: Per-bin notes of the metallicity methods that mean "Z pinned at a calibration limit"
+#: (Method I: prior edge; Method II: ratio beyond the calibration's extreme).
+EDGE_NOTES = ("edge of the prior range", "Z at the extreme")
 
 #: Balmer lines fitted when the recipe corrects for dust or uses the line-flux method.
 BALMER_LINES = ("Ha", "Hb", "Hg")
@@ -137,6 +146,10 @@ class BinMetallicities:
         Why a bin is not valid ("" where valid, or where the method gave none).
     diagnostics_used : tuple of tuple of str or None
         Diagnostics that entered each bin (None when the method does not say).
+    at_edge : numpy.ndarray of bool or None
+        The bin's metallicity is pinned at a calibration limit (a validity
+        range edge or a calibration extreme), so it is a bound rather than a
+        measurement (None when the method does not say).
     """
 
     label: str
@@ -146,6 +159,7 @@ class BinMetallicities:
     valid: np.ndarray
     reasons: tuple[str, ...]
     diagnostics_used: tuple | None = None
+    at_edge: np.ndarray | None = None
 
     def record(self, i: int) -> dict:
         """JSON record of bin ``i``: ``z``, ``z_lo``, ``z_hi`` (or ``z = None`` and a reason)."""
@@ -159,6 +173,8 @@ class BinMetallicities:
             rec["bimodal"] = True
         if self.diagnostics_used is not None:
             rec["diagnostics"] = list(self.diagnostics_used[i])
+        if self.at_edge is not None and self.at_edge[i]:
+            rec["at_range_edge"] = True
         return rec
 
 
@@ -170,13 +186,20 @@ class MethodGradient:
     fit: gradient.GradientFit | None = None
     n_bins: int = 0
     reason: str = ""
+    extra: dict | None = None  # method facts recorded with the gradient (Method I: weight shares)
 
     def to_dict(self) -> dict:
-        """The fit's :meth:`~mockzgrad.recovery.gradient.GradientFit.to_dict`, or ``grad_z = None`` and why."""
+        """The fit's :meth:`~mockzgrad.recovery.gradient.GradientFit.to_dict`, or ``grad_z = None`` and why.
+
+        ``extra`` (e.g. Method I's ``weight_share``, ``dominant_diagnostic``,
+        ``scatter_default``) is added to either record.
+        """
         if self.fit is None:
-            return {"grad_z": None, "n_bins": self.n_bins, "reason": self.reason}
-        rec = dict(self.fit.to_dict())
-        rec["grad_z_err"] = float(self.fit.grad_z_err)
+            rec = {"grad_z": None, "n_bins": self.n_bins, "reason": self.reason}
+        else:
+            rec = dict(self.fit.to_dict())
+            rec["grad_z_err"] = float(self.fit.grad_z_err)
+        rec.update(self.extra or {})
         return rec
 
 
@@ -413,8 +436,10 @@ def apply_bin_cuts(res, radius_kpc, recipe, label: str) -> BinMetallicities:
         if valid[i] and not (np.isfinite(z[i]) and np.isfinite(err[i]) and err[i] > 0):
             valid[i] = False
             reasons[i] = reasons[i] or "metallicity not finite"
+    notes = getattr(res, "notes", None) or ("",) * z.size
+    at_edge = np.array([any(k in (n or "") for k in EDGE_NOTES) for n in notes], dtype=bool)
     return BinMetallicities(label=label, z=z, z_lo=lo, z_hi=hi, valid=valid, reasons=tuple(reasons),
-                            diagnostics_used=getattr(res, "diagnostics_used", None))
+                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge)
 
 
 def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_bins: int = 2) -> MethodGradient:
@@ -441,7 +466,13 @@ def _method_one(inputs: MethodInputs, recipe, rng):
     res = metallicity.method_one(inputs.ratios, scatter=met.scatter, covariance=met.covariance,
                                  logu=met.logu, sampler=met.sampler, rng=rng)
     mets = apply_bin_cuts(res, inputs.radius_kpc, recipe, "I")
-    return (mets,), (fit_method_gradient(mets, inputs.radius_kpc, recipe, rng),)
+    g = fit_method_gradient(mets, inputs.radius_kpc, recipe, rng)
+    extra = {"weight_share": dict(res.info.get("weight_share", {})),
+             "dominant_diagnostic": res.info.get("dominant")}
+    if res.info.get("scatter_default"):
+        extra["scatter_default"] = dict(res.info["scatter_default"])
+        extra["scatter_default_basis"] = res.info["scatter_default_basis"]
+    return (mets,), (dataclasses.replace(g, extra=extra),)
 
 
 def _line_flux(inputs: MethodInputs, recipe, rng):
@@ -453,7 +484,21 @@ def _line_flux(inputs: MethodInputs, recipe, rng):
     return (mets,), (fit_method_gradient(mets, inputs.radius_kpc, recipe, rng),)
 
 
-def _method_two(inputs: MethodInputs, recipe, rng):
+def per_diagnostic_gradients(inputs: MethodInputs, recipe, rng):
+    """Each diagnostic alone (Method II's inversions): per-bin metallicities and a gradient each.
+
+    Labels ``"II:<key>"``; a gradient needs at least 3 bins. These are the
+    per-diagnostic gradients some papers report (e.g. N2 and N2O2 separately,
+    Li et al. 2025, KURVS); :func:`measure_gradient` adds them to every
+    measurement whose methods do not include Method II.
+
+    Returns
+    -------
+    mets : list of BinMetallicities
+    grads : list of MethodGradient
+    fits : dict
+        Key -> GradientFit of the diagnostics with a finite gradient.
+    """
     per_diag = metallicity.method_two(inputs.ratios, logu=recipe.metallicity.logu)
     all_mets, grads, fits = [], [], {}
     for key, res in per_diag.items():
@@ -463,6 +508,11 @@ def _method_two(inputs: MethodInputs, recipe, rng):
             fits[key] = g.fit
         all_mets.append(mets)
         grads.append(g)
+    return all_mets, grads, fits
+
+
+def _method_two(inputs: MethodInputs, recipe, rng):
+    all_mets, grads, fits = per_diagnostic_gradients(inputs, recipe, rng)
     if fits:
         med, std = gradient.median_gradient_over_diagnostics(fits)
         if len(fits) == 1:  # no spread over one diagnostic: its own fit's error is the error
@@ -543,8 +593,15 @@ def measure_gradient(fluxes: BinFluxes, radius_kpc, recipe, *, rng: np.random.Ge
                                     gate=recipe.gating.mode, covariance=met.covariance)
     inputs = MethodInputs(dust.fluxes, ratios, diagnostics, radius)
     all_mets, grads = [], []
-    for name in [met.method] + [m for m in met.also if m != met.method]:
+    methods = [met.method] + [m for m in met.also if m != met.method]
+    for name in methods:
         mets, g = metallicity_method(name)(inputs, recipe, rng)
+        all_mets.extend(mets)
+        grads.extend(g)
+    if "II" not in methods and met.nii_ha is None:
+        # per-diagnostic gradients beside the recipe's methods (not for a Halpha+[NII] blend,
+        # which only the line-flux method models)
+        mets, g, _ = per_diagnostic_gradients(inputs, recipe, rng)
         all_mets.extend(mets)
         grads.extend(g)
     return GradientMeasurement(method=met.method, diagnostics=diagnostics, dust=dust,

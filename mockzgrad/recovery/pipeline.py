@@ -107,6 +107,8 @@ class RecoveryResult:
             if isinstance(g, dict) and "grad_z" in g:
                 out[f"grad_z_{m}"] = g["grad_z"]
                 out[f"grad_z_err_{m}"] = g.get("grad_z_err", math.nan)
+            if isinstance(g, dict) and "weight_share" in g:  # Method I: a diagnostic holding > 80 %
+                out[f"dominant_diagnostic_{m}"] = g.get("dominant_diagnostic") or ""
         return out
 
 

@@ -207,7 +207,7 @@ def line_factors(cfg: LinesConfig, z, *, r_kpc=None, ratio_offsets=None, logu=No
     ratio_offsets : dict, optional
         Additive offsets (dex) of each generating log ratio (calibration scatter).
     logu : float, optional
-        Ionisation parameter for calibrations that need one.
+        log10 U for calibrations that need one; default ``cfg.logu``.
 
     Returns
     -------
@@ -215,6 +215,7 @@ def line_factors(cfg: LinesConfig, z, *, r_kpc=None, ratio_offsets=None, logu=No
         Line name -> array of factors, dust attenuation included.
     """
     z = np.asarray(z, dtype=float)
+    logu = cfg.logu if logu is None else logu
     system = generating_system(cfg)
     lg = line_groups(cfg)
     log_r = []

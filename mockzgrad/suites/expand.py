@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..validate import positive
 from .params import DERIVED_PARAMETERS
 from .recipes import run_recovery
-from .sampling import draw
+from .sampling import SAMPLE_ROW, draw, draw_row
 
 __all__ = ["MockSpec", "grid_size", "grid_point", "mock_inputs", "mock_config", "derived_value",
            "expand_mock"]
@@ -115,6 +115,11 @@ def mock_inputs(suite, index: int) -> tuple[int, dict]:
     params = grid_point(suite.grid, index)
     for name, spec in suite.sample.items():
         params[name] = draw(rng, spec)
+    table = getattr(suite, "sample_table", None)
+    if table is not None:  # one real galaxy, all its columns jointly; drawn last (other streams unchanged)
+        row = draw_row(rng, table)
+        params.update(copy.deepcopy(table.rows[row]))
+        params[SAMPLE_ROW] = row
     for name, value in suite.derived.items():
         if value is not True:
             params[name] = value
@@ -139,7 +144,7 @@ def mock_config(fixed: dict, params: dict, derived: tuple, seed: int) -> tuple[d
     config = copy.deepcopy(fixed)
     params = dict(params)
     for name, value in params.items():
-        if name not in DERIVED_PARAMETERS:
+        if name not in DERIVED_PARAMETERS and name != SAMPLE_ROW:
             set_path(config, name, copy.deepcopy(value))
     for name in derived:
         target = DERIVED_PARAMETERS[name]

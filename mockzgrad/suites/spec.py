@@ -23,6 +23,11 @@ Suite file
     x_resolution = {dist = "loguniform", low = 0.5, high = 8.0}
     "galaxy.pa" = {dist = "choice", values = [0.0, 45.0, 90.0]}
 
+    # or, instead of (or beside) distributions, draw real galaxies jointly:
+    # [sample.table]
+    # file = "my_sample.ecsv"  # one row per galaxy: redshift, r_eff [kpc], inclination [deg]
+    #                          # or axis_ratio, snr, psf_fwhm [arcsec] (see suites.sampling)
+
     [derived]                  # derived parameters held fixed (optional)
     # x_resolution = 3.0
 
@@ -48,7 +53,11 @@ Semantics
 * **Sample.** The ``[sample]`` parameters are drawn independently for each
   mock (also at each grid point): ``uniform`` on [low, high), ``loguniform``
   (uniform in log, 0 < low), ``choice`` (one of ``values``, equal weights);
-  see :mod:`mockzgrad.suites.sampling`.
+  see :mod:`mockzgrad.suites.sampling`. ``[sample.table]`` draws, per mock,
+  one row of a table of real galaxies (uniformly, after the distributions)
+  and sets all its columns together, so the mocks have the sample's joint
+  distribution of redshift, size, inclination, S/N and PSF; the row index
+  is the mock parameter ``sample_row`` (a column of the exported results).
 * **Derived.** ``x_resolution`` = 2 r_eff / psf_fwhm (both in arcsec) sets
   ``instrument.psf.fwhm`` by :func:`mockzgrad.config.psf_fwhm_for_x` from the
   mock's ``galaxy.r_eff``, ``galaxy.redshift`` and cosmology (proper kpc),
@@ -99,7 +108,7 @@ from ..validate import integer, is_number, text
 from .expand import MockSpec, expand_mock, grid_point, grid_size, mock_config
 from .params import DERIVED_PARAMETERS, check_derived_value, check_parameter, deep_merge, flatten_table
 from .recipes import recipe_digest
-from .sampling import check_distribution, is_distribution
+from .sampling import SAMPLE_ROW, TABLE_KEY, check_distribution, is_distribution, load_sample_table
 
 __all__ = ["SuiteSpec", "suite_from_dict", "load_suite", "canonical_json"]
 
@@ -170,6 +179,7 @@ class SuiteSpec:
     path: str | None = None
     base_dir: str | None = None
     recipe_digest: str | None = field(default=None, init=False, repr=False)
+    sample_table: object = field(default=None, init=False, repr=False)  # sampling.SampleTable
 
     # ---------------------------------------------------------------- checks
 
@@ -186,6 +196,7 @@ class SuiteSpec:
             raise ConfigError("[fixed] seed: the mock seed is derived from [suite] seed and the mock index; "
                               "remove it")
         set_("grid", self._check_grid())
+        set_("sample_table", self._load_sample_table())
         set_("sample", self._check_sample())
         set_("derived", self._check_derived())
         self._check_conflicts()
@@ -215,8 +226,19 @@ class SuiteSpec:
             out[name] = [copy.deepcopy(v) for v in values]
         return out
 
+    def _load_sample_table(self):
+        """``[sample.table]``, read and checked (None without one)."""
+        if not isinstance(self.sample, dict) or TABLE_KEY not in self.sample:
+            return None
+        from ..config import MockConfig
+
+        q0 = self.fixed.get("galaxy", {}).get("q0", MockConfig().galaxy.q0)
+        return load_sample_table(self.sample[TABLE_KEY], self.base_dir, q0=float(q0))
+
     def _check_sample(self) -> dict:
-        sample = flatten_table("sample", self.sample, is_distribution)
+        raw = {k: v for k, v in self.sample.items() if k != TABLE_KEY} if isinstance(self.sample, dict) \
+            else self.sample
+        sample = flatten_table("sample", raw, is_distribution)
         out = {}
         for name in sorted(sample):
             check_parameter("sample", name)
@@ -249,6 +271,14 @@ class SuiteSpec:
         return out
 
     def _check_conflicts(self):
+        if self.sample_table is not None:
+            for name in self.sample_table.parameters:
+                for table, names in (("grid", self.grid), ("sample", self.sample), ("derived", self.derived)):
+                    if name in names:
+                        raise ConfigError(f"{name}: set by [sample.table] and in [{table}]; vary it in one place")
+            if "instrument.psf.fwhm" in self.sample_table.parameters and self.active_derived:
+                raise ConfigError("[sample.table] psf_fwhm sets instrument.psf.fwhm, which x_resolution "
+                                  "also sets; use one of them")
         both = sorted(set(self.grid) & set(self.sample))
         if both:
             raise ConfigError(f"{', '.join(both)}: in both [grid] and [sample]; vary a parameter in one place")
@@ -286,7 +316,9 @@ class SuiteSpec:
                 raise ConfigError(f"{where} of suite {self.name!r}: {exc}") from None
 
     def _validate_sample_bounds(self):
-        """Mock 0 with each sampled parameter at its low and high bound (or each choice value)."""
+        """Mock 0 with each sampled parameter at its low and high bound (or each choice value),
+        and with each row of ``[sample.table]`` (the first 256)."""
+        self._validate_table_rows()
         if not self.sample:
             return
         try:
@@ -305,6 +337,23 @@ class SuiteSpec:
                 except ConfigError as exc:
                     raise ConfigError(f"[sample] {name}: {label} = {value!r} is not allowed: {exc}") from None
 
+    def _validate_table_rows(self):
+        if self.sample_table is None:
+            return
+        try:
+            base = self.mock(0)
+        except ConfigError:
+            return
+        for i, row in enumerate(self.sample_table.rows[:_N_VALIDATE]):
+            try:
+                inputs = _inputs_only(self, base.params)
+                inputs.pop(SAMPLE_ROW, None)
+                inputs.update(row)
+                config, _ = mock_config(self.fixed, inputs, self.active_derived, base.seed)
+                config_from_dict(config)
+            except ConfigError as exc:
+                raise ConfigError(f"[sample.table] row {i}: {exc}") from None
+
     # ---------------------------------------------------------------- expansion
 
     @property
@@ -321,6 +370,8 @@ class SuiteSpec:
     def parameters(self) -> tuple[str, ...]:
         """Names of the varied (and derived) parameters, as in :attr:`MockSpec.params`."""
         names = list(self.grid) + list(self.sample)
+        if self.sample_table is not None:
+            names += list(self.sample_table.parameters) + [SAMPLE_ROW]
         names += [n for n in self.derived if n not in names]
         names += [DERIVED_PARAMETERS[n] for n in self.active_derived]
         return tuple(names)
@@ -363,6 +414,8 @@ class SuiteSpec:
             "derived": self.derived,
             "recovery": self.recovery,
             **({"recipe_content": self.recipe_digest} if self.recipe_digest else {}),
+            **({"sample_table": {"columns": self.sample_table.columns, "digest": self.sample_table.digest}}
+               if self.sample_table is not None else {}),
         }
 
     def fingerprint(self) -> str:
@@ -383,6 +436,8 @@ class SuiteSpec:
         for key in ("grid", "sample", "derived", "recovery"):
             if getattr(self, key):
                 out[key] = copy.deepcopy(getattr(self, key))
+        if self.sample_table is not None:
+            out.setdefault("sample", {})[TABLE_KEY] = {"file": self.sample_table.path}
         if self.keep_cubes:
             out["output"] = {"keep_cubes": list(self.keep_cubes)}
         return out

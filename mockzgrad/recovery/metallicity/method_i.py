@@ -8,11 +8,13 @@ do not overlap), evaluated on a fine Z grid or sampled with emcee.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import ConfigError, RecoveryWarning
+from ...physics.diagnostic import DEFAULT_SIGMA_RATIO, DEFAULT_SIGMA_RATIO_BASIS
 from ._common import (
     P_HI,
     P_LO,
@@ -30,7 +32,11 @@ from ._grid import check_grid, chunks, default_grid, percentiles, refine_minimum
 from .ratios import RatioSet
 from .result import MetallicityResult
 
-__all__ = ["method_one", "method_one_grid"]
+__all__ = ["method_one", "method_one_grid", "weight_shares", "DOMINANCE_SHARE"]
+
+#: Share of the Method I weight (Fisher information on Z, summed over the valid bins) above
+#: which one diagnostic is reported as dominating the fit (``info["dominant"]`` and a warning).
+DOMINANCE_SHARE = 0.8
 
 
 @dataclass(eq=False)
@@ -53,7 +59,8 @@ class _GridFit:
     disjoint: np.ndarray  # ranges do not overlap: prior = their union
     grid: np.ndarray
     logu: np.ndarray | None
-    unknown: tuple  # diagnostics of unknown scatter
+    unknown: tuple  # diagnostics of unknown scatter (and no default)
+    defaulted: tuple = ()  # diagnostics given the default scatter
 
     def estimates(self) -> dict:
         """The per-bin estimates, keyword arguments of :class:`MetallicityResult`."""
@@ -63,7 +70,8 @@ class _GridFit:
 
 def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covariance: bool = True,
                logu=None, rng: np.random.Generator | None = None, sampler: str = "grid",
-               n_walkers: int = 16, n_steps: int = 1000, n_burn: int = 300) -> MetallicityResult:
+               n_walkers: int = 16, n_steps: int = 1000, n_burn: int = 300,
+               default_scatter: float | None = DEFAULT_SIGMA_RATIO) -> MetallicityResult:
     """Method I: one metallicity per bin from all usable diagnostics at once.
 
     chi^2(Z) = d^T C^-1 d with d_i = log R_obs,i - log R_i(Z) over the
@@ -82,8 +90,10 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         bin's prior edges are grid nodes.
     scatter : bool, optional
         Add the calibrations' intrinsic scatter, ``diag(sigma_ratio^2)``
-        (dex^2), to C. A diagnostic with unknown ``sigma_ratio`` contributes
-        0; these are listed in ``info["scatter_unknown"]``.
+        (dex^2), to C. A diagnostic without a published ``sigma_ratio``
+        gets ``default_scatter`` (listed in ``info["scatter_default"]``);
+        with ``default_scatter=None`` it contributes 0 (listed in
+        ``info["scatter_unknown"]``).
     covariance : bool, optional
         Use the full measurement covariance of the log ratios (shared lines)
         or only its diagonal. Published Method I (Lee et al. 2026 and most
@@ -104,11 +114,20 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         highest posterior.
     n_walkers, n_steps, n_burn : int, optional
         emcee settings (16 walkers, 1000 steps, 300 discarded).
+    default_scatter : float or None, optional
+        Intrinsic scatter in log R (dex) of diagnostics whose calibration
+        gives none; default
+        :data:`~mockzgrad.physics.diagnostic.DEFAULT_SIGMA_RATIO` (its basis
+        is recorded in ``info["scatter_default_basis"]``).
 
     Returns
     -------
     MetallicityResult
-        ``method = "I"``. Bins without a usable diagnostic are not valid,
+        ``method = "I"``. ``info["weight_share"]`` gives each diagnostic's
+        share of the weight (:func:`weight_shares`); ``info["dominant"]`` is
+        the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
+        it when two or more diagnostics were used (else None), and a
+        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a usable diagnostic are not valid,
         with reason starting with
         :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
     """
@@ -116,17 +135,23 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         raise ConfigError(f"ratios: expected a RatioSet from log_ratios, got {type(ratios).__name__}")
     check_sampler(sampler)
     check_rng(rng, sampler)
+    if default_scatter is not None and not (np.isfinite(default_scatter) and default_scatter >= 0):
+        raise ConfigError(f"default_scatter = {default_scatter!r}: expected a finite number >= 0 (dex)")
     g = method_one_grid(ratios, ratios.usable, z_grid=z_grid, scatter=scatter,
-                        covariance=covariance, logu=logu)
+                        covariance=covariance, logu=logu, default_scatter=default_scatter)
     info = {"sampler": sampler, "scatter": bool(scatter), "covariance": bool(covariance),
             "scatter_unknown": g.unknown, "z_grid_step": float(np.median(np.diff(g.grid))),
             "gate": ratios.gate, "snr_min": ratios.snr_min}
+    if g.defaulted:
+        info["scatter_default"] = {k: float(default_scatter) for k in g.defaulted}
+        info["scatter_default_basis"] = DEFAULT_SIGMA_RATIO_BASIS
     out = g.estimates()
     if sampler == "emcee":
         n_walkers, n_steps, n_burn = check_mcmc(n_walkers, n_steps, n_burn, 1)
         out = {k: v.copy() for k, v in out.items()}
         _method_one_emcee(ratios, g, out, rng, n_walkers, n_steps, n_burn, z_grid)
         info.update(n_walkers=n_walkers, n_steps=n_steps, n_burn=n_burn)
+    _report_dominance(ratios, g, out["z"], info)
     return MetallicityResult(
         method="I", valid=g.valid, reason=tuple(g.reason),
         diagnostics_used=g.used, notes=tuple(join(x) for x in g.notes), info=info, **out,
@@ -134,14 +159,20 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
 
 
 def method_one_grid(ratios: RatioSet, usable: np.ndarray, *, z_grid, scatter, covariance,
-                    logu) -> _GridFit:
-    """Method I on a grid for an explicit usable mask (Method II reuses it for branches)."""
+                    logu, default_scatter: float | None = None) -> _GridFit:
+    """Method I on a grid for an explicit usable mask (Method II reuses it for branches).
+
+    ``default_scatter`` (dex) is the intrinsic scatter given to diagnostics
+    without a published one when ``scatter`` is on; None gives them none.
+    """
     diags = ratios.diagnostics
     n, m = ratios.log_ratio.shape
     notes: list[list[str]] = [[] for _ in range(n)]
-    cov, usable = _total_covariance(ratios, usable, scatter, covariance, notes)
+    cov, usable = _total_covariance(ratios, usable, scatter, covariance, notes, default_scatter)
     active = np.flatnonzero(usable.any(axis=0))
-    unknown = tuple(diags[j].key for j in active if diags[j].sigma_ratio is None)
+    no_pub = [diags[j].key for j in active if diags[j].sigma_ratio is None]
+    defaulted = tuple(no_pub) if (scatter and default_scatter is not None) else ()
+    unknown = () if defaulted else tuple(no_pub)
     logu_b = logu_array(logu, n, [diags[j] for j in active])
     if z_grid is None:
         ranges = [diags[j].valid_range for j in active] or [(8.0, 8.0 + Z_STEP)]
@@ -171,11 +202,11 @@ def method_one_grid(ratios: RatioSet, usable: np.ndarray, *, z_grid, scatter, co
         used=tuple(tuple(diags[j].key for j in np.flatnonzero(usable[b])) if valid[b] else ()
                    for b in range(n)),
         notes=notes, usable=usable, cinv=cinv, lo_b=lo_b, hi_b=hi_b, disjoint=disjoint,
-        grid=grid, logu=logu_b, unknown=unknown,
+        grid=grid, logu=logu_b, unknown=unknown, defaulted=defaulted,
     )
 
 
-def _total_covariance(ratios: RatioSet, usable, scatter, covariance, notes):
+def _total_covariance(ratios: RatioSet, usable, scatter, covariance, notes, default_scatter=None):
     """Measurement (+ scatter) covariance of the log ratios; drops zero-variance diagnostics."""
     diags = ratios.diagnostics
     m = len(diags)
@@ -183,7 +214,8 @@ def _total_covariance(ratios: RatioSet, usable, scatter, covariance, notes):
     cov = np.array(ratios.cov, dtype=float)
     if not covariance:
         cov = cov * np.eye(m)
-    s2 = np.array([(d.sigma_ratio or 0.0) ** 2 if scatter else 0.0 for d in diags])
+    s2 = np.array([(d.sigma_ratio_or_default(default_scatter)[0] or 0.0) ** 2 if scatter else 0.0
+                   for d in diags])
     cov = cov + np.diag(s2)
     var = np.diagonal(cov, axis1=1, axis2=2)
     zero = usable & ~(var > 0)
@@ -243,6 +275,60 @@ def _chi2_on_grid(ratios: RatioSet, usable, cov, active, grid, logu_b):
             d = np.where(usable[sl, None, :], d, 0.0)
             chi2[sl] = np.einsum("bgi,bij,bgj->bg", d, cinv[sl], d)
     return chi2, cinv
+
+
+def weight_shares(ratios: RatioSet, usable: np.ndarray, cinv: np.ndarray, z: np.ndarray,
+                  logu=None) -> dict:
+    """Each diagnostic's share of the Method I weight, summed over the bins with a metallicity.
+
+    The weight of diagnostic j in bin b is its Fisher information on Z,
+    ``(d log R_j / dZ)^2 * (C^-1)_jj`` at the bin's best fit; shares are
+    normalised to sum to 1 over the diagnostics (empty dict when no bin has
+    a finite weight).
+
+    Parameters
+    ----------
+    ratios : RatioSet
+    usable : numpy.ndarray of bool, shape (n_bins, n_diagnostics)
+    cinv : numpy.ndarray, shape (n_bins, n_diagnostics, n_diagnostics)
+        Inverse total covariance (dex^-2) of the usable block.
+    z : numpy.ndarray, shape (n_bins,)
+        Best-fit metallicities (NaN where none), dex.
+    logu : numpy.ndarray or None
+        log U per bin, for surfaces that need it.
+    """
+    diags = ratios.diagnostics
+    ok = np.isfinite(z)
+    w = np.zeros(len(diags))
+    for j, d in enumerate(diags):
+        sel = ok & usable[:, j]
+        if not sel.any():
+            continue
+        lu = None if (logu is None or not d.needs_logu) else np.asarray(logu)[sel]
+        with np.errstate(invalid="ignore"):
+            slope = d.dlog_ratio_dz(z[sel], logu=lu)
+        info = slope ** 2 * cinv[sel, j, j]
+        w[j] = float(np.sum(info[np.isfinite(info)]))
+    total = w.sum()
+    if not total > 0:
+        return {}
+    return {d.key: float(w[j] / total) for j, d in enumerate(diags) if usable[:, j].any()}
+
+
+def _report_dominance(ratios: RatioSet, g: _GridFit, z: np.ndarray, info: dict) -> None:
+    """``info["weight_share"]`` and ``info["dominant"]``; warns when one diagnostic dominates."""
+    shares = weight_shares(ratios, g.usable, g.cinv, np.asarray(z, dtype=float), g.logu)
+    info["weight_share"] = shares
+    info["dominant"] = None
+    if len(shares) < 2:
+        return
+    key, share = max(shares.items(), key=lambda kv: kv[1])
+    if share > DOMINANCE_SHARE:
+        info["dominant"] = key
+        others = ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if k != key)
+        warnings.warn(f"Method I: {key} carries {share:.0%} of the weight of the metallicity fit "
+                      f"(others: {others}); the result is in effect {key} alone",
+                      RecoveryWarning, stacklevel=3)
 
 
 def _reason(ratios: RatioSet, b: int, has: bool, ok: bool) -> str:
