@@ -244,6 +244,7 @@ def _cmd_recover(args) -> int:
     import numpy as np
 
     from .config import load_recipe
+    from .errors import RecoveryError
     from .products.io import read_product
     from .recovery.pipeline import recover
 
@@ -291,7 +292,12 @@ def _cmd_recover(args) -> int:
         from .products.lens import read_lens
 
         lens = read_lens(args.lens)
-    result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
+    try:
+        result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
+    except RecoveryError as exc:
+        if args.redshift is None and "estimate the redshift" in str(exc):  # real cubes carry no redshift
+            raise RecoveryError(f"{args.cube}: {exc} (CLI: --redshift Z)") from None
+        raise
     result.write_json(args.output, overwrite=args.overwrite)
     if args.plot:
         from .recovery.figures import plot_profile

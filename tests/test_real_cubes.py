@@ -232,3 +232,19 @@ def test_two_psfs_are_refused(files, tmp_path):
     r = _recover(files["jwst"], tmp_path / "x.json", "--psf-fwhm", "0.2", "--psf-image", "psf.fits")
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(err) == 1 and "not both" in err[0], r.stderr
+
+
+def test_a_redshift_that_cannot_be_estimated_names_the_option(tmp_path):
+    """Channels blueward of every catalogue line (no positive redshift fits): the error names --redshift."""
+    from mockzgrad.products.cube import MockCube
+
+    shape = (30, 12, 12)
+    data = np.zeros(shape)
+    data[15] = 1e-18  # one bright channel at 1200 A
+    lo = 1185.0 + np.arange(30.0)
+    path = tmp_path / "blue.fits"
+    MockCube(data=data, variance=np.full(shape, 1e-40), edges_lo=lo, edges_hi=lo + 1.0, pixel_scale=0.1,
+             psf={"PSF_KIND": "gaussian", "PSF_FWHM": 0.3}, lsf_sigma=50.0).write(path)
+    r = _recover(path, tmp_path / "x.json")
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(err) == 1 and "--redshift" in err[0], r.stderr

@@ -67,10 +67,11 @@ def _is_variance(hdu, name: str) -> bool:
 
 
 def read(hdul, path):
-    """The cube fields (``MockCube`` keywords) of an open ESO cube file (pixels in erg/s/cm^2 per spaxel and channel)."""
+    """The ``MockCube`` keywords of an open ESO cube file (pixels in erg/s/cm^2 per spaxel and channel)."""
     pair = _pair(hdul)
     if pair is None:
-        raise DataError(f"cube file {str(path)!r} (ESO): no 3D DATA extension with STAT, ERR or NOISE")
+        raise DataError(f"cube file {str(path)!r} (ESO): no 3D DATA extension with STAT, ERR or "
+                        "NOISE")
     data_name, err_name = pair
     data = image_3d(hdul, data_name, path)
     err = image_3d(hdul, err_name, path)

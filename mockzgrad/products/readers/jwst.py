@@ -43,12 +43,13 @@ def detect(hdul) -> bool:
 
 
 def read(hdul, path):
-    """The cube fields (``MockCube`` keywords) of an open ``*_s3d.fits`` file (pixels in erg/s/cm^2 per spaxel and channel)."""
+    """The ``MockCube`` keywords of an open ``*_s3d.fits`` file (pixels in erg/s/cm^2 per spaxel and channel)."""
     from ...errors import DataError
 
     names = {h.name for h in hdul}
     if "ERR" not in names:
-        raise DataError(f"cube file {str(path)!r} (JWST s3d): no ERR extension; recovery needs the uncertainties")
+        raise DataError(f"cube file {str(path)!r} (JWST s3d): no ERR extension; recovery needs the "
+                        "uncertainties")
     sci = image_3d(hdul, "SCI", path)
     err = image_3d(hdul, "ERR", path)
     bad = None
