@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -175,8 +176,10 @@ def _cmd_cube(args) -> int:
     if args.noise_free:
         cfg = cfg.replace(**{"noise.enabled": False})
     mock = observe(cfg)
-    mock.write(args.output, overwrite=args.overwrite, include_noise_free=args.keep_noise_free)
-    print(f"wrote {args.output}: {mock.data.shape[0]} channels x {mock.data.shape[1]} x "
+    mock.write(args.output, overwrite=args.overwrite, include_noise_free=args.keep_noise_free,
+               compress=args.compress)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, BUNIT {mock.file_bunit}): "
+          f"{mock.file_channels()} channels ({mock.data.shape[0]} with data) x {mock.data.shape[1]} x "
           f"{mock.data.shape[2]} spaxels; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
     if cfg.lensing is not None:
         _write_lens(cfg, mock, args.output, args.lens_out, args.overwrite)
@@ -267,6 +270,7 @@ def _cmd_recover(args) -> int:
     import numpy as np
 
     from .config import load_recipe
+    from .errors import RecoveryError
     from .products.io import read_product
     from .recovery.pipeline import recover
 
@@ -290,22 +294,36 @@ def _cmd_recover(args) -> int:
         from .errors import DataError
 
         raise DataError(f"{args.cube} holds grism exposures; extract line maps first (`mockzgrad extract`)")
-    if args.psf_fwhm is not None:
+    if args.psf_fwhm is not None and args.psf_image:
+        raise ConfigError(f"--psf-fwhm {args.psf_fwhm} and --psf-image {args.psf_image}: give one PSF, not both")
+    if args.psf_fwhm is not None or args.psf_image:
         from .config import PSFConfig
         from .observation.psf import psf_from_config
 
         # the observer's PSF, for cubes whose header does not describe one
-        header = psf_from_config(PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)).to_header()
+        psf_cfg = PSFConfig(kind="image", file=args.psf_image) if args.psf_image else \
+            PSFConfig(kind="gaussian", fwhm=args.psf_fwhm)
+        header = psf_from_config(psf_cfg).to_header()
         if cube.kind == "linemaps":
             cube.psfs = {n: dict(header) for n in cube.names}
         else:
-            cube.psf = header
+            cube.psf, cube.psf_image = header, None
+    elif cube.kind == "ifu" and not cube.psf and getattr(cube, "psf_image", None) is None:
+        from .errors import DataError
+
+        raise DataError(f"{args.cube}: the file describes no PSF; pass --psf-fwhm ARCSEC (circular Gaussian "
+                        "FWHM) or --psf-image FITS (a PSF image)")
     lens = None
     if args.lens:
         from .products.lens import read_lens
 
         lens = read_lens(args.lens)
-    result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
+    try:
+        result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
+    except RecoveryError as exc:
+        if args.redshift is None and "estimate the redshift" in str(exc):  # real cubes carry no redshift
+            raise RecoveryError(f"{args.cube}: {exc} (CLI: --redshift Z)") from None
+        raise
     result.write_json(args.output, overwrite=args.overwrite)
     if args.plot:
         from .recovery.figures import plot_profile
@@ -517,6 +535,8 @@ def _add_observation_commands(sub) -> None:
     p.add_argument("--noise-free", action="store_true", help="write the cube without noise")
     p.add_argument("--keep-noise-free", action="store_true",
                    help="also store the noise-free cube as an extension")
+    p.add_argument("--compress", action="store_true",
+                   help="tile-compress the arrays (lossless GZIP; NaN gap channels then cost almost nothing)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--lens-out", help="lensed mocks: the observer's lens model file "
                                       "(default: beside the output, <stem>_lens.fits)")
@@ -548,7 +568,8 @@ def _add_observation_commands(sub) -> None:
 def _add_recovery_commands(sub) -> None:
     """Commands that measure gradients."""
     p = sub.add_parser("recover", help="measure the metallicity gradient of a cube or line maps, as a recipe does")
-    p.add_argument("cube", help="FITS cube (DATA and VAR) or line maps (`mockzgrad extract`)")
+    p.add_argument("cube", help="FITS cube (mockzgrad, JWST *_s3d.fits or ESO KMOS/MUSE) or line maps "
+                                "(`mockzgrad extract`)")
     p.add_argument("-o", "--output", required=True, help="result JSON")
     p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
     p.add_argument("--method", choices=["I", "II", "flux"], help="override the recipe's method")
@@ -558,6 +579,8 @@ def _add_recovery_commands(sub) -> None:
     p.add_argument("--redshift", type=float, help="systemic redshift (default: from the brightest line)")
     p.add_argument("--psf-fwhm", type=float, metavar="ARCSEC",
                    help="circular Gaussian PSF FWHM, arcsec (overrides or supplies the header's PSF)")
+    p.add_argument("--psf-image", metavar="FITS",
+                   help="PSF image (pixel scale from PIXSCALE or its WCS; overrides or supplies the header's PSF)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers (emcee, bootstrap)")
     p.add_argument("--plot", help="radial-profile figure (.png or .pdf)")
     p.add_argument("--lens", metavar="LENS.fits",

@@ -105,3 +105,123 @@ class TestDamaged:
         assert cube.truth == {}
         assert_same_product(cube, read_cube(cube_file))
         assert read_cube(cube_file).truth  # the intact file has its truth
+
+
+# --------------------------------------------------------------------------- units and size (issue 22)
+
+LINE = "OIII_5008"
+
+
+@pytest.fixture(scope="module")
+def noise_free_mock():
+    """The flagship mock without noise: every pixel is the model's flux, so moment 0 can be compared exactly."""
+    cfg = load_config(ROOT / "examples" / "flagship_z5.toml").replace(seed=11, **{"noise.enabled": False})
+    return observe(cfg, keep_noise_free=False)
+
+
+@pytest.fixture(scope="module")
+def noise_free_linear():
+    """As :func:`noise_free_mock` on a linear-wavelength grid, as NIRSpec's (and MJy/sr cubes') are."""
+    cfg = load_config(ROOT / "examples" / "flagship_z5.toml").replace(
+        seed=11, **{"noise.enabled": False, "instrument.spectral.grid": "linear",
+                    "instrument.spectral.dispersion": 10.0, "instrument.cube_unit": "MJy/sr"})
+    return observe(cfg, keep_noise_free=False)
+
+
+def _line_channels(mock, line):
+    """Indices of the stored window around ``line`` (contiguous channels nearest to its observed wavelength)."""
+    from mockzgrad.physics.lines import LINES
+
+    lam = LINES[line].wavelength * (1.0 + mock.truth["redshift"])
+    k = int(np.argmin(np.abs(mock.wavelengths - lam)))
+    lo = k
+    while lo > 0 and np.isclose(mock.edges_hi[lo - 1], mock.edges_lo[lo]):
+        lo -= 1
+    hi = k
+    while hi + 1 < mock.edges_lo.size and np.isclose(mock.edges_lo[hi + 1], mock.edges_hi[hi]):
+        hi += 1
+    return lo, hi
+
+
+@pytest.mark.parametrize("unit", ["flam", "MJy/sr"])
+def test_moment0_in_spectral_cube_is_the_line_flux(noise_free_mock, noise_free_linear, tmp_path, unit):
+    """spectral-cube's moment 0 over a line (integral of the flux density over wavelength, or of the surface
+    brightness over frequency times the spaxel solid angle) summed over spaxels is the line's flux."""
+    import astropy.units as u
+    spectral_cube = pytest.importorskip("spectral_cube")
+
+    mock = noise_free_mock if unit == "flam" else noise_free_linear
+    assert mock.unit == unit
+    path = tmp_path / "cube.fits"
+    mock.write(path)
+    lo, hi = _line_channels(mock, LINE)
+    in_cube = float(mock.data[lo:hi + 1].sum())  # erg/s/cm2: the model's flux in the window
+    sc = spectral_cube.SpectralCube.read(path, hdu="DATA")
+    # a window strictly inside the stored channels: their centres +- a quarter channel
+    slab = sc.spectral_slab(mock.wavelengths[lo] * u.AA, mock.wavelengths[hi] * u.AA)
+    assert slab.shape[0] == hi - lo + 1
+    erg = u.erg / u.s / u.cm**2
+    if unit == "flam":
+        assert sc.unit.is_equivalent(u.erg / u.s / u.cm**2 / u.AA)
+        m0 = slab.moment0()
+        flux = (np.nansum(m0.value) * m0.unit).to(erg)
+    else:
+        assert sc.unit == u.MJy / u.sr
+        m0 = slab.with_spectral_unit(u.Hz).moment0()
+        omega = ((mock.pixel_scale * u.arcsec) ** 2).to(u.sr)
+        flux = abs(np.nansum(m0.value) * m0.unit * omega).to(erg)
+    # moment 0 times the channel width against the model's flux: the unit conversion, to float32 precision
+    # and the WCS's channel width (WAVE-LOG channels widen by < 0.1 % across a window)
+    assert flux.value == pytest.approx(in_cube, rel=5e-3)
+    # ... and the line's total flux (truth): what the window and the field of view hold of it
+    assert flux.value == pytest.approx(mock.truth["line_totals"][LINE], rel=5e-3)
+
+
+def test_mjy_sr_cube_reads_back_the_same_flux(noise_free_mock, tmp_path):
+    import dataclasses
+
+    a, b = tmp_path / "flam.fits", tmp_path / "mjysr.fits"
+    noise_free_mock.write(a)
+    dataclasses.replace(noise_free_mock, unit="MJy/sr").write(b)
+    with fits.open(b) as h:
+        assert h["DATA"].header["BUNIT"] == "MJy/sr" and h["DATA"].header["PIXAR_SR"] > 0
+    ca, cb = read_cube(a), read_cube(b)
+    scale = np.abs(noise_free_mock.data).max()
+    for c in (ca, cb):
+        assert np.allclose(c.data, noise_free_mock.data, rtol=1e-6, atol=1e-7 * scale)
+        assert np.allclose(c.variance, noise_free_mock.variance, rtol=1e-6)
+
+
+def test_nirspec_ifu_presets_write_mjy_sr():
+    from mockzgrad.config import InstrumentConfig
+    from mockzgrad.products.readers.units import CUBE_UNITS
+    from mockzgrad.config.instrument import CUBE_UNITS as CONFIG_UNITS
+
+    assert set(CONFIG_UNITS) == set(CUBE_UNITS)
+    assert InstrumentConfig(preset="nirspec_ifu_g395m").cube_unit == "MJy/sr"
+    assert InstrumentConfig(preset="kmos_seeing").cube_unit == "flam"
+
+
+#: KMOS: 2048 spectral pixels per detector (KMOS User Manual, VLT-MAN-ESO-14650-4466), the most
+#: channels a reconstructed KMOS cube holds in one band.
+KMOS_SPECTRAL_PIXELS = 2048
+
+
+def test_kmos_like_example_file_is_bounded(tmp_path):
+    cfg = load_config(ROOT / "examples" / "kmos_z1p5.toml")
+    mock = observe(cfg, keep_noise_free=False)
+    path = tmp_path / "kmos.fits"
+    mock.write(path)
+    n_file = mock.file_channels()
+    ny, nx = mock.data.shape[1:]
+    with fits.open(path) as h:
+        assert h["DATA"].data.shape == (n_file, ny, nx)
+    assert mock.data.shape[0] <= n_file <= KMOS_SPECTRAL_PIXELS
+    # DATA and VAR as float32 plus at most 1 MB of headers and tables
+    size = path.stat().st_size
+    assert size <= 2 * 4 * n_file * ny * nx + 1_000_000
+    # compressed, the NaN gap channels cost almost nothing and the pixels are unchanged (lossless)
+    packed = tmp_path / "kmos_packed.fits"
+    mock.write(packed, compress=True)
+    assert packed.stat().st_size <= 2 * 4 * mock.data.shape[0] * ny * nx + 1_000_000
+    assert_same_product(read_cube(packed), read_cube(path))

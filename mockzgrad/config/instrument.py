@@ -28,6 +28,9 @@ __all__ = [
 PSF_KINDS = ("gaussian", "elliptical_gaussian", "moffat", "image")
 #: Channel spacings, ``instrument.spectral.grid``.
 SPECTRAL_GRIDS = ("velocity", "linear")
+#: Pixel units of a written cube, ``instrument.cube_unit`` (``mockzgrad.products.readers.units.CUBE_UNITS``):
+#: 1e-20 erg/s/cm^2/Angstrom (ESO cubes) or MJy/sr (JWST ``*_s3d.fits``).
+CUBE_UNITS = ("flam", "MJy/sr")
 #: Observation modes, ``instrument.kind`` (see :func:`mockzgrad.observation.observe`).
 INSTRUMENT_KINDS = (
     "ifu",
@@ -275,6 +278,11 @@ class InstrumentConfig:
         Gaussian line-spread function sigma, km/s; [0, 2000].
     psf : PSFConfig
     spectral : SpectralConfig
+    cube_unit : {"flam", "MJy/sr"}
+        Pixel unit of the cube file: ``"flam"``, flux density in 1e-20
+        erg/s/cm^2/Angstrom as ESO KMOS/MUSE cubes; ``"MJy/sr"``, surface
+        brightness as JWST ``*_s3d.fits`` (the NIRSpec IFU presets). Reading
+        converts back; recovery does not depend on it.
     slitstep : SlitstepConfig or None
         ``[instrument.slitstep]``, the slit-stepping set-up (kind
         ``"slitstep"``; filled from its preset when left out). That mode uses
@@ -301,6 +309,7 @@ class InstrumentConfig:
     lsf_sigma: float = number_field(125.0, 0.0, 2000.0, unit="km/s")
     psf: PSFConfig = field(default_factory=PSFConfig)
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    cube_unit: str = choice_field("flam", CUBE_UNITS)
     slitstep: SlitstepConfig | None = None  # [instrument.slitstep], kind = "slitstep" (config/slitstep.py)
     grism: GrismConfig | None = None  # [instrument.grism], kind = "grism" (config/grism.py)
     preset: str | None = None  # instrument preset (mockzgrad/instruments/ or a TOML path): _apply_instrument_preset

@@ -13,6 +13,7 @@ register its function in :data:`MODES`, and add its kind to
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 from ..config import MockConfig
@@ -66,4 +67,7 @@ def observe(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = 
     mode = MODES.get(kind)
     if mode is None:
         raise ConfigError(f"instrument.kind = {kind!r}; allowed: {', '.join(map(repr, MODES))}")
-    return mode(cfg, keep_noise_free=keep_noise_free, use_numba=use_numba)
+    product = mode(cfg, keep_noise_free=keep_noise_free, use_numba=use_numba)
+    if product.kind == "ifu":  # the pixel unit of the cube file (reading converts back)
+        product = dataclasses.replace(product, unit=cfg.instrument.cube_unit)
+    return product

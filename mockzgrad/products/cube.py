@@ -20,12 +20,14 @@ from .. import __version__
 from ..errors import DataError
 from .fitsutil import celestial_header, flat_truth, json_hdu, set_header, text_hdu
 from .grids import SpectralGrid, spatial_offsets
+from .readers import read_cube_fields
+from .readers.units import CHANNEL_FLUX, CUBE_UNITS, channel_flux_factor, squared_unit_string
 
 __all__ = ["MockCube", "read_cube", "BUNIT"]
 
 
-#: Flux unit of a cube pixel: flux in one spaxel and one channel.
-BUNIT = "erg/(s cm2)"
+#: Flux unit of a cube pixel in memory (and of a line-map pixel): flux in one spaxel (and one channel).
+BUNIT = CHANNEL_FLUX
 
 
 
@@ -39,6 +41,8 @@ class MockCube:
         ``"ifu"`` (class attribute, not a field).
     data : ndarray, shape (n_chan, ny, nx)
         Flux per spaxel and channel, erg/s/cm^2 (noisy unless noise is off).
+        The FITS file holds a flux density or surface brightness instead
+        (``unit``); reading converts back.
     variance : ndarray, shape (n_chan, ny, nx)
         Variance of ``data``, (erg/s/cm^2)^2.
     edges_lo, edges_hi : ndarray, shape (n_chan,)
@@ -66,6 +70,10 @@ class MockCube:
     catalog : dict
         Observer's catalogue values for the target (e.g. imaging ``pa`` in
         deg and ``axis_ratio``; ``CATALOG`` extension, JSON); not the truth.
+    unit : {"flam", "MJy/sr"}
+        Pixel unit of the FITS file (:data:`~mockzgrad.products.readers.units.CUBE_UNITS`):
+        ``"flam"``, 1e-20 erg/s/cm^2/Angstrom (ESO cubes); ``"MJy/sr"``, surface
+        brightness (JWST ``*_s3d.fits``).
     """
 
     kind: ClassVar[str] = "ifu"
@@ -84,6 +92,7 @@ class MockCube:
     psf_image: np.ndarray | None = None
     psf_image_pixel: float | None = None
     catalog: dict = field(default_factory=dict)
+    unit: str = "flam"
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -100,16 +109,33 @@ class MockCube:
         return -spatial_offsets(nx, self.pixel_scale), spatial_offsets(ny, self.pixel_scale)
 
     # ------------------------------------------------------------------ FITS
-    def to_hdulist(self, *, include_noise_free: bool = False):
-        """FITS HDUs: primary (truth), DATA, VAR, [NOISEFREE], CHANNELS, CONFIG."""
+    def to_hdulist(self, *, include_noise_free: bool = False, compress: bool = False):
+        """FITS HDUs: primary (truth), DATA, VAR, [NOISEFREE], CHANNELS, CONFIG.
+
+        DATA (and NOISEFREE) hold a flux density or surface brightness in the
+        unit ``BUNIT`` (``self.unit``), VAR its square; channels between the
+        stored windows are NaN on the regular WCS grid (listed in CHANNELS).
+
+        Parameters
+        ----------
+        include_noise_free : bool
+            Add the NOISEFREE extension.
+        compress : bool
+            Tile-compress the arrays (lossless GZIP, one tile per channel):
+            NaN gap channels then cost almost nothing. Caveat: astropy's
+            ``HDU.copy()`` of a compressed HDU drops the lossless setting, so a
+            file edited that way is re-quantized (lossy) when written again.
+        """
         from astropy.io import fits
 
         full = self._full_grid()
+        bunit = self.file_bunit
+        factor = self.pixel_factor()[:, None, None]
         primary = fits.PrimaryHDU()
         h = primary.header
         h["ORIGIN"] = "mockzgrad"
         h["MZVERS"] = (__version__, "mockzgrad version")
-        h["BUNIT"] = BUNIT
+        h["BUNIT"] = bunit
         for key, value in flat_truth(self.truth).items():
             set_header(h, key, value)
         h["HIERARCH lsf_sigma"] = (self.lsf_sigma, "km/s, Gaussian LSF sigma")
@@ -118,13 +144,20 @@ class MockCube:
             set_header(h, key, value)
         wcs_header = self._wcs_header(full)
         hdus = [primary]
-        arrays = [("DATA", self.data), ("VAR", self.variance)]
+        arrays = [("DATA", self.data / factor, bunit), ("VAR", self.variance / factor**2, squared_unit_string(bunit))]
         if include_noise_free and self.noise_free is not None:
-            arrays.append(("NOISEFREE", self.noise_free))
-        for name, arr in arrays:
-            hdu = fits.ImageHDU(self._expand(arr, full).astype(np.float32), name=name)
+            arrays.append(("NOISEFREE", self.noise_free / factor, bunit))
+        for name, arr, unit in arrays:
+            arr = _stored(self._expand(arr, full))
+            if compress:
+                hdu = fits.CompImageHDU(arr, name=name, compression_type="GZIP_2", quantize_level=0.0,
+                                        tile_shape=(1,) + arr.shape[1:])
+            else:
+                hdu = fits.ImageHDU(arr, name=name)
             hdu.header.update(wcs_header)
-            hdu.header["BUNIT"] = BUNIT if name != "VAR" else "erg2/(s2 cm4)"
+            hdu.header["BUNIT"] = unit
+            if self.unit == "MJy/sr":
+                hdu.header["PIXAR_SR"] = (self.omega_sr, "spaxel solid angle, sr")
             for key, value in self.psf.items():
                 set_header(hdu.header, key, value)
             hdus.append(hdu)
@@ -137,12 +170,34 @@ class MockCube:
         hdus.append(json_hdu("TRUTH", self.truth))
         return fits.HDUList(hdus)
 
-    def write(self, path, *, overwrite: bool = False, include_noise_free: bool = False) -> None:
-        """Write the cube as FITS, atomically (a crash never leaves half a file)."""
+    @property
+    def file_bunit(self) -> str:
+        """BUNIT of the file's DATA extension (FITS spelling of ``unit``)."""
+        if self.unit not in CUBE_UNITS:
+            raise DataError(f"cube unit = {self.unit!r}; allowed: {', '.join(map(repr, CUBE_UNITS))}")
+        return CUBE_UNITS[self.unit]
+
+    @property
+    def omega_sr(self) -> float:
+        """Spaxel solid angle, sr."""
+        return (self.pixel_scale * np.pi / 180.0 / 3600.0) ** 2
+
+    def pixel_factor(self) -> np.ndarray:
+        """Per channel: flux per spaxel and channel (erg/s/cm^2) = file pixel x factor."""
+        return channel_flux_factor(self.file_bunit, self.edges_lo, self.edges_hi, self.omega_sr)
+
+    def file_channels(self) -> int:
+        """Channels of the file's regular WCS grid (the stored ones and the NaN gaps between them)."""
+        full = self._full_grid()
+        return self.data.shape[0] if full is None else int(full.size)
+
+    def write(self, path, *, overwrite: bool = False, include_noise_free: bool = False,
+              compress: bool = False) -> None:
+        """Write the cube as FITS, atomically (a crash never leaves half a file); see :meth:`to_hdulist`."""
         from ..fileio import atomic_write, check_output_path
 
         check_output_path(path, overwrite)
-        hdul = self.to_hdulist(include_noise_free=include_noise_free)
+        hdul = self.to_hdulist(include_noise_free=include_noise_free, compress=compress)
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
     def _extra_hdus(self) -> list:
@@ -195,147 +250,22 @@ class MockCube:
         return h
 
 
-def read_cube(path) -> MockCube:
-    """Read a cube written by :meth:`MockCube.write` (or any cube with DATA/VAR
-    extensions and a spectral WCS).
+def _stored(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as float32, or float64 when its values exceed float32's range (no silent inf)."""
+    finite = np.abs(arr[np.isfinite(arr)])
+    return arr.astype(np.float32 if finite.max(initial=0.0) < 1e38 else np.float64)
+
+
+def read_cube(path, *, layout: str | None = None) -> MockCube:
+    """Read an IFU cube file: mockzgrad's own layout, a JWST ``*_s3d.fits`` or an ESO KMOS/MUSE cube.
+
+    The layout is detected from the file (:mod:`mockzgrad.products.readers`
+    documents the layouts and the header keywords each relies on).
 
     Raises
     ------
     DataError
-        The file is missing, not FITS, lacks a DATA or VAR extension or a
-        spectral axis, or has no finite data.
+        The file is missing, not FITS, of no known layout, lacks the data or
+        their errors or a spectral axis, or has no finite data.
     """
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():  # astropy's "may have been truncated": reported below if it matters
-            warnings.simplefilter("ignore")
-            hdul = fits.open(path, memmap=False)
-    except FileNotFoundError:
-        raise DataError(f"cube file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"cube file {str(path)!r} is not a readable FITS file ({exc})") from None
-    with hdul:
-        with warnings.catch_warnings():  # astropy's "may have been truncated": reported below if it matters
-            warnings.simplefilter("ignore")
-            names = [h.name for h in hdul]
-        for ext in ("DATA", "VAR"):
-            if ext not in names:
-                raise DataError(f"cube file {str(path)!r} has no {ext} extension (extensions: {names}); "
-                                "recovery needs the data and their variance")
-        try:
-            with warnings.catch_warnings():  # astropy's "may have been truncated": the error says it
-                warnings.simplefilter("ignore")
-                data = np.asarray(hdul["DATA"].data, dtype=np.float64)
-                var = np.asarray(hdul["VAR"].data, dtype=np.float64)
-        except (ValueError, OSError, TypeError) as exc:  # a truncated file cannot be reshaped
-            with warnings.catch_warnings():  # closing it warns "may have been truncated" again
-                warnings.simplefilter("ignore")
-                hdul.close()
-            raise DataError(f"cube file {str(path)!r}: DATA/VAR cannot be read, the file is truncated or "
-                            f"damaged ({' '.join(str(exc).split())})") from None
-        if data.ndim != 3 or var.shape != data.shape:
-            raise DataError(f"cube file {str(path)!r}: DATA must be 3D and VAR the same shape; "
-                            f"got {data.shape} and {var.shape}")
-        hdr = hdul["DATA"].header
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                wcs = WCS(hdr)
-            except Exception as exc:  # noqa: BLE001 - astropy raises many kinds
-                raise DataError(f"cube file {str(path)!r}: unreadable WCS ({exc})") from None
-        if not wcs.has_spectral or wcs.naxis != 3:
-            raise DataError(f"cube file {str(path)!r}: DATA has no spectral WCS axis (CTYPE3)")
-        keep = np.isfinite(data).any(axis=(1, 2))
-        if not keep.any():
-            raise DataError(f"cube file {str(path)!r}: DATA has no finite values")
-        if "CHANNELS" in names:
-            tab = hdul["CHANNELS"].data
-            lo, hi = np.asarray(tab["WAVE_LO"], float), np.asarray(tab["WAVE_HI"], float)
-            keep = _channels_by_wavelength(keep, _pixel_edges(wcs, data.shape[0]), lo, hi, path)
-        else:
-            keep &= ~_zero_channels(data, var)  # gaps filled with 0 instead of NaN
-            p = np.arange(data.shape[0] + 1) - 0.5
-            edges = wcs.spectral.pixel_to_world_values(p)
-            edges = np.asarray(edges, float) * (1e10 if wcs.wcs.cunit[2] == "m" else 1.0)
-            lo, hi = edges[:-1][keep], edges[1:][keep]
-        data, var = data[keep], var[keep]
-        if not np.any(np.nan_to_num(data) != 0):
-            raise DataError(f"cube file {str(path)!r}: DATA is zero (or NaN) everywhere; nothing to measure")
-        pixel_scale = abs(float(hdr.get("CDELT2", np.nan))) * 3600.0
-        if not np.isfinite(pixel_scale) or pixel_scale <= 0:
-            raise DataError(f"cube file {str(path)!r}: no pixel scale (CDELT2)")
-        psf = {k: hdr[k] for k in hdr if k.startswith("PSF_") or k.lower().startswith("psf_")}
-        primary = hdul[0].header
-        lsf = float(primary.get("LSF_SIGMA", hdr.get("LSF_SIGMA", np.nan)))
-        truth = {}
-        if "TRUTH" in names:
-            truth = _read_truth(hdul["TRUTH"], path)
-        config_toml = bytes(hdul["CONFIG"].data).decode() if "CONFIG" in names else ""
-        noise_free = None
-        psf_image = np.asarray(hdul["PSF"].data, dtype=np.float64) if "PSF" in names else None
-        psf_image_pixel = float(hdul["PSF"].header["PSF_PIXS"]) if "PSF" in names else None
-        catalog = json.loads(bytes(hdul["CATALOG"].data).decode()) if "CATALOG" in names else {}
-        if "NOISEFREE" in names:
-            noise_free = np.asarray(hdul["NOISEFREE"].data, dtype=np.float64)[keep]
-    return MockCube(data=data, variance=var, edges_lo=lo, edges_hi=hi, pixel_scale=pixel_scale,
-                    psf=psf, lsf_sigma=lsf, truth=truth, noise_free=noise_free, grid=None,
-                    config_toml=config_toml, psf_image=psf_image, psf_image_pixel=psf_image_pixel,
-                    catalog=catalog)
-
-
-
-def _pixel_edges(wcs, n: int) -> np.ndarray:
-    """Wavelength edges of the ``n`` channels of a spectral WCS, Angstrom."""
-    edges = wcs.spectral.pixel_to_world_values(np.arange(n + 1) - 0.5)
-    return np.asarray(edges, float) * (1e10 if wcs.wcs.cunit[2] == "m" else 1.0)
-
-
-def _channels_by_wavelength(keep, edges, lo, hi, path) -> np.ndarray:
-    """The channels the CHANNELS table lists, found by wavelength when the gaps are not NaN.
-
-    A cube written by :meth:`MockCube.write` has NaN in its gap channels; when
-    a tool replaced them (by 0), the non-NaN channels outnumber the listed
-    ones and each listed channel is matched to the WCS channel of its centre.
-    """
-    if keep.sum() == lo.size:
-        return keep
-    centres, mid = 0.5 * (edges[:-1] + edges[1:]), 0.5 * (lo + hi)
-    idx = np.clip(np.searchsorted(centres, mid), 1, centres.size - 1)
-    idx = np.where(np.abs(centres[idx - 1] - mid) <= np.abs(centres[idx] - mid), idx - 1, idx)
-    off = np.abs(centres[idx] - mid) > 0.01 * np.abs(hi - lo)
-    if off.any() or np.unique(idx).size != idx.size:
-        raise DataError(f"cube file {str(path)!r}: {int(keep.sum())} channels hold data but CHANNELS lists "
-                        f"{lo.size} that do not fall on the WCS channels; the cube's gaps or its WCS were "
-                        "changed after writing")
-    out = np.zeros_like(keep)
-    out[idx] = True
-    return out
-
-
-def _zero_channels(data, var) -> np.ndarray:
-    """Channels that hold only 0 in DATA and 0 or NaN in VAR: gaps written as zeros."""
-    zero_data = np.all(np.nan_to_num(data) == 0, axis=(1, 2))
-    zero_var = np.all(np.nan_to_num(var) == 0, axis=(1, 2))
-    return zero_data & zero_var
-
-
-def _read_truth(hdu, path) -> dict:
-    """The TRUTH extension as a dict; one that is not JSON is ignored with a warning.
-
-    Recovery never reads the truth; suites and curves do, and they find it empty.
-    """
-    from ..errors import MockzgradWarning
-
-    try:
-        truth = json.loads(bytes(hdu.data).decode("utf-8"))
-        if isinstance(truth, dict):
-            return truth
-        problem = f"JSON of type {type(truth).__name__}, not an object"
-    except (UnicodeDecodeError, ValueError, TypeError) as exc:
-        problem = f"not JSON ({type(exc).__name__})"
-    warnings.warn(f"cube file {str(path)!r}: TRUTH extension is {problem}; truth ignored",
-                  MockzgradWarning, stacklevel=3)
-    return {}
+    return MockCube(**read_cube_fields(path, layout=layout))

@@ -2,7 +2,9 @@
 
 * ``KIND = 'linemaps'`` in the primary header or ``FLUX_<line>``
   extensions: line maps (:func:`~mockzgrad.products.linemaps.read_linemaps`);
-* a ``DATA`` extension: an IFU cube (:func:`~mockzgrad.products.cube.read_cube`);
+* an IFU cube in any layout :func:`~mockzgrad.products.readers.cube_layout` knows
+  (mockzgrad ``DATA``/``VAR``, JWST ``*_s3d.fits``, ESO KMOS/MUSE):
+  :func:`~mockzgrad.products.cube.read_cube`;
 * ``KIND = 'grism'`` or ``SCI`` extensions: grism exposures
   (``mockzgrad.products.grism.read_grism``, when that module is installed).
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from ..errors import DataError
 from .cube import read_cube
 from .linemaps import is_linemaps_file, read_linemaps
+from .readers import cube_layout
 
 __all__ = ["product_kind", "read_product"]
 
@@ -45,7 +48,7 @@ def product_kind(path) -> str:
     with hdul:
         if is_linemaps_file(hdul):
             return "linemaps"
-        if "DATA" in [h.name for h in hdul]:
+        if cube_layout(hdul) is not None or "DATA" in [h.name for h in hdul]:
             return "ifu"
         if _is_grism(hdul):
             return "grism"
