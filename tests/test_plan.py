@@ -251,3 +251,69 @@ def test_design_map_is_written(tmp_path):
     plot_design_map(rows, tmp_path / "map.png", "test")
     png = (tmp_path / "map.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def _suite_ratios_sigmas(store_path) -> tuple[np.ndarray, np.ndarray]:
+    from mockzgrad.suites.store import ResultsStore
+
+    ratios, sigmas = [], []
+    with ResultsStore(store_path, readonly=True) as store:
+        for r in store.rows():
+            if r.get("grad_z_measured") is not None:
+                ratios.append(r["grad_z_measured"] / r["grad_z_true"])
+                sigmas.append(0.5 * abs(r["grad_z_measured_hi"] - r["grad_z_measured_lo"]))
+    return np.array(ratios), np.array(sigmas)
+
+
+def _median_se(values, n_boot=2000, seed=0) -> float:
+    """Bootstrap standard error of the median."""
+    rng = np.random.default_rng(seed)
+    return float(np.std(np.median(rng.choice(values, (n_boot, values.size)), axis=1)))
+
+
+@pytest.mark.slow
+def test_plan_agrees_with_an_independent_direct_suite(tmp_path):
+    """The plan's median ratio and sigma(grad) agree with a suite written by hand (other seed) within 3 sigma_MC.
+
+    The direct suite is spelled out here, not built by the planner: the same galaxy,
+    preset, noise and recipe, pa uniform in [0, 180) deg.
+    """
+    from mockzgrad.suites.suite import run_suite, suite_from_dict
+
+    n = 16
+    target = PL.target_from_dict(TARGET)
+    (row,) = PL.run_plan(target, [PL.setup_from_dict(dict(NIRSPEC, n_mocks=n), "setup")], tmp_path / "plan",
+                         workers=1, plot=False)
+    spec = suite_from_dict({
+        "suite": {"name": "direct", "seed": 4242, "n_mocks": n},
+        "fixed": {"galaxy": {"redshift": 2.2, "r_eff": 2.0, "sersic_n": 1.0, "inclination": 40.0,
+                             "metallicity": {"grad_z": -0.1}},
+                  "lines": {"reference_line": "Ha", "reference_flux": 1e-16,
+                            "lines": ["NII_6550", "Ha", "NII_6585"], "generating_set": ["C20_N2"]},
+                  "instrument": {"preset": "nirspec_ifu_g235m"}, "noise": {"snr_line": "Ha", "snr": 15.0}},
+        "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
+        "recovery": {"recipe": "lee2026", "overrides": NIRSPEC["overrides"]}})
+    run = run_suite(spec, tmp_path / "direct", "mockzgrad.suites.job:run_mock", workers=1, progress=False,
+                    executor="serial")
+    r_d, s_d = _suite_ratios_sigmas(run.store_path)
+    r_p, s_p = _suite_ratios_sigmas(tmp_path / "plan" / "suites" / "nirspec" / "results.sqlite")
+    assert row["n_measured"] == r_p.size and row["ratio_median"] == pytest.approx(np.median(r_p))
+    for name, plan_value, p, d in (("ratio", row["ratio_median"], r_p, r_d),
+                                   ("sigma", row["sigma_grad_median"], s_p, s_d)):
+        tol = 3.0 * math.hypot(_median_se(p), _median_se(d))
+        print(f"{name}: plan {plan_value:.4f} ({p.size} mocks), direct {np.median(d):.4f} ({d.size}), 3 sigma_MC {tol:.4f}")
+        assert abs(plan_value - np.median(d)) <= tol
+
+
+def test_walkthrough_figure_script_writes_the_png(tmp_path):
+    """examples/plan_figure.py (the docs/guide/planner.md figure), quick settings: 2 mocks, no solver."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fig" / "map.png"
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "plan_figure.py"), "-o", str(out),
+                          "--n-mocks", "2", "--no-solve"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+    assert "nirspec_g395m" in res.stdout and not list(out.parent.glob(".*tmp*"))
