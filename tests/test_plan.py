@@ -317,3 +317,25 @@ def test_walkthrough_figure_script_writes_the_png(tmp_path):
     png = out.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
     assert "nirspec_g395m" in res.stdout and not list(out.parent.glob(".*tmp*"))
+
+
+def test_slitstep_setup_runs_through_the_planner(tmp_path):
+    """A slit-stepping preset (NIRSpec MSA G140H, Ju et al.) as a plan setup: 2 mocks at z = 1 (~10 s)."""
+    target = PL.target_from_dict({"redshift": 1.0, "r_eff": 3.0, "inclination": 50.0, "reference_line": "Ha",
+                                  "reference_flux": 2e-16, "grad_z": [0.05], "lines": ["NII_6550", "Ha", "NII_6585"],
+                                  "generating_set": ["C20_N2"]})
+    setup = PL.setup_from_dict({"name": "msa", "preset": "nirspec_msa_g140h", "snr": [30.0], "recipe": "ju_msa3d",
+                                "n_mocks": 2, "overrides": {"metallicity.diagnostics": ["C20_N2"]},
+                                "instrument": {"fov_flux_fraction": 0.95,
+                                               "psf": {"kind": "gaussian", "fwhm": 0.05, "ref_wavelength": 13000.0,
+                                                       "scaling_exponent": 1.0},
+                                               "slitstep": {"n_shutters": 3}}}, "setup")
+    assert setup.kind == "slitstep"
+    (row,) = PL.run_plan(target, [setup], tmp_path, workers=1, plot=False)
+    assert row["preset"] == "nirspec_msa_g140h" and "Ju et al." in row["preset_sources"]
+    assert row["n_mocks"] == 2 and row["verdict"] in ("ok", "too faint", "calibration floor")
+    from mockzgrad.suites.store import ResultsStore
+
+    with ResultsStore(tmp_path / "suites" / "msa" / "results.sqlite", readonly=True) as store:
+        rows = list(store.rows())
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
