@@ -136,6 +136,7 @@ def test_exposure_depths_follow_the_preset_sensitivity(tmp_path):
     assert PL._noise_key(setup) == "noise.sigma"
     assert [d.value for d in depths] == pytest.approx([2e-20, 1e-20], rel=1e-15)
     assert [d.exposure for d in depths] == [3600.0, 14400.0]
+    assert PL._depth_source(setup) == "pixel_sigma 2e-20 at 3600 s, t^-1/2 law: test"
 
 
 def test_row_statistics_by_hand():

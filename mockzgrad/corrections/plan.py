@@ -83,7 +83,7 @@ _COLUMNS = ("setup", "preset", "preset_status", "preset_sources", "depth", "expo
             "n_mocks", "n_measured", "ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma",
             "sigma_target", "exposure_for_target", "snr_for_target", "sigma_floor", "solved",
             "verdict",
-            "reason")
+            "reason", "depth_source")
 
 
 @dataclass(frozen=True)
@@ -513,13 +513,22 @@ def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: 
     row = {"setup": setup.name, "preset": preset.name, "preset_status": preset.status,
            "preset_sources": "; ".join(preset.sources), "depth": depth.label, "exposure_s": depth.exposure,
            "grad_z_abs": g, "x_resolution": x_gate, "x_resolution_mocks": _median(group, "x_resolution"),
-           "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict, "reason": reason}
+           "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict, "reason": reason,
+           "depth_source": _depth_source(setup)}
     for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"), stats):
         # never a number for an unresolved or too faint row; a pinned row keeps what would be measured
         row[k] = v if verdict in ("ok", "calibration floor") else math.nan
     row.update({"sigma_target": math.nan, "exposure_for_target": math.nan, "snr_for_target": math.nan,
                 "sigma_floor": math.nan, "solved": False})
     return row
+
+
+def _depth_source(setup: PlanSetup) -> str:
+    """What a row's depth relies on: the sensitivity's citation, or the S/N as given."""
+    sens = setup.sensitivity
+    if sens is not None and (setup.exposure or sens.quantity == "snr"):
+        return f"{sens.quantity} {sens.value:g} at {sens.exposure:g} s, t^-1/2 law: {sens.citation}"
+    return "S/N of the reference line as given (mockzgrad definition)"
 
 
 class _Context:
