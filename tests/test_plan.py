@@ -246,8 +246,11 @@ def test_design_map_is_written(tmp_path):
             "snr_for_target": math.nan}
     rows = [dict(base, depth="S/N=10", grad_z_abs=0.1, verdict="ok"),
             dict(base, depth="S/N=5", grad_z_abs=0.1, verdict="too faint", ratio_median=math.nan),
-            dict(base, depth="S/N=14.1", grad_z_abs=0.1, verdict="ok", solved=True, snr_for_target=14.1)]
-    assert [depth_axis_value(r) for r in rows] == [10.0, 5.0, 14.1]
+            dict(base, depth="S/N=14.1", grad_z_abs=0.1, verdict="ok", solved=True, snr_for_target=14.1,
+                 sigma_target=0.05),
+            dict(base, depth="S/N=10", grad_z_abs=0.05, verdict="ok"),
+            dict(base, depth="solve", grad_z_abs=0.05, verdict="calibration floor", solved=True, sigma_floor=0.061)]
+    assert [depth_axis_value(r) for r in rows[:4]] == [10.0, 5.0, 14.1, 10.0] and math.isnan(depth_axis_value(rows[4]))
     assert depth_axis_value(dict(base, exposure_s=3600.0, depth="t=3600s")) == 3600.0
     plot_design_map(rows, tmp_path / "map.png", "test")
     png = (tmp_path / "map.png").read_bytes()

@@ -44,8 +44,11 @@ def _panel(ax, rows: list[dict], grads) -> None:
         if not math.isfinite(d):
             continue
         y = ys[r["grad_z_abs"]]
-        ax.scatter([d], [y], s=900, marker="s", color=VERDICT_COLOURS.get(r["verdict"], "white"),
-                   edgecolor="k" if r.get("solved") else "none", linewidth=1.2, zorder=2)
+        if r.get("solved"):  # the solver's suites: small cells below the row, no text (they can crowd)
+            ax.scatter([d], [y - 0.32], s=60, marker="s", color=VERDICT_COLOURS.get(r["verdict"], "white"),
+                       edgecolor="k", linewidth=0.8, zorder=2)
+            continue
+        ax.scatter([d], [y], s=900, marker="s", color=VERDICT_COLOURS.get(r["verdict"], "white"), zorder=2)
         text = (f"{r['ratio_median']:.2f}\n{r['sigma_grad_median']:.3f}"
                 if math.isfinite(r.get("ratio_median", math.nan)) else r["verdict"].replace(" ", "\n"))
         ax.text(d, y, text, ha="center", va="center", fontsize=6, zorder=3)
@@ -57,8 +60,14 @@ def _panel(ax, rows: list[dict], grads) -> None:
             r = best[0]
             d = r["exposure_for_target"] if math.isfinite(r["exposure_for_target"]) else r["snr_for_target"]
             ax.plot([d, d], [ys[g] - 0.45, ys[g] + 0.45], color="C0", lw=2, zorder=4)
+            at = min(sol, key=lambda x: abs(math.log(depth_axis_value(x) / d)) if depth_axis_value(x) > 0 else math.inf)
+            ax.text(d * 1.04, ys[g] + 0.3, f"{r.get('sigma_target', math.nan):g} at {d:.3g}\n(suite {at['sigma_grad_median']:.3f})",
+                    fontsize=6, color="C0", va="center")
         elif sol:
-            ax.text(0.98, ys[g] + 0.35, f"target: {sol[-1]['verdict']}", transform=ax.get_yaxis_transform(),
+            last = sol[-1]
+            floor = (f" {last['sigma_floor']:.3f} dex/kpc" if last["verdict"] == "calibration floor"
+                     and math.isfinite(last.get("sigma_floor", math.nan)) else "")
+            ax.text(0.98, ys[g] + 0.35, f"target: {last['verdict']}{floor}", transform=ax.get_yaxis_transform(),
                     ha="right", fontsize=7, color="C3")
     ax.set_xscale("log")
     ax.set_yticks(range(len(grads)), [f"{g:g}" for g in grads])
@@ -75,8 +84,8 @@ def plot_design_map(rows: list[dict], path, title: str = "") -> None:
     """Write the design map (PNG) of a plan's rows, one panel per setup.
 
     Cells: verdict colour, median ratio (top) and sigma(grad) in dex/kpc
-    (bottom); black edge: a depth the solver ran; blue bar: the solved depth
-    reaching ``sigma_target``.
+    (bottom); small black-edged cells: depths the solver ran; blue bar: the
+    solved depth reaching ``sigma_target`` (with its suite's sigma).
     """
     import matplotlib
 
@@ -95,7 +104,7 @@ def plot_design_map(rows: list[dict], path, title: str = "") -> None:
                      f"{x:.2f}" if np.isfinite(x) else name, fontsize=8)
     handles = [Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=4)
-    fig.suptitle(title + "\ncell: median measured/intrinsic, median sigma(grad); bar: depth for sigma_target",
+    fig.suptitle(title + "\ncell: median measured/intrinsic, median sigma(grad); small cells: solver suites; bar: depth for sigma_target",
                  fontsize=8, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0.06, 1, 0.93))
     tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
