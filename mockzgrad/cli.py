@@ -646,9 +646,9 @@ def _add_suite_commands(sub) -> None:
     p = sub.add_parser("plan", help="observing-strategy planner: small suites per setup and |grad_z|")
     p.add_argument("target", nargs="?", help="target TOML ([target])")
     p.add_argument("--setups", help="setups TOML ([[setup]] tables)")
-    p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, suites/)")
+    p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, design_map.png, suites/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 disk, IFU setups)")
+    p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 and z ~ 5 disks, IFU setups)")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")

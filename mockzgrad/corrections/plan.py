@@ -2,19 +2,29 @@
 
 ``mockzgrad plan TARGET.toml --setups SETUPS.toml -o plan_dir`` reads a
 :class:`PlanTarget` (the galaxy) and a list of :class:`PlanSetup` (preset,
-depth, recipe, mocks), runs one small suite per setup, depth and |grad_z|
+depth, recipe, mocks), runs one small suite per setup over depth x |grad_z|
 (:func:`mockzgrad.suites.suite.run_suite`, folders under ``plan_dir/suites/``)
-and writes ``plan.ecsv``, ``plan.csv`` and ``plan.png``: per row x = 2 r_eff / FWHM,
-the median measured/intrinsic gradient with its 16-84 % range, the median
-sigma(grad) and a verdict:
+and writes ``plan.ecsv``, ``plan.csv``, ``plan.png`` and ``design_map.png``
+(:mod:`mockzgrad.corrections.plan_map`): per row x = 2 r_eff / FWHM, the median
+measured/intrinsic gradient with its 16-84 % range, the median sigma(grad),
+P(3 sigma) and a verdict:
 
-* ``"unresolved"``: x < :data:`X_UNRESOLVED` (no suite is run; no numbers);
-* ``"too faint"``: more than half of the mocks give no gradient (S/N gate);
+* ``"unresolved"``: x < :data:`X_UNRESOLVED` (no suite is run; no numbers); a
+  lensed target is judged on the mocks' source-plane x;
+* ``"too faint"``: more than half of the mocks give no gradient (S/N gate), or
+  no depth up to the cap reaches ``sigma_target``;
+* ``"calibration floor"``: Z(r) leaves a calibration's validity range within
+  :data:`CAL_RADIUS_REFF` r_eff (bins pin at the range limit), or the fitted
+  exposure-independent part of sigma(grad) is at or above ``sigma_target``;
 * ``"ok"``: the numbers.
 
-Every row names the preset, its status and its sources. First slice of issue
-19: no exposure solver, cache or design map yet; a depth is a ``noise.snr`` or
-an exposure turned into ``noise.sigma`` through a ``pixel_sigma`` sensitivity.
+With ``sigma_target`` in the target, the exposure solver
+(:func:`solve_rows`, :mod:`mockzgrad.corrections.plan_solve`) gives the
+shortest depth reaching it per setup and |grad_z|, checked by a suite there.
+Setups may be IFU, grism or slit-stepping presets. Every row names the preset,
+its status and its sources. A depth is a ``noise.snr`` or an exposure turned
+into ``noise.sigma`` (or ``noise.snr``) through a sensitivity (the preset's
+``pixel_sigma`` or the setup's own ``[setup.sensitivity]``).
 
 Target file::
 
@@ -28,6 +38,8 @@ Target file::
     grad_z = [0.05, 0.1]        # |grad_z|, dex/kpc (simulated as negative gradients)
     lines = ["Hb", "OIII_5008", "Ha", "NII_6585"]
     generating_set = ["S25_R3", "S25_N2"]   # optional
+    sigma_target = 0.05         # optional, dex/kpc: ask for the shortest depth reaching it
+    # [target.lensing] optional: a [lensing] table passed to every mock
 
 Setups file::
 
@@ -38,10 +50,14 @@ Setups file::
     recipe = "lee2026"
     overrides = {"metallicity.diagnostics" = ["S25_R3", "S25_N2"]}
     n_mocks = 8
+    # optional: lines (subset of target.lines), snr_line, band = [min, max] (A),
+    # exposure_cap (s), snr_cap, [setup.instrument] (values the preset leaves open, e.g. a
+    # grism's PSF), [setup.sensitivity] (quantity "pixel_sigma" or "snr", value, exposure, citation)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +68,8 @@ from .. import validate
 from ..config import config_from_dict, read_toml
 from ..config.resolution import x_resolution
 from ..errors import ConfigError
-from ..observation.presets import load_preset, sensitivity_at
+from ..observation.presets import SENSITIVITY_QUANTITIES, Sensitivity, load_preset, sensitivity_at
+from . import plan_solve
 
 __all__ = ["X_UNRESOLVED", "PlanTarget", "PlanSetup", "load_target", "load_setups", "run_plan",
            "plan_row_verdict", "check_band", "plot_plan", "cli"]
@@ -61,11 +78,12 @@ __all__ = ["X_UNRESOLVED", "PlanTarget", "PlanSetup", "load_target", "load_setup
 X_UNRESOLVED = 0.6
 #: A setup is "too faint" when more than this fraction of its mocks give no gradient.
 FAINT_FRACTION = 0.5
-_COLUMNS = ("setup", "preset", "preset_status", "preset_sources", "depth", "grad_z_abs", "x_resolution",
-            "x_resolution_mocks",
+_COLUMNS = ("setup", "preset", "preset_status", "preset_sources", "depth", "exposure_s", "grad_z_abs",
+            "x_resolution", "x_resolution_mocks",
             "n_mocks", "n_measured", "ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma",
+            "sigma_target", "exposure_for_target", "snr_for_target", "sigma_floor", "solved",
             "verdict",
-            "reason")
+            "reason", "depth_source")
 
 
 @dataclass(frozen=True)
@@ -81,11 +99,19 @@ class PlanTarget:
     grad_z: tuple[float, ...]
     lines: tuple[str, ...]
     generating_set: tuple[str, ...] | None = None
+    sigma_target: float | None = None
+    lensing: dict | None = None
 
 
 @dataclass(frozen=True)
 class PlanSetup:
-    """One candidate setup: preset, depths (S/N or exposure, s), recipe (+ overrides), mocks."""
+    """One candidate setup: preset, depths (S/N or exposure, s), recipe (+ overrides), mocks.
+
+    ``instrument`` holds extra ``[instrument]`` values the preset leaves open
+    (a grism's PSF and field); ``sensitivity`` overrides the preset's (a depth
+    at a reference exposure); ``exposure_cap`` (s) and ``snr_cap`` bound the
+    exposure solver.
+    """
 
     name: str
     preset: str
@@ -94,6 +120,14 @@ class PlanSetup:
     recipe: str = "lee2026"
     overrides: dict = field(default_factory=dict)
     n_mocks: int = 8
+    instrument: dict = field(default_factory=dict)
+    sensitivity: Sensitivity | None = None
+    exposure_cap: float = 360000.0
+    snr_cap: float = 300.0
+    lines: tuple[str, ...] = ()
+    snr_line: str | None = None
+    band: tuple[float, float] | None = None
+    kind: str = "ifu"
 
 
 def _numbers(where: str, value, lo=0.0, unit="") -> tuple[float, ...]:
@@ -126,36 +160,108 @@ def target_from_dict(t: dict, where: str = "target") -> PlanTarget:
         reference_flux=validate.number(f"{where}.reference_flux", t.get("reference_flux", 1e-16), 0.0, 1e-5,
                                        lo_open=True, unit="erg/s/cm^2"),
         grad_z=_numbers(f"{where}.grad_z", t["grad_z"], unit="dex/kpc"), lines=tuple(lines),
-        generating_set=tuple(gs) if gs else None)
+        generating_set=tuple(gs) if gs else None,
+        sigma_target=(None if t.get("sigma_target") is None else
+                      validate.number(f"{where}.sigma_target", t["sigma_target"], 0.0, None, lo_open=True,
+                                      unit="dex/kpc")),
+        lensing=_lensing_table(f"{where}.lensing", t.get("lensing")))
+
+
+def _lensing_table(where: str, table) -> dict | None:
+    """A ``[target.lensing]`` table, checked by :class:`~mockzgrad.config.lensing.LensingConfig`."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} = {table!r}; expected a table of [lensing] values")
+    config_from_dict({"lensing": dict(table)})  # one-line ConfigError on a bad value
+    return dict(table)
+
+
+def _setup_sensitivity(where: str, table) -> Sensitivity | None:
+    """A setup's own depth at a reference exposure (``quantity`` "pixel_sigma" or "snr" of this target)."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} = {table!r}; expected a table (quantity, value, exposure, citation)")
+    q = validate.choice(f"{where}.quantity", table.get("quantity"), ("pixel_sigma", "snr"))
+    return Sensitivity(q, validate.number(f"{where}.value", table.get("value"), 0.0, None, lo_open=True),
+                       validate.number(f"{where}.exposure", table.get("exposure"), 0.0, None, lo_open=True,
+                                       unit="s"),
+                       validate.text(f"{where}.citation", table.get("citation"), empty=False))
 
 
 def setup_from_dict(s: dict, where: str) -> PlanSetup:
     """Check one ``[[setup]]`` table."""
-    known = set(PlanSetup.__dataclass_fields__)
+    known = set(PlanSetup.__dataclass_fields__) - {"kind"}  # the preset gives the kind
     extra = sorted(set(s) - known)
     if extra:
         raise ConfigError(f"{where}.{extra[0]}: unknown field; allowed: {', '.join(sorted(known))}")
     if "preset" not in s:
         raise ConfigError(f"{where}.preset is missing")
     preset = load_preset(s["preset"])
-    if preset.kind != "ifu" or "instrument" not in preset.tables:
-        raise ConfigError(f"{where}.preset = {s['preset']!r} is a {preset.kind!r} preset without an "
-                          "[instrument] table; the planner runs IFU presets in this version")
+    if preset.kind == "ifu" and "instrument" not in preset.tables:
+        raise ConfigError(f"{where}.preset = {s['preset']!r} is a spectral-grid preset without an "
+                          "[instrument] table; give an IFU, grism or slit-stepping instrument preset")
     if ("snr" in s) == ("exposure" in s):
         raise ConfigError(f"{where}: give exactly one of snr (list) and exposure (list, s)")
     snr = _numbers(f"{where}.snr", s["snr"]) if "snr" in s else ()
     exposure = _numbers(f"{where}.exposure", s["exposure"], unit="s") if "exposure" in s else ()
-    if exposure and (preset.sensitivity is None or preset.sensitivity.quantity != "pixel_sigma"):
-        q = preset.sensitivity.quantity if preset.sensitivity else "none"
-        raise ConfigError(f"{where}.exposure needs a preset with a pixel_sigma sensitivity; "
-                          f"{s['preset']!r} has {q}: give snr instead")
+    sens = _setup_sensitivity(f"{where}.sensitivity", s.get("sensitivity")) or preset.sensitivity
+    own = "sensitivity" in s
+    if exposure and (sens is None or sens.quantity not in ("pixel_sigma",) + (("snr",) if own else ())):
+        q = sens.quantity if sens else "none"
+        raise ConfigError(f"{where}.exposure needs a pixel_sigma sensitivity (preset) or a setup "
+                          f"[sensitivity] table; {s['preset']!r} has {q}: give snr or sensitivity instead")
     overrides = s.get("overrides", {})
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}.overrides = {overrides!r}; expected a table of recipe values")
+    instrument = s.get("instrument", {})
+    if not isinstance(instrument, dict) or {"kind", "preset"} & set(instrument):
+        raise ConfigError(f"{where}.instrument = {instrument!r}; expected a table of [instrument] values "
+                          "other than kind and preset (the preset sets them)")
+    _check_recipe_kind(where, preset, str(s.get("recipe", "lee2026")), overrides)
+    lines = s.get("lines", [])
+    if not isinstance(lines, list) or not all(isinstance(v, str) for v in lines):
+        raise ConfigError(f"{where}.lines = {lines!r}; expected a list of line names (a subset of target.lines)")
     return PlanSetup(name=validate.text(f"{where}.name", s.get("name", s["preset"]), empty=False),
                      preset=s["preset"], snr=snr, exposure=exposure, recipe=str(s.get("recipe", "lee2026")),
                      overrides=dict(overrides),
-                     n_mocks=validate.integer(f"{where}.n_mocks", s.get("n_mocks", 8), 1, 10000))
+                     n_mocks=validate.integer(f"{where}.n_mocks", s.get("n_mocks", 8), 1, 10000),
+                     instrument=dict(instrument), sensitivity=sens if own else (
+                         sens if sens is not None and sens.quantity == "pixel_sigma" else None),
+                     exposure_cap=validate.number(f"{where}.exposure_cap", s.get("exposure_cap", 360000.0), 0.0,
+                                                  None, lo_open=True, unit="s"),
+                     snr_cap=validate.number(f"{where}.snr_cap", s.get("snr_cap", 300.0), 0.0, None,
+                                             lo_open=True),
+                     lines=tuple(lines), snr_line=s.get("snr_line"), band=_band(f"{where}.band", s.get("band")),
+                     kind=preset.kind)
+
+
+def _band(where: str, band) -> tuple[float, float] | None:
+    """A setup's observed band [min, max] (Angstrom) for a preset without a spectral range."""
+    if band is None:
+        return None
+    if not isinstance(band, list) or len(band) != 2:
+        raise ConfigError(f"{where} = {band!r}; expected [min, max] in Angstrom")
+    lo, hi = (validate.number(f"{where}[{k}]", v, 0.0, None, lo_open=True, unit="Angstrom")
+              for k, v in enumerate(band))
+    if not lo < hi:
+        raise ConfigError(f"{where} = {band!r}; expected min < max")
+    return float(lo), float(hi)
+
+
+#: Recipe options that act on a cube's spectra (noise from the spectra) and mean nothing on grism line maps.
+IFU_ONLY_OPTIONS = ("errors.",)
+
+
+def _check_recipe_kind(where: str, preset, recipe: str, overrides: dict) -> None:
+    """A grism preset with a cube-only recipe override is refused, naming both."""
+    if preset.kind != "grism":
+        return
+    for key in overrides:
+        if key.startswith(IFU_ONLY_OPTIONS):
+            raise ConfigError(f"{where}: recipe option {key!r} applies to IFU cubes only; preset "
+                              f"{preset.name!r} is a grism (line maps): remove the option or change the preset")
 
 
 def load_target(path) -> PlanTarget:
@@ -179,23 +285,94 @@ def load_setups(path) -> tuple[PlanSetup, ...]:
     return out
 
 
+@dataclass(frozen=True)
+class Depth:
+    """One depth of a setup.
+
+    ``value`` is the swept noise value (``noise.snr`` or ``noise.sigma``,
+    erg/s/cm^2); ``effort`` is proportional to exposure time (t in s for an
+    exposure setup, (S/N)^2 for an S/N setup: background limited, S/N ~ t^1/2);
+    ``exposure`` is t in s, NaN when the setup has no sensitivity to give it.
+    """
+
+    label: str
+    value: float
+    effort: float
+    exposure: float
+
+
+#: Z(r) is checked against the calibrations' validity ranges out to this many r_eff (bins rarely reach further).
+CAL_RADIUS_REFF = 2.0
+
+
+def _instrument_table(setup: PlanSetup) -> dict:
+    inst = {k: (dict(v) if isinstance(v, dict) else v) for k, v in setup.instrument.items()}
+    if setup.kind == "ifu":
+        inst["preset"] = setup.preset
+    else:  # grism / slitstep presets are named in their own sub-table
+        inst["kind"] = setup.kind
+        inst[setup.kind] = dict(inst.get(setup.kind, {}), preset=setup.preset)
+    return inst
+
+
+def _setup_lines(target: PlanTarget, setup: PlanSetup) -> tuple[str, ...]:
+    """The target lines this setup observes (``setup.lines``, default all); each must be a target line."""
+    if not setup.lines:
+        return target.lines
+    unknown = [v for v in setup.lines if v not in target.lines]
+    if unknown:
+        raise ConfigError(f"setup {setup.name!r}: lines {unknown} are not in target.lines {list(target.lines)}")
+    return setup.lines
+
+
 def _fixed(target: PlanTarget, setup: PlanSetup) -> dict:
-    lines = {"reference_line": target.reference_line, "reference_flux": target.reference_flux,
-             "lines": list(target.lines)}
+    names = list(_setup_lines(target, setup))
+    if target.reference_line not in names:  # the flux scale is the reference line's: it stays in the mock
+        names.append(target.reference_line)
+    lines = {"reference_line": target.reference_line, "reference_flux": target.reference_flux, "lines": names}
     if target.generating_set:
         lines["generating_set"] = list(target.generating_set)
-    return {"galaxy": {"redshift": target.redshift, "r_eff": target.r_eff, "sersic_n": target.sersic_n,
-                       "inclination": target.inclination},
-            "lines": lines, "instrument": {"preset": setup.preset},
-            "noise": {"snr_line": target.reference_line}}
+    out = {"galaxy": {"redshift": target.redshift, "r_eff": target.r_eff, "sersic_n": target.sersic_n,
+                      "inclination": target.inclination},
+           "lines": lines, "instrument": _instrument_table(setup),
+           "noise": {"snr_line": setup.snr_line or target.reference_line}}
+    if target.lensing:
+        out["lensing"] = dict(target.lensing)
+    return out
 
 
-def _depths(setup: PlanSetup) -> tuple[str, list[tuple[str, float]]]:
-    """The noise parameter the setup sweeps and its (label, value) pairs."""
-    if setup.snr:
-        return "noise.snr", [(f"S/N={v:g}", v) for v in setup.snr]
-    sens = load_preset(setup.preset).sensitivity
-    return "noise.sigma", [(f"t={t:g}s", sensitivity_at(sens, t)) for t in setup.exposure]
+def _noise_key(setup: PlanSetup) -> str:
+    if setup.snr or (setup.sensitivity is not None and setup.sensitivity.quantity == "snr"):
+        return "noise.snr"
+    return "noise.sigma"
+
+
+def depth_at(setup: PlanSetup, effort: float) -> Depth:
+    """The depth of ``setup`` at ``effort`` (t in s for exposure setups, (S/N)^2 for S/N setups)."""
+    if setup.exposure:
+        return Depth(f"t={effort:.4g}s", sensitivity_at(setup.sensitivity, effort), effort, effort)
+    snr = math.sqrt(effort)
+    sens = setup.sensitivity
+    t = sens.exposure * (snr / sens.value) ** 2 if sens is not None and sens.quantity == "snr" else math.nan
+    return Depth(f"S/N={snr:.4g}", snr, effort, t)
+
+
+def _depths(setup: PlanSetup) -> list[Depth]:
+    """The setup's depths, in the order given."""
+    if setup.exposure:
+        return [depth_at(setup, t) for t in setup.exposure]
+    return [dataclasses.replace(depth_at(setup, v * v), label=f"S/N={v:g}", value=v) for v in setup.snr]
+
+
+def _effort_cap(setup: PlanSetup) -> float:
+    """Largest effort the solver may return: the exposure cap, or the S/N cap (and the exposure cap via S/N)."""
+    if setup.exposure:
+        return setup.exposure_cap
+    cap = setup.snr_cap ** 2
+    sens = setup.sensitivity
+    if sens is not None and sens.quantity == "snr":
+        cap = min(cap, sens.value ** 2 * setup.exposure_cap / sens.exposure)
+    return cap
 
 
 def plan_row_verdict(x: float, n_mocks: int, n_measured: int) -> tuple[str, str]:
@@ -207,7 +384,39 @@ def plan_row_verdict(x: float, n_mocks: int, n_measured: int) -> tuple[str, str]
     return "ok", ""
 
 
+def calibration_pinning(cfg, diagnostics) -> str:
+    """Why bins pin at a calibration's range limit, or "" when Z(r) stays inside.
+
+    Z(r) = z0 + grad_z r (z0 as the mock resolves it) over deprojected radii
+    0 - :data:`CAL_RADIUS_REFF` r_eff, against the validity range of each
+    generating calibration and each recipe diagnostic: outside it the mock's
+    line ratios are clipped and the recovered Z sits at the range limit, so the
+    gradient flattens whatever the PSF and depth.
+    """
+    import warnings
+
+    from ..physics.calibrations import get_diagnostic
+    from ..source.galaxy import resolve_galaxy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    r_max = CAL_RADIUS_REFF * cfg.galaxy.r_eff
+    g = cfg.galaxy.metallicity.grad_z
+    z_lo, z_hi = sorted((model.z0, model.z0 + g * r_max))
+    for key in dict.fromkeys([*cfg.lines.generating_set, *diagnostics]):
+        vr = get_diagnostic(key).valid_range
+        if vr is None or (vr[0] <= z_lo and z_hi <= vr[1]):
+            continue
+        edge = vr[0] if z_lo < vr[0] else vr[1]
+        r_cross = (edge - model.z0) / g if g else 0.0
+        return (f"Z(r) = {model.z0:.2f} {g:+g} r leaves {key}'s valid range {vr[0]:g}-{vr[1]:g} at r = "
+                f"{max(r_cross, 0.0):.2f} kpc (< {CAL_RADIUS_REFF:g} r_eff): bins pin at {edge:g}")
+    return ""
+
+
 def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
+
     """Mocks with a gradient; median, 16 and 84 % of measured/intrinsic; median sigma(grad); P(3 sigma).
 
     P(3 sigma) is the fraction of all mocks whose gradient has the true sign
@@ -230,29 +439,40 @@ def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
     return len(ratios), float(p50), float(p16), float(p84), sigma, detected / len(rows)
 
 
-def _run_setup(target, setup, outdir: Path, workers, seed) -> dict:
-    """One suite per setup over |grad_z| x depth; its rows grouped by (|grad_z|, depth value)."""
+def _run_grid(target, setup, folder: Path, grads, depths, workers, seed) -> dict:
+    """One suite over |grad_z| x depth values; its rows grouped by (|grad_z|, depth value)."""
     from ..suites.store import ResultsStore
     from ..suites.suite import run_suite, suite_from_dict
 
-    key, depths = _depths(setup)
+    key = _noise_key(setup)
     rec = {"recipe": setup.recipe}
     if setup.overrides:
         rec["overrides"] = setup.overrides
-    grid = {"galaxy.metallicity.grad_z": [-g for g in target.grad_z], key: [v for _, v in depths]}
+    grid = {"galaxy.metallicity.grad_z": [-g for g in grads], key: [d.value for d in depths]}
     spec = suite_from_dict({"suite": {"name": f"plan_{setup.name}", "seed": seed,
-                                      "n_mocks": setup.n_mocks * len(target.grad_z) * len(depths)},
+                                      "n_mocks": setup.n_mocks * len(grads) * len(depths)},
                             "fixed": _fixed(target, setup), "grid": grid,
                             "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
                             "recovery": rec})
-    run = run_suite(spec, outdir / "suites" / setup.name, "mockzgrad.suites.job:run_mock", workers=workers,
-                    progress=False, executor="serial" if workers == 1 else "local")
+    run = run_suite(spec, folder, "mockzgrad.suites.job:run_mock", workers=workers,
+                    progress=False, executor=_executor(spec.n_mocks, workers))
     groups: dict = {}
     with ResultsStore(run.store_path, readonly=True) as store:
         for r in store.rows():
             point = spec.grid_point(int(r["mock_index"]))
             groups.setdefault((-point["galaxy.metallicity.grad_z"], point[key]), []).append(r)
     return groups
+
+
+#: A suite runs in a process pool only with at least this many mocks per worker: starting the
+#: pool (spawn, imports, kernel cache) costs about as much CPU as ~25 small IFU mocks.
+POOL_MIN_MOCKS_PER_WORKER = 25
+
+
+def _executor(n_mocks: int, workers) -> str:
+    """"serial" for small suites (the results are the same: every mock has its own seed), else "local"."""
+    n = workers if workers is not None else 2
+    return "serial" if n <= 1 or n_mocks < POOL_MIN_MOCKS_PER_WORKER * n else "local"
 
 
 def check_band(target: PlanTarget, setup: PlanSetup, cfg) -> None:
@@ -266,52 +486,186 @@ def check_band(target: PlanTarget, setup: PlanSetup, cfg) -> None:
     from ..physics.lines import LINES
 
     spec = cfg.instrument.spectral
-    if spec.wave_min is None or spec.wave_max is None:
+    lo, hi = (spec.wave_min, spec.wave_max) if spec.wave_min is not None else setup.band or (None, None)
+    if lo is None or hi is None:
         return
-    for name in target.lines:
+    whose = f"preset {setup.preset!r}" if spec.wave_min is not None else "setup.band"
+    for name in _setup_lines(target, setup):
         w = LINES[name].wavelength * (1.0 + target.redshift)
-        if not spec.wave_min <= w <= spec.wave_max:
+        if not lo <= w <= hi:
             raise ConfigError(f"setup {setup.name!r}: line {name} at z = {target.redshift:g} is observed at "
-                              f"{w:.0f} A, outside the band of preset {setup.preset!r} "
-                              f"({spec.wave_min:.0f}-{spec.wave_max:.0f} A)")
+                              f"{w:.0f} A, outside the band of {whose} ({lo:.0f}-{hi:.0f} A)")
+
+
+def _median(rows, key) -> float:
+    xs = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.median(xs)) if xs else math.nan
+
+
+def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: str) -> dict:
+    n, *stats = _stats(group)
+    x_gate = x
+    if not math.isfinite(x_gate):  # lensed: the source-plane x of the mocks
+        x_gate = _median(group, "x_resolution_source")
+    verdict, reason = plan_row_verdict(x_gate, setup.n_mocks, n)
+    if verdict == "ok" and pinning:
+        verdict, reason = "calibration floor", pinning
+    row = {"setup": setup.name, "preset": preset.name, "preset_status": preset.status,
+           "preset_sources": "; ".join(preset.sources), "depth": depth.label, "exposure_s": depth.exposure,
+           "grad_z_abs": g, "x_resolution": x_gate, "x_resolution_mocks": _median(group, "x_resolution"),
+           "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict, "reason": reason,
+           "depth_source": _depth_source(setup)}
+    for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"), stats):
+        # never a number for an unresolved or too faint row; a pinned row keeps what would be measured
+        row[k] = v if verdict in ("ok", "calibration floor") else math.nan
+    row.update({"sigma_target": math.nan, "exposure_for_target": math.nan, "snr_for_target": math.nan,
+                "sigma_floor": math.nan, "solved": False})
+    return row
+
+
+def _depth_source(setup: PlanSetup) -> str:
+    """What a row's depth relies on: the sensitivity's citation, or the S/N as given."""
+    sens = setup.sensitivity
+    if sens is not None and (setup.exposure or sens.quantity == "snr"):
+        return f"{sens.quantity} {sens.value:g} at {sens.exposure:g} s, t^-1/2 law: {sens.citation}"
+    return "S/N of the reference line as given (mockzgrad definition)"
+
+
+class _Context:
+    """What the rows of one setup share: preset, configuration, x, pinning reasons per |grad_z|."""
+
+    def __init__(self, target: PlanTarget, setup: PlanSetup, outdir: Path, workers, seed):
+        from ..config import load_recipe
+
+        self.target, self.setup, self.outdir, self.workers, self.seed = target, setup, outdir, workers, seed
+        self.preset = load_preset(setup.preset)
+        cfg = config_from_dict(_fixed(target, setup))
+        check_band(target, setup, cfg)
+        # lensed targets: decided on the mocks' source-plane x (NaN here)
+        self.x = math.nan if target.lensing else x_resolution(cfg)
+        recipe = load_recipe(setup.recipe)
+        if setup.overrides:
+            recipe = recipe.replace(**setup.overrides)
+        self.pinning = {g: calibration_pinning(config_from_dict(
+            dict(_fixed(target, setup), galaxy=dict(_fixed(target, setup)["galaxy"], metallicity={"grad_z": -g}))),
+            recipe.metallicity.diagnostics) for g in target.grad_z}
+
+    @property
+    def runs(self) -> bool:
+        return not self.x < X_UNRESOLVED  # NaN (lensed) runs
+
+    def suite(self, name: str, grads, depths) -> dict:
+        return _run_grid(self.target, self.setup, self.outdir / "suites" / name, grads, depths, self.workers,
+                         self.seed)
+
+    def row(self, depth: Depth, g: float, group: list) -> dict:
+        return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g])
 
 
 def _setup_rows(target, setup, outdir, workers, seed) -> list[dict]:
-    preset = load_preset(setup.preset)
-    fixed = _fixed(target, setup)
-    cfg = config_from_dict(fixed)
-    check_band(target, setup, cfg)
-    x = x_resolution(cfg)
-    _, depths = _depths(setup)
-    groups = {} if x < X_UNRESOLVED else _run_setup(target, setup, outdir, workers, seed)
-    rows = []
-    for label, value in depths:
+    ctx = _Context(target, setup, outdir, workers, seed)
+    depths = _depths(setup)
+    groups = ctx.suite(setup.name, target.grad_z, depths) if ctx.runs else {}
+    rows = [ctx.row(d, g, groups.get((g, d.value), [])) for d in depths for g in target.grad_z]
+    if target.sigma_target is not None and ctx.runs:
         for g in target.grad_z:
-            group = groups.get((g, value), [])
-            n, *stats = _stats(group)
-            xs = [r["x_resolution"] for r in group if r.get("x_resolution") is not None]
-            verdict, reason = plan_row_verdict(x, setup.n_mocks, n)
-            row = {"setup": setup.name, "preset": preset.name, "preset_status": preset.status,
-                   "preset_sources": "; ".join(preset.sources), "depth": label, "grad_z_abs": g,
-                   "x_resolution": x, "x_resolution_mocks": float(np.median(xs)) if xs else math.nan,
-                   "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict,
-                   "reason": reason}
-            for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"),
-                            stats):
-                row[k] = v if verdict == "ok" else math.nan  # never a number for a failed setup
-            rows.append(row)
+            rows += solve_rows(ctx, [r for r in rows if r["grad_z_abs"] == g], depths, g)
     return rows
+
+
+def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, max_suites: int = 4) -> list[dict]:
+    """Shortest depth reaching ``sigma_target`` for one |grad_z|: fit, run a suite there, refit.
+
+    The sigma law (:func:`mockzgrad.corrections.plan_solve.fit_sigma_law`) is
+    fitted to the rows' median sigma(grad) against effort and solved (or, once
+    the target is bracketed, a secant / bisection step,
+    :func:`~mockzgrad.corrections.plan_solve.next_effort`); a suite at that
+    effort adds a point, until a suite reproduces the target within
+    :data:`~mockzgrad.corrections.plan_solve.SOLVE_RTOL` or ``max_suites`` ran.
+    A fitted floor at or above the target stops it: "calibration floor".
+    Writes the outcome into ``rows`` and returns the rows of the check suites.
+    """
+    setup, goal, cap = ctx.setup, ctx.target.sigma_target, _effort_cap(ctx.setup)
+    points = [(d.effort, r["sigma_grad_median"]) for d, r in zip(depths, rows)
+              if r["verdict"] in ("ok", "calibration floor") and math.isfinite(r["sigma_grad_median"])]
+    extra: list[dict] = []
+    status, reason = "too faint", "no depth of the setup gives a gradient to extrapolate from"
+    law, solved, confirmed = None, None, False
+    for k in range(max_suites):
+        if not points:
+            break
+        law = plan_solve.fit_sigma_law(*zip(*points))
+        sol = plan_solve.solve_exposure(law, goal, cap)
+        step, confirm = plan_solve.next_effort(points, goal), False
+        if step is None and sol.status == "ok":
+            step = sol.exposure
+        elif step is None and sol.status == "calibration floor" and not confirmed:
+            # a floor fitted to a few noisy points is confirmed by one suite deeper than any so far
+            step = confirmed = confirm = min(FLOOR_CONFIRM_FACTOR * max(e for e, _ in points), cap)
+        elif step is None:
+            status, reason = sol.status, sol.reason
+            break
+        if step > cap:
+            status, reason = "too faint", f"sigma(grad) = {goal:g} dex/kpc needs a depth beyond the cap"
+            break
+        depth = depth_at(setup, max(step, 1e-12))
+        check = ctx.row(depth, g, ctx.suite(f"{setup.name}_solve_g{g:g}_{k}", [g], [depth]).get((g, depth.value), []))
+        check["solved"] = True
+        extra.append(check)
+        if check["verdict"] not in ("ok", "calibration floor"):
+            status, reason = check["verdict"], f"the suite at the solved depth: {check['reason']}"
+            break
+        points.append((depth.effort, check["sigma_grad_median"]))
+        if confirm:
+            check["reason"] = f"deeper suite to confirm a fitted sigma(grad) floor of {law.floor:.4f} dex/kpc"
+            status, reason = sol.status, sol.reason  # stands unless the refit with this point says otherwise
+            continue
+        dev = check["sigma_grad_median"] / goal - 1.0
+        check["reason"] = (f"solved depth for sigma_target {goal:g}: suite sigma {check['sigma_grad_median']:.4f} "
+                           f"({dev:+.0%})")
+        status, reason, solved = "ok", "", depth
+        if abs(dev) <= plan_solve.SOLVE_RTOL:
+            break
+    for r in rows + extra:
+        r["sigma_target"] = goal
+        r["sigma_floor"] = law.floor if law is not None else math.nan
+        if status == "ok" and solved is not None:
+            r["exposure_for_target"] = solved.exposure
+            r["snr_for_target"] = math.nan if setup.exposure else solved.value
+    if status != "ok":
+        extra.append(_unsolved_row(ctx, g, status, reason, goal, law))
+    return extra
+
+
+#: A fitted sigma(grad) floor above the target is checked by a suite this many times deeper than any so far.
+FLOOR_CONFIRM_FACTOR = 4.0
+
+
+def _unsolved_row(ctx, g, status, reason, goal, law) -> dict:
+    """A row saying why no depth reaches the target: "calibration floor" (with the floor) or "too faint"."""
+    row = ctx.row(Depth("solve", math.nan, math.nan, math.nan), g, [])
+    for k in ("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"):
+        row[k] = math.nan
+    row.update({"verdict": status, "reason": reason, "sigma_target": goal, "solved": True,
+                "sigma_floor": law.floor if law is not None else math.nan})
+    return row
 
 
 def run_plan(target: PlanTarget, setups, outdir, *, workers: int | None = None, seed: int = 20261204,
              plot: bool = True) -> list[dict]:
-    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``) in ``outdir``; return the rows."""
+    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed)]
     _write_tables(rows, outdir, target)
     if plot:
+        from .plan_map import plot_design_map
+
         plot_plan(rows, outdir / "plan.png", target)
+        plot_design_map(rows, outdir / "design_map.png",
+                        f"design map: z = {target.redshift:g}, r_eff = {target.r_eff:g} kpc, "
+                        f"i = {target.inclination:g} deg" + (f", sigma_target = {target.sigma_target:g} dex/kpc"
+                                                             if target.sigma_target else ""))
     return rows
 
 
@@ -331,6 +685,13 @@ def _write_tables(rows: list[dict], outdir: Path, target: PlanTarget) -> None:
     t["grad_z_abs"].unit = "dex/kpc"
     t["sigma_grad_median"].unit = "dex/kpc"
     t["p_detect_3sigma"].description = "fraction of the mocks with the true sign and |grad| >= 3 sigma"
+    for c in ("sigma_target", "sigma_floor"):
+        t[c].unit = "dex/kpc"
+    for c in ("exposure_s", "exposure_for_target"):
+        t[c].unit = "s"
+    t["exposure_for_target"].description = ("shortest exposure with sigma(grad) <= sigma_target (sigma law fitted "
+                                            "to the depths, checked by a suite there; rows with solved = True)")
+    t["sigma_floor"].description = "exposure-independent part of sigma(grad) in sigma^2 = a / t + floor^2"
     t.meta["target"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in target.__dict__.items()}
     t.meta["note"] = "ratio = measured / intrinsic gradient; unresolved rows carry no numbers"
     for name, fmt in (("plan.ecsv", "ascii.ecsv"), ("plan.csv", "ascii.csv")):
@@ -350,6 +711,7 @@ def plot_plan(rows: list[dict], path, target: PlanTarget) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if not r["solved"]]  # the solver's rows are in the table and the design map
     labels = list(dict.fromkeys((r["setup"], r["depth"]) for r in rows))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.4))
     ng = len(target.grad_z)
@@ -395,20 +757,26 @@ def _print(rows: list[dict]) -> None:
               f"  {r['verdict']} {r['reason']} ({r['preset_status']}; {r['preset_sources']})")
 
 
+#: ``plan --example``: (subfolder, target file, setups file) in examples/.
+EXAMPLES = (("z2", "plan_target_z2.toml", "plan_setups.toml"), ("z5", "plan_target_z5.toml", "plan_setups_z5.toml"))
+
+
 def cli(args) -> int:
     """``mockzgrad plan TARGET.toml --setups SETUPS.toml -o plan_dir [--workers N] | --example``."""
     if args.example:
         root = Path(__file__).resolve().parents[2] / "examples"
-        target_path, setups_path = root / "plan_target_z2.toml", root / "plan_setups.toml"
-        if not target_path.is_file() or not setups_path.is_file():
-            raise ConfigError(f"plan --example needs {target_path} and {setups_path} (examples/ of a source "
-                              "checkout); give TARGET.toml and --setups instead")
-        outdir = args.output or "mockzgrad-plan-example"
+        outdir = Path(args.output or "mockzgrad-plan-example")
+        runs = [(outdir / sub, root / t, root / s) for sub, t, s in EXAMPLES]
+        for _, t, s in runs:
+            if not t.is_file() or not s.is_file():
+                raise ConfigError(f"plan --example needs {t} and {s} (examples/ of a source checkout); "
+                                  "give TARGET.toml and --setups instead")
     else:
         if not args.target or not args.setups or not args.output:
             raise ConfigError("plan needs TARGET.toml, --setups SETUPS.toml and -o plan_dir (or --example)")
-        target_path, setups_path, outdir = args.target, args.setups, args.output
-    rows = run_plan(load_target(target_path), load_setups(setups_path), outdir, workers=args.workers)
-    _print(rows)
-    print(f"plan written to {outdir}/plan.ecsv, plan.csv, plan.png")
+        runs = [(Path(args.output), args.target, args.setups)]
+    for out, target_path, setups_path in runs:
+        rows = run_plan(load_target(target_path), load_setups(setups_path), out, workers=args.workers)
+        _print(rows)
+        print(f"plan written to {out}/plan.ecsv, plan.csv, plan.png, design_map.png")
     return 0
