@@ -66,6 +66,11 @@ class MockCube:
     catalog : dict
         Observer's catalogue values for the target (e.g. imaging ``pa`` in
         deg and ``axis_ratio``; ``CATALOG`` extension, JSON); not the truth.
+    exposures : dict
+        Observing log, one row per pointing (``EXPOSURES`` binary table):
+        column name -> list of values, all of one length (the slit-stepping
+        mode: step indices, offsets in arcsec, shutters, exposure time in
+        s). Empty for an IFU cube.
     """
 
     kind: ClassVar[str] = "ifu"
@@ -84,6 +89,7 @@ class MockCube:
     psf_image: np.ndarray | None = None
     psf_image_pixel: float | None = None
     catalog: dict = field(default_factory=dict)
+    exposures: dict = field(default_factory=dict)
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -146,7 +152,7 @@ class MockCube:
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
     def _extra_hdus(self) -> list:
-        """``PSF`` (effective PSF image) and ``CATALOG`` (observer's catalogue, JSON), when present."""
+        """``PSF`` (effective PSF image), ``CATALOG`` (observer's catalogue, JSON) and ``EXPOSURES``, when present."""
         from astropy.io import fits
 
         out = []
@@ -157,6 +163,10 @@ class MockCube:
             out.append(hdu)
         if self.catalog:
             out.append(json_hdu("CATALOG", self.catalog))
+        if self.exposures:
+            out.append(fits.BinTableHDU.from_columns(
+                [fits.Column(name=k.upper(), array=np.asarray(v), format="K" if np.asarray(v).dtype.kind in "iu"
+                             else "D") for k, v in self.exposures.items()], name="EXPOSURES"))
         return out
 
     def _full_grid(self):
@@ -278,12 +288,16 @@ def read_cube(path) -> MockCube:
         psf_image = np.asarray(hdul["PSF"].data, dtype=np.float64) if "PSF" in names else None
         psf_image_pixel = float(hdul["PSF"].header["PSF_PIXS"]) if "PSF" in names else None
         catalog = json.loads(bytes(hdul["CATALOG"].data).decode()) if "CATALOG" in names else {}
+        exposures = {}
+        if "EXPOSURES" in names:
+            tab = hdul["EXPOSURES"].data
+            exposures = {c.lower(): np.asarray(tab[c]).tolist() for c in tab.columns.names}
         if "NOISEFREE" in names:
             noise_free = np.asarray(hdul["NOISEFREE"].data, dtype=np.float64)[keep]
     return MockCube(data=data, variance=var, edges_lo=lo, edges_hi=hi, pixel_scale=pixel_scale,
                     psf=psf, lsf_sigma=lsf, truth=truth, noise_free=noise_free, grid=None,
                     config_toml=config_toml, psf_image=psf_image, psf_image_pixel=psf_image_pixel,
-                    catalog=catalog)
+                    catalog=catalog, exposures=exposures)
 
 
 

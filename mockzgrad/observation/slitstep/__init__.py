@@ -48,7 +48,8 @@ from .exposures import expose, point_transmission, psf_stage, slit_rows
 from .kernel import effective_kernel, gaussian_summary
 from .plan import SlitstepPlan, plan_slitstep, snr_wavelength
 
-__all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel", "effective_resolution"]
+__all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel", "effective_resolution",
+           "exposure_log"]
 
 #: Pixel of the effective-kernel image, in cube pixels.
 KERNEL_PIXEL_FRACTION = 0.125
@@ -113,6 +114,26 @@ def _catalog(cfg: MockConfig, plan: SlitstepPlan) -> dict:
     return {"pa": float(m.pa + ss.catalog_pa_error),
             "axis_ratio": float(min(max(m.axis_ratio + ss.catalog_axis_ratio_error, 0.05), 1.0)),
             "source": "imaging catalogue (mock: true values + instrument.slitstep.catalog_*_error)"}
+
+
+def exposure_log(plan: SlitstepPlan) -> dict:
+    """The observing log of the 63 (steps_disp x steps_cross) pointings, as MSA-3D data carry it.
+
+    Columns, one row per pointing in the order of the exposures (dispersion
+    step outer, cross step inner): ``pointing``; ``step_disp``,
+    ``step_cross`` (indices); ``x_offset`` (along dispersion) and
+    ``y_offset`` (along the slit), the shutter (slitlet) centre's offset
+    from the field centre, arcsec; ``n_shutters``; ``shutter_open_disp``,
+    ``shutter_open_slit``, arcsec; ``exptime``, s.
+    """
+    ss = plan.ss
+    i, j = np.meshgrid(np.arange(ss.steps_disp), np.arange(ss.steps_cross), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    n = i.size
+    return {"pointing": np.arange(n).tolist(), "step_disp": i.tolist(), "step_cross": j.tolist(),
+            "x_offset": [float(v) for v in plan.x_steps[i]], "y_offset": [float(v) for v in plan.y_steps[j]],
+            "n_shutters": [int(ss.n_shutters)] * n, "shutter_open_disp": [float(ss.shutter_open[0])] * n,
+            "shutter_open_slit": [float(ss.shutter_open[1])] * n, "exptime": [float(ss.exptime_per_position)] * n}
 
 
 def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
@@ -209,7 +230,7 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
                     pixel_scale=ss.cube_pixel, psf=summary.to_header(), lsf_sigma=ss.lsf_sigma, truth=truth,
                     noise_free=clean if keep_noise_free else None, grid=plan.grid,
                     config_toml=_config_toml(cfg), psf_image=kernel, psf_image_pixel=pixel,
-                    catalog=_catalog(cfg, plan))
+                    catalog=_catalog(cfg, plan), exposures=exposure_log(plan))
 
 
 def effective_resolution(cfg: MockConfig) -> dict:
