@@ -84,7 +84,13 @@ def _cmd_check(args) -> int:
     print("\n# resolved")
     print(f"# kpc_per_arcsec = {model.kpc_per_arcsec:.4f}")
     print(f"# r_eff = {model.r_eff:.3f} kpc = {model.r_eff_arcsec:.4f} arcsec")
-    print(f"# 2 r_eff / psf_fwhm = {x_resolution(cfg):.3f}")
+    slitstep = cfg.instrument.kind == "slitstep"
+    print(f"# 2 r_eff / psf_fwhm = {x_resolution(cfg):.3f}" + (" (telescope PSF alone)" if slitstep else ""))
+    if slitstep:  # what the cube's truth and curves use: the effective kernel's FWHM along the major axis
+        from .observation.slitstep import effective_resolution
+        res = effective_resolution(cfg)
+        print(f"# 2 r_eff / FWHM of the effective kernel (telescope PSF x shutter x pixels; the cube's "
+              f"x_resolution) = {res['x_resolution']:.3f} (FWHM along the major axis {res['psf_fwhm_along']:.3f}\")")
     print(f"# z0 = {model.z0:.4f}{' (automatic)' if model.z0_auto else ''}; "
           f"common validity range {list(model.z_valid_range)}")
     if plan:

@@ -27,6 +27,7 @@ Examples
 -0.2
 """
 
+from .continuum import CONTINUUM_KINDS, ContinuumConfig
 from .cosmology import CosmologyConfig
 from .dicts import config_to_dict, set_path
 from .galaxy import ROTATION_KINDS, Z_PROFILES, GalaxyConfig, MetallicityConfig, RotationConfig
@@ -63,6 +64,7 @@ __all__ = [
     "NoiseConfig",
     "CosmologyConfig",
     "LensingConfig",
+    "ContinuumConfig",
     "LensingRecipe",
     "lens_from_config",
     "LENS_KINDS",
@@ -102,6 +104,7 @@ __all__ = [
     "SPECTRAL_GRIDS",
     "INSTRUMENT_KINDS",
     "COMBINE_MODES",
+    "CONTINUUM_KINDS",
     "DEFAULT_SNR",
     "BINNING_SCHEMES",
     "METHODS",

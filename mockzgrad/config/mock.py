@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ._checks import check_fields, integer_field
+from .continuum import ContinuumConfig
 from .cosmology import CosmologyConfig
 from .dicts import config_to_dict, from_dict, set_path
 from .galaxy import GalaxyConfig
@@ -47,6 +48,7 @@ class MockConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     cosmology: CosmologyConfig = field(default_factory=CosmologyConfig)
     lensing: LensingConfig = None  # None = unlensed; annotated as the dataclass so [lensing] parses and sweeps
+    continuum: ContinuumConfig = None  # None = no continuum; annotated as the dataclass so [continuum] parses
     seed: int = integer_field(0, 0, 2**63 - 1)
 
     def __post_init__(self):
@@ -61,6 +63,11 @@ class MockConfig:
                 object.__setattr__(self, "lensing", None)
             else:
                 self.lensing.check_source(self.galaxy.redshift)
+        if self.continuum is not None:
+            if not isinstance(self.continuum, ContinuumConfig):
+                raise ConfigError(f"continuum: expected a ContinuumConfig, got {type(self.continuum).__name__}")
+            if not self.continuum.present:  # kind = "none" is the config without a continuum
+                object.__setattr__(self, "continuum", None)
         if self.noise.snr_line not in self.lines.lines:
             raise ConfigError(
                 f"noise.snr_line = {self.noise.snr_line!r} is not among lines.lines = {list(self.lines.lines)}"

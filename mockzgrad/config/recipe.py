@@ -98,6 +98,12 @@ class GeometryRecipe:
         Major-axis position angle, deg east of north (``given``); [-360, 360].
     q0 : float
         Intrinsic thickness used to turn the axis ratio into an inclination; [0, 1).
+    centre : {"fit", "continuum_peak"} or None
+        ``continuum_peak`` (modes ``fit`` and ``catalog``): the centre is the
+        peak of the continuum in the rest 5500 +- 25 A window
+        (:data:`mockzgrad.config.continuum.CENTRE_WINDOW_REST`; S1 Sect. 3.2)
+        when the cube has a detected continuum there, else the fitted
+        centre with a note in the result. None or ``fit``: the fitted centre.
     """
 
     mode: str = choice_field("fit", ("fit", "given", "catalog"))
@@ -106,6 +112,7 @@ class GeometryRecipe:
     axis_ratio: float = number_field(1.0, 0.0, 1.0, lo_open=True)
     pa: float = number_field(0.0, -360.0, 360.0, unit="deg")
     q0: float = number_field(0.0, 0.0, 1.0, hi_open=True)
+    centre: str | None = choice_field(None, ("fit", "continuum_peak"))
 
     def __post_init__(self):
         check_fields(self, "geometry")
@@ -143,6 +150,12 @@ class BinningRecipe:
     sectors : bool
         Split bins into azimuthal sectors (0-30, 30-60, 60-90 deg from the
         major axis).
+    ew_snr_min : float or None
+        ``spaxels`` scheme: keep only spaxels whose EW of the gating line
+        has S/N above this (S1 Sect. 3.1: EW(Halpha) S/N > 5), applied when
+        the cube has a detected continuum (else not applied, with a note);
+        EW from each spaxel's line fit (:func:`mockzgrad.recovery.continuum.spaxel_ew`);
+        [0, 1e4]. None: no EW cut.
     """
 
     scheme: str = choice_field("annuli", BINNING_SCHEMES)
@@ -155,6 +168,7 @@ class BinningRecipe:
     r_max_kpc: float | None = None
     min_spaxels: int = integer_field(20, 1, 10**7)
     sectors: bool = bool_field(False)
+    ew_snr_min: float | None = number_field(None, 0.0, 1e4)
 
     def __post_init__(self):
         check_fields(self, "binning")

@@ -51,6 +51,7 @@ from ..products.grids import SpectralGrid, spatial_offsets, spectral_grid
 from ..products.lens import radius_map_truth
 from ..source import lineflux
 from ..source.galaxy import GalaxyModel, resolve_galaxy
+from ..source.continuum import continuum_cube
 from ..source.scene import SceneSampling, observed_line_waves, render_scene
 from . import lsf, noise, psf as psf_mod
 
@@ -303,7 +304,10 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     plan = plan_ifu(cfg)
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba,
                          lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
-    cube = psf_stage(scene.cube, plan, crop=True, use_numba=use_numba) if apply_psf else scene.crop()
+    pre = scene.cube
+    if cfg.continuum is not None:  # the optional stellar continuum joins the scene before the PSF
+        pre = pre + continuum_cube(cfg.continuum, plan.model, cfg.lines, plan.sampling, lens=plan.lens)
+    cube = psf_stage(pre, plan, crop=True, use_numba=use_numba) if apply_psf else scene.crop(pre)
     setup = IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
                      line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
     return cube, setup

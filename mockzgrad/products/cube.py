@@ -8,10 +8,7 @@ recovery never reads it.
 
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -74,6 +71,11 @@ class MockCube:
         Pixel unit of the FITS file (:data:`~mockzgrad.products.readers.units.CUBE_UNITS`):
         ``"flam"``, 1e-20 erg/s/cm^2/Angstrom (ESO cubes); ``"MJy/sr"``, surface
         brightness (JWST ``*_s3d.fits``).
+    exposures : dict
+        Observing log, one row per pointing (``EXPOSURES`` binary table):
+        column name -> list of values, all of one length (the slit-stepping
+        mode: step indices, offsets in arcsec, shutters, exposure time in
+        s). Empty for an IFU cube.
     """
 
     kind: ClassVar[str] = "ifu"
@@ -93,6 +95,7 @@ class MockCube:
     psf_image_pixel: float | None = None
     catalog: dict = field(default_factory=dict)
     unit: str = "flam"
+    exposures: dict = field(default_factory=dict)
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -201,7 +204,7 @@ class MockCube:
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
     def _extra_hdus(self) -> list:
-        """``PSF`` (effective PSF image) and ``CATALOG`` (observer's catalogue, JSON), when present."""
+        """``PSF`` (effective PSF image), ``CATALOG`` (observer's catalogue, JSON) and ``EXPOSURES``, when present."""
         from astropy.io import fits
 
         out = []
@@ -212,6 +215,10 @@ class MockCube:
             out.append(hdu)
         if self.catalog:
             out.append(json_hdu("CATALOG", self.catalog))
+        if self.exposures:
+            out.append(fits.BinTableHDU.from_columns(
+                [fits.Column(name=k.upper(), array=np.asarray(v), format="K" if np.asarray(v).dtype.kind in "iu"
+                             else "D") for k, v in self.exposures.items()], name="EXPOSURES"))
         return out
 
     def _full_grid(self):

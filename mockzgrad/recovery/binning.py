@@ -57,6 +57,7 @@ __all__ = [
     "voronoi",
     "azimuthal_sectors",
     "radial_cut",
+    "keep_bins",
     "BINNING_SCHEMES",
     "CUTS_SPAXELS_BY_RADIUS",
     "binning_scheme",
@@ -852,6 +853,13 @@ def radial_cut(bins: Binning, r_min_kpc: float, r_max_kpc: float | None):
         return bins, ()
     dropped = tuple((int(i), f"radius {radius[i]:.2f} kpc outside the fitted range [{r_min_kpc}, {r_max_kpc}] kpc")
                     for i in np.flatnonzero(~keep))
+    return keep_bins(bins, keep), dropped
+
+
+def keep_bins(bins: Binning, keep) -> Binning:
+    """The bins where ``keep`` (bool, one per bin) is True, renumbered in their order (labels of the rest -1)."""
+    keep = np.asarray(keep, dtype=bool)
+    radius = np.asarray(bins.radius_kpc, dtype=float)
     new_index = np.full(radius.size, -1)
     new_index[keep] = np.arange(int(keep.sum()))
     labels = np.asarray(bins.labels)
@@ -860,7 +868,7 @@ def radial_cut(bins: Binning, r_min_kpc: float, r_max_kpc: float | None):
         val = getattr(bins, name, None)
         if val is not None and np.ndim(val) >= 1 and np.shape(val)[0] == radius.size:
             changes[name] = np.asarray(val)[keep]
-    return dataclasses.replace(bins, **changes), dropped
+    return dataclasses.replace(bins, **changes)
 
 
 # ---------------------------------------------------------------------------

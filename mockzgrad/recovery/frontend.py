@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..config.continuum import CENTRE_WINDOW_REST
 from ..errors import DataError, RecoveryError
 from ..observation.psf import PSF, psf_from_header
 from ..physics.cosmology import kpc_per_arcsec
@@ -46,6 +47,7 @@ from .binning import Binning
 from .fluxes import BinFluxes
 from .geometry import Geometry
 from .selection import FrontEndResult, LineSelection
+from . import continuum as contmod
 from . import lensing as lensmod
 from .maps_frontend import maps_front_end
 
@@ -388,6 +390,56 @@ def measure_line_fluxes(cube, matched: MatchedCube, bins: Binning, recipe,
     return fluxes, _bin_fluxes(tot_fit, lines.lines)
 
 
+def continuum_centre(cube, recipe, geometry: Geometry, lines: LineSelection) -> tuple[Geometry, tuple]:
+    """The centre at the continuum peak (``recipe.centre = "continuum_peak"``; S1 Sect. 3.2).
+
+    The peak of the continuum in the rest window
+    :data:`~mockzgrad.config.continuum.CENTRE_WINDOW_REST`
+    (:func:`mockzgrad.recovery.continuum.continuum_peak`) replaces the
+    centre of ``geometry`` when the cube has a detected continuum there;
+    otherwise ``geometry`` is kept and a note says why.
+
+    Returns
+    -------
+    geometry : Geometry
+    notes : tuple of LeftOut
+        One record (``step = "centre"``) saying where the centre came from.
+    """
+    if recipe.centre != "continuum_peak" or recipe.mode == "given":
+        return geometry, ()
+    img = contmod.continuum_image(cube, lines.redshift, CENTRE_WINDOW_REST)
+    lo, hi = CENTRE_WINDOW_REST
+    if not img.detected:
+        why = "no channels there" if img.n_chan == 0 else f"continuum S/N {img.snr:.1f} < {contmod.DETECTION_SNR:g}"
+        return geometry, (LeftOut(reason=f"continuum-peak centre not used: {why} (rest {lo:g}-{hi:g} A); centre "
+                                         f"fitted to the {lines.reference_line} map", step="centre"),)
+    x, y, x_err, y_err = contmod.continuum_peak(img, cube.pixel_scale)
+    moved = replace(geometry, x_offset=x, y_offset=y, x_offset_err=x_err, y_offset_err=y_err)
+    return moved, (LeftOut(reason=f"centre = continuum peak in rest {lo:g}-{hi:g} A ({img.n_chan} channels, "
+                                  f"S/N {img.snr:.0f}): ({x:+.3f}, {y:+.3f}) arcsec", step="centre"),)
+
+
+def ew_selection(cube, recipe, binned: CubeBins, lines: LineSelection) -> CubeBins:
+    """The spaxel bins that pass ``recipe.ew_snr_min`` on the gating line's EW (S1 Sect. 3.1), when set.
+
+    Applied when the cube has a continuum detected in the rest window
+    :data:`~mockzgrad.config.continuum.CENTRE_WINDOW_REST` (a line-free
+    stretch); otherwise the bins are kept and a note says why.
+    """
+    if recipe.ew_snr_min is None or recipe.scheme != "spaxels" or binned.binning.n_bins == 0:
+        return binned
+    img = contmod.continuum_image(cube, lines.redshift, CENTRE_WINDOW_REST)
+    if not img.detected:
+        lo, hi = CENTRE_WINDOW_REST
+        why = "no channels there" if img.n_chan == 0 else f"continuum S/N {img.snr:.1f} < {contmod.DETECTION_SNR:g}"
+        note = LeftOut(reason=f"EW({lines.gate_line}) cut not applied: no continuum detected in rest {lo:g}-{hi:g} A "
+                              f"({why})", step="ew_cut")
+        return CubeBins(binned.binning, binned.excluded + (note,))
+    kept, dropped, _ = contmod.ew_cut(cube, binned.binning, lines, lines.gate_line, recipe.ew_snr_min,
+                                      recipe.min_spaxels)
+    return CubeBins(kept, binned.excluded + tuple(LeftOut(bin=where, reason=why) for where, why in dropped))
+
+
 # ---------------------------------------------------------------------------
 # the cube front end
 # ---------------------------------------------------------------------------
@@ -404,10 +456,12 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
     scale = kpc_per_arcsec(lines.redshift, cosmology)
     src = None if lens is None else lensmod.source_coords(lens, data.shape[1:], cube.pixel_scale)
     geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines, source_xy=src)
+    geometry, notes = continuum_centre(cube, recipe.geometry, geometry, lines)
     matched = match_psf(cube, data, psf, lines, psf_fwhm)
     binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines,
                       radius_map=None if src is None else lensmod.source_radius_map(*src, geometry))
-    excluded = lines.excluded + binned.excluded
+    binned = ew_selection(cube, recipe.binning, binned, lines)
+    excluded = lines.excluded + notes + binned.excluded
     if binned.binning.n_bins == 0:
         return FrontEndResult(lines, scale, geometry, binned.binning, None, None, excluded)
     fluxes, integrated = measure_line_fluxes(cube, matched, binned.binning, recipe, lines)

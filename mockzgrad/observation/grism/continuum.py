@@ -20,56 +20,18 @@ the filter, each slice holding f_lambda x step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from ...config import MockConfig
 from ...physics.lines import LINES
-from ...source.galaxy import GalaxyModel, sersic_bn
+from ...source.continuum import Continuum
+from ...source.continuum import sersic_image as _sersic_image
+from ...source.galaxy import GalaxyModel
 from .. import psf as psf_mod
 from .dispersion import GrismDispersion, disperse
 
 __all__ = ["Continuum", "continuum_model", "continuum_rate"]
-
-
-@dataclass(frozen=True, eq=False)
-class Continuum:
-    """A galaxy's continuum: unit-flux image (pre-PSF) and total spectrum.
-
-    Attributes
-    ----------
-    image : ndarray, shape (n, n)
-        Fraction of the total continuum flux in each pixel (pre-PSF).
-    f_ref : float
-        Total f_lambda at ``wave_ref``, erg/s/cm^2/A.
-    wave_ref : float
-        Observed wavelength of the reference line, Angstrom.
-    beta : float
-        f_lambda ~ lambda^beta.
-    """
-
-    image: np.ndarray
-    f_ref: float
-    wave_ref: float
-    beta: float
-
-    def f_lambda(self, wave) -> np.ndarray:
-        """Total f_lambda, erg/s/cm^2/A, at ``wave`` (Angstrom)."""
-        return self.f_ref * (np.asarray(wave, float) / self.wave_ref) ** self.beta
-
-
-def _sersic_image(model: GalaxyModel, n: int, ps: float, os_k: int, r_eff: float, sersic_n: float) -> np.ndarray:
-    """Unit-total Sersic flux per pixel on the n x n grid (sub-pixel integrated)."""
-    off = ((np.arange(n * os_k) + 0.5) / os_k - 0.5 - 0.5 * (n - 1)) * ps
-    xx, yy = np.meshgrid(-off, off)
-    r_kpc, _ = model.disk_coords(xx, yy)
-    b = sersic_bn(sersic_n)
-    re = r_eff / model.kpc_per_arcsec
-    norm = 2.0 * math.pi * sersic_n * math.exp(b) * math.gamma(2.0 * sersic_n) / b ** (2.0 * sersic_n) * re**2
-    norm *= max(model.axis_ratio, 1e-3)
-    sb = np.exp(-b * ((r_kpc / model.kpc_per_arcsec / re) ** (1.0 / sersic_n) - 1.0)) / norm
-    return (sb * (ps / os_k) ** 2).reshape(n, os_k, n, os_k).sum(axis=(1, 3))
 
 
 def continuum_model(cfg: MockConfig, model: GalaxyModel, n: int, totals: dict) -> Continuum | None:

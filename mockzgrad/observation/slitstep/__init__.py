@@ -40,6 +40,7 @@ from ...physics.lines import C_KMS
 from ...products.cube import MockCube
 from ...products.lens import lens_truth
 from ...source import lineflux
+from ...source.continuum import continuum_cube
 from ...source.scene import render_scene
 from .. import noise
 from .build import build_msa3d_cube, cube_geometry
@@ -47,7 +48,8 @@ from .exposures import expose, point_transmission, psf_stage, slit_rows
 from .kernel import effective_kernel, gaussian_summary
 from .plan import SlitstepPlan, plan_slitstep, snr_wavelength
 
-__all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel"]
+__all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel", "effective_resolution",
+           "exposure_log"]
 
 #: Pixel of the effective-kernel image, in cube pixels.
 KERNEL_PIXEL_FRACTION = 0.125
@@ -114,6 +116,26 @@ def _catalog(cfg: MockConfig, plan: SlitstepPlan) -> dict:
             "source": "imaging catalogue (mock: true values + instrument.slitstep.catalog_*_error)"}
 
 
+def exposure_log(plan: SlitstepPlan) -> dict:
+    """The observing log of the 63 (steps_disp x steps_cross) pointings, as MSA-3D data carry it.
+
+    Columns, one row per pointing in the order of the exposures (dispersion
+    step outer, cross step inner): ``pointing``; ``step_disp``,
+    ``step_cross`` (indices); ``x_offset`` (along dispersion) and
+    ``y_offset`` (along the slit), the shutter (slitlet) centre's offset
+    from the field centre, arcsec; ``n_shutters``; ``shutter_open_disp``,
+    ``shutter_open_slit``, arcsec; ``exptime``, s.
+    """
+    ss = plan.ss
+    i, j = np.meshgrid(np.arange(ss.steps_disp), np.arange(ss.steps_cross), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    n = i.size
+    return {"pointing": np.arange(n).tolist(), "step_disp": i.tolist(), "step_cross": j.tolist(),
+            "x_offset": [float(v) for v in plan.x_steps[i]], "y_offset": [float(v) for v in plan.y_steps[j]],
+            "n_shutters": [int(ss.n_shutters)] * n, "shutter_open_disp": [float(ss.shutter_open[0])] * n,
+            "shutter_open_slit": [float(ss.shutter_open[1])] * n, "exptime": [float(ss.exptime_per_position)] * n}
+
+
 def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
     """Observe one mock by slit stepping and build its cube (the ``"slitstep"`` observation mode).
 
@@ -138,7 +160,11 @@ def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_nu
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_rng(cfg, 0), use_numba=use_numba,
                          lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
     conv = psf_stage(scene.cube, plan)
-    exposures, open_frac = expose(conv, plan)
+    seen = conv
+    if cfg.continuum is not None:  # the optional stellar continuum, through the same PSF (lines-only conv kept)
+        seen = conv + psf_stage(continuum_cube(cfg.continuum, plan.model, cfg.lines, plan.sampling, lens=plan.lens),
+                                plan)
+    exposures, open_frac = expose(seen, plan)
     # the observer's point-source path-loss correction, per channel (signal and noise alike)
     corr = np.ones((1, 1, plan.grid.n_chan, 1))
     if ss.pathloss_correct:
@@ -193,6 +219,8 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
         "pathloss_correct": ss.pathloss_correct,
         "lines_not_covered": list(not_covered),
     })
+    if cfg.continuum is not None:
+        truth["continuum"] = config_to_dict(cfg.continuum)
     if plan.lens is not None:  # rendered flux over the intrinsic flux when every line is fully covered
         full = _covered_lines(cfg, plan)[0]
         ratio = float(scene.cube.sum()) / sum(totals.values()) if totals and len(full) == len(totals) else math.nan
@@ -202,7 +230,26 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
                     pixel_scale=ss.cube_pixel, psf=summary.to_header(), lsf_sigma=ss.lsf_sigma, truth=truth,
                     noise_free=clean if keep_noise_free else None, grid=plan.grid,
                     config_toml=_config_toml(cfg), psf_image=kernel, psf_image_pixel=pixel,
-                    catalog=_catalog(cfg, plan))
+                    catalog=_catalog(cfg, plan), exposures=exposure_log(plan))
+
+
+def effective_resolution(cfg: MockConfig) -> dict:
+    """Resolution keys of a slit-stepping mock's truth without building it (``mockzgrad check``).
+
+    The effective kernel (telescope PSF x shutter boxcar x detector pixel x
+    resampling) at ``noise.snr_line``, as the cube's truth records it:
+    ``x_resolution`` = 2 r_eff / its FWHM along the galaxy's major axis,
+    ``x_resolution_geomean``, ``psf_fwhm_along`` (arcsec) and the rest of
+    :func:`_resolution_truth`.
+    """
+    from ...source.galaxy import resolve_galaxy
+    from .. import psf as psf_mod
+
+    ss = cfg.instrument.slitstep
+    model = resolve_galaxy(cfg.galaxy, cfg.lines, cfg.cosmology)
+    pixel = KERNEL_PIXEL_FRACTION * ss.cube_pixel
+    kernel = effective_kernel(psf_mod.psf_from_config(cfg.instrument.psf), ss, snr_wavelength(cfg, model), pixel)
+    return _resolution_truth(gaussian_summary(kernel, pixel), model.pa, model.r_eff_arcsec)
 
 
 def _resolution_truth(summary, galaxy_pa: float, r_eff: float) -> dict:

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.fft
 
 from ...config import MockConfig, SlitstepConfig
+from ...config.continuum import CENTRE_WINDOW_REST
 from ...errors import ConfigError
 from ...physics import lensing as lensing_mod
 from ...physics.lines import C_KMS, LINES
@@ -106,14 +107,16 @@ def pointings(ss: SlitstepConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def detector_channels(ss: SlitstepConfig, line_waves: np.ndarray, window: float) -> np.ndarray:
-    """Global detector channels within ``window`` (km/s) of a line, inside the band and outside every gap."""
+def detector_channels(ss: SlitstepConfig, line_waves: np.ndarray, window: float, extra=()) -> np.ndarray:
+    """Global detector channels within ``window`` (km/s) of a line, or touching one of the ``extra``
+    intervals (observed Angstrom), inside the band and outside every gap."""
     d, b0 = ss.dispersion, ss.band[0]
     n_band = int(math.floor((ss.band[1] - b0) / d))
     keep = np.zeros(n_band, dtype=bool)
-    for w in line_waves:
-        lo = int(math.floor((w * (1.0 - window / C_KMS) - b0) / d))
-        hi = int(math.ceil((w * (1.0 + window / C_KMS) - b0) / d))
+    spans = [(w * (1.0 - window / C_KMS), w * (1.0 + window / C_KMS)) for w in line_waves] + list(extra)
+    for w_lo, w_hi in spans:
+        lo = int(math.floor((w_lo - b0) / d))
+        hi = int(math.ceil((w_hi - b0) / d))
         keep[max(lo, 0):max(min(hi + 1, n_band), 0)] = True
     p = np.arange(n_band)
     for g_lo, g_hi in ss.gaps:  # a channel touching a gap is dropped
@@ -164,8 +167,10 @@ def plan_slitstep(cfg: MockConfig) -> SlitstepPlan:
     window = inst.spectral.window or 6.0 * line_sigma + vmax * math.sin(math.radians(model.inclination))
     k_sub = int(math.ceil(ss.detector_pixel / MAX_FINE_PIXEL - 1e-9))
     f = ss.detector_pixel / k_sub
-    channels = detector_channels(ss, line_waves, window)
-    if channels.size == 0:
+    # with a continuum, also the rest-frame window whose continuum peak sets the centre (S1 Sect. 3.2)
+    extra = [tuple(w * (1.0 + model.redshift) for w in CENTRE_WINDOW_REST)] if cfg.continuum is not None else []
+    channels = detector_channels(ss, line_waves, window, extra)
+    if detector_channels(ss, line_waves, window).size == 0:
         raise ConfigError(f"lines.lines: {', '.join(cfg.lines.lines)} at redshift {model.redshift} all fall outside "
                           f"instrument.slitstep.band = {list(ss.band)} A or in its gaps {[list(g) for g in ss.gaps]}")
     m_lo, m_hi = shift_range(ss, f)

@@ -3,7 +3,7 @@
 Extensions: ``DATA`` and ``VAR`` (3D, axes ``(n_chan, ny, nx)``), ``CHANNELS``
 (``WAVE_LO``, ``WAVE_HI``, Angstrom: the channels that hold data; gap
 channels of the regular WCS grid are NaN), optional ``NOISEFREE``, ``PSF``
-(image, ``PSF_PIXS`` arcsec), ``CATALOG``, ``CONFIG``, ``TRUTH``.
+(image, ``PSF_PIXS`` arcsec), ``CATALOG``, ``EXPOSURES``, ``CONFIG``, ``TRUTH``.
 Cards: ``BUNIT`` of ``DATA`` (any flux density, surface brightness or flux
 per channel; missing = erg/s/cm^2 per channel, the layout before issue 22),
 ``PSF_*`` (the PSF model), ``LSF_SIGMA`` (km/s), ``CDELT2`` (deg).
@@ -89,10 +89,14 @@ def read(hdul, path):
     psf_image = np.asarray(hdul["PSF"].data, dtype=np.float64) if "PSF" in names else None
     psf_image_pixel = float(hdul["PSF"].header["PSF_PIXS"]) if "PSF" in names else None
     catalog = json.loads(bytes(hdul["CATALOG"].data).decode()) if "CATALOG" in names else {}
+    exposures = {}
+    if "EXPOSURES" in names:  # slit-stepping observing log, one row per pointing
+        tab = hdul["EXPOSURES"].data
+        exposures = {c.lower(): np.asarray(tab[c]).tolist() for c in tab.columns.names}
     return dict(data=data * factor, variance=var * factor**2, edges_lo=lo, edges_hi=hi,
                 pixel_scale=pixel_scale, psf=psf, lsf_sigma=lsf, truth=truth, noise_free=noise_free,
                 grid=None, config_toml=config_toml, psf_image=psf_image, psf_image_pixel=psf_image_pixel,
-                catalog=catalog)
+                catalog=catalog, exposures=exposures)
 
 
 def _channels_by_wavelength(keep, edges, lo, hi, path) -> np.ndarray:

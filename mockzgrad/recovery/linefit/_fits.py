@@ -101,4 +101,6 @@ def assemble_result(problem: FitProblem, fits: FitArrays, method: str) -> LineFi
         sigma_bounds=np.asarray(sb, dtype=float).copy(),
         velocity_bounds=(float(vb[0]), float(vb[1])),
         method=method,
+        linear_covariance=np.where(ok[:, None, None], fits.cov[:, :nf + 2 * setup.n_win, :nf + 2 * setup.n_win],
+                                   np.nan),
     )

@@ -68,6 +68,10 @@ class LineFitResult:
         Allowed ``velocity`` range, km/s.
     method : str
         ``"varpro"`` (:func:`fit_lines`) or ``"curve_fit"``.
+    linear_covariance : ndarray, shape (n_spec, n_free + 2 n_windows, n_free + 2 n_windows), or None
+        Covariance of the free fluxes and the baseline terms ``(a, b)`` of
+        every window, in that order (marginalised over ``v`` and ``sigma``);
+        None when the fitter does not provide it.
     """
 
     line_names: tuple[str, ...]
@@ -91,6 +95,7 @@ class LineFitResult:
     sigma_bounds: np.ndarray
     velocity_bounds: tuple[float, float]
     method: str
+    linear_covariance: np.ndarray | None = None
 
     def __post_init__(self):
         for name in (
