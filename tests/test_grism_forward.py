@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -186,7 +187,7 @@ def test_observe_dispatches_to_the_grism_mode():
 
 
 def test_example_config_loads():
-    cfg = load_config("examples/niriss_z3.toml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "niriss_z3.toml")
     assert cfg.instrument.kind == "grism" and len(cfg.instrument.grism.exposures) == 6
 
 
