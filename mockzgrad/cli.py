@@ -380,16 +380,22 @@ def _cmd_curves(args) -> int:
     columns = {"x_resolution": args.x_column} if args.x_column else None
     provenance = suite_provenance(meta, args.results)
     curves = derive_curves(table, provenance=provenance, degree=args.degree, columns=columns)
-    tf = fit_transfer(table, provenance=provenance, columns=columns)
+    try:
+        tf = fit_transfer(table, provenance=provenance, columns=columns)
+    except DataError as exc:
+        tf = None
+        print(f"  no transfer function: {exc}")
     print("\n".join(summary_lines(curves, tf)))
     why = refusal(curves, tf)
     if why and not args.force:
         raise DataError(f"{why}; no correction written (--force writes it anyway)")
     curves.write(args.output, overwrite=args.overwrite)
-    tf.write(transfer_out, overwrite=args.overwrite)
     print(f"wrote {args.output}: ratio curves for |grad_z| = "
-          f"{', '.join(f'{g:g}' for g in curves.abs_grads(curves.signs[0]))} dex/kpc ({', '.join(curves.signs)})")
-    print(f"wrote {transfer_out}: transfer function {tf.structure.label()}" + (" (FORCED)" if why else ""))
+          f"{', '.join(f'{g:g}' for g in curves.abs_grads(curves.signs[0]))} dex/kpc ({', '.join(curves.signs)})"
+          + (" (FORCED)" if why else ""))
+    if tf is not None:
+        tf.write(transfer_out, overwrite=args.overwrite)
+        print(f"wrote {transfer_out}: transfer function {tf.structure.label()}" + (" (FORCED)" if why else ""))
     if args.plot:
         plot_curves(curves, args.plot, table=table)
         print(f"wrote {args.plot}")
@@ -398,12 +404,12 @@ def _cmd_curves(args) -> int:
             surf = p.with_name(p.stem + "_surface" + p.suffix)
             plot_surface(curves, surf)
             print(f"wrote {surf}")
-        p = Path(args.plot)
-        tf_plot = p.with_name(p.stem + "_transfer" + p.suffix)
-        from .plots import plot_transfer
+        if tf is not None:
+            from .plots import plot_transfer
 
-        plot_transfer(tf, tf_plot, table=table, columns=columns)
-        print(f"wrote {tf_plot}")
+            tf_plot = Path(args.plot).with_name(Path(args.plot).stem + "_transfer" + Path(args.plot).suffix)
+            plot_transfer(tf, tf_plot, table=table, columns=columns)
+            print(f"wrote {tf_plot}")
     return 0
 
 

@@ -365,7 +365,8 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
     signs = (1.0, -1.0) if "sign" in tf.structure.extras else (1.0,)
     for s in signs:
         g = np.full_like(xx, s * tf.references["abs_grad"])
-        lab = "model" if len(signs) == 1 else ("model, positive" if s > 0 else "model, negative")
+        at = f"model at |grad_z| = {tf.references['abs_grad']:g}" if "abs_grad" in tf.structure.extras else "model"
+        lab = at if len(signs) == 1 else (f"{at}, positive" if s > 0 else f"{at}, negative")
         a, sa = tf.slope(xx, g), tf.slope_std(xx, g)
         axes[1].plot(xx, a, color="k" if s > 0 else "C3", ls="-" if s > 0 else "--", label=lab)
         axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)

@@ -445,7 +445,9 @@ class Assessment:
     offset_fraction : float
         Largest ``|b(x)| / (a(x) g_med)`` over the mocks' x range, ``g_med``
         the suite's median |grad_z|: the offset relative to the smeared
-        signal of a typical gradient.
+        signal of a typical gradient; ``b(x)`` from a fit with a per-sign
+        slope where the suite has both signs (slopes that differ by sign are
+        not an offset: per-sign ratio curves describe them).
     offset_sigma : float
         Largest ``|b(x)| / sigma_b(x)`` over the x range.
     sign_flip_fraction : float
@@ -509,11 +511,14 @@ def _misfit(tf: "TransferFunction", mocks: SuiteMocks) -> float:
     z = (mocks.m - mean) / np.sqrt(tf.scatter(mocks.x) ** 2 + mocks.err**2)
     x_cut = np.quantile(mocks.x, [1 / 3, 2 / 3])
     xb = np.searchsorted(x_cut, mocks.x)
+    ag = np.round(np.abs(mocks.g), 6)
+    if np.unique(ag).size > 10:  # continuous gradients: |grad_z| terciles
+        ag = np.searchsorted(np.quantile(ag, [1 / 3, 2 / 3]), ag).astype(float)
     worst = 0.0
-    for ag in np.unique(np.round(np.abs(mocks.g), 6)) if np.unique(np.round(np.abs(mocks.g), 6)).size <= 10 else []:
+    for group in np.unique(ag):
         for s in (1, -1):
             for b in range(3):
-                sel = (np.round(np.abs(mocks.g), 6) == ag) & (np.sign(mocks.g) == s) & (xb == b)
+                sel = (ag == group) & (np.sign(mocks.g) == s) & (xb == b)
                 n = int(sel.sum())
                 if n >= 10:
                     mz = abs(float(np.mean(z[sel])))
@@ -522,17 +527,20 @@ def _misfit(tf: "TransferFunction", mocks: SuiteMocks) -> float:
     return worst
 
 
-def assess(tf: "TransferFunction | None", mocks: SuiteMocks) -> Assessment:
-    """Whether the ratio model and the transfer model describe the suite (see :class:`Assessment`)."""
+def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool = True,
+           offset_model: "TransferFunction | None" = None) -> Assessment:
+    """Whether the ratio model and the transfer model describe the suite (see :class:`Assessment`).
+
+    ``offset_model`` (default ``tf``) gives the offset b(x) judged for the ratio model: the fit with a
+    per-sign slope where the suite has both signs, so that slopes differing by sign (which per-sign ratio
+    curves describe) are not mistaken for an offset.
+    """
     flips = _sign_flip_fraction(mocks)
-    if tf is None:
-        return Assessment(math.nan, math.nan, flips, math.nan, math.nan, ratio_ok=flips <= SIGN_FLIP_MAX,
-                          transfer_ok=False, reasons=("transfer: no admissible structure (slope outside "
-                                                      f"[0, {SLOPE_MAX:g}] or turning over)",))
+    om = offset_model or tf
     xx = np.linspace(tf.x_range[0], tf.x_range[1], 64)
     g_med = tf.references["abs_grad"]
     a = tf.slope(xx)
-    b, sb = tf.offset(xx), tf.offset_std(xx)
+    b, sb = om.offset(xx), om.offset_std(xx)
     frac = float(np.max(np.abs(b) / np.maximum(a * g_med, 1e-12)))
     sig = float(np.max(np.abs(b) / np.maximum(sb, 1e-300)))
     e_med = float(np.median(mocks.err))
@@ -546,6 +554,8 @@ def assess(tf: "TransferFunction | None", mocks: SuiteMocks) -> Assessment:
         reasons.append(f"ratio: {flips:.0%} of the mocks of one |grad_z| measure the opposite sign")
     if disc < DISCRIMINATION_MIN:
         reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
+    if not admissible_found:
+        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
     if misfit > MISFIT_MAX:
         reasons.append(f"transfer: residuals off by {misfit:.2f} scatter in a cell of (x, |grad_z|, sign)")
     ratio_ok = not any(r.startswith(("ratio", "both")) for r in reasons)
@@ -655,7 +665,7 @@ class TransferFunction:
             "covariance": [[float(v) for v in row] for row in self.covariance],
             "gamma": [float(v) for v in self.gamma],
             "gamma_covariance": [[float(v) for v in row] for row in self.gamma_covariance],
-            "references": {k: float(v) for k, v in self.references.items()},
+            "references": {k: (float(v) if math.isfinite(v) else None) for k, v in self.references.items()},
             "x_range": rng(self.x_range), "grad_range": rng(self.grad_range),
             "inclination_range": rng(self.inclination_range), "snr_range": rng(self.snr_range),
             "n_mocks": int(self.n_mocks), "has_errors": bool(self.has_errors),
@@ -677,7 +687,8 @@ class TransferFunction:
         return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"])),
                    coefficients=np.array(d["coefficients"], float), covariance=np.array(d["covariance"], float),
                    gamma=np.array(d["gamma"], float), gamma_covariance=np.array(d["gamma_covariance"], float),
-                   references={k: float(v) for k, v in d["references"].items()}, x_range=tup(d["x_range"]),
+                   references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
+                   x_range=tup(d["x_range"]),
                    grad_range=tup(d["grad_range"]), inclination_range=tup(d.get("inclination_range")),
                    snr_range=tup(d.get("snr_range")), n_mocks=int(d["n_mocks"]), has_errors=bool(d["has_errors"]),
                    selection=list(d.get("selection", [])), assessment=dict(d.get("assessment", {})),
@@ -692,7 +703,7 @@ class TransferFunction:
         if os.path.splitext(path)[1].lower() != ".json":
             raise ConfigError(f"path = {path!r}: extension {os.path.splitext(path)[1]!r}; allowed '.json'")
         check_output_path(path, overwrite)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=True)
+        text = json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False)
 
         def writer(tmp):
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -715,6 +726,21 @@ class TransferFunction:
             return cls.from_dict(d)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"path = {path!r}: malformed transfer-function file ({exc!r})") from None
+
+
+def _json_safe(value):
+    """Plain JSON: non-finite floats become null (strict JSON has no NaN), numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def fit_transfer(table, *, provenance: Mapping | None = None, columns: Mapping | None = None,
@@ -756,7 +782,11 @@ def fit_transfer(table, *, provenance: Mapping | None = None, columns: Mapping |
         chosen = min(finite, key=lambda s: s.score).structure
     fit = fit_structure(chosen, mocks, refs)
     tf = _make(chosen, fit, refs, mocks, scored, provenance)
-    verdict = assess(None if fallback else tf, mocks)
+    offset_model = None
+    if "sign" in swept_terms(mocks) and "sign" not in chosen.extras:
+        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",))
+        offset_model = _make(with_sign, fit_structure(with_sign, mocks, refs), refs, mocks, [], None)
+    verdict = assess(tf, mocks, admissible_found=not fallback, offset_model=offset_model)
     return TransferFunction(**{**tf.__dict__, "assessment": verdict.as_dict()})
 
 
