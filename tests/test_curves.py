@@ -126,7 +126,10 @@ class TestKnownCurve:
             assert set(c.fit.candidates) <= {1, 2, 3, 4} and 1 in c.fit.candidates
             assert c.fit.degree == c.fit.candidates[int(np.argmin(c.fit.bic))]
             xx = np.linspace(*c.x_range, 400)
-            assert np.all(np.diff(c.fit(xx)) > 0) and c.fit(xx).min() >= 0 and c.fit(xx).max() <= 1.2
+            y = c.fit(xx)
+            # rising, up to wiggles within the curve's own 1-sigma uncertainty
+            assert np.all(np.maximum.accumulate(y) - y <= c.fit.std(xx) + 1e-9) and y[-1] > y[0]
+            assert y.min() >= 0 and y.max() <= 1.2
             # a steeply curved function: a straight line is never preferred
             assert c.fit.degree >= 2
             assert c.fit.covariance.shape == (c.fit.degree + 1,) * 2

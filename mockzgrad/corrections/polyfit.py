@@ -51,10 +51,12 @@ DEGREE_RULE = (
     "least-squares fit to the individual mocks with weights 1/s(x)^2, s(x) = half 16-84 width of the "
     "residuals about an unweighted fit of the highest candidate degree in x bins of >= 25 mocks, "
     "interpolated in x; candidates need more distinct x than coefficients "
-    "and dof >= 1 and must stay in [0, 1.2] over the mocks' x range without turning over there unless the "
-    "running medians turn over (else degrees 0-1 only); surfaces: (degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
+    "and dof >= 1 and must stay in [0, 1.2] over the mocks' x range without turning over there (coming back "
+    "from an extremum by > 1 sigma of the fit) unless the running medians turn over (else degrees 0-1 only); surfaces: (degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
     "by the same criterion"
 )
+#: A ratio curve turns over only where it comes back from its extremum by more than this many sigma.
+TURNOVER_SIGMA = 1.0
 #: Range an admissible ratio curve stays in over the mocks' x range (measured / intrinsic).
 RATIO_BOUNDS = (0.0, 1.2)
 #: Largest degree in inclination of a surface.
@@ -303,20 +305,41 @@ def residual_scatter(x, r, keep, min_per_bin: int, degree):
     return local_scatter(x[keep], res[keep], x, min_per_bin), res
 
 
-def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover: bool = False) -> str | None:
+def _retreat(y) -> np.ndarray:
+    """How far ``y`` has come back from its running extremum in the direction of its overall trend."""
+    if y[-1] >= y[0]:
+        return np.maximum.accumulate(y) - y
+    return y - np.minimum.accumulate(y)
+
+
+def _scaled_fit(x, r, sigma, d):
+    """Coefficients and covariance (scaled by chi2/dof) of the degree-``d`` weighted fit, as shape_problem takes."""
+    coef, cov, chi2 = _wls(x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2)
+    dof = x.size - (d + 1)
+    return coef, (cov * chi2 / dof if dof > 0 else cov)
+
+
+def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover: bool = False,
+                  covariance=None) -> str | None:
     """Why the polynomial ``coef`` is not an admissible ratio curve on ``[x_lo, x_hi]``, or None.
 
     It must stay within ``bounds`` and, unless ``allow_turnover``, be
-    monotone over the range (no turning point inside the data).
+    monotone over the range (no turning point inside the data). With the
+    coefficient ``covariance``, a turning point counts only where the curve
+    comes back from its extremum by more than :data:`TURNOVER_SIGMA` times
+    its own 1-sigma uncertainty (a wiggle within the errors is not a
+    turnover).
     """
     xx = np.linspace(x_lo, x_hi, 200)
     y = np.polynomial.polynomial.polyval(xx, coef)
     if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
         return f"leaves [{bounds[0]:g}, {bounds[1]:g}] ({y.min():.3g} to {y.max():.3g})"
     if not allow_turnover:
-        d = np.diff(y)
         tol = 1e-9 * max(1.0, float(np.abs(y).max()))
-        if np.any(d > tol) and np.any(d < -tol):
+        if covariance is not None:
+            a = xx[:, None] ** np.arange(np.size(coef))
+            tol = tol + TURNOVER_SIGMA * _std_from_covariance(a, covariance)
+        if np.any(_retreat(y) > tol):
             return "turns over inside the mocks' x range"
     return None
 
@@ -352,9 +375,11 @@ def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0, bounds=None,
     if not cands:
         return None
     if bounds is not None and degree == "auto":
-        fine = [d for d in cands if shape_problem(
-            _wls(x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2)[0], float(x.min()), float(x.max()), bounds,
-            allow_turnover) is None]
+        fine = []
+        for d in cands:
+            coef, cov = _scaled_fit(x, r, sigma, d)
+            if shape_problem(coef, float(x.min()), float(x.max()), bounds, allow_turnover, cov) is None:
+                fine.append(d)
         cands = fine or [d for d in (0, 1) if d + 1 <= np.unique(x).size and x.size - (d + 1) >= 1]
         if not cands:
             return None
