@@ -422,6 +422,14 @@ def _cmd_curves(args) -> int:
         from .plots import _check_path
 
         _check_path(args.plot)
+    from pathlib import Path
+
+    from .corrections.summary import refusal, summary_lines
+    from .corrections.transfer import fit_transfer
+
+    transfer_out = args.transfer or str(Path(args.output).with_name(Path(args.output).stem + "_transfer.json"))
+    _check_suffix("--transfer", transfer_out, (".json",))
+    check_output_path(transfer_out, args.overwrite)
     table, meta = load_results_table(args.results)
     if args.max_outside_flux is not None:  # mocks with flux from clipped/extrapolated Z: leave out
         from .budget.flags import outside_range_rows
@@ -429,26 +437,39 @@ def _cmd_curves(args) -> int:
         out = outside_range_rows(table, args.max_outside_flux)
         print(f"left out {int(out.sum())} of {len(table)} mocks with outside_flux_frac > {args.max_outside_flux:g}")
         table = table[~out]
-    degree = args.degree
     columns = {"x_resolution": args.x_column} if args.x_column else None
-    curves = derive_curves(table, provenance=suite_provenance(meta, args.results), degree=degree, columns=columns)
+    provenance = suite_provenance(meta, args.results)
+    curves = derive_curves(table, provenance=provenance, degree=args.degree, columns=columns)
+    try:
+        tf = fit_transfer(table, provenance=provenance, columns=columns)
+    except DataError as exc:
+        tf = None
+        print(f"  no transfer function: {exc}")
+    print("\n".join(summary_lines(curves, tf)))
+    why = refusal(curves, tf)
+    if why and not args.force:
+        raise DataError(f"{why}; no correction written (--force writes it anyway)")
     curves.write(args.output, overwrite=args.overwrite)
-    print(f"wrote {args.output}: curves for |grad_z| = "
-          f"{', '.join(f'{g:g}' for g in curves.abs_grads())} dex/kpc")
-    for name, check in (curves.checks or {}).items():
-        if isinstance(check, dict) and "flagged" in check:
-            print(f"  check {name}: {'FLAGGED' if check['flagged'] else 'ok'}"
-                  f"{' - ' + check['message'] if check.get('message') else ''}")
+    print(f"wrote {args.output}: ratio curves for |grad_z| = "
+          f"{', '.join(f'{g:g}' for g in curves.abs_grads(curves.signs[0]))} dex/kpc ({', '.join(curves.signs)})"
+          + (" (FORCED)" if why else ""))
+    if tf is not None:
+        tf.write(transfer_out, overwrite=args.overwrite)
+        print(f"wrote {transfer_out}: transfer function {tf.structure.label()}" + (" (FORCED)" if why else ""))
     if args.plot:
         plot_curves(curves, args.plot, table=table)
         print(f"wrote {args.plot}")
         if curves.has_surface:
-            from pathlib import Path
-
             p = Path(args.plot)
             surf = p.with_name(p.stem + "_surface" + p.suffix)
             plot_surface(curves, surf)
             print(f"wrote {surf}")
+        if tf is not None:
+            from .plots import plot_transfer
+
+            tf_plot = Path(args.plot).with_name(Path(args.plot).stem + "_transfer" + Path(args.plot).suffix)
+            plot_transfer(tf, tf_plot, table=table, columns=columns)
+            print(f"wrote {tf_plot}")
     return 0
 
 
@@ -464,30 +485,69 @@ def _cmd_correct(args) -> int:
         from .plots import _check_path
 
         _check_path(args.plot)
-    curves = CorrectionCurves.read(args.curves)
+    if not (args.curves or args.transfer):
+        raise ConfigError("correct needs --curves (ratio curves ECSV) and/or --transfer (transfer-function JSON)")
+    curves = CorrectionCurves.read(args.curves) if args.curves else None
+    tf = None
+    if args.transfer:
+        from .corrections.transfer import TransferFunction
+
+        tf = TransferFunction.read(args.transfer)
     table = read_gradient_table(args.gradients)
     from .corrections.columns import check_recipe
 
-    check_recipe(table, (curves.provenance or {}).get("recipe"), force=args.force_recipe,
+    prov = curves.provenance if curves is not None else tf.provenance
+    check_recipe(table, (prov or {}).get("recipe"), force=args.force_recipe,
                  where=f"gradients table {args.gradients!r}")
     columns = dict(DEFAULT_COLUMNS)
     for item in args.column or []:
         if "=" not in item:
-            from .errors import ConfigError
-
             raise ConfigError(f"--column {item!r}: expected ROLE=NAME, roles: {', '.join(DEFAULT_COLUMNS)}")
         role, name = item.split("=", 1)
         columns[role] = name
-    out = correct_table(table, curves, x=args.x, columns=columns, rng=np.random.default_rng(args.seed))
+    out = table
+    if curves is not None:
+        out = correct_table(out, curves, x=args.x, columns=columns, sign=args.sign,
+                            rng=np.random.default_rng(args.seed))
+    if tf is not None:
+        from .corrections.posterior import correct_with_transfer
+
+        post = correct_with_transfer(table, tf, x=args.x, columns=columns, prior=args.prior,
+                                     prior_range=_prior_range(args.prior_range))
+        out = post if curves is None else _with_columns(out, post, "grad_post", "mockzgrad_transfer")
     write_table(out, args.output, overwrite=args.overwrite)
-    n_flag = int(np.sum(np.asarray(out["flag"]) != "ok")) if "flag" in out.colnames else 0
-    print(f"wrote {args.output}: {len(out)} gradients corrected; {n_flag} flagged (see the 'flag' column)")
+    for col, what in (("flag", "ratio-curve"), ("grad_post_flag", "transfer-function")):
+        if col in out.colnames:
+            n_flag = int(np.sum(np.asarray(out[col]) != "ok"))
+            print(f"{what} correction: {n_flag} of {len(out)} rows flagged (column {col!r})")
+    if tf is not None:
+        print(f"prior on intrinsic gradients: {out.meta['mockzgrad_transfer']['prior']}")
+    print(f"wrote {args.output}: {len(out)} gradients corrected")
     if args.plot:
         from .plots import plot_corrections
 
         plot_corrections(out, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _with_columns(out, other, prefix: str, meta_key: str):
+    """``out`` with the columns of ``other`` starting with ``prefix`` and its meta entry ``meta_key``."""
+    for name in other.colnames:
+        if name.startswith(prefix):
+            out[name] = other[name]
+    out.meta[meta_key] = other.meta[meta_key]
+    return out
+
+
+def _prior_range(text):
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--prior-range {text!r}; allowed 'lo:hi' in dex/kpc, e.g. -0.3:0.3") from None
+    return lo, hi
 
 
 def _cmd_demo(args) -> int:
@@ -627,16 +687,27 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("--degree", default="auto", type=_degree, help="polynomial degree or 'auto' (BIC, 1-4)")
     p.add_argument("--x-column", help="results column used as x (default x_resolution; e.g. x_resolution_source "
                                       "for lensed suites, x_resolution_geomean)")
-    p.add_argument("--plot", help="figure of the curves (.png or .pdf)")
     p.add_argument("--max-outside-flux", type=float, metavar="FRAC",
                    help="leave out mocks whose lines take more than FRAC of their flux from where Z(r) was "
                         "clipped or extrapolated (results column outside_flux_frac)")
+    p.add_argument("--plot", help="figure of the curves (.png or .pdf); also <plot>_transfer.<ext>")
+    p.add_argument("--transfer", help="transfer-function JSON (default: <output stem>_transfer.json)")
+    p.add_argument("--force", action="store_true",
+                   help="write the correction even when neither the ratio nor the transfer model describes the suite")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_curves)
 
     p = sub.add_parser("correct", help="correct measured gradients with correction curves")
     p.add_argument("gradients", help="CSV/ECSV table of measured gradients")
-    p.add_argument("--curves", required=True, help="curves ECSV from `mockzgrad curves`")
+    p.add_argument("--curves", help="ratio curves ECSV from `mockzgrad curves` (per-|grad_z| correction)")
+    p.add_argument("--transfer", help="transfer-function JSON from `mockzgrad curves` (posterior correction)")
+    p.add_argument("--sign", default="auto", choices=("auto", "pooled", "positive", "negative"),
+                   help="ratio curves used: auto (sign of the measured gradient when per-sign curves exist), "
+                        "pooled, positive or negative")
+    p.add_argument("--prior", default="uniform", choices=("uniform", "normal"),
+                   help="prior on intrinsic gradients of the transfer-function correction (default: flat on "
+                        "+- the suite's largest |grad_z|)")
+    p.add_argument("--prior-range", help="range of the prior, lo:hi in dex/kpc")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .ecsv)")
     p.add_argument("--x", help="sample-wide 2 r_eff / PSF FWHM: a value (2.5) or a range (1.2:4.5)")
     p.add_argument("--column", action="append", metavar="ROLE=NAME",

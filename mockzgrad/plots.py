@@ -20,7 +20,7 @@ from .corrections.correct import DEFAULT_COLUMNS
 from .corrections.curveset import CorrectionCurves
 from .errors import ConfigError, DataError
 
-__all__ = ["plot_curves", "plot_surface", "plot_corrections", "FORMATS"]
+__all__ = ["plot_curves", "plot_surface", "plot_corrections", "plot_transfer", "FORMATS"]
 
 #: Extensions a figure can be saved with.
 FORMATS = (".png", ".pdf")
@@ -101,7 +101,7 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
         ax.set_title(rf"$|\nabla Z| = {g:g}$ dex/kpc", fontsize=10)
         ax.set_xlabel(_X_LABEL)
         ax.set_ylabel(_RATIO_LABEL)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6, loc="best")
     return _save(fig, path)
 
 
@@ -111,7 +111,8 @@ def _draw_mocks(ax, g, x, r, label, sgn):
     for s, marker, color in ((1, "^", "C0"), (-1, "v", "C3")):
         k = sel & (sgn == s)
         if k.any():
-            ax.scatter(x[k], r[k], s=6, marker=marker, color=color, alpha=0.3, lw=0, rasterized=True)
+            ax.scatter(x[k], r[k], s=14, marker=marker, color=color, alpha=0.55, lw=0, rasterized=True,
+                       label="mocks, " + ("positive" if s > 0 else "negative") + r" $\nabla Z$")
 
 
 def _draw_curve(ax, c):
@@ -121,8 +122,9 @@ def _draw_curve(ax, c):
     ok = np.isfinite(run.median)
     if ok.any():
         if c.sign == "both":
-            ax.fill_between(run.x_center[ok], run.p16[ok], run.p84[ok], color="0.6", alpha=0.35, lw=0)
-            ax.plot(run.x_center[ok], run.median[ok], "o", color=st["color"], ms=3)
+            ax.fill_between(run.x_center[ok], run.p16[ok], run.p84[ok], color="0.6", alpha=0.35, lw=0,
+                            label="16-84 % of mocks")
+            ax.plot(run.x_center[ok], run.median[ok], "o", color=st["color"], ms=3, label="running median")
         else:
             off = 0.01 * (c.x_range[1] - c.x_range[0]) * (1 if c.sign == "pos" else -1)
             ax.errorbar(run.x_center[ok] + off, run.median[ok],
@@ -193,8 +195,11 @@ def plot_corrections(corrected_table, path, *, gradient_column: str | None = Non
     """Observed vs corrected gradients of a table from :func:`~mockzgrad.corrections.correct.correct_table`.
 
     Left: per galaxy, the measured gradient and every correction
-    (``grad_corr_g*`` and the self-consistent one where unique) with their
-    15.87-84.13 percentile errors. Right: histograms of the same.
+    (``grad_corr_g*``, the self-consistent one where unique and the
+    transfer-function posterior ``grad_post`` when present) with their
+    15.87-84.13 percentile errors; galaxies with a flag (columns ``flag``,
+    ``grad_post_flag``) have their names in red and a shaded column. Right:
+    histograms of the same, with a legend.
 
     Parameters
     ----------
@@ -223,11 +228,45 @@ def plot_corrections(corrected_table, path, *, gradient_column: str | None = Non
     ax.axhline(0.0, color="0.5", lw=0.6)
     ax.set_xticks(np.arange(len(t)))
     ax.set_xticklabels(ids, rotation=60, fontsize=7)
+    flagged, common = _flagged_rows(t)
+    for i in np.nonzero(flagged)[0]:
+        ax.axvspan(i - 0.45, i + 0.45, color="C1", alpha=0.15, lw=0)
+        ax.get_xticklabels()[i].set_color("C3")
+    if flagged.any():
+        ax.plot([], [], "s", color="C1", alpha=0.3, label="row with its own flag (see flag columns)")
     ax.set_ylabel(r"$\nabla Z$ (dex/kpc)")
-    ax.set_title(f"x: {meta.get('x_source', 'per row')}", fontsize=9)
+    ax.set_xlabel("galaxy")
+    title = _x_title(meta.get("x_source") or t.meta.get("mockzgrad_transfer", {}).get("x_source"))
+    if common:
+        title += "\nflags on every row: " + ", ".join(common)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     _draw_histograms(axh, t, series, allvals)
+    axh.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _x_title(source) -> str:
+    """Where the galaxies' resolution x came from, for a figure title."""
+    x = r"$x = 2\,r_\mathrm{eff}/\mathrm{FWHM}_\mathrm{PSF}$"
+    if not source:
+        return f"{x} per galaxy"
+    if source.startswith("argument x = "):
+        value = source[len("argument x = "):].replace(":", "-")
+        kind = "range" if "-" in value else "value"
+        return f"{x} = {value} for every galaxy (sample-wide {kind})"
+    return f"{x} per galaxy, from {source}"
+
+
+def _flagged_rows(t):
+    """Rows with a flag (in ``flag`` or ``grad_post_flag``) that not every row has, and the flags all rows share."""
+    flags = [set() for _ in range(len(t))]
+    for col in ("flag", "grad_post_flag"):
+        if col in t.colnames:
+            for i, v in enumerate(np.asarray(t[col]).astype(str)):
+                flags[i] |= {f"{f} ({'ratio' if col == 'flag' else 'transfer'})" for f in v.split(";") if f != "ok"}
+    common = set.intersection(*flags) if flags else set()
+    return np.array([bool(f - common) for f in flags], bool), sorted(common)
 
 
 def _correction_series(t, cmap, gcol):
@@ -235,17 +274,24 @@ def _correction_series(t, cmap, gcol):
     corr = [(m.group(1), name) for name in t.colnames for m in [_CORR_RE.match(name)] if m]
     missing = [c for c in (gcol, cmap.get("err_minus", "err_minus"), cmap.get("err_plus", "err_plus"))
                if c not in t.colnames]
-    if missing or not corr:
+    if missing or not (corr or "grad_post" in t.colnames):
         raise DataError(f"corrected table lacks {missing or 'grad_corr_g* columns'}; present: {t.colnames}")
     series = [("measured", gcol, cmap.get("err_minus", "err_minus"), cmap.get("err_plus", "err_plus"))]
-    series += [(rf"$g = {g}$", name, name + "_err_minus", name + "_err_plus") for g, name in corr]
+    series += [(rf"ratio, $|\nabla Z| = {g}$", name, name + "_err_minus", name + "_err_plus") for g, name in corr]
     if "grad_selfcons" in t.colnames:
         series.append(("self-consistent", "grad_selfcons", "grad_selfcons_err_minus", "grad_selfcons_err_plus"))
+    if "grad_post" in t.colnames:
+        series.append(("transfer posterior", "grad_post", "grad_post_err_minus", "grad_post_err_plus"))
     return series
 
 
+#: Ratio corrections per assumed |grad_z|: light to dark blue with increasing |grad_z|.
+_NODE_COLORS = ("#9ecae1", "#6baed6", "#3182bd", "#08519c", "#08306b")
+
+
 def _series_color(k, col):
-    return "k" if k == 0 else ("C3" if col == "grad_selfcons" else f"C{(k - 1) % 10}")
+    special = {"grad_selfcons": "C3", "grad_post": "C2"}
+    return "k" if k == 0 else special.get(col, _NODE_COLORS[min(k - 1, len(_NODE_COLORS) - 1)])
 
 
 def _draw_gradients(ax, t, series):
@@ -259,7 +305,7 @@ def _draw_gradients(ax, t, series):
         em = soft_numeric(t, cm) if cm in t.colnames else np.zeros(n)
         ep = soft_numeric(t, cp) if cp in t.colnames else np.zeros(n)
         off = (k - (len(series) - 1) / 2) * width / max(len(series), 1)
-        marker = "s" if k == 0 else ("D" if col == "grad_selfcons" else "o")
+        marker = "s" if k == 0 else {"grad_selfcons": "D", "grad_post": "*"}.get(col, "o")
         ok = np.isfinite(y)
         ax.errorbar(idx[ok] + off, y[ok], yerr=[np.nan_to_num(em[ok]), np.nan_to_num(ep[ok])], fmt=marker,
                     color=_series_color(k, col), ms=3.5, lw=0.8, capsize=0, label=label)
@@ -278,7 +324,124 @@ def _draw_histograms(axh, t, series, allvals):
         y = soft_numeric(t, col)
         y = y[np.isfinite(y)]
         if y.size:
-            axh.hist(y, bins=bins, histtype="step", color=_series_color(k, col), lw=1.6 if k == 0 else 1.0,
-                     label=label)
+            node = col.startswith("grad_corr_g")
+            axh.hist(y, bins=bins, histtype="step", color=_series_color(k, col), lw=0.8 if node else 1.8,
+                     ls="--" if node else "-", label=label)
     axh.set_xlabel(r"$\nabla Z$ (dex/kpc)")
     axh.set_ylabel("galaxies")
+
+
+def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
+    """The transfer function of a suite: measured = a(x) intrinsic + b(x), scatter s(x).
+
+    Panels: the mocks' measured against intrinsic gradient coloured by x with
+    the model at three x; the slope a(x), the offset b(x) and the scatter s(x)
+    (model with its 1-sigma band from the covariance) against x with, from the
+    mocks, least-squares slopes, intercepts and scatters in x bins (an
+    independent check of the smooth forms).
+
+    Parameters
+    ----------
+    tf : `~mockzgrad.corrections.transfer.TransferFunction`
+    path : str or path-like
+        ``.png`` or ``.pdf``.
+    table : `~astropy.table.Table` or convertible, optional
+        The suite's results table (its mocks are drawn).
+    columns : mapping, optional
+        Column roles, as for the fit.
+
+    Returns
+    -------
+    `~matplotlib.figure.Figure`
+    """
+    from .corrections.transfer import read_suite_mocks
+
+    path = _check_path(path)
+    fig, axes = _new_figure(4, panel_size=(4.4, 3.5), max_cols=4)
+    mocks = read_suite_mocks(table, columns) if table is not None else None
+    xx = np.linspace(tf.x_range[0], tf.x_range[1], 200)
+    _transfer_data_panel(axes[0], tf, mocks)
+    bins = _x_bin_stats(tf, mocks) if mocks is not None else None
+    signs = (1.0, -1.0) if "sign" in tf.structure.extras else (1.0,)
+    for s in signs:
+        g = np.full_like(xx, s * tf.references["abs_grad"])
+        at = f"model at |grad_z| = {tf.references['abs_grad']:g}" if "abs_grad" in tf.structure.extras else "model"
+        lab = at if len(signs) == 1 else (f"{at}, positive" if s > 0 else f"{at}, negative")
+        a, sa = tf.slope(xx, g), tf.slope_std(xx, g)
+        axes[1].plot(xx, a, color="k" if s > 0 else "C3", ls="-" if s > 0 else "--", label=lab)
+        axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)
+    b, sb = tf.offset(xx), tf.offset_std(xx)
+    axes[2].plot(xx, b, "k", label="model")
+    axes[2].fill_between(xx, b - sb, b + sb, color="k", alpha=0.2, lw=0)
+    axes[2].axhline(0.0, color="0.5", lw=0.6)
+    axes[3].plot(xx, tf.scatter(xx), "k", label="model s(x)")
+    if bins is not None:
+        by_sign = "sign" in tf.structure.extras
+        for ax, k, lab, color in ((axes[1], "a", "positive" if by_sign else "", "C0"),
+                                  (axes[1], "a_neg", "negative", "C3"), (axes[2], "b", "", "C0"),
+                                  (axes[3], "s", "", "C0")):
+            if k in bins and bins[k].size:
+                ax.errorbar(bins["x"], bins[k], yerr=bins[k + "_err"], fmt="o", color=color, ms=3.5, lw=0.8,
+                            label="mocks per x bin" + (f", {lab}" if lab else ""))
+        axes[3].plot(bins["x"], bins["err"], "s", color="0.5", ms=3, label="mocks' own median error")
+    labels = (r"slope $a(x)$ (measured / intrinsic)", r"offset $b(x)$ (dex/kpc)",
+              r"scatter $s(x)$ beyond the mocks' errors (dex/kpc)")
+    for ax, lab in zip(axes[1:], labels):
+        ax.set_xlabel(_X_LABEL)
+        ax.set_ylabel(lab, fontsize=8)
+        ax.legend(fontsize=7)
+    axes[1].set_ylim(0, 1.25)
+    ok = "describes" if tf.assessment.get("transfer_ok") else "does NOT describe"
+    fig.suptitle(f"transfer function {tf.structure.label()} ({tf.n_mocks} mocks, chosen by cross-validation); "
+                 f"the transfer model {ok} the suite; ratio model "
+                 f"{'ok' if tf.assessment.get('ratio_ok') else 'not ok'}", fontsize=9)
+    return _save(fig, path)
+
+
+def _transfer_data_panel(ax, tf, mocks):
+    gg = np.linspace(-tf.grad_range[1], tf.grad_range[1], 50)
+    if mocks is not None:
+        sc = ax.scatter(mocks.g, mocks.m, c=mocks.x, s=8, cmap="viridis", lw=0, alpha=0.7, rasterized=True)
+        ax.figure.colorbar(sc, ax=ax, label=_X_LABEL)
+    for x, ls in ((tf.x_range[0], ":"), (np.sqrt(tf.x_range[0] * tf.x_range[1]), "--"), (tf.x_range[1], "-")):
+        ax.plot(gg, tf.mean(np.full_like(gg, x), gg), color="k", ls=ls, lw=1, label=f"model, x = {x:.2g}")
+    ax.plot(gg, gg, color="0.6", lw=0.6, label="measured = intrinsic")
+    ax.set_xlabel(r"intrinsic $\nabla Z$ (dex/kpc)")
+    ax.set_ylabel(r"measured $\nabla Z$ (dex/kpc)")
+    ax.legend(fontsize=6, loc="upper left")
+
+
+def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
+    """Per x quantile bin: least-squares slope(s) and intercept of measured on intrinsic (one slope per sign
+    when the model has a sign term), and the scatter about the model beyond the mocks' errors (each with a
+    rough 1-sigma error)."""
+    edges = np.quantile(mocks.x, np.linspace(0, 1, n_bins + 1))
+    by_sign = "sign" in tf.structure.extras
+    out = {k: [] for k in ("x", "a", "a_err", "a_neg", "a_neg_err", "b", "b_err", "s", "s_err", "err")}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (mocks.x >= lo) & (mocks.x <= hi)
+        n = int(sel.sum())
+        g = mocks.g[sel]
+        if n < 8 or np.unique(g).size < 2 or (by_sign and min(np.sum(g > 0), np.sum(g < 0)) < 3):
+            continue
+        cols = [g * (g > 0), g * (g < 0), np.ones(n)] if by_sign else [g, np.ones(n)]
+        a_mat = np.stack(cols, axis=1)
+        coef, *_ = np.linalg.lstsq(a_mat, mocks.m[sel], rcond=None)
+        res = mocks.m[sel] - a_mat @ coef
+        cov = np.linalg.pinv(a_mat.T @ a_mat) * float(np.sum(res**2)) / max(n - a_mat.shape[1], 1)
+        if by_sign:
+            out["a_neg"].append(float(coef[1]))
+            out["a_neg_err"].append(float(np.sqrt(cov[1, 1])))
+        r_model = mocks.m[sel] - tf.mean(mocks.x[sel], mocks.g[sel], mocks.inclination[sel]
+                                         if mocks.inclination is not None else None,
+                                         mocks.snr[sel] if mocks.snr is not None else None)
+        s2 = max(float(np.mean(r_model**2) - np.mean(mocks.err[sel] ** 2)), 0.0)
+        out["x"].append(float(np.median(mocks.x[sel])))
+        out["a"].append(float(coef[0]))
+        out["a_err"].append(float(np.sqrt(cov[0, 0])))
+        out["b"].append(float(coef[-1]))
+        out["b_err"].append(float(np.sqrt(cov[-1, -1])))
+        out["err"].append(float(np.median(mocks.err[sel])))
+        out["s"].append(float(np.sqrt(s2)))
+        out["s_err"].append(float(np.sqrt(s2) / np.sqrt(2 * n)))
+    return {k: np.array(v) for k, v in out.items()}

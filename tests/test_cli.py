@@ -115,7 +115,7 @@ def test_demo_end_to_end(tmp_path):
     # re-running resumes: nothing is recomputed
     r2 = run("suite", out / "inputs" / "quickstart_suite.toml", "-o", out / "suite", "--no-progress")
     assert r2.returncode == 0, r2.stderr
-    assert re.search(r", 0 run in ", r2.stdout) and re.search(r", 72 already done, ", r2.stdout), r2.stdout
+    assert re.search(r", 0 run in ", r2.stdout) and re.search(r", 80 already done, ", r2.stdout), r2.stdout
 
 
 def test_recover_a_cube_without_psf_keywords(tmp_path, capsys):

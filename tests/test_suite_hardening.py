@@ -284,9 +284,10 @@ def _values(outdir: Path) -> dict:
 def _small_suite(folder: Path, n_mocks: int) -> Path:
     text = (ROOT / "examples" / "quickstart_suite.toml").read_text()
     text = text.replace('base = "flagship_z5.toml"', f'base = "{FLAGSHIP}"')
-    text = text.replace("n_mocks = 72", f"n_mocks = {n_mocks}")
-    text = text.replace('"galaxy.metallicity.grad_z" = [-0.2, -0.1, -0.05, 0.05, 0.1, 0.2]',
+    text = text.replace("n_mocks = 80", f"n_mocks = {n_mocks}")
+    text = text.replace('"galaxy.metallicity.grad_z" = [-0.2, -0.1, -0.05, -0.01, 0.01, 0.05, 0.1, 0.2]',
                         '"galaxy.metallicity.grad_z" = [-0.2, 0.1]')
+    assert f"n_mocks = {n_mocks}" in text and "[-0.2, 0.1]" in text  # the quickstart file still has these lines
     text += f"\n[output]\nkeep_cubes = {list(range(n_mocks))}\n"
     return _write(folder, text)
 

@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 @pytest.fixture(scope="module")
 def small_spec():
     spec = load_suite(EXAMPLES / "quickstart_suite.toml")
-    return dataclasses.replace(spec, n_mocks=6)
+    return dataclasses.replace(spec, n_mocks=8)  # one mock per grid value
 
 
 def _rows(outdir):
@@ -31,7 +31,7 @@ def test_local_and_dask_give_identical_results(small_spec, tmp_path):
                   progress=False)
     b = run_suite(small_spec, tmp_path / "dask", "mockzgrad.suites.job:run_mock", workers=2, executor="dask",
                   progress=False)
-    assert a.n_ok == b.n_ok == 6
+    assert a.n_ok == b.n_ok == 8
     ta, tb = _rows(tmp_path / "local"), _rows(tmp_path / "dask")
     for col in ("grad_z_true", "grad_z_measured", "grad_z_measured_lo", "grad_z_measured_hi",
                 "x_resolution", "noise_sigma", "seed"):

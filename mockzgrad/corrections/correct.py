@@ -323,7 +323,7 @@ class _Observations:
 
 @dataclass(frozen=True, eq=False)
 class _Nodes:
-    """The curves a correction uses: ``sign`` mode ("both" or "matched"), the ``|grad_z|`` nodes
+    """The curves a correction uses: ``sign`` mode ("both", "matched", "pos" or "neg"), the ``|grad_z|`` nodes
     (dex/kpc, ascending), the curves at the nodes for each sign used, and whether surfaces are evaluated."""
 
     sign: str
@@ -337,7 +337,7 @@ class _Nodes:
 
     def row_sign(self, measured: float) -> str:
         """The curves' sign for a measured gradient."""
-        return "both" if self.sign == "both" else ("neg" if measured < 0 else "pos")
+        return ("neg" if measured < 0 else "pos") if self.sign == "matched" else self.sign
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,10 +390,14 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
     columns : mapping, optional
         Role -> column name, overriding :data:`DEFAULT_COLUMNS` (which reads
         the shipped ``examples/observed_gradients_lee2026.csv`` directly).
-    sign : {"auto", "both", "matched"}
-        Which curves: ``"both"`` the pooled-sign curves; ``"matched"`` the
-        ``pos`` / ``neg`` curve of the sign of each (drawn) measured
-        gradient; ``"auto"``: ``"both"`` if present, else ``"matched"``.
+    sign : {"auto", "pooled", "positive", "negative", "matched", "both"}
+        Which curves: ``"pooled"`` (or ``"both"``) the pooled-sign curves;
+        ``"matched"`` the ``pos`` / ``neg`` curve of the sign of each
+        (drawn) measured gradient; ``"positive"`` / ``"negative"`` those
+        curves for every row; ``"auto"``: ``"matched"`` (the sign of the
+        measured gradient) when the curves have per-sign curves at the same
+        ``|grad_z|``, else the pooled ones (the suite had too few mocks per
+        sign; see the curves' ``settings["per_sign"]``).
     n_mc : int >= 100
         Monte Carlo draws per row.
     rng : None, int, `~numpy.random.SeedSequence` or `~numpy.random.Generator`
@@ -434,6 +438,7 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
     cover = _coverage(curves, nodes, obs)
     rows = [_correct_row(i, obs, nodes, cover, gen, n_mc) for i in range(obs.n)]
     _warn_rows(obs.ids, cover, np.array([r.n_roots for r in rows], np.int64))
+    _warn_grad_range(obs.ids, rows, nodes.abs_grads)
     _put_columns(t, obs, nodes, rows)
     t.meta["mockzgrad_correct"] = _meta(curves, nodes, obs, cover, cmap, n_mc, seed_note)
     return t
@@ -442,14 +447,28 @@ def correct_table(table, curves: CorrectionCurves, *, x=None, columns: Mapping |
 # --------------------------------------------------------------------------- steps
 
 
+#: Accepted ``sign`` values and the mode each means ("both": pooled curves; "matched": the curves of the
+#: measured gradient's sign; "pos" / "neg": those curves for every row).
+SIGN_MODES = {"auto": "auto", "pooled": "both", "both": "both", "matched": "matched", "positive": "pos",
+              "negative": "neg"}
+
+
+def _per_sign_usable(curves: CorrectionCurves) -> bool:
+    return {"pos", "neg"} <= set(curves.signs) and np.array_equal(curves.abs_grads("pos"), curves.abs_grads("neg"))
+
+
 def _resolve_sign(sign: str, curves: CorrectionCurves) -> str:
-    """ "both" or "matched", checked against the signs the curves have."""
-    if sign not in ("auto", "both", "matched"):
-        raise ConfigError(f"sign = {sign!r}; allowed 'auto', 'both', 'matched'")
+    """ "both", "matched", "pos" or "neg", checked against the signs the curves have."""
+    if sign not in SIGN_MODES:
+        raise ConfigError(f"sign = {sign!r}; allowed {', '.join(repr(k) for k in SIGN_MODES)}")
+    sign = SIGN_MODES[sign]
     if sign == "auto":
-        sign = "both" if "both" in curves.signs else "matched"
+        sign = "matched" if _per_sign_usable(curves) else ("both" if "both" in curves.signs else "matched")
+    if sign in ("pos", "neg") and sign not in curves.signs:
+        raise ConfigError(f"sign = {sign!r} but the curves have only {curves.signs} (the suite had too few mocks "
+                          "of that sign for per-sign curves); use sign='pooled'")
     if sign == "both" and "both" not in curves.signs:
-        raise ConfigError(f"sign = 'both' but the curves have only {curves.signs}; use sign='matched'")
+        raise ConfigError(f"sign = 'pooled' ('both') but the curves have only {curves.signs}; use sign='matched'")
     if sign == "matched":
         if not {"pos", "neg"} <= set(curves.signs):
             raise ConfigError(f"sign = 'matched' needs 'pos' and 'neg' curves; present {curves.signs}")
@@ -490,7 +509,7 @@ def _read_observations(t: Table, cmap: Mapping, x_arg) -> _Observations:
 
 
 def _node_curves(curves: CorrectionCurves, sign: str, use_surface: bool) -> _Nodes:
-    used_signs = ("both",) if sign == "both" else ("pos", "neg")
+    used_signs = ("pos", "neg") if sign == "matched" else (sign,)
     nodes = curves.abs_grads(used_signs[0])
     return _Nodes(sign=sign, abs_grads=nodes, by_sign={s: [curves.curve(g, s) for g in nodes] for s in used_signs},
                   use_surface=use_surface)
@@ -550,8 +569,8 @@ def _monte_carlo(i: int, obs: _Observations, nodes: _Nodes, gen, n_mc: int):
     # every used sign is drawn, whatever the row's sign, so the random stream does not depend on the data
     draws = {s: np.stack([_draw_ratios(c, x_d, inc_i, nodes.use_surface, gen, n_mc) for c in curves], axis=1)
              for s, curves in nodes.by_sign.items()}
-    if nodes.sign == "both":
-        return m_d, draws["both"]
+    if nodes.sign != "matched":
+        return m_d, draws[nodes.sign]
     return m_d, np.where((m_d < 0)[:, None], draws["neg"], draws["pos"])
 
 
@@ -600,6 +619,23 @@ def _warn_rows(ids, cover: _Coverage, n_roots) -> None:
             parts.append(f"no self-consistent root for rows {_list_ids(ids[none])}")
         warnings.warn("; ".join(parts) + ": grad_selfcons is NaN there, all roots are in column 'roots'",
                       SelfConsistencyWarning, stacklevel=3)
+
+
+def _warn_grad_range(ids, rows, abs_grads) -> None:
+    """Name the rows whose self-consistent gradient lies outside the curves' |grad_z| (flag extrapolated)."""
+    below, above = [], []
+    for i, r in enumerate(rows):
+        if "extrapolated" in r.flag.split(";"):
+            roots = np.abs(np.array([float(v) for v in r.roots.split(";") if v]))
+            (below if roots.size and roots.min() < abs_grads[0] else above).append(ids[i])
+    parts = []
+    if below:
+        parts.append(f"below the smallest |grad_z| = {abs_grads[0]:g} dex/kpc for rows {_list_ids(below)}")
+    if above:
+        parts.append(f"above the largest |grad_z| = {abs_grads[-1]:g} dex/kpc for rows {_list_ids(above)}")
+    if parts:
+        warnings.warn("self-consistent gradient outside the curves' |grad_z| range: " + "; ".join(parts)
+                      + " (ratio held flat there; flag extrapolated)", OutsideCurvesWarning, stacklevel=3)
 
 
 def _put_columns(t: Table, obs: _Observations, nodes: _Nodes, rows) -> None:

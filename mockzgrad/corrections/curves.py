@@ -126,7 +126,7 @@ from .binning import (
     make_grouping,
     running_median,
 )
-from .checks import CheckReport, GroupCheck, group_checks
+from .checks import MEDIAN_SE, CheckReport, GroupCheck, group_checks
 from .columns import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -145,6 +145,7 @@ from .curveset import (
     CorrectionCurves,
     Curve,
     CurvesCheckWarning,
+    CurvesShapeWarning,
     CurvesWarning,
     OutsideCurvesWarning,
     check_provenance,
@@ -155,9 +156,11 @@ from .polyfit import (
     INCLINATION_SCALE,
     MAX_DEGREE,
     MAX_DEGREE_INCLINATION,
+    RATIO_BOUNDS,
     PolynomialFit,
     SurfaceFit,
     fit_polynomial,
+    shape_problem,
     fit_surface,
     residual_scatter,
 )
@@ -175,6 +178,7 @@ __all__ = [
     "assign_groups",
     "CurvesWarning",
     "CurvesCheckWarning",
+    "CurvesShapeWarning",
     "OutsideCurvesWarning",
     "PERCENTILES",
     "SIGNS",
@@ -242,6 +246,10 @@ class CurveOptions:
     surface_degree : "auto" or (int, int)
         ``(degree_x, degree_inclination)``, ``degree_x`` in 0..8 and
         ``degree_inclination`` in 0..2; "auto" by BIC. Stored as a tuple.
+    min_per_sign : int >= 1
+        Mocks of one sign a group needs for its ``"pos"`` / ``"neg"``
+        curves; fewer: pooled curve only (said in a warning and in
+        ``settings["per_sign"]``).
     """
 
     x_bins: object = None
@@ -253,11 +261,13 @@ class CurveOptions:
     check_sigma: float = 3.0
     surface: bool | None = None
     surface_degree: object = "auto"
+    min_per_sign: int = 20
     #: The x edges when ``x_bins`` gives them, else None.
     explicit_edges: np.ndarray | None = field(init=False, default=None)
 
     def __post_init__(self):
         object.__setattr__(self, "min_per_bin", integer("min_per_bin", self.min_per_bin, 1))
+        object.__setattr__(self, "min_per_sign", integer("min_per_sign", self.min_per_sign, 1))
         if not (isinstance(self.degree, str) and self.degree == "auto"):
             object.__setattr__(self, "degree", _or("'auto'", integer, "degree", self.degree, 0, MAX_DEGREE))
         if self.clip_sigma is not None:
@@ -329,12 +339,14 @@ class _GroupResult:
     curves: tuple
     snr_check: GroupCheck
     sign_check: GroupCheck
+    n_per_sign: tuple = (0, 0)
+    shape: tuple = ()
 
 
 def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min_per_bin: int = 5,
                   pool_signs: bool = True, grad_bins=None, clip_sigma: float | None = 5.0,
                   check_sigma: float = 3.0, surface: bool | None = None,
-                  surface_degree="auto", columns: Mapping | None = None) -> CorrectionCurves:
+                  surface_degree="auto", columns: Mapping | None = None, min_per_sign: int = 20) -> CorrectionCurves:
     """Derive correction curves from a suite's results table.
 
     Parameters
@@ -350,7 +362,7 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
         ``package_version``: of the package that ran the suite, ``recipe``,
         ``calibrations``); any other keys are kept. Values: str, numbers,
         bool, None, lists and mappings of these.
-    x_bins, degree, min_per_bin, pool_signs, grad_bins, clip_sigma, check_sigma, surface, surface_degree
+    x_bins, degree, min_per_bin, pool_signs, grad_bins, clip_sigma, check_sigma, surface, surface_degree, min_per_sign
         How the curves are derived; see :class:`CurveOptions`.
     columns : mapping, optional
         Column names of the table for the roles of :data:`REQUIRED_COLUMNS`
@@ -381,7 +393,7 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
     check_provenance(provenance)
     opts = CurveOptions(x_bins=x_bins, degree=degree, min_per_bin=min_per_bin, pool_signs=pool_signs,
                         grad_bins=grad_bins, clip_sigma=clip_sigma, check_sigma=check_sigma, surface=surface,
-                        surface_degree=surface_degree)
+                        surface_degree=surface_degree, min_per_sign=min_per_sign)
     cmap = column_map(columns)
     mocks = _read_mocks(table, cmap)
     sample = mocks.sample
@@ -396,12 +408,33 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
     if report.flagged:
         warnings.warn("correction curves depend on " + "; ".join(c.message() for c in report.flagged),
                       CurvesCheckWarning, stacklevel=2)
+    per_sign = _per_sign_note(groups, opts)
+    shape = [p for g in groups for p in g.shape]
+    if shape:
+        warnings.warn("ratio curves that are not admissible (the ratio model does not describe these groups): "
+                      + "; ".join(f"|grad_z| = {p['abs_grad']:g} {p['sign']}: {p['problem']}" for p in shape),
+                      CurvesShapeWarning, stacklevel=2)
     curves = [c for g in groups for c in g.curves]
     if not curves:
         raise DataError(f"no correction curve could be derived from {sample.x.size} usable mocks "
                         f"(min_per_bin = {opts.min_per_bin}, degree = {opts.degree!r})")
-    return CorrectionCurves.create(curves, provenance=provenance, checks=report.as_dict(),
-                                   settings=_settings(opts, grouping, do_surface, mocks, cmap))
+    checks = {**report.as_dict(), "shape": shape, "shape_rule": f"within {list(RATIO_BOUNDS)} over the mocks' x "
+              "range, no turning point there unless the running medians turn over"}
+    settings = {**_settings(opts, grouping, do_surface, mocks, cmap), "per_sign": per_sign}
+    return CorrectionCurves.create(curves, provenance=provenance, checks=checks, settings=settings)
+
+
+def _per_sign_note(groups, opts: CurveOptions) -> dict:
+    """Which groups have per-sign curves; warns (once) about those with too few mocks of a sign."""
+    short = [(g.snr_check.abs_grad, g.n_per_sign) for g in groups if 0 < min(g.n_per_sign) < opts.min_per_sign]
+    if short:
+        warnings.warn("no per-sign curves for " + ", ".join(f"|grad_z| = {a:g} ({p} pos, {n} neg mocks)"
+                                                              for a, (p, n) in short)
+                      + f": need >= min_per_sign = {opts.min_per_sign} of each sign; pooled curves only there",
+                      CurvesWarning, stacklevel=3)
+    return {"min_per_sign": opts.min_per_sign,
+            "groups": [{"abs_grad": g.snr_check.abs_grad, "n_pos": g.n_per_sign[0], "n_neg": g.n_per_sign[1],
+                        "per_sign_curves": min(g.n_per_sign) >= opts.min_per_sign} for g in groups]}
 
 
 # --------------------------------------------------------------------------- steps
@@ -453,8 +486,12 @@ def _want_surface(inc, requested) -> bool:
 def _derive_group(group: _Sample, label: float, opts: CurveOptions, do_surface: bool) -> _GroupResult:
     """Curves of every sign of one group of |grad_z| and the group's checks (against the pooled curve)."""
     derived = {}
+    n_sign = (int(np.sum(group.sign > 0)), int(np.sum(group.sign < 0)))
     for sign in SIGNS:
         sel = np.ones(group.x.size, bool) if sign == "both" else (group.sign > 0 if sign == "pos" else group.sign < 0)
+        # a single-sign suite keeps its one-sign curve; a mixed one needs min_per_sign of each sign for them
+        if sign != "both" and 0 < min(n_sign) < opts.min_per_sign:
+            continue
         if sel.any():
             curve = _derive_curve(group.subset(sel), label, sign, opts, do_surface)
             if curve is not None:
@@ -469,7 +506,26 @@ def _derive_group(group: _Sample, label: float, opts: CurveOptions, do_surface: 
     snr_check, sign_check = group_checks(label, group.x, residual, group.sign, group.snr, opts.min_per_bin,
                                          opts.check_sigma)
     kept = tuple(c for s, c in derived.items() if s != "both" or opts.pool_signs)
-    return _GroupResult(curves=kept, snr_check=snr_check, sign_check=sign_check)
+    shape = tuple({"abs_grad": label, "sign": c.sign, "problem": p} for c in kept
+                  for p in [shape_problem(c.fit.coefficients, *c.x_range, RATIO_BOUNDS,
+                                          _medians_turn_over(c.running), c.fit.covariance)] if p)
+    return _GroupResult(curves=kept, snr_check=snr_check, sign_check=sign_check, n_per_sign=n_sign, shape=shape)
+
+
+def _medians_turn_over(running: RunningMedian) -> bool:
+    """The running medians have an interior extremum beyond both ends by > 2 standard errors."""
+    ok = np.isfinite(running.median)
+    m, n = running.median[ok], running.n[ok]
+    if m.size < 3:
+        return False
+    se = MEDIAN_SE * 0.5 * (running.p84[ok] - running.p16[ok]) / np.sqrt(np.maximum(n, 1))
+    for j in (int(np.argmax(m)), int(np.argmin(m))):
+        if 0 < j < m.size - 1:
+            d_first = abs(m[j] - m[0]) / math.hypot(se[j], se[0])
+            d_last = abs(m[j] - m[-1]) / math.hypot(se[j], se[-1])
+            if min(d_first, d_last) > 2.0:
+                return True
+    return False
 
 
 def _skip(message: str) -> None:
@@ -491,7 +547,8 @@ def _derive_curve(s: _Sample, label: float, sign: str, opts: CurveOptions, do_su
         return _skip(f"no curve for {where}: no x bin holds min_per_bin = {opts.min_per_bin} mocks")
     keep, sigma = _clip_and_weigh(s, stats, opts)
     fit = None if sigma is None else fit_polynomial(s.x[keep], s.ratio[keep], sigma[keep], opts.degree,
-                                                    n_clipped=int((~keep).sum()))
+                                                    n_clipped=int((~keep).sum()), bounds=RATIO_BOUNDS,
+                                                    allow_turnover=_medians_turn_over(running))
     if fit is None:
         return _skip(f"no curve for {where}: {int(keep.sum())} mocks at {np.unique(s.x[keep]).size} distinct x "
                      f"cannot constrain degree {opts.degree!r}")

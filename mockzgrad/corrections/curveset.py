@@ -37,6 +37,7 @@ __all__ = [
     "Curve",
     "CurvesWarning",
     "CurvesCheckWarning",
+    "CurvesShapeWarning",
     "OutsideCurvesWarning",
     "SIGNS",
     "REQUIRED_PROVENANCE",
@@ -77,6 +78,10 @@ class CurvesWarning(MockzgradWarning):
 
 class CurvesCheckWarning(CurvesWarning):
     """A consistency check (S/N or sign dependence of the curves) found a significant difference."""
+
+
+class CurvesShapeWarning(CurvesWarning):
+    """A fitted ratio curve leaves [0, 1.2] or turns over where the running medians do not."""
 
 
 class OutsideCurvesWarning(CurvesWarning):

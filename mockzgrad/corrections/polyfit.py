@@ -34,6 +34,8 @@ __all__ = [
     "SurfaceFit",
     "residual_scatter",
     "fit_polynomial",
+    "shape_problem",
+    "RATIO_BOUNDS",
     "fit_surface",
 ]
 
@@ -49,9 +51,14 @@ DEGREE_RULE = (
     "least-squares fit to the individual mocks with weights 1/s(x)^2, s(x) = half 16-84 width of the "
     "residuals about an unweighted fit of the highest candidate degree in x bins of >= 25 mocks, "
     "interpolated in x; candidates need more distinct x than coefficients "
-    "and dof >= 1; surfaces: (degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
+    "and dof >= 1 and must stay in [0, 1.2] over the mocks' x range without turning over there (coming back "
+    "from an extremum by > 1 sigma of the fit) unless the running medians turn over (else degrees 0-1 only); surfaces: (degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
     "by the same criterion"
 )
+#: A ratio curve turns over only where it comes back from its extremum by more than this many sigma.
+TURNOVER_SIGMA = 1.0
+#: Range an admissible ratio curve stays in over the mocks' x range (measured / intrinsic).
+RATIO_BOUNDS = (0.0, 1.2)
 #: Largest degree in inclination of a surface.
 MAX_DEGREE_INCLINATION = 2
 
@@ -298,8 +305,48 @@ def residual_scatter(x, r, keep, min_per_bin: int, degree):
     return local_scatter(x[keep], res[keep], x, min_per_bin), res
 
 
-def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0) -> PolynomialFit | None:
-    """Weighted polynomial fit of ``r(x)``, degree fixed or chosen by BIC.
+def _retreat(y) -> np.ndarray:
+    """How far ``y`` has come back from its running extremum in the direction of its overall trend."""
+    if y[-1] >= y[0]:
+        return np.maximum.accumulate(y) - y
+    return y - np.minimum.accumulate(y)
+
+
+def _scaled_fit(x, r, sigma, d):
+    """Coefficients and covariance (scaled by chi2/dof) of the degree-``d`` weighted fit, as shape_problem takes."""
+    coef, cov, chi2 = _wls(x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2)
+    dof = x.size - (d + 1)
+    return coef, (cov * chi2 / dof if dof > 0 else cov)
+
+
+def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover: bool = False,
+                  covariance=None) -> str | None:
+    """Why the polynomial ``coef`` is not an admissible ratio curve on ``[x_lo, x_hi]``, or None.
+
+    It must stay within ``bounds`` and, unless ``allow_turnover``, be
+    monotone over the range (no turning point inside the data). With the
+    coefficient ``covariance``, a turning point counts only where the curve
+    comes back from its extremum by more than :data:`TURNOVER_SIGMA` times
+    its own 1-sigma uncertainty (a wiggle within the errors is not a
+    turnover).
+    """
+    xx = np.linspace(x_lo, x_hi, 200)
+    y = np.polynomial.polynomial.polyval(xx, coef)
+    if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
+        return f"leaves [{bounds[0]:g}, {bounds[1]:g}] ({y.min():.3g} to {y.max():.3g})"
+    if not allow_turnover:
+        tol = 1e-9 * max(1.0, float(np.abs(y).max()))
+        if covariance is not None:
+            a = xx[:, None] ** np.arange(np.size(coef))
+            tol = tol + TURNOVER_SIGMA * _std_from_covariance(a, covariance)
+        if np.any(_retreat(y) > tol):
+            return "turns over inside the mocks' x range"
+    return None
+
+
+def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0, bounds=None,
+                   allow_turnover: bool = True) -> PolynomialFit | None:
+    """Weighted polynomial fit of ``r(x)``, degree fixed or chosen by BIC among admissible degrees.
 
     Parameters
     ----------
@@ -310,6 +357,14 @@ def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0) -> PolynomialFit 
     degree : "auto" or int
     n_clipped : int
         Mocks left out before the fit (recorded).
+    bounds : (float, float) or None
+        With ``degree="auto"``, only degrees whose fit stays within
+        ``bounds`` over the mocks' x range and (unless ``allow_turnover``)
+        is monotone there are candidates (:func:`shape_problem`); when none
+        is, degree 0 and 1 are fitted and the one of least BIC is returned
+        (its shape problem is for the caller to report).
+    allow_turnover : bool
+        The running medians show a turning point (see the caller).
 
     Returns
     -------
@@ -319,6 +374,15 @@ def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0) -> PolynomialFit 
     cands = _candidate_degrees(x, degree)
     if not cands:
         return None
+    if bounds is not None and degree == "auto":
+        fine = []
+        for d in cands:
+            coef, cov = _scaled_fit(x, r, sigma, d)
+            if shape_problem(coef, float(x.min()), float(x.max()), bounds, allow_turnover, cov) is None:
+                fine.append(d)
+        cands = fine or [d for d in (0, 1) if d + 1 <= np.unique(x).size and x.size - (d + 1) >= 1]
+        if not cands:
+            return None
     d, coef, cov, chi2, dof, bic = _best_by_bic(lambda d: x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2,
                                                 cands, lambda d: d + 1)
     return PolynomialFit(coefficients=coef, covariance=cov, chi2=chi2, dof=dof, n_points=x.size,

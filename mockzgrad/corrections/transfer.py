@@ -1,0 +1,808 @@
+"""Transfer function of a suite: measured = a(x) * intrinsic + b(x), with scatter s(x).
+
+The ratio curves (:mod:`.curves`) describe a suite by ``measured /
+intrinsic`` per intrinsic ``|grad_z|``; they cannot describe an additive
+offset (a ratio of an offset diverges at small ``|grad_z|``) and need an
+assumed ``|grad_z|`` to correct a galaxy. The transfer function describes all
+mocks at once:
+
+``grad_z_measured = a(x, ...) * grad_z_true + b(x) + e``,
+``e ~ N(0, s(x)^2 + err^2)``,
+
+with ``x = 2 r_eff / psf_fwhm`` (dimensionless), gradients in dex/kpc,
+``err`` the mock's own reported 1-sigma error (half the 15.87-84.13 width of
+its posterior; 0 when the table has none) and ``s(x)`` the scatter beyond it
+(dex/kpc). The forms are linear in ``u = 1 / x`` so that every term tends to
+a constant at large ``x`` (a resolved galaxy is not smeared further):
+
+* ``a(x) = sum_k alpha_k u^k``, ``k = 0..degree_a`` (``degree_a`` in 0..2);
+* ``b(x) = sum_k beta_k u^k``, ``k = 0..degree_b`` (``degree_b`` in 0..1);
+* ``ln s(x) = gamma_0 + gamma_1 u``;
+* optional extra terms of the slope, each one coefficient times
+  ``grad_z_true``, used only where the suite sweeps the quantity:
+  ``abs_grad`` (``|grad_z_true| - ref``: a slope that changes with the
+  gradient's size, e.g. where a calibration's validity range clips strong
+  gradients), ``sign`` (1 for negative intrinsic gradients: a different slope
+  per sign), ``inclination`` (``(i - ref) / 90 deg``) and ``snr``
+  (``ln(snr / ref)``). ``ref`` is the suite's median, so ``a(x)`` is the
+  slope of a galaxy at the suite's median |grad_z|, inclination and S/N, of
+  positive sign.
+
+Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
+are a weighted least-squares fit with weights ``1 / (s(x)^2 + err^2)`` and
+``gamma`` is the maximum-likelihood scatter given the mean, alternated three
+times. The coefficient covariance is ``(X^T W X)^-1`` (the variance model is
+fitted, so it is not rescaled); the covariance of ``gamma`` is the inverse
+of its Fisher information.
+
+Structure choice (:data:`SELECTION_RULE`): k-fold cross-validation over
+mocks (``k = 5``, folds from a seeded permutation), scored by the mean
+held-out negative log predictive density. The base structures
+(``degree_a``, ``degree_b``) are compared first, then extra terms are added
+one at a time while they improve the score; the simplest structure within one
+standard error (over folds) of the best is kept (the one-standard-error rule,
+Hastie, Tibshirani & Friedman 2009, Elements of Statistical Learning,
+sec. 7.10). A structure is admissible only if its slope stays in
+``[0, SLOPE_MAX]`` and is monotone in ``x`` over the mocks' range at every
+combination of the suite's extreme covariates (:func:`admissible`).
+
+Assessment (:func:`assess`): whether the ratio model and the transfer model
+describe the suite; see :class:`Assessment`.
+
+File: :meth:`TransferFunction.write` writes JSON (atomically) with every
+coefficient, the covariances, the cross-validation table, the assessment and
+the provenance; :meth:`TransferFunction.read` reads it back exactly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from scipy import optimize
+
+from ..errors import ConfigError, DataError
+from .columns import as_table, canonical_columns, column_map, numeric_column, soft_numeric, status_ok
+
+__all__ = [
+    "TransferFunction",
+    "Structure",
+    "Assessment",
+    "fit_transfer",
+    "fit_structure",
+    "admissible",
+    "assess",
+    "read_suite_mocks",
+    "SuiteMocks",
+    "EXTRA_TERMS",
+    "SLOPE_MAX",
+    "SELECTION_RULE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+]
+
+FORMAT_NAME = "mockzgrad.transfer_function"
+FORMAT_VERSION = 1
+#: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
+SLOPE_MAX = 1.2
+#: Extra slope terms, in the order they are tried.
+EXTRA_TERMS = ("abs_grad", "sign", "inclination", "snr")
+#: Folds of the cross-validation and the seed of their permutation.
+N_FOLDS = 5
+FOLD_SEED = 20261204
+#: How the structure is chosen (written in the file).
+SELECTION_RULE = (
+    f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
+    "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
+    "in 0..1) first, then extra terms added greedily while the score improves; the simplest structure "
+    "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
+    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range"
+)
+# a covariate is swept when it takes at least this many distinct values (abs_grad: 2; sign: both signs)
+_MIN_DISTINCT = 3
+# mocks of each sign needed before a per-sign slope term is tried
+_MIN_PER_SIGN = 10
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class SuiteMocks:
+    """The usable mocks of a results table, one entry per mock.
+
+    ``g`` intrinsic and ``m`` measured gradients (dex/kpc), ``err`` the mock's
+    reported 1-sigma error (dex/kpc, 0 if none), ``x`` the resolution,
+    ``inclination`` (deg) and ``snr`` or None.
+    """
+
+    g: np.ndarray
+    m: np.ndarray
+    err: np.ndarray
+    x: np.ndarray
+    inclination: np.ndarray | None
+    snr: np.ndarray | None
+    has_errors: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.g.size)
+
+    def subset(self, sel) -> "SuiteMocks":
+        pick = (lambda a: None if a is None else a[sel])
+        return SuiteMocks(self.g[sel], self.m[sel], self.err[sel], self.x[sel], pick(self.inclination),
+                          pick(self.snr), self.has_errors)
+
+
+def read_suite_mocks(table, columns: Mapping | None = None) -> SuiteMocks:
+    """The mocks of a results table usable for a transfer function.
+
+    Rows are used when ``status == "ok"``, ``grad_z_true``,
+    ``grad_z_measured`` and ``x_resolution`` are finite and ``x > 0``
+    (``grad_z_true = 0`` is allowed: the transfer function needs no ratio).
+    The error is half of ``grad_z_measured_hi - grad_z_measured_lo`` when
+    both columns are there.
+
+    Raises
+    ------
+    DataError
+        A required column is missing or no row is usable.
+    """
+    cmap = column_map(columns)
+    raw = as_table(table)
+    t = canonical_columns(raw, cmap)
+    # the error columns are not roles: read them beside the measured gradient's column
+    lo_name, hi_name = cmap["grad_z_measured"] + "_lo", cmap["grad_z_measured"] + "_hi"
+    has_err = lo_name in raw.colnames and hi_name in raw.colnames
+    if has_err:
+        t["grad_z_measured_lo"], t["grad_z_measured_hi"] = raw[lo_name], raw[hi_name]
+    t = t[status_ok(t)]
+    if len(t) == 0:
+        raise DataError("results table: no mock with status 'ok'; nothing to fit a transfer function to")
+    ids = np.asarray(t["mock_index"]).astype(str) if "mock_index" in t.colnames else np.arange(len(t)).astype(str)
+    g = numeric_column(t, "grad_z_true", ids)
+    m = soft_numeric(t, "grad_z_measured")
+    x = numeric_column(t, "x_resolution", ids)
+    err = 0.5 * (soft_numeric(t, "grad_z_measured_hi") - soft_numeric(t, "grad_z_measured_lo")) if has_err \
+        else np.zeros(len(t))
+    inc = soft_numeric(t, "inclination") if "inclination" in t.colnames else None
+    snr = soft_numeric(t, "snr") if "snr" in t.colnames else None
+    ok = np.isfinite(g) & np.isfinite(m) & np.isfinite(x) & (x > 0) & np.isfinite(err) & (err >= 0)
+    for extra in (inc, snr):
+        if extra is not None:
+            ok &= np.isfinite(extra)
+    if snr is not None:
+        ok &= snr > 0
+    if ok.sum() < 10:
+        raise DataError(f"results table: {int(ok.sum())} usable mocks of {len(t)}; a transfer function needs "
+                        ">= 10")
+    pick = (lambda a: None if a is None else a[ok])
+    return SuiteMocks(g=g[ok], m=m[ok], err=err[ok], x=x[ok], inclination=pick(inc), snr=pick(snr),
+                      has_errors=has_err)
+
+
+def swept_terms(mocks: SuiteMocks) -> tuple:
+    """The extra terms the suite can constrain (see the module docstring)."""
+    out = []
+    if np.unique(np.round(np.abs(mocks.g), 6)).size >= 2:
+        out.append("abs_grad")
+    if min(int(np.sum(mocks.g > 0)), int(np.sum(mocks.g < 0))) >= _MIN_PER_SIGN:
+        out.append("sign")
+    if mocks.inclination is not None and np.unique(np.round(mocks.inclination, 6)).size >= _MIN_DISTINCT:
+        out.append("inclination")
+    if mocks.snr is not None and np.unique(np.round(mocks.snr, 6)).size >= _MIN_DISTINCT:
+        out.append("snr")
+    return tuple(out)
+
+
+def references(mocks: SuiteMocks) -> dict:
+    """Reference values of the extra terms: the suite's medians."""
+    return {"abs_grad": float(np.median(np.abs(mocks.g))), "rms_grad": float(np.sqrt(np.mean(mocks.g**2))),
+            "inclination": float(np.median(mocks.inclination)) if mocks.inclination is not None else math.nan,
+            "snr": float(np.median(mocks.snr)) if mocks.snr is not None else math.nan}
+
+
+# --------------------------------------------------------------------------- structure and design
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Which terms a transfer function has: degrees of a(x) and b(x) in u = 1/x, and extra slope terms."""
+
+    degree_a: int = 1
+    degree_b: int = 0
+    extras: tuple = ()
+
+    @property
+    def n_coef(self) -> int:
+        return self.degree_a + 1 + self.degree_b + 1 + len(self.extras)
+
+    def names(self) -> list:
+        """Coefficient names in design-matrix order."""
+        return ([f"alpha_{k}" for k in range(self.degree_a + 1)] + [f"beta_{k}" for k in range(self.degree_b + 1)]
+                + [f"slope_{e}" for e in self.extras])
+
+    def label(self) -> str:
+        extra = "+" + "+".join(self.extras) if self.extras else ""
+        return f"a{self.degree_a}b{self.degree_b}{extra}"
+
+    def as_dict(self) -> dict:
+        return {"degree_a": self.degree_a, "degree_b": self.degree_b, "extras": list(self.extras)}
+
+
+def extra_values(name: str, g, inclination, snr, refs: Mapping) -> np.ndarray:
+    """The covariate multiplying ``grad_z_true`` in extra term ``name`` (0 at the reference)."""
+    g = np.asarray(g, dtype=float)
+    if name == "abs_grad":
+        return np.abs(g) - refs["abs_grad"]
+    if name == "sign":
+        return (g < 0).astype(float)
+    if name == "inclination":
+        return np.zeros_like(g) if inclination is None else (np.asarray(inclination, float) - refs["inclination"]) / 90.0
+    if name == "snr":
+        return np.zeros_like(g) if snr is None else np.log(np.asarray(snr, float) / refs["snr"])
+    raise ConfigError(f"extra term {name!r}; allowed {EXTRA_TERMS}")
+
+
+def design(structure: Structure, x, g, inclination, snr, refs: Mapping) -> np.ndarray:
+    """Design matrix of the mean ``a(x, ...) g + b(x)``, shape broadcast(x, g) + (n_coef,)."""
+    x, g = np.broadcast_arrays(np.asarray(x, float), np.asarray(g, float))
+    u = 1.0 / x
+    cols = [g * u**k for k in range(structure.degree_a + 1)] + [u**k for k in range(structure.degree_b + 1)]
+    cols += [g * extra_values(e, g, inclination, snr, refs) for e in structure.extras]
+    return np.stack(cols, axis=-1)
+
+
+def slope_design(structure: Structure, x, g, inclination, snr, refs: Mapping) -> np.ndarray:
+    """Design of the slope ``a(x, ...)`` (the coefficients multiplying g), zeros for the offset terms."""
+    x, g = np.broadcast_arrays(np.asarray(x, float), np.asarray(g, float))
+    u = 1.0 / x
+    zero = np.zeros_like(x)
+    cols = [u**k for k in range(structure.degree_a + 1)] + [zero for _ in range(structure.degree_b + 1)]
+    cols += [extra_values(e, g, inclination, snr, refs) + zero for e in structure.extras]
+    return np.stack(cols, axis=-1)
+
+
+def offset_design(structure: Structure, x) -> np.ndarray:
+    """Design of the offset ``b(x)``, zeros for the slope terms."""
+    x = np.asarray(x, float)
+    u = 1.0 / x
+    zero = np.zeros_like(x)
+    cols = [zero for _ in range(structure.degree_a + 1)] + [u**k for k in range(structure.degree_b + 1)]
+    cols += [zero for _ in structure.extras]
+    return np.stack(cols, axis=-1)
+
+
+def _scatter(gamma, x) -> np.ndarray:
+    return np.exp(gamma[0] + gamma[1] / np.asarray(x, float))
+
+
+# --------------------------------------------------------------------------- one fit
+
+
+@dataclass(frozen=True, eq=False)
+class _Fit:
+    coef: np.ndarray
+    cov: np.ndarray
+    gamma: np.ndarray
+    gamma_cov: np.ndarray
+
+
+def _nll_gamma(gamma, u, r2, e2):
+    v = np.exp(2.0 * (gamma[0] + gamma[1] * u)) + e2
+    return 0.5 * float(np.sum(np.log(v) + r2 / v))
+
+
+def fit_structure(structure: Structure, mocks: SuiteMocks, refs: Mapping, n_iter: int = 3) -> _Fit:
+    """Fit one structure: weighted least squares for the mean alternated with maximum-likelihood scatter."""
+    a = design(structure, mocks.x, mocks.g, mocks.inclination, mocks.snr, refs)
+    u, e2 = 1.0 / mocks.x, mocks.err**2
+    gamma = np.array([math.log(max(float(np.std(mocks.m - np.median(mocks.m))), 1e-6)), 0.0])
+    for _ in range(n_iter):
+        w = 1.0 / (_scatter(gamma, mocks.x) ** 2 + e2)
+        sw = np.sqrt(w)
+        coef, *_ = np.linalg.lstsq(a * sw[:, None], mocks.m * sw, rcond=None)
+        r2 = (mocks.m - a @ coef) ** 2
+        res = optimize.minimize(_nll_gamma, gamma, args=(u, r2, e2), method="BFGS")
+        gamma = res.x
+    s2 = _scatter(gamma, mocks.x) ** 2
+    w = 1.0 / (s2 + e2)
+    cov = np.linalg.pinv((a * w[:, None]).T @ a)
+    # Fisher information of gamma: v = s^2 + err^2, d v / d gamma = 2 s^2 (1, u)
+    dg = np.stack([np.ones_like(u), u], axis=1)
+    fisher = (dg * (2.0 * (s2 * w) ** 2)[:, None]).T @ dg
+    return _Fit(coef=coef, cov=cov, gamma=gamma, gamma_cov=np.linalg.pinv(fisher))
+
+
+def _predictive_nll(fit: _Fit, structure: Structure, mocks: SuiteMocks, refs) -> np.ndarray:
+    a = design(structure, mocks.x, mocks.g, mocks.inclination, mocks.snr, refs)
+    mean = a @ fit.coef
+    v = _scatter(fit.gamma, mocks.x) ** 2 + mocks.err**2 + np.einsum("ni,ij,nj->n", a, fit.cov, a)
+    return 0.5 * (np.log(2.0 * math.pi * v) + (mocks.m - mean) ** 2 / v)
+
+
+def _folds(n: int) -> np.ndarray:
+    k = min(N_FOLDS, max(2, n // 5))
+    perm = np.random.default_rng(FOLD_SEED).permutation(n)
+    fold = np.empty(n, np.int64)
+    fold[perm] = np.arange(n) % k
+    return fold
+
+
+def cross_validate(structure: Structure, mocks: SuiteMocks, refs, fold) -> np.ndarray:
+    """Held-out negative log predictive density of every mock (fitted without its fold)."""
+    nll = np.empty(mocks.n)
+    for f in np.unique(fold):
+        test = fold == f
+        fit = fit_structure(structure, mocks.subset(~test), refs)
+        nll[test] = _predictive_nll(fit, structure, mocks.subset(test), refs)
+    return nll
+
+
+# --------------------------------------------------------------------------- admissibility
+
+
+def _corners(mocks: SuiteMocks, structure: Structure) -> list:
+    """(|g|, sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
+    gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
+          float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
+    signs = [1.0, -1.0] if "sign" in structure.extras else [1.0]
+    incs = [float(mocks.inclination.min()), float(mocks.inclination.max())] \
+        if "inclination" in structure.extras else [None]
+    snrs = [float(mocks.snr.min()), float(mocks.snr.max())] if "snr" in structure.extras else [None]
+    return [(g, s, i, q) for g in gs for s in signs for i in incs for q in snrs]
+
+
+def admissible(structure: Structure, coef, mocks: SuiteMocks, refs) -> str | None:
+    """None if the slope stays in [0, SLOPE_MAX] and is monotone over the mocks' x range, else why not."""
+    xx = np.linspace(float(mocks.x.min()), float(mocks.x.max()), 64)
+    for g, s, inc, snr in _corners(mocks, structure):
+        gg = np.full_like(xx, s * max(g, 1e-12))
+        slope = slope_design(structure, xx, gg, None if inc is None else np.full_like(xx, inc),
+                             None if snr is None else np.full_like(xx, snr), refs) @ coef
+        if slope.min() < 0.0 or slope.max() > SLOPE_MAX:
+            return f"slope leaves [0, {SLOPE_MAX:g}] ({slope.min():.3g} to {slope.max():.3g})"
+        d = np.diff(slope)
+        tol = 1e-9 * max(1.0, float(np.abs(slope).max()))
+        if np.any(d > tol) and np.any(d < -tol):
+            return "slope turns over inside the mocks' x range"
+    return None
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True, eq=False)
+class _Scored:
+    structure: Structure
+    nll: np.ndarray | None
+    admissible: str | None
+    se: float = math.nan  # paired standard error of the score difference to the best structure
+
+    @property
+    def score(self) -> float:
+        return math.inf if self.nll is None else float(np.mean(self.nll))
+
+
+def _score(structure, mocks, refs, fold) -> _Scored:
+    if mocks.n < 2 * (structure.n_coef + 2):
+        return _Scored(structure, None, f"{mocks.n} mocks for {structure.n_coef} coefficients")
+    full = fit_structure(structure, mocks, refs)
+    why = admissible(structure, full.coef, mocks, refs)
+    return _Scored(structure, cross_validate(structure, mocks, refs, fold), why)
+
+
+def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
+    """The chosen structure and every scored candidate (see :data:`SELECTION_RULE`)."""
+    fold = _folds(mocks.n)
+    scored = [_score(Structure(da, db), mocks, refs, fold) for da in (0, 1, 2) for db in (0, 1)]
+    ok = [s for s in scored if s.admissible is None and math.isfinite(s.score)]
+    if not ok:
+        return None, scored
+    current = min(ok, key=lambda s: s.score)
+    remaining = list(extras_allowed)
+    while remaining:
+        trial = [_score(Structure(current.structure.degree_a, current.structure.degree_b,
+                                  current.structure.extras + (e,)), mocks, refs, fold) for e in remaining]
+        scored += trial
+        good = [s for s in trial if s.admissible is None and s.score < current.score]
+        if not good:
+            break
+        current = min(good, key=lambda s: s.score)
+        remaining.remove(current.structure.extras[-1])
+    best = min((s for s in scored if s.admissible is None and math.isfinite(s.score)), key=lambda s: s.score)
+    scored = [s if s.nll is None else
+              _Scored(s.structure, s.nll, s.admissible, float(np.std(s.nll - best.nll) / math.sqrt(mocks.n)))
+              for s in scored]
+    within = [s for s in scored if s.admissible is None and math.isfinite(s.score)
+              and s.score <= best.score + s.se]
+    chosen = min(within, key=lambda s: (s.structure.n_coef, s.score))
+    return chosen.structure, scored
+
+
+# --------------------------------------------------------------------------- assessment
+
+
+#: Thresholds of the assessment.
+OFFSET_FRACTION_MAX = 0.2
+OFFSET_SIGMA_MIN = 3.0
+SIGN_FLIP_MAX = 0.25
+DISCRIMINATION_MIN = 1.0
+MISFIT_MAX = 0.5
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Whether the ratio model and the transfer model describe a suite.
+
+    Attributes
+    ----------
+    offset_fraction : float
+        Largest ``|b(x)| / (a(x) g_med)`` over the mocks' x range, ``g_med``
+        the suite's median |grad_z|: the offset relative to the smeared
+        signal of a typical gradient; ``b(x)`` from a fit with a per-sign
+        slope where the suite has both signs (slopes that differ by sign are
+        not an offset: per-sign ratio curves describe them).
+    offset_sigma : float
+        Largest ``|b(x)| / sigma_b(x)`` over the x range.
+    sign_flip_fraction : float
+        Fraction of mocks whose measured gradient has the opposite sign of
+        the intrinsic one, in the |grad_z| group where it is largest.
+    discrimination : float
+        Largest ``a(x) g_med / sqrt(s(x)^2 + median err^2)`` over the x
+        range: how many sigma a typical gradient's measurement lies from 0.
+    misfit : float
+        Largest ``|mean standardised residual|`` in cells of (x tercile,
+        |grad_z| group, sign) holding >= 10 mocks, where it exceeds
+        ``3 / sqrt(n)`` (0 otherwise): lack of fit of the transfer model, in
+        units of the scatter.
+    ratio_ok, transfer_ok : bool
+        The ratio model describes the suite when there is no significant
+        offset (``offset_sigma > OFFSET_SIGMA_MIN`` and ``offset_fraction >
+        OFFSET_FRACTION_MAX``) and ``sign_flip_fraction <= SIGN_FLIP_MAX``
+        and ``discrimination >= DISCRIMINATION_MIN``; the transfer model when
+        a structure was admissible, ``misfit <= MISFIT_MAX`` and
+        ``discrimination >= DISCRIMINATION_MIN``.
+    reasons : tuple of str
+        Why a model does not describe the suite (empty when both do).
+    """
+
+    offset_fraction: float
+    offset_sigma: float
+    sign_flip_fraction: float
+    discrimination: float
+    misfit: float
+    ratio_ok: bool
+    transfer_ok: bool
+    reasons: tuple = ()
+
+    @property
+    def usable(self) -> bool:
+        """At least one model describes the suite."""
+        return self.ratio_ok or self.transfer_ok
+
+    def as_dict(self) -> dict:
+        return {"offset_fraction": self.offset_fraction, "offset_sigma": self.offset_sigma,
+                "sign_flip_fraction": self.sign_flip_fraction, "discrimination": self.discrimination,
+                "misfit": self.misfit, "ratio_ok": self.ratio_ok, "transfer_ok": self.transfer_ok,
+                "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Assessment":
+        return cls(**{**d, "reasons": tuple(d.get("reasons", ()))})
+
+
+def _sign_flip_fraction(mocks: SuiteMocks) -> float:
+    worst = 0.0
+    for ag in np.unique(np.round(np.abs(mocks.g), 6)):
+        sel = (np.round(np.abs(mocks.g), 6) == ag) & (mocks.g != 0)
+        if sel.sum() >= 5:
+            worst = max(worst, float(np.mean(np.sign(mocks.m[sel]) != np.sign(mocks.g[sel]))))
+    return worst
+
+
+def _misfit(tf: "TransferFunction", mocks: SuiteMocks) -> float:
+    mean = tf.mean(mocks.x, mocks.g, mocks.inclination, mocks.snr)
+    z = (mocks.m - mean) / np.sqrt(tf.scatter(mocks.x) ** 2 + mocks.err**2)
+    x_cut = np.quantile(mocks.x, [1 / 3, 2 / 3])
+    xb = np.searchsorted(x_cut, mocks.x)
+    ag = np.round(np.abs(mocks.g), 6)
+    if np.unique(ag).size > 10:  # continuous gradients: |grad_z| terciles
+        ag = np.searchsorted(np.quantile(ag, [1 / 3, 2 / 3]), ag).astype(float)
+    worst = 0.0
+    for group in np.unique(ag):
+        for s in (1, -1):
+            for b in range(3):
+                sel = (ag == group) & (np.sign(mocks.g) == s) & (xb == b)
+                n = int(sel.sum())
+                if n >= 10:
+                    mz = abs(float(np.mean(z[sel])))
+                    if mz > 3.0 / math.sqrt(n):
+                        worst = max(worst, mz)
+    return worst
+
+
+def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool = True,
+           offset_model: "TransferFunction | None" = None) -> Assessment:
+    """Whether the ratio model and the transfer model describe the suite (see :class:`Assessment`).
+
+    ``offset_model`` (default ``tf``) gives the offset b(x) judged for the ratio model: the fit with a
+    per-sign slope where the suite has both signs, so that slopes differing by sign (which per-sign ratio
+    curves describe) are not mistaken for an offset.
+    """
+    flips = _sign_flip_fraction(mocks)
+    om = offset_model or tf
+    xx = np.linspace(tf.x_range[0], tf.x_range[1], 64)
+    g_med = tf.references["abs_grad"]
+    a = tf.slope(xx)
+    b, sb = om.offset(xx), om.offset_std(xx)
+    frac = float(np.max(np.abs(b) / np.maximum(a * g_med, 1e-12)))
+    sig = float(np.max(np.abs(b) / np.maximum(sb, 1e-300)))
+    e_med = float(np.median(mocks.err))
+    disc = float(np.max(a * g_med / np.sqrt(tf.scatter(xx) ** 2 + e_med**2)))
+    misfit = _misfit(tf, mocks)
+    reasons = []
+    if frac > OFFSET_FRACTION_MAX and sig > OFFSET_SIGMA_MIN:
+        reasons.append(f"ratio: offset b(x) up to {frac:.2f} of the smeared median gradient ({sig:.1f} sigma); "
+                       "a ratio cannot correct an offset")
+    if flips > SIGN_FLIP_MAX:
+        reasons.append(f"ratio: {flips:.0%} of the mocks of one |grad_z| measure the opposite sign")
+    if disc < DISCRIMINATION_MIN:
+        reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
+    if not admissible_found:
+        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
+    if misfit > MISFIT_MAX:
+        reasons.append(f"transfer: residuals off by {misfit:.2f} scatter in a cell of (x, |grad_z|, sign)")
+    ratio_ok = not any(r.startswith(("ratio", "both")) for r in reasons)
+    transfer_ok = not any(r.startswith(("transfer", "both")) for r in reasons)
+    return Assessment(frac, sig, flips, disc, misfit, ratio_ok, transfer_ok, tuple(reasons))
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, eq=False)
+class TransferFunction:
+    """A fitted transfer function (module docstring) with its covariance, selection and assessment.
+
+    Attributes
+    ----------
+    structure : Structure
+    coefficients : ndarray
+        In the order of :meth:`Structure.names`.
+    covariance : ndarray
+        Of the coefficients.
+    gamma, gamma_covariance : ndarray
+        ``ln s(x) = gamma_0 + gamma_1 / x`` (s in dex/kpc) and its covariance.
+    references : dict
+        Reference values of the extra terms (suite medians).
+    x_range, grad_range : tuple
+        Mocks' x and |grad_z| (dex/kpc) ranges.
+    inclination_range, snr_range : tuple or None
+    n_mocks : int
+    has_errors : bool
+        The mocks had reported errors (s(x) is the scatter beyond them).
+    selection : list of dict
+        Every structure scored: label, score, se, admissible.
+    assessment : dict
+    provenance : dict
+    created, mockzgrad_version : str
+    """
+
+    structure: Structure
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    gamma: np.ndarray
+    gamma_covariance: np.ndarray
+    references: dict
+    x_range: tuple
+    grad_range: tuple
+    inclination_range: tuple | None = None
+    snr_range: tuple | None = None
+    n_mocks: int = 0
+    has_errors: bool = False
+    selection: list = field(default_factory=list)
+    assessment: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    created: str = ""
+    mockzgrad_version: str = ""
+
+    # ------------------------------------------------------------- evaluation
+    def _d(self, x, g, inclination=None, snr=None):
+        return design(self.structure, x, g, inclination, snr, self.references)
+
+    def mean(self, x, g, inclination=None, snr=None) -> np.ndarray:
+        """Expected measured gradient (dex/kpc) of intrinsic ``g`` (dex/kpc) at ``x``."""
+        return self._d(x, g, inclination, snr) @ self.coefficients
+
+    def mean_var(self, x, g, inclination=None, snr=None) -> np.ndarray:
+        """Variance of :meth:`mean` from the coefficient covariance, (dex/kpc)^2."""
+        d = self._d(x, g, inclination, snr)
+        return np.maximum(np.einsum("...i,ij,...j->...", d, self.covariance, d), 0.0)
+
+    def slope(self, x, g=None, inclination=None, snr=None) -> np.ndarray:
+        """``a(x, ...)``: d measured / d intrinsic (at the reference covariates, positive sign, by default)."""
+        x = np.asarray(x, float)
+        g = np.full_like(x, self.references["abs_grad"] or 1.0) if g is None else g
+        return slope_design(self.structure, x, g, inclination, snr, self.references) @ self.coefficients
+
+    def slope_std(self, x, g=None, inclination=None, snr=None) -> np.ndarray:
+        x = np.asarray(x, float)
+        g = np.full_like(x, self.references["abs_grad"] or 1.0) if g is None else g
+        d = slope_design(self.structure, x, g, inclination, snr, self.references)
+        return np.sqrt(np.maximum(np.einsum("...i,ij,...j->...", d, self.covariance, d), 0.0))
+
+    def offset(self, x) -> np.ndarray:
+        """``b(x)``, dex/kpc."""
+        return offset_design(self.structure, x) @ self.coefficients
+
+    def offset_std(self, x) -> np.ndarray:
+        d = offset_design(self.structure, x)
+        return np.sqrt(np.maximum(np.einsum("...i,ij,...j->...", d, self.covariance, d), 0.0))
+
+    def scatter(self, x) -> np.ndarray:
+        """``s(x)``, dex/kpc: scatter of single mocks beyond their reported errors."""
+        return _scatter(self.gamma, x)
+
+    # ------------------------------------------------------------- I/O
+    def to_dict(self) -> dict:
+        """Plain JSON types (the file's content)."""
+        def rng(r):
+            return None if r is None else [float(v) for v in r]
+
+        return {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
+            "mockzgrad_version": self.mockzgrad_version,
+            "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
+                     "a = sum alpha_k u^k + sum slope_e * term_e, b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u",
+            "structure": self.structure.as_dict(), "names": self.structure.names(),
+            "coefficients": [float(v) for v in self.coefficients],
+            "covariance": [[float(v) for v in row] for row in self.covariance],
+            "gamma": [float(v) for v in self.gamma],
+            "gamma_covariance": [[float(v) for v in row] for row in self.gamma_covariance],
+            "references": {k: (float(v) if math.isfinite(v) else None) for k, v in self.references.items()},
+            "x_range": rng(self.x_range), "grad_range": rng(self.grad_range),
+            "inclination_range": rng(self.inclination_range), "snr_range": rng(self.snr_range),
+            "n_mocks": int(self.n_mocks), "has_errors": bool(self.has_errors),
+            "selection_rule": SELECTION_RULE, "selection": self.selection, "assessment": self.assessment,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TransferFunction":
+        if d.get("format") != FORMAT_NAME:
+            raise DataError(f"format = {d.get('format')!r}; expected {FORMAT_NAME!r}")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"format_version = {d.get('format_version')!r}; this mockzgrad reads {FORMAT_VERSION}")
+        s = d["structure"]
+
+        def tup(v):
+            return None if v is None else tuple(float(a) for a in v)
+
+        return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"])),
+                   coefficients=np.array(d["coefficients"], float), covariance=np.array(d["covariance"], float),
+                   gamma=np.array(d["gamma"], float), gamma_covariance=np.array(d["gamma_covariance"], float),
+                   references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
+                   x_range=tup(d["x_range"]),
+                   grad_range=tup(d["grad_range"]), inclination_range=tup(d.get("inclination_range")),
+                   snr_range=tup(d.get("snr_range")), n_mocks=int(d["n_mocks"]), has_errors=bool(d["has_errors"]),
+                   selection=list(d.get("selection", [])), assessment=dict(d.get("assessment", {})),
+                   provenance=dict(d.get("provenance", {})), created=str(d.get("created", "")),
+                   mockzgrad_version=str(d.get("mockzgrad_version", "")))
+
+    def write(self, path, *, overwrite: bool = False) -> None:
+        """Write the JSON file (``.json``) atomically."""
+        from ..fileio import atomic_write, check_output_path
+
+        path = os.fspath(path)
+        if os.path.splitext(path)[1].lower() != ".json":
+            raise ConfigError(f"path = {path!r}: extension {os.path.splitext(path)[1]!r}; allowed '.json'")
+        check_output_path(path, overwrite)
+        text = json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False)
+
+        def writer(tmp):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+
+        atomic_write(path, writer, overwrite=overwrite)
+
+    @classmethod
+    def read(cls, path) -> "TransferFunction":
+        """Read a file written by :meth:`write`."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise DataError(f"path = {path!r}: no such file")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"path = {path!r}: not a transfer-function JSON file ({exc})") from None
+        try:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"path = {path!r}: malformed transfer-function file ({exc!r})") from None
+
+
+def _json_safe(value):
+    """Plain JSON: non-finite floats become null (strict JSON has no NaN), numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def fit_transfer(table, *, provenance: Mapping | None = None, columns: Mapping | None = None,
+                 extras="auto") -> TransferFunction | None:
+    """Fit the transfer function of a suite's results table (module docstring).
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table` or convertible
+        Results table (columns as for
+        :func:`~mockzgrad.corrections.curves.derive_curves`, plus
+        ``grad_z_measured_lo`` / ``_hi`` when available).
+    provenance : mapping, optional
+        Kept in the file.
+    columns : mapping, optional
+        Column names for the roles, as for ``derive_curves``.
+    extras : "auto" or sequence of str
+        Extra slope terms that may be tried; "auto": those of
+        :data:`EXTRA_TERMS` the suite sweeps.
+
+    Returns
+    -------
+    TransferFunction
+        With ``assessment`` filled. If no structure is admissible, the
+        best-scoring one is returned with ``assessment["transfer_ok"] = False``.
+    """
+    mocks = read_suite_mocks(table, columns)
+    refs = references(mocks)
+    allowed = swept_terms(mocks) if extras == "auto" else tuple(extras)
+    bad = [e for e in allowed if e not in EXTRA_TERMS]
+    if bad:
+        raise ConfigError(f"extras = {list(extras)!r}; allowed 'auto' or a subset of {EXTRA_TERMS}")
+    chosen, scored = select_structure(mocks, refs, allowed)
+    fallback = chosen is None
+    if fallback:
+        finite = [s for s in scored if math.isfinite(s.score)]
+        if not finite:
+            raise DataError(f"{mocks.n} mocks: no transfer-function structure can be fitted")
+        chosen = min(finite, key=lambda s: s.score).structure
+    fit = fit_structure(chosen, mocks, refs)
+    tf = _make(chosen, fit, refs, mocks, scored, provenance)
+    offset_model = None
+    if "sign" in swept_terms(mocks) and "sign" not in chosen.extras:
+        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",))
+        offset_model = _make(with_sign, fit_structure(with_sign, mocks, refs), refs, mocks, [], None)
+    verdict = assess(tf, mocks, admissible_found=not fallback, offset_model=offset_model)
+    return TransferFunction(**{**tf.__dict__, "assessment": verdict.as_dict()})
+
+
+def _make(structure, fit, refs, mocks: SuiteMocks, scored, provenance) -> TransferFunction:
+    from .curveset import _package_version
+
+    def rng(a):
+        return None if a is None else (float(a.min()), float(a.max()))
+
+    selection = [{"structure": s.structure.label(), "score": s.score if math.isfinite(s.score) else None,
+                  "se_vs_best": s.se if math.isfinite(s.se) else None,
+                  "admissible": s.admissible is None, "why_not": s.admissible} for s in scored]
+    return TransferFunction(
+        structure=structure, coefficients=fit.coef, covariance=fit.cov, gamma=fit.gamma,
+        gamma_covariance=fit.gamma_cov, references=refs, x_range=rng(mocks.x), grad_range=rng(np.abs(mocks.g)),
+        inclination_range=rng(mocks.inclination), snr_range=rng(mocks.snr), n_mocks=mocks.n,
+        has_errors=mocks.has_errors, selection=selection, provenance=dict(provenance or {}),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        mockzgrad_version=_package_version())
