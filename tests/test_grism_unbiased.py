@@ -105,12 +105,12 @@ def test_wang2022_gradient_is_unbiased_with_noise(grad):
     """
     recipe = load_recipe("wang2022")
     clean = _noise_free(grad)
-    sigma = _sigma(clean, 12.0)
+    sigma = _sigma(clean, 30.0)
     ref = recover(_maps(clean, sigma), recipe, rng=np.random.default_rng(1)).grad_z
     assert ref == pytest.approx(grad, abs=0.005)
     rng = np.random.default_rng(seeded(1602 if grad > 0 else 1603))
     got = []
-    for _ in range(12):
+    for _ in range(16):
         noisy = _maps(clean + sigma[:, None, None] * rng.standard_normal(clean.shape), sigma)
         got.append(recover(noisy, recipe, rng=np.random.default_rng(1)).grad_z)
     got = np.array(got)
