@@ -36,7 +36,7 @@ def _config(**changes):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the extraction ignores line-of-sight velocities (grism_extract notes): "
+@pytest.mark.xfail(strict=True, reason="the extraction ignores line-of-sight velocities (grism_extract notes): "
                    "with rotation the outer Hbeta leaks high; since bins follow the gating map's ring model "
                    "(no noise selection) this mock gives -0.0437 and +0.0551 (was -0.0477, +0.0474)")
 @pytest.mark.parametrize("grad", [-0.05, 0.05])
