@@ -641,8 +641,8 @@ def _add_observation_commands(sub) -> None:
 def _add_recovery_commands(sub) -> None:
     """Commands that measure gradients."""
     p = sub.add_parser("recover", help="measure the metallicity gradient of a cube or line maps, as a recipe does")
-    p.add_argument("cube", help="FITS cube (mockzgrad, JWST *_s3d.fits or ESO KMOS/MUSE) or line maps "
-                                "(`mockzgrad extract`)")
+    p.add_argument("cube", help="FITS cube (a mockzgrad mock, a JWST NIRSpec/MIRI s3d cube or an ESO KMOS/MUSE "
+                                "cube) or line maps (`mockzgrad extract`)")
     p.add_argument("-o", "--output", required=True, help="result JSON")
     p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
     p.add_argument("--method", choices=["I", "II", "flux"], help="override the recipe's method")
