@@ -336,9 +336,48 @@ def _fixed(target: PlanTarget, setup: PlanSetup) -> dict:
                       "inclination": target.inclination},
            "lines": lines, "instrument": _instrument_table(setup),
            "noise": {"snr_line": setup.snr_line or target.reference_line}}
+    windows = noise_windows(target, setup, names)
+    if windows:
+        out["noise"]["windows"] = windows
     if target.lensing:
         out["lensing"] = dict(target.lensing)
     return out
+
+
+def _sensitivity(setup: PlanSetup) -> Sensitivity | None:
+    """The setup's own sensitivity, else the preset's (which may be a line flux or S/N)."""
+    return setup.sensitivity if setup.sensitivity is not None else load_preset(setup.preset).sensitivity
+
+
+def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
+    """``noise.windows`` from a sensitivity with spectral windows (IFU setups), else None.
+
+    Each line of ``names`` gets its own window whose ``scale`` is the
+    background-limited sigma at a common exposure, value x sqrt(t_ref), of
+    the sensitivity window covering the line's observed wavelength
+    (:meth:`~mockzgrad.observation.presets.Sensitivity.at`): the noise
+    stage keeps the ``snr_line`` sigma and scales the other lines by the
+    ratios. A 1-sigma line-flux limit is taken to scale like the per-pixel
+    noise (the same aperture in every window).
+    """
+    from ..physics.lines import LINES
+
+    sens = _sensitivity(setup)
+    if setup.kind != "ifu" or sens is None or not sens.windows:
+        return None
+    out = {}
+    for name in names:
+        s = sens.at(name, LINES[name].wavelength * (1.0 + target.redshift))
+        out[name] = {"lines": [name], "scale": s.value * math.sqrt(s.exposure)}
+    return out
+
+
+def _reference(target: PlanTarget, setup: PlanSetup) -> tuple[str, float]:
+    """The line whose sigma a depth sets (``snr_line``) and its observed wavelength, Angstrom."""
+    from ..physics.lines import LINES
+
+    line = setup.snr_line or target.reference_line
+    return line, LINES[line].wavelength * (1.0 + target.redshift)
 
 
 def _noise_key(setup: PlanSetup) -> str:
@@ -347,20 +386,26 @@ def _noise_key(setup: PlanSetup) -> str:
     return "noise.sigma"
 
 
-def depth_at(setup: PlanSetup, effort: float) -> Depth:
-    """The depth of ``setup`` at ``effort`` (t in s for exposure setups, (S/N)^2 for S/N setups)."""
+def depth_at(setup: PlanSetup, effort: float, ref: tuple[str, float] | None = None) -> Depth:
+    """The depth of ``setup`` at ``effort`` (t in s for exposure setups, (S/N)^2 for S/N setups).
+
+    ``ref`` = (``snr_line``, observed wavelength in Angstrom) picks the
+    sensitivity window that sets ``noise.sigma`` (:func:`_reference`).
+    """
     if setup.exposure:
-        return Depth(f"t={effort:.4g}s", sensitivity_at(setup.sensitivity, effort), effort, effort)
+        line, wave = ref if ref is not None else (None, None)
+        return Depth(f"t={effort:.4g}s", sensitivity_at(setup.sensitivity, effort, line=line, wave=wave),
+                     effort, effort)
     snr = math.sqrt(effort)
     sens = setup.sensitivity
     t = sens.exposure * (snr / sens.value) ** 2 if sens is not None and sens.quantity == "snr" else math.nan
     return Depth(f"S/N={snr:.4g}", snr, effort, t)
 
 
-def _depths(setup: PlanSetup) -> list[Depth]:
+def _depths(setup: PlanSetup, ref: tuple[str, float] | None = None) -> list[Depth]:
     """The setup's depths, in the order given."""
     if setup.exposure:
-        return [depth_at(setup, t) for t in setup.exposure]
+        return [depth_at(setup, t, ref) for t in setup.exposure]
     return [dataclasses.replace(depth_at(setup, v * v), label=f"S/N={v:g}", value=v) for v in setup.snr]
 
 
@@ -564,7 +609,7 @@ class _Context:
 
 def _setup_rows(target, setup, outdir, workers, seed) -> list[dict]:
     ctx = _Context(target, setup, outdir, workers, seed)
-    depths = _depths(setup)
+    depths = _depths(setup, _reference(target, setup))
     groups = ctx.suite(setup.name, target.grad_z, depths) if ctx.runs else {}
     rows = [ctx.row(d, g, groups.get((g, d.value), [])) for d in depths for g in target.grad_z]
     if target.sigma_target is not None and ctx.runs:
@@ -608,7 +653,7 @@ def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, m
         if step > cap:
             status, reason = "too faint", f"sigma(grad) = {goal:g} dex/kpc needs a depth beyond the cap"
             break
-        depth = depth_at(setup, max(step, 1e-12))
+        depth = depth_at(setup, max(step, 1e-12), _reference(ctx.target, setup))
         check = ctx.row(depth, g, ctx.suite(f"{setup.name}_solve_g{g:g}_{k}", [g], [depth]).get((g, depth.value), []))
         check["solved"] = True
         extra.append(check)

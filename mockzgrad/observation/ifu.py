@@ -352,8 +352,15 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
         sigma = noise.sigma_for_snr(cube[chan], mask, cfg.noise.snr)
     else:
         sigma = cfg.noise.sigma
-    data = noise.add_noise(cube, sigma, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
-    return _Noise(data=data, variance=np.full_like(cube, sigma**2), sigma=sigma, chan=chan, mask=mask)
+    scale = sigma
+    if cfg.noise.windows:  # per-window depth: one sigma per channel (sigma stays the snr_line's)
+        waves = dict(zip(cfg.lines.lines, setup.line_waves))
+        scale = noise.channel_sigma(grid.centres, waves, noise.line_scales(cfg.noise.windows, waves,
+                                                                           cfg.noise.snr_line, sigma))
+    data = noise.add_noise(cube, scale, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
+    variance = np.full_like(cube, sigma**2) if np.ndim(scale) == 0 else \
+        np.broadcast_to((scale**2)[:, None, None], cube.shape).astype(cube.dtype)
+    return _Noise(data=data, variance=variance, sigma=sigma, chan=chan, mask=mask)
 
 
 def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz: _Noise) -> dict:
