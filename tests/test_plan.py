@@ -300,7 +300,7 @@ def test_plan_agrees_with_an_independent_direct_suite(tmp_path):
     run = run_suite(spec, tmp_path / "direct", "mockzgrad.suites.job:run_mock", workers=1, progress=False,
                     executor="serial")
     r_d, s_d = _suite_ratios_sigmas(run.store_path)
-    r_p, s_p = _suite_ratios_sigmas(tmp_path / "plan" / "suites" / "nirspec" / "results.sqlite")
+    r_p, s_p = _suite_ratios_sigmas(tmp_path / "plan" / "suites" / "nirspec" / "g0.1_d0" / "results.sqlite")
     assert row["n_measured"] == r_p.size and row["ratio_median"] == pytest.approx(np.median(r_p))
     for name, plan_value, p, d in (("ratio", row["ratio_median"], r_p, r_d),
                                    ("sigma", row["sigma_grad_median"], s_p, s_d)):
@@ -340,6 +340,6 @@ def test_slitstep_setup_runs_through_the_planner(tmp_path):
     assert row["n_mocks"] == 2 and row["verdict"] in ("ok", "too faint", "calibration floor")
     from mockzgrad.suites.store import ResultsStore
 
-    with ResultsStore(tmp_path / "suites" / "msa" / "results.sqlite", readonly=True) as store:
+    with ResultsStore(tmp_path / "suites" / "msa" / "g0.05_d0" / "results.sqlite", readonly=True) as store:
         rows = list(store.rows())
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]

@@ -484,8 +484,14 @@ def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
     return len(ratios), float(p50), float(p16), float(p84), sigma, detected / len(rows)
 
 
-def _run_grid(target, setup, folder: Path, grads, depths, workers, seed) -> dict:
-    """One suite over |grad_z| x depth values; its rows grouped by (|grad_z|, depth value)."""
+def _run_grid(target, setup, folder: Path, grads, depths, workers, seed, cache: bool = True) -> dict:
+    """One suite per |grad_z| and depth, all with suite seed ``seed``; rows grouped by (|grad_z|, depth value).
+
+    Common random numbers: mock ``j`` of every suite has the same seed
+    (position angle, unit noise deviates, recovery draws), so depths differ
+    in the noise scale only, and the noise-free cube is built once per mock
+    (:mod:`mockzgrad.corrections.plan_cache`; ``cache=False``: the shipped job).
+    """
     from ..suites.store import ResultsStore
     from ..suites.suite import run_suite, suite_from_dict
 
@@ -493,19 +499,21 @@ def _run_grid(target, setup, folder: Path, grads, depths, workers, seed) -> dict
     rec = {"recipe": setup.recipe}
     if setup.overrides:
         rec["overrides"] = setup.overrides
-    grid = {"galaxy.metallicity.grad_z": [-g for g in grads], key: [d.value for d in depths]}
-    spec = suite_from_dict({"suite": {"name": f"plan_{setup.name}", "seed": seed,
-                                      "n_mocks": setup.n_mocks * len(grads) * len(depths)},
-                            "fixed": _fixed(target, setup), "grid": grid,
-                            "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
-                            "recovery": rec})
-    run = run_suite(spec, folder, "mockzgrad.suites.job:run_mock", workers=workers,
-                    progress=False, executor=_executor(spec.n_mocks, workers))
+    job = "mockzgrad.corrections.plan_cache:run_mock" if cache else "mockzgrad.suites.job:run_mock"
     groups: dict = {}
-    with ResultsStore(run.store_path, readonly=True) as store:
-        for r in store.rows():
-            point = spec.grid_point(int(r["mock_index"]))
-            groups.setdefault((-point["galaxy.metallicity.grad_z"], point[key]), []).append(r)
+    for g in grads:
+        for k, d in enumerate(depths):
+            fixed = _fixed(target, setup)
+            fixed["galaxy"]["metallicity"] = {"grad_z": -g}
+            fixed["noise"][key.split(".")[1]] = d.value
+            spec = suite_from_dict({"suite": {"name": f"plan_{setup.name}", "seed": seed, "n_mocks": setup.n_mocks},
+                                    "fixed": fixed,
+                                    "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
+                                    "recovery": rec})
+            run = run_suite(spec, folder / f"g{g:g}_d{k}", job, workers=workers, progress=False,
+                            executor=_executor(spec.n_mocks, workers))
+            with ResultsStore(run.store_path, readonly=True) as store:
+                groups[(g, d.value)] = list(store.rows())
     return groups
 
 
@@ -579,10 +587,11 @@ def _depth_source(setup: PlanSetup) -> str:
 class _Context:
     """What the rows of one setup share: preset, configuration, x, pinning reasons per |grad_z|."""
 
-    def __init__(self, target: PlanTarget, setup: PlanSetup, outdir: Path, workers, seed):
+    def __init__(self, target: PlanTarget, setup: PlanSetup, outdir: Path, workers, seed, cache: bool = True):
         from ..config import load_recipe
 
         self.target, self.setup, self.outdir, self.workers, self.seed = target, setup, outdir, workers, seed
+        self.cache = cache
         self.preset = load_preset(setup.preset)
         cfg = config_from_dict(_fixed(target, setup))
         check_band(target, setup, cfg)
@@ -601,14 +610,14 @@ class _Context:
 
     def suite(self, name: str, grads, depths) -> dict:
         return _run_grid(self.target, self.setup, self.outdir / "suites" / name, grads, depths, self.workers,
-                         self.seed)
+                         self.seed, self.cache)
 
     def row(self, depth: Depth, g: float, group: list) -> dict:
         return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g])
 
 
-def _setup_rows(target, setup, outdir, workers, seed) -> list[dict]:
-    ctx = _Context(target, setup, outdir, workers, seed)
+def _setup_rows(target, setup, outdir, workers, seed, cache=True) -> list[dict]:
+    ctx = _Context(target, setup, outdir, workers, seed, cache)
     depths = _depths(setup, _reference(target, setup))
     groups = ctx.suite(setup.name, target.grad_z, depths) if ctx.runs else {}
     rows = [ctx.row(d, g, groups.get((g, d.value), [])) for d in depths for g in target.grad_z]
@@ -697,11 +706,15 @@ def _unsolved_row(ctx, g, status, reason, goal, law) -> dict:
 
 
 def run_plan(target: PlanTarget, setups, outdir, *, workers: int | None = None, seed: int = 20261204,
-             plot: bool = True) -> list[dict]:
-    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``."""
+             plot: bool = True, cache: bool = True) -> list[dict]:
+    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``.
+
+    ``cache``: build each mock's noise-free cube once and re-noise it at each
+    depth (:mod:`~mockzgrad.corrections.plan_cache`); the tables are the same either way.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed)]
+    rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed, cache)]
     _write_tables(rows, outdir, target)
     if plot:
         from .plan_map import plot_design_map
@@ -821,7 +834,8 @@ def cli(args) -> int:
             raise ConfigError("plan needs TARGET.toml, --setups SETUPS.toml and -o plan_dir (or --example)")
         runs = [(Path(args.output), args.target, args.setups)]
     for out, target_path, setups_path in runs:
-        rows = run_plan(load_target(target_path), load_setups(setups_path), out, workers=args.workers)
+        rows = run_plan(load_target(target_path), load_setups(setups_path), out, workers=args.workers,
+                        cache=not getattr(args, "no_cache", False))
         _print(rows)
         print(f"plan written to {out}/plan.ecsv, plan.csv, plan.png, design_map.png")
     return 0
