@@ -152,3 +152,17 @@ def test_bad_preset_window_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_preset(str(path))
     assert "\n" not in str(exc.value) and "sensitivity.windows[0]" in str(exc.value)
+
+
+def test_a_suite_sweeps_noise_windows_as_whole_tables():
+    from mockzgrad.suites.suite import suite_from_dict
+
+    def w(scale):
+        return {"IZ": {"lines": ["Hb", "OIII_5008"], "scale": scale}}
+
+    spec = suite_from_dict({"suite": {"name": "w", "seed": 1, "n_mocks": 2},
+                            "fixed": {"lines": {"lines": LINES4, "generating_set": ["S25_R3", "S25_N2"]},
+                                      "noise": {"snr_line": "Ha"}},
+                            "grid": {"noise.windows": [w(1.0), w(2.0)]}})
+    scales = sorted(config_from_dict(spec.mock(k).config).noise.windows["IZ"]["scale"] for k in range(2))
+    assert scales == [1.0, 2.0]
