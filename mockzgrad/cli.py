@@ -733,6 +733,8 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, design_map.png, suites/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 and z ~ 5 disks, IFU setups)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="build every mock's noise-free cube anew at each depth (same tables, slower)")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")

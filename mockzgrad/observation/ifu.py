@@ -352,8 +352,15 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
         sigma = noise.sigma_for_snr(cube[chan], mask, cfg.noise.snr)
     else:
         sigma = cfg.noise.sigma
-    data = noise.add_noise(cube, sigma, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
-    return _Noise(data=data, variance=np.full_like(cube, sigma**2), sigma=sigma, chan=chan, mask=mask)
+    scale = sigma
+    if cfg.noise.windows:  # per-window depth: one sigma per channel (sigma stays the snr_line's)
+        waves = dict(zip(cfg.lines.lines, setup.line_waves))
+        scale = noise.channel_sigma(grid.centres, waves, noise.line_scales(cfg.noise.windows, waves,
+                                                                           cfg.noise.snr_line, sigma))
+    data = noise.add_noise(cube, scale, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
+    variance = np.full_like(cube, sigma**2) if np.ndim(scale) == 0 else \
+        np.broadcast_to((scale**2)[:, None, None], cube.shape).astype(cube.dtype)
+    return _Noise(data=data, variance=variance, sigma=sigma, chan=chan, mask=mask)
 
 
 def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz: _Noise) -> dict:
@@ -385,7 +392,8 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
     return truth
 
 
-def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
+def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True,
+               model: tuple | None = None) -> MockCube:
     """Build one mock IFU cube from a configuration (the ``"ifu"`` observation mode).
 
     Parameters
@@ -396,13 +404,18 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
         Keep the noise-free cube in the result.
     use_numba : bool
         Use the compiled render kernel (False: its numpy twin).
+    model : tuple or None
+        ``(cube, setup)`` of :func:`model_cube` for a configuration that
+        differs from ``cfg`` in ``noise.snr`` / ``noise.sigma`` /
+        ``noise.windows`` only (a noise-free cube reused across depths,
+        :mod:`mockzgrad.corrections.plan_cache`); None: built here.
 
     Returns
     -------
     MockCube
     """
     inst, lcfg = cfg.instrument, cfg.lines
-    cube, setup = model_cube(cfg, use_numba=use_numba)
+    cube, setup = model if model is not None else model_cube(cfg, use_numba=use_numba)
     totals = lineflux.analytic_line_totals(setup.model, lcfg, ratio_offsets=setup.ratio_offsets) \
         if lcfg.ratio_scatter in ("none", "per_mock") else {}
     _check_fov(cfg, cube, totals, setup.n)
