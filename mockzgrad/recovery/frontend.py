@@ -37,7 +37,7 @@ from ..config.continuum import CENTRE_WINDOW_REST
 from ..errors import DataError, RecoveryError
 from ..observation.psf import PSF, psf_from_header
 from ..physics.cosmology import kpc_per_arcsec
-from ..physics.lines import C_KMS, LINES
+from ..physics.lines import BLENDS, C_KMS, LINES
 from ..validate import choice
 from . import binning as binmod
 from . import geometry as geomod
@@ -168,6 +168,27 @@ def _covered(cube, line, redshift, margin_kms=300.0) -> bool:
     return bool(near.any())
 
 
+#: Doublets whose ratio the line model ties (:func:`mockzgrad.recovery.linefit.default_line_model`).
+_TIED_DOUBLETS = ("OIII", "NII")
+
+
+def with_tied_partners(cube, lines: LineSelection, names) -> list[str]:
+    """``names`` plus the covered partners of their tied doublets ([NII] 6550 for 6585, [OIII] 4960 for 5008).
+
+    A line the cube holds but the model leaves out is fitted by the linear
+    baseline instead: [NII] 6550 inside the Halpha window (a third of
+    [NII] 6585) raised the baseline by ~1-3 % of the continuum at EW(Halpha)
+    = 60 A rest, and the EW(Halpha) fell by as much (S1's N2 recipe fits
+    [NII] 6585 only). The partner is tied, so no parameter is added.
+    """
+    out = list(names)
+    for blend in _TIED_DOUBLETS:
+        members = BLENDS[blend]
+        if any(m in out for m in members):
+            out += [m for m in members if m not in out and _covered(cube, m, lines.redshift)]
+    return out
+
+
 def select_lines(cube, recipe, *, redshift: float | None = None,
                  reference_line: str | None = None) -> LineSelection:
     """Redshift, the lines to fit and the usable diagnostics (see :func:`recover` for the defaults).
@@ -260,6 +281,7 @@ def line_flux_maps(cube, lines: LineSelection) -> dict | None:
     wanted = {lines.reference_line, lines.gate_line} & set(lines.lines)
     rest = [LINES[n].wavelength for n in wanted]
     fitted = [n for n in lines.lines if min(abs(LINES[n].wavelength - w) for w in rest) <= _MAP_FIT_SPAN_REST]
+    fitted = with_tied_partners(cube, lines, fitted)
     data, var = np.asarray(cube.data, float), np.asarray(cube.variance, float)
     ny, nx = data.shape[1:]
     ok = (np.isfinite(data) & np.isfinite(var)).any(axis=0)
@@ -502,7 +524,7 @@ def ew_selection(cube, recipe, binned: CubeBins, lines: LineSelection) -> CubeBi
                               f"({why})", step="ew_cut")
         return CubeBins(binned.binning, binned.excluded + (note,))
     kept, dropped, _ = contmod.ew_cut(cube, binned.binning, lines, lines.gate_line, recipe.ew_snr_min,
-                                      recipe.min_spaxels)
+                                      recipe.min_spaxels, fit_names=with_tied_partners(cube, lines, lines.lines))
     return CubeBins(kept, binned.excluded + tuple(LeftOut(bin=where, reason=why) for where, why in dropped))
 
 
