@@ -22,6 +22,12 @@ Measured (2026-12-04, 2 cores shared with other jobs, load ~5): median
 0.61 s (34 %), cube build (two builds) 0.26 s (15 %). Under load ~10: 3.6 s.
 The 201-mock ``examples/msa3d_suite.toml`` (3 shutters) ran in 142.5 s with
 2 workers (cube 0.91 s, recovery 0.10 s median per mock).
+
+Re-measured after the round-1 merges (2026-12-04 22:40 UTC, load 14-20 on the
+2 cores): median 10.5 s (min 7.4 s) wall, 1.65 s CPU (all threads; min
+1.39 s); render 0.94 s (9 %), PSF 5.9 s (56 %), exposures 3.4 s (32 %), cube
+build 1.2 s (12 %) (stage medians, noisy under that load). The 201-mock suite:
+all ok in 689 s (cube 5.6 s, recovery 0.71 s median per mock).
 """
 
 from __future__ import annotations
