@@ -247,13 +247,19 @@ def plot_surface(curves: CorrectionCurves, path, *, sign: str = "both") -> Figur
                           "(>= 3 distinct values needed)")
     sel = [c for c in sel if c.surface is not None]
     fig, axes = _new_figure(len(sel))
-    for ax, c in zip(axes, sel):
-        s = c.surface
+    grids = []
+    for c in sel:
         xx = np.linspace(c.x_range[0], c.x_range[1], 120)
-        ii = np.linspace(s.inclination_range[0], s.inclination_range[1], 90)
+        ii = np.linspace(c.surface.inclination_range[0], c.surface.inclination_range[1], 90)
         gx, gi = np.meshgrid(xx, ii)
-        z = s(gx, gi)
-        mesh = ax.pcolormesh(gx, gi, z, shading="auto", cmap="viridis")
+        grids.append((gx, gi, c.surface(gx, gi)))
+    # one colour scale for every panel, spanning at least [0, 1]: a surface fitted to noise must not look
+    # like structure on a stretched scale of its own
+    vmin = min(0.0, *(float(np.nanmin(z)) for *_, z in grids))
+    vmax = max(1.0, *(float(np.nanmax(z)) for *_, z in grids))
+    for ax, c, (gx, gi, z) in zip(axes, sel, grids):
+        s = c.surface
+        mesh = ax.pcolormesh(gx, gi, z, shading="auto", cmap="viridis", vmin=vmin, vmax=vmax)
         cs = ax.contour(gx, gi, z, levels=8, colors="w", linewidths=0.6)
         ax.clabel(cs, fontsize=6, fmt="%.2f")
         fig.colorbar(mesh, ax=ax, label=_RATIO_LABEL)
