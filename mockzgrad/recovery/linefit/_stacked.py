@@ -110,11 +110,12 @@ def _pair_profiles(lay, v, s):
     return prof, dpv, dps
 
 
-def evaluate_stacked(setup, v, s, y, w, active):
-    """Profile chi^2 and reduced Gauss-Newton system, as ``evaluate`` without ``full``.
+def evaluate_stacked(setup, v, s, y, w, active, full=False):
+    """Profile chi^2 and reduced Gauss-Newton system, as ``evaluate``.
 
     Returns ``chi2`` (B,), ``beta`` (B, p), ``g`` (B, 2), ``h`` (B, 2, 2)
-    and None (no full matrix).
+    and, with ``full``, ``J^T W J`` over all parameters (B, p + 2, p + 2),
+    else None.
     """
     lay = _layout(setup)
     n = v.size
@@ -131,19 +132,33 @@ def evaluate_stacked(setup, v, s, y, w, active):
     bb, minv = solve_normal(m, bvec, act, want_inverse=True)
     r = yb - (a @ bb[..., None])[..., 0]                           # (B, nb, nc)
     chi2 = np.sum(wb * r * r, axis=(1, 2))
-    amp = lay.coef * np.take_along_axis(_beta_flat(bb, lay, n), lay.col[None, :], axis=1)
+    beta = _beta_flat(bb, lay, setup.n_par)
+    amp = lay.coef * beta[:, lay.col]
     jn = np.stack([(dpv * amp) @ lay.to_c, (dps * amp) @ lay.to_c], axis=-1).reshape(n, nb, nc, 2)
     jnw = jn * wb[..., None]
     jnw_t = jnw.swapaxes(-1, -2)                                   # (B, nb, 2, nc)
     g = np.sum((jnw_t @ r[..., None])[..., 0], axis=1)
     hnl = jnw_t @ a                                                # (B, nb, 2, npar)
-    h = np.sum(jnw_t @ jn - hnl @ minv @ hnl.swapaxes(-1, -2), axis=1)
-    return chi2, _beta_flat(bb, lay, n), g, h, None
+    hnn = jnw_t @ jn                                               # (B, nb, 2, 2)
+    h = np.sum(hnn - hnl @ minv @ hnl.swapaxes(-1, -2), axis=1)
+    return chi2, beta, g, h, (_full_matrix(lay, m, hnl, hnn, beta.shape[1]) if full else None)
 
 
-def _beta_flat(bb, lay, n):
-    """Block solutions scattered into the linear-parameter vector, (B, p)."""
-    p = int(lay.col_idx[lay.col_ok].max()) + 1
-    beta = np.zeros((n, p))
+def _full_matrix(lay, m, hnl, hnn, p):
+    """``J^T W J`` over all parameters (linear ones, then ``v``, ``sigma``) from the block parts."""
+    hess = np.zeros((m.shape[0], p + 2, p + 2))
+    for b in range(m.shape[1]):
+        k = int(np.count_nonzero(lay.col_ok[b]))                   # real columns come first
+        c = lay.col_idx[b, :k]
+        hess[:, c[:, None], c[None, :]] = m[:, b, :k, :k]
+        hess[:, c, p:] = hnl[:, b, :, :k].swapaxes(1, 2)
+        hess[:, p:, c] = hnl[:, b, :, :k]
+    hess[:, p:, p:] = np.sum(hnn, axis=1)
+    return hess
+
+
+def _beta_flat(bb, lay, p):
+    """Block solutions scattered into the ``p`` linear parameters, (B, p)."""
+    beta = np.zeros((bb.shape[0], p))
     beta[:, lay.col_idx[lay.col_ok]] = bb[:, lay.col_ok]
     return beta
