@@ -47,6 +47,10 @@ Correlations between map pixels (anti-correlations of neighbours, from the
 linear split and the de-blending) are not kept: per-bin variances summed
 from the pixels are approximate.
 
+Continuum templates: the direct images include the line light (up to 6.5 % on [NeIII] at rest EW
+100 A); ``clean_direct=N`` re-solves with the line maps subtracted from them (N = 3: all totals
+within 1.1 %, NIRISS example, noise-free).
+
 Line-of-sight velocities (``velocities="rotation"``, joint method; default ``"none"``): rotation and
 ``sigma0`` move and widen a line by a fraction of a pixel (NIRISS at 0.03": ~0.4 pixel for
 130 km/s), and placing every line at its rest wavelength times ``1 + redshift`` leaks the mismatch
