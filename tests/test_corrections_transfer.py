@@ -90,6 +90,17 @@ class TestRecovery:
         assert tf.assessment["transfer_ok"]
         assert any("offset" in r for r in tf.assessment["reasons"])
 
+    def test_anticorrelated_suite_is_refused_in_words(self):
+        # measured = -0.5 x intrinsic: no sigma distance to quote; the reason says the slope is not positive
+        t = synthetic(14, 600, discrete=True)
+        g = np.asarray(t["grad_z_true"])
+        t["grad_z_measured"] = -0.5 * g + np.random.default_rng(seeded(15)).normal(0.0, ERR, g.size)
+        tf = fit_transfer(t)
+        reasons = tf.assessment["reasons"]
+        assert not tf.assessment["ratio_ok"] and not tf.assessment["transfer_ok"]
+        assert any("does not rise" in r for r in reasons)
+        assert not any("sigma from 0" in r for r in reasons)
+
     def test_offset_shift_is_exact(self):
         # the model is linear: adding a constant to every measurement moves b by that constant and nothing else
         t = synthetic(14, 400, discrete=True)

@@ -626,7 +626,10 @@ def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool 
                        "a ratio cannot correct an offset")
     if flips > SIGN_FLIP_MAX:
         reasons.append(f"ratio: {flips:.0%} of the mocks of one |grad_z| measure the opposite sign")
-    if disc < DISCRIMINATION_MIN:
+    if disc <= 0:  # a sigma distance below 0 would read as nonsense: say what it means
+        reasons.append("both: the measured gradient does not rise with the intrinsic one (slope a(x) <= 0 "
+                       "over the suite's x range)")
+    elif disc < DISCRIMINATION_MIN:
         reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
     if not admissible_found:
         reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
