@@ -161,3 +161,24 @@ def test_rotation_field_is_antisymmetric_about_the_centre():
     assert 100.0 < np.max(np.abs(v)) <= 200.0
     side = v * XX  # HB's major axis is along x: the receding side is x > 0 or x < 0
     assert np.all(side >= -1e-9) or np.all(side <= 1e-9)
+
+
+def test_extract_command_passes_the_extraction_options(tmp_path, capsys):
+    """`mockzgrad extract --clean-direct N --velocities none` gives the maps of the Python call; bad N is one line."""
+    from mockzgrad.cli import main
+    from mockzgrad.products.linemaps import read_linemaps
+
+    path = tmp_path / "g.fits"
+    _mock().write(path)
+    out = tmp_path / "maps.fits"
+    assert main(["extract", str(path), "-o", str(out), "--redshift", str(Z), "--clean-direct", "1",
+                 "--velocities", "none"]) == 0
+    got = read_linemaps(out)
+    want = gx.extract_line_maps(_mock(), Z, clean_direct=1, velocities="none")
+    assert got.names == want.names
+    np.testing.assert_allclose(got.flux, want.flux, rtol=1e-6, atol=1e-30)
+    capsys.readouterr()
+    assert main(["extract", str(path), "-o", str(tmp_path / "m2.fits"), "--redshift", str(Z),
+                 "--clean-direct", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clean_direct" in err[0]
