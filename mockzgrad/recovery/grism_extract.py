@@ -79,6 +79,7 @@ from scipy.linalg import cho_factor, cho_solve, lapack
 
 from .. import __version__
 from ..errors import ConfigError, DataError
+from ..kernels.disperse import bilinear_corners
 from ..observation.grism.dispersion import GrismDispersion, disperse
 from ..physics.lines import C_KMS, LINES
 from ..products.linemaps import LineMaps
@@ -189,18 +190,11 @@ def _design_matrix(exps, groups, redshift, support, velocity=None) -> sp.csr_mat
                 sens = np.broadcast_to(np.asarray(m.sensitivity(lam), float), bx.shape)
                 if not np.any(sens > 0):
                     continue
-                x, y = bx + m.dx(lam), by + m.dy(lam)
-                i0, j0 = np.floor(x), np.floor(y)
-                fx, fy = x - i0, y - j0
-                i0, j0 = i0.astype(np.int64), j0.astype(np.int64)
-                for dj, wy in ((0, 1.0 - fy), (1, fy)):
-                    for di, wx in ((0, 1.0 - fx), (1, fx)):
-                        i, j = i0 + di, j0 + dj
-                        ok = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
-                        r = (j * nx + i)[ok]
-                        rows.append(offset + r)
-                        idx.append(g * cols.size + np.flatnonzero(ok))
-                        vals.append(wx[ok] * wy[ok] * (sens[ok] * share) * w[r])
+                for flat, wgt, ok in bilinear_corners(bx + m.dx(lam), by + m.dy(lam), (ny, nx)):
+                    r = flat[ok]
+                    rows.append(offset + r)
+                    idx.append(g * cols.size + np.flatnonzero(ok))
+                    vals.append(wgt[ok] * (sens[ok] * share) * w[r])
         offset += e.data.size
     shape = (offset, len(groups) * cols.size)
     if not rows:
