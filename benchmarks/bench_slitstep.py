@@ -33,7 +33,6 @@ all ok in 689 s (cube 5.6 s, recovery 0.71 s median per mock).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import time
@@ -41,6 +40,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from _timing import time_calls
 
 from mockzgrad.config import load_config
 from mockzgrad.errors import FieldOfViewWarning
@@ -52,18 +53,6 @@ from mockzgrad.source.scene import render_scene
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "msa3d_z1.toml"
 
 
-def _time(fn, repeats: int) -> dict:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
 
 
 def _stages(cfg) -> dict:
@@ -97,7 +86,7 @@ def main(argv=None) -> dict:
     cfg = load_config(EXAMPLE).replace(**{"instrument.slitstep.n_shutters": 5})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FieldOfViewWarning)
-        total = _time(lambda: build_slitstep_cube(cfg, keep_noise_free=False), args.repeats)
+        total = time_calls(lambda: build_slitstep_cube(cfg, keep_noise_free=False), args.repeats)
         runs = [_stages(cfg) for _ in range(args.repeats)]
     stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     stages["rest"] = max(total["median_s"] - sum(stages.values()), 0.0)
