@@ -286,10 +286,6 @@ def test_no_metallicity_line_is_an_error():
         LineFluxLikelihood.from_bins({"Hb": 1.0}, KEYS)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug kept by the byte-identical refactor: on the grid, an Ha+[NII] blend whose [NII] "
-    "comes from N2 with a published scatter is also multiplied by the mid-prior nuisance "
-    "[NII]/Ha factor (marginal/profile pass r_factor although nii_ha is not a nuisance)"))
 def test_grid_fits_a_blend_with_nii_from_n2_with_scatter():
     r3, n2, r2 = (get_diagnostic(k) for k in ("C20_R3", "C20_N2", "C20_R2"))
     z = np.array([8.0, 8.3])

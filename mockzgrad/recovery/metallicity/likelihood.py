@@ -381,7 +381,8 @@ class LineFluxLikelihood:
         a_list, t_list, finite = self.predict(z, av, rows)
         dat = self.data(rows)
         q = self.quad_form(a_list, dat)
-        r_mid = self.nii_factor(math.log(_R_MID))
+        # only a nuisance blend carries the mid-prior [NII]/Ha factor; fixed or N2 [NII] is in a_list
+        r_mid = self.nii_factor(math.log(_R_MID)) if self.nuisance else None
         f, sf = self.best_f_hb(a_list, t_list, dat, q, r_mid)
         with np.errstate(divide="ignore", invalid="ignore"):
             fpos = np.where(f > 0, f, np.nan)
@@ -401,7 +402,8 @@ class LineFluxLikelihood:
         a_list, t_list, finite = self.predict(z, av, rows)
         dat = self.data(rows)
         q = self.quad_form(a_list, dat)
-        r_mid = self.nii_factor(math.log(_R_MID))
+        # only a nuisance blend carries the mid-prior [NII]/Ha factor; fixed or N2 [NII] is in a_list
+        r_mid = self.nii_factor(math.log(_R_MID)) if self.nuisance else None
         f, sf = self.best_f_hb(a_list, t_list, dat, q, r_mid)
         flo3, fhi3 = flo[:, None, None], fhi[:, None, None]
         lflo, lfhi = np.log(flo3), np.log(fhi3)
