@@ -100,3 +100,16 @@ def test_incomplete_spectra_are_refused(corrected, tmp_path):
         hdul.writeto(tmp_path / "cut.fits")
     with pytest.raises(DataError, match="SPEC2D_VAR"):
         read_cube(tmp_path / "cut.fits")
+
+
+def test_a_log_that_does_not_match_the_spectra_is_refused(corrected):
+    """Every (step_disp, step_cross) pointing once: a log with a row missing or repeated is an error, not a cube."""
+    from mockzgrad.observation.slitstep import cube_from_spectra
+
+    ss = corrected_ss()
+    short = {k: v[:-1] for k, v in corrected.exposures.items()}
+    with pytest.raises(DataError, match="63 2D spectra but 62 rows"):
+        cube_from_spectra(corrected.spectra, short, ss)
+    twice = {k: v[:-1] + v[:1] for k, v in corrected.exposures.items()}  # pointing 0 twice, the last one never
+    with pytest.raises(DataError, match="every"):
+        cube_from_spectra(corrected.spectra, twice, ss)

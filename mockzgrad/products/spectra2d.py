@@ -121,5 +121,7 @@ class SlitSpectra:
             raise DataError(f"cube file {str(path)!r}: 2D spectra of inconsistent shapes: SPEC2D {data.shape}, "
                             f"SPEC2D_VAR {var.shape}, SPEC2D_OPEN {opened.shape}, {lo.size} channels")
         h = hdul["SPEC2D"].header
+        if "ROW_LO" not in h or "ROWPIX" not in h:
+            raise DataError(f"cube file {str(path)!r}: SPEC2D lacks ROW_LO or ROWPIX (detector rows along the slit)")
         return cls(data=data, variance=var, open_fraction=opened, row_lo=float(h["ROW_LO"]),
                    row_pixel=float(h["ROWPIX"]), edges_lo=lo, edges_hi=hi, pathloss=loss)
