@@ -72,3 +72,18 @@ def test_preset_exposure_times_are_s1s():
     # a sky position sees one dispersion step (step = open width) and 7 dithers x the open fraction 0.46/0.53
     # of the slit: S1's 117 min, to the 1 % its rounding of 20.4 h and 117 min allows
     assert ss.exptime_effective / 60.0 == pytest.approx(117.0, rel=0.01)
+
+
+def test_preset_dispersion_and_gap_follow_the_jdox_table():
+    """JDox "NIRSpec BOTS Wavelength Ranges and Gaps", G140H/F100LP: three 1024-pixel subarray ranges
+    (1.07-1.31, 1.35-1.59, 1.59-1.83 um) and the gap 1.31-1.35 um; S1: the gap is near 1.4 um."""
+    from mockzgrad.config.slitstep import SlitstepConfig
+
+    ss = SlitstepConfig()
+    spans_um = [(1.07, 1.31), (1.35, 1.59), (1.59, 1.83)]
+    table = 1e4 * sum(hi - lo for lo, hi in spans_um) / (1024 * len(spans_um))  # Angstrom per pixel
+    # the endpoints are quoted to 0.01 um: +-0.005 um each, summed over the six, on 3072 pixels
+    assert ss.dispersion == pytest.approx(table, abs=1e4 * 6 * 0.005 / 3072)
+    (lo, hi), = ss.gaps
+    assert hi - lo == pytest.approx(1e4 * (1.35 - 1.31), abs=1e4 * 0.01)  # the width, to the table's rounding
+    assert lo < 14000.0 < hi  # S1 Sect. 2.1-2.2: near 1.4 um

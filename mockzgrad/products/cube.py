@@ -19,6 +19,7 @@ from .fitsutil import celestial_header, flat_truth, json_hdu, set_header, text_h
 from .grids import SpectralGrid, spatial_offsets
 from .readers import read_cube_fields
 from .readers.units import CHANNEL_FLUX, CUBE_UNITS, channel_flux_factor, squared_unit_string
+from .spectra2d import SlitSpectra
 
 __all__ = ["MockCube", "read_cube", "BUNIT"]
 
@@ -76,6 +77,10 @@ class MockCube:
         column name -> list of values, all of one length (the slit-stepping
         mode: step indices, offsets in arcsec, shutters, exposure time in
         s). Empty for an IFU cube.
+    spectra : SlitSpectra or None
+        The 2D spectra of the pointings, one per ``exposures`` row
+        (``SPEC2D*`` extensions, :mod:`mockzgrad.products.spectra2d`); None
+        for an IFU cube or when not kept.
     """
 
     kind: ClassVar[str] = "ifu"
@@ -96,6 +101,7 @@ class MockCube:
     catalog: dict = field(default_factory=dict)
     unit: str = "flam"
     exposures: dict = field(default_factory=dict)
+    spectra: SlitSpectra | None = None
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -205,7 +211,7 @@ class MockCube:
         atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
     def _extra_hdus(self) -> list:
-        """``PSF`` (effective PSF image), ``CATALOG`` (observer's catalogue, JSON) and ``EXPOSURES``, when present."""
+        """``PSF`` (effective PSF image), ``CATALOG`` (JSON), ``EXPOSURES`` and ``SPEC2D*``, when present."""
         from astropy.io import fits
 
         out = []
@@ -220,6 +226,8 @@ class MockCube:
             out.append(fits.BinTableHDU.from_columns(
                 [fits.Column(name=k.upper(), array=np.asarray(v), format="K" if np.asarray(v).dtype.kind in "iu"
                              else "D") for k, v in self.exposures.items()], name="EXPOSURES"))
+        if self.spectra is not None:
+            out.extend(self.spectra.to_hdus())
         return out
 
     def _full_grid(self):

@@ -179,7 +179,7 @@ def _f(v) -> float:
 
 
 def _bin_records(front: FrontEndResult, back: GradientMeasurement) -> list:
-    """Per-bin radius, fluxes (after the dust step), A_V and metallicities."""
+    """Per-bin radius, fluxes (after the dust step), A_V, metallicities and, with sectors, the azimuth range."""
     bins, fluxes, dust = front.binning, back.fluxes, back.dust
     radius = np.asarray(bins.radius_kpc, dtype=float)
     out = []
@@ -190,6 +190,10 @@ def _bin_records(front: FrontEndResult, back: GradientMeasurement) -> list:
                                for j, n in enumerate(fluxes.names)}}
         if bins.inner is not None and np.isfinite(np.asarray(bins.inner)[i]):
             rec["inner_kpc"], rec["outer_kpc"] = float(bins.inner[i]), float(bins.outer[i])
+        if bins.sector is not None:  # recipe binning.sectors: azimuth range from the major axis, deg, and base bin
+            rec["sector_deg"] = [float(v) for v in np.asarray(bins.sector)[i]]
+            if bins.parent is not None:
+                rec["parent"] = int(np.asarray(bins.parent)[i])
         if dust.a_v is not None:
             rec["a_v"], rec["a_v_source"] = float(dust.a_v[i]), dust.a_v_source[i]
         if back.metallicities:

@@ -12,7 +12,9 @@ Stages (:func:`build_slitstep_cube`), each a pure function of the config and the
 4. noise per exposure (Gaussian, constant sigma per detector pixel: given
    as ``noise.sigma`` or set so the reconstructed cube reaches ``noise.snr``);
 5. the MSA-3D cube build (:mod:`.build`) of the noise-free and the noisy
-   exposures, with the variance through the same operator;
+   exposures, with the variance through the same operator; the noisy 2D
+   spectra stay in the product (``store_spectra``) and :func:`rebuild_cube`
+   rebuilds the cube from them (:mod:`.rebuild`);
 6. the effective kernel (:mod:`.kernel`) in a ``PSF`` image extension, an
    elliptical Gaussian of its FWHMs in the header, the truth, and a
    catalogue-like imaging geometry (true PA and b/a plus
@@ -39,6 +41,7 @@ from ...errors import FieldOfViewWarning
 from ...physics.lines import C_KMS
 from ...products.cube import MockCube
 from ...products.lens import lens_truth
+from ...products.spectra2d import SlitSpectra
 from ...source import lineflux
 from ...source.continuum import continuum_cube
 from ...source.scene import render_scene
@@ -47,9 +50,10 @@ from .build import build_msa3d_cube, cube_geometry
 from .exposures import expose, point_transmission, psf_stage, slit_rows
 from .kernel import effective_kernel, gaussian_summary
 from .plan import SlitstepPlan, plan_slitstep, snr_wavelength
+from .rebuild import cube_from_spectra, rebuild_cube
 
 __all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel", "effective_resolution",
-           "exposure_log"]
+           "exposure_log", "cube_from_spectra", "rebuild_cube"]
 
 #: Pixel of the effective-kernel image, in cube pixels.
 KERNEL_PIXEL_FRACTION = 0.125
@@ -183,12 +187,23 @@ def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_nu
         noisy = exposures + sigma_e * _rng(cfg, 1).standard_normal(exposures.shape)
     data, var = build_msa3d_cube(noisy * corr, np.broadcast_to(sigma_e**2 * corr**2, exposures.shape), open_frac,
                                  ss, geom)
+    spectra = _spectra(plan, noisy, sigma_e, open_frac, corr[0, 0, :, 0]) if ss.store_spectra else None
     return _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigma_e, chan, mask,
-                    keep_noise_free)
+                    keep_noise_free, spectra)
+
+
+def _spectra(plan: SlitstepPlan, noisy: np.ndarray, sigma_e: float, open_frac: np.ndarray,
+             pathloss: np.ndarray) -> SlitSpectra:
+    """The uncorrected 2D spectra of the pointings, in the order of :func:`exposure_log`."""
+    n_disp, n_cross, n_chan, n_rows = noisy.shape
+    data = noisy.reshape(n_disp * n_cross, n_chan, n_rows)
+    return SlitSpectra(data=data, variance=np.full(data.shape, float(sigma_e) ** 2), open_fraction=open_frac,
+                       row_lo=float(slit_rows(plan.ss)[0]), row_pixel=plan.ss.detector_pixel,
+                       edges_lo=plan.grid.edges_lo, edges_hi=plan.grid.edges_hi, pathloss=np.array(pathloss))
 
 
 def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigma_e, chan, mask,
-             keep_noise_free) -> MockCube:
+             keep_noise_free, spectra=None) -> MockCube:
     ss = plan.ss
     pixel = KERNEL_PIXEL_FRACTION * ss.cube_pixel
     wave = snr_wavelength(cfg, plan.model)
@@ -232,7 +247,7 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
                     pixel_scale=ss.cube_pixel, psf=summary.to_header(), lsf_sigma=ss.lsf_sigma, truth=truth,
                     noise_free=clean if keep_noise_free else None, grid=plan.grid,
                     config_toml=_config_toml(cfg), psf_image=kernel, psf_image_pixel=pixel,
-                    catalog=_catalog(cfg, plan), exposures=exposure_log(plan))
+                    catalog=_catalog(cfg, plan), exposures=exposure_log(plan), spectra=spectra)
 
 
 def effective_resolution(cfg: MockConfig) -> dict:

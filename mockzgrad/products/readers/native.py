@@ -3,7 +3,8 @@
 Extensions: ``DATA`` and ``VAR`` (3D, axes ``(n_chan, ny, nx)``), ``CHANNELS``
 (``WAVE_LO``, ``WAVE_HI``, Angstrom: the channels that hold data; gap
 channels of the regular WCS grid are NaN), optional ``NOISEFREE``, ``PSF``
-(image, ``PSF_PIXS`` arcsec), ``CATALOG``, ``EXPOSURES``, ``CONFIG``, ``TRUTH``.
+(image, ``PSF_PIXS`` arcsec), ``CATALOG``, ``EXPOSURES``, ``SPEC2D*`` (2D spectra of the
+pointings, :mod:`mockzgrad.products.spectra2d`), ``CONFIG``, ``TRUTH``.
 Cards: ``BUNIT`` of ``DATA`` (any flux density, surface brightness or flux
 per channel; missing = erg/s/cm^2 per channel, the layout before issue 22),
 ``PSF_*`` (the PSF model), ``LSF_SIGMA`` (km/s), ``CDELT2`` (deg).
@@ -17,6 +18,7 @@ import warnings
 import numpy as np
 
 from ...errors import DataError
+from ..spectra2d import SlitSpectra
 from .common import psf_cards
 from .units import CHANNEL_FLUX, channel_flux_factor
 from .wcs import channel_edges, cube_wcs, spaxel_geometry
@@ -96,7 +98,7 @@ def read(hdul, path):
     return dict(data=data * factor, variance=var * factor**2, edges_lo=lo, edges_hi=hi,
                 pixel_scale=pixel_scale, psf=psf, lsf_sigma=lsf, truth=truth, noise_free=noise_free,
                 grid=None, config_toml=config_toml, psf_image=psf_image, psf_image_pixel=psf_image_pixel,
-                catalog=catalog, exposures=exposures)
+                catalog=catalog, exposures=exposures, spectra=SlitSpectra.from_hdul(hdul, path))
 
 
 def _channels_by_wavelength(keep, edges, lo, hi, path) -> np.ndarray:
