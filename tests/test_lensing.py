@@ -282,17 +282,19 @@ def test_round_significant_spells_like_the_format_string():
 # the faster lensed rendering and field sizing (issue 17 benchmark)
 # ---------------------------------------------------------------------------
 
-def test_near_critical_spaxels_equal_the_uniformly_oversampled_reference():
+@pytest.mark.parametrize("scatter", ["none", "per_spaxel"])
+def test_near_critical_spaxels_equal_the_uniformly_oversampled_reference(scatter):
     """The lit spaxels with |mu| > 20 are rendered alone at oversample_near_critical (a strip of scattered
     spaxels): each equals the same spaxel of a reference rendered in one pass with that oversampling
     everywhere, to 1e-6 of the peak (same sub-pixels summed in another layout, a float32 cube: eps 6e-8);
-    the dark ones with |mu| > 20 hold no light in the reference either."""
+    the dark ones with |mu| > 20 hold no light in the reference either. With per-spaxel ratio scatter each
+    near-critical spaxel keeps its own drawn offsets."""
     from mockzgrad.source.scene import MU_NEAR_CRITICAL
 
     os_crit = 6
     cfg = BASE.replace(**{"instrument.fov": 2.0, "lensing.kind": "sie", "lensing.theta_e": 0.5, "lensing.q": 0.7,
                           "lensing.pa": 40.0, "lensing.source_offset_x": 0.2,
-                          "lensing.oversample_near_critical": os_crit})
+                          "lensing.oversample_near_critical": os_crit, "lines.ratio_scatter": scatter})
     ref_cfg = cfg.replace(**{"instrument.oversample": os_crit, "instrument.oversample_outer": os_crit})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pl.CriticalCurveWarning)
