@@ -474,6 +474,40 @@ class TestRecipeBinning:
         assert bins.kind == "fixed_annuli" and bins.sector is not None
         assert set(bins.parent) == {0, 1, 2}
 
+    def test_lensed_sectors_take_the_source_plane_azimuth(self, grid, falling):
+        """A sheared lens beta = A theta (kappa 0.3, gamma1 0.25, gamma2 0.1): with ``source_xy`` every
+        spaxel's sector holds the disk azimuth of beta about the source-plane axes (explicit rotation),
+        and the non-annular sectors' radii are source-plane radii; ``source_xy = (x, y)`` (no lens) and
+        the default give the same bins bit for bit."""
+        *_, xx, yy, _ = grid
+        k, g1, g2 = 0.3, 0.25, 0.1
+        bx = (1 - k - g1) * xx - g2 * yy
+        by = -g2 * xx + (1 - k + g1) * yy
+        a_src = _semi_major(bx, by)
+        t = math.radians(GEO.pa)
+        dx, dy = bx - GEO.x_offset, by - GEO.y_offset
+        phi = np.degrees(np.arctan2(np.abs(-dx * math.cos(t) + dy * math.sin(t)) / GEO.axis_ratio,
+                                    np.abs(dx * math.sin(t) + dy * math.cos(t))))
+        for recipe in (BinningRecipe(scheme="fixed_annuli", n_annuli=3, width_arcsec=0.4, sectors=True),
+                       BinningRecipe(scheme="spaxels", snr_min=3.0, sectors=True)):
+            bins = recipe_binning(xx, yy, GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0],
+                                  gate_err=falling[1], radius_map=a_src, source_xy=(bx, by))
+            used = bins.labels >= 0
+            lo, hi = bins.sector[bins.labels[used]].T
+            assert used.sum() > 100
+            assert np.all((phi[used] >= lo) & ((phi[used] < hi) | (hi == 90.0)))
+            image = recipe_binning(xx, yy, GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0],
+                                   gate_err=falling[1], radius_map=a_src)
+            assert np.any(image.sector[image.labels[used]] != bins.sector[bins.labels[used]])  # image plane differs
+        one = bins.labels == 0  # a single spaxel: its radius is its own source-plane radius
+        np.testing.assert_allclose(bins.radius_kpc[0], a_src[one][0] * KPC, rtol=1e-12)
+        recipe = BinningRecipe(scheme="fixed_annuli", n_annuli=3, width_arcsec=0.4, sectors=True)
+        plain = recipe_binning(xx, yy, GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1])
+        same = recipe_binning(xx, yy, GEO, KPC, recipe, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1],
+                              source_xy=(xx, yy))
+        for name in ("labels", "radius_kpc", "inner", "outer", "n_spaxels", "sector", "parent"):
+            np.testing.assert_array_equal(getattr(plain, name), getattr(same, name))
+
     def test_unknown_scheme(self, grid, falling):
         recipe = types.SimpleNamespace(scheme="rings", sectors=False)
         with pytest.raises(ConfigError, match="binning.scheme = 'rings'.*'annuli'"):

@@ -123,8 +123,8 @@ def test_cli_cube_lens_file_recover_and_lens_check(tmp_path, capsys):
 
 
 def test_profile_and_json_name_the_planes(stretched):
-    """Lensed: radii are source-plane (the axis says so, not "deprojected"); sector azimuths are
-    image-plane (the JSON's geometry and the figure note say so); unlensed results carry neither."""
+    """Lensed: radii and sector azimuths are source-plane (the axis, the JSON's geometry and the figure
+    note say so); unlensed results carry neither."""
     from mockzgrad.recovery.figures import profile_figure
 
     cube, lens = stretched
@@ -132,10 +132,43 @@ def test_profile_and_json_name_the_planes(stretched):
     fig = profile_figure(lensed, n_draws=0)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "source-plane radius [kpc]"
-    assert any("image plane" in t.get_text() for t in ax.texts)
+    assert any("source plane" in t.get_text() for t in ax.texts)
     planes = lensed.to_dict()["geometry"]["planes"]
-    assert planes["radius"].startswith("source plane") and planes["sector_azimuth"].startswith("image plane")
+    assert planes["radius"].startswith("source plane") and planes["sector_azimuth"].startswith("source plane")
     plain = recover(cube, RECIPE)
     ax = profile_figure(plain, n_draws=0).axes[0]
     assert ax.get_xlabel() == "deprojected radius [kpc]" and not ax.texts
     assert "planes" not in plain.geometry
+
+
+def _folded_azimuth(bx, by, geo):
+    """Disk azimuth (deg, folded to [0, 90]) of source-plane offsets by an explicit rotation."""
+    t = np.radians(geo["pa"])
+    dx, dy = bx - geo["x_offset"], by - geo["y_offset"]
+    u = dx * np.sin(t) + dy * np.cos(t)
+    v = -dx * np.cos(t) + dy * np.sin(t)
+    return np.degrees(np.arctan2(np.abs(v) / geo["axis_ratio"], np.abs(u)))
+
+
+def test_sectors_follow_the_source_plane_azimuth(stretched):
+    """Lensed sectors: every spaxel's sector holds the azimuth of its ray-traced centre about the
+    source-plane major axis. The lens (kappa = gamma1 = 0.4) maps theta to beta = (0.2 x, y), so the
+    image-plane azimuth of the same spaxels is much smaller: the test would fail on it."""
+    from mockzgrad.recovery.frontend import cube_front_end
+
+    cube, lens = stretched
+    recipe = LENSED.replace(**{"binning.sectors": True})
+    front = cube_front_end(cube, recipe, lens=lens)
+    b = front.binning
+    x1, y1 = cube.offsets()
+    xx, yy = np.meshgrid(x1, y1)
+    geo = front.geometry.__dict__
+    phi_src = _folded_azimuth((1.0 - 0.4 - 0.4) * xx, (1.0 - 0.4 + 0.4) * yy, geo)
+    phi_img = _folded_azimuth(xx, yy, geo)
+    lab = b.labels
+    used = lab >= 0
+    lo, hi = b.sector[lab[used], 0], b.sector[lab[used], 1]
+    in_sector = (phi_src[used] >= lo - 1e-9) & (phi_src[used] <= hi + 1e-9)
+    assert used.sum() > 50 and in_sector.all()
+    img_in = (phi_img[used] >= lo) & (phi_img[used] <= hi)
+    assert img_in.mean() < 0.8  # the image-plane azimuth puts many spaxels elsewhere

@@ -110,12 +110,16 @@ class IFUSetup:
 
 
 def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens) -> float:
-    """Side (arcsec) of a square field holding the lensed light: the image-plane extent of the positions
-    whose source-plane radius is within the light radius (a ray-shot grid), plus the PSF radius."""
+    """Side (arcsec) of a square field holding the lensed light, as :func:`_auto_fov`: the image-plane radius
+    about the field centre holding sqrt(frac) of the lensed flux (a ray-shot grid over the image of the
+    source's 0.9999 light radius, :func:`~mockzgrad.physics.lensing.image_flux_radius`), plus the PSF radius."""
     part = math.sqrt(frac)
-    r_light = model.light_radius(part)
-    r_src = r_light / model.kpc_per_arcsec + math.hypot(model.x_offset, model.y_offset)
-    r_img = lensing_mod.image_extent(lens, lambda bx, by: model.disk_coords(bx, by)[0] <= r_light, 2.0 * r_src)
+    r_all = model.light_radius(0.9999)
+    r_src = r_all / model.kpc_per_arcsec + math.hypot(model.x_offset, model.y_offset)
+    r_max = lensing_mod.image_extent(lens, lambda bx, by: model.disk_coords(bx, by)[0] <= r_all, 2.0 * r_src,
+                                     n=128)
+    r_img = lensing_mod.image_flux_radius(
+        lens, lambda bx, by: model.surface_brightness(model.disk_coords(bx, by)[0]), r_max, part)
     r_psf = max(psf.enclosed_radius(part, wavelength=w) for w in waves)
     return 2.0 * (r_img + r_psf) + 2.0 * pixel_scale
 

@@ -44,7 +44,7 @@ __all__ = [
     "CriticalCurveWarning", "Lens", "ConstantLens", "SIELens", "ExternalShear", "CompositeLens",
     "DeflectionMapLens", "ScaledLens", "read_deflection_maps", "warn_critical", "check_field", "find_image",
     "find_images", "lensing_truth", "distance_ratio", "jacobian_fd", "stretch", "critical_pixels",
-    "image_extent",
+    "image_extent", "image_flux_radius",
 ]
 
 #: Below this 1 - q the SIE is evaluated as the SIS (the closed form loses digits).
@@ -296,6 +296,10 @@ class CompositeLens(Lens):
 class DeflectionMapLens(Lens):
     """Deflection maps on a regular grid, interpolated (cubic spline), scaled by ``scale``.
 
+    kappa and gamma are the spline's exact derivatives at the map nodes
+    (computed once), interpolated by cubic splines through them: three
+    map samplings instead of the eight of finite differences of alpha.
+
     Attributes
     ----------
     alpha_x, alpha_y : ndarray, shape (ny, nx)
@@ -332,7 +336,9 @@ class DeflectionMapLens(Lens):
                             "differ (expected the same 2-D shape)")
         if not (np.all(np.isfinite(ax)) and np.all(np.isfinite(ay))):
             raise DataError(f"lensing deflection maps {self.name!r}: non-finite values")
-        self._coeffs.extend([ndimage.spline_filter(ax, order=3), ndimage.spline_filter(ay, order=3)])
+        cx, cy = ndimage.spline_filter(ax, order=3), ndimage.spline_filter(ay, order=3)
+        self._coeffs.extend([cx, cy, *(ndimage.spline_filter(j, order=3)
+                                        for j in _jacobian_nodes(cx, cy, self.dx, self.dy))])
 
     def extent(self) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max) of the map's pixel centres, arcsec."""
@@ -353,19 +359,45 @@ class DeflectionMapLens(Lens):
                             f"y = [{y0:.3f}, {y1:.3f}] arcsec but {what} spans x = [{np.min(x):.3f}, "
                             f"{np.max(x):.3f}], y = [{np.min(y):.3f}, {np.max(y):.3f}] arcsec")
 
-    def alpha(self, x, y):
+    def _sample(self, x, y, maps, order: int) -> list:
         from scipy import ndimage
 
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
         x, y = np.broadcast_arrays(x, y)
         coords = np.stack([((y - self.y0) / self.dy).ravel(), ((x - self.x0) / self.dx).ravel()])
-        out = [ndimage.map_coordinates(c, coords, order=3, mode="nearest", prefilter=False).reshape(x.shape)
-               for c in self._coeffs]
-        return self.scale * out[0], self.scale * out[1]
+        return [self.scale * ndimage.map_coordinates(c, coords, order=order, mode="nearest",
+                                                     prefilter=False).reshape(x.shape) for c in maps]
+
+    def alpha(self, x, y):
+        """Cubic B-spline interpolation of the maps (:func:`scipy.ndimage.map_coordinates`, order 3)."""
+        return tuple(self._sample(x, y, self._coeffs[:2], 3))
 
     def convergence_shear(self, x, y):
-        return jacobian_fd(self, x, y, h=0.25 * min(abs(self.dx), abs(self.dy)))
+        """(kappa, gamma1, gamma2): the exact derivatives of the cubic-spline deflection at the map's
+        nodes, interpolated by cubic splines through them (:func:`_jacobian_nodes`)."""
+        return tuple(self._sample(x, y, self._coeffs[2:], 3))
+
+
+def _jacobian_nodes(cx, cy, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa, gamma1, gamma2) at the nodes of a map from the cubic B-spline coefficients of its deflection.
+
+    At a node the spline's value is the coefficients weighted (1, 4, 1) / 6
+    along each axis and its derivative along an axis is their central
+    difference / 2 along it (the B-spline's slopes -+1/2 at -+1) with the
+    (1, 4, 1) / 6 weights along the other; ``dx``, ``dy`` (arcsec per
+    column, row) turn them into d / dx, d / dy.
+    """
+    from scipy.ndimage import correlate1d
+
+    diff, node = np.array([-0.5, 0.0, 0.5]), np.array([1.0, 4.0, 1.0]) / 6.0
+
+    def d(c, axis):  # derivative along axis (0: rows, 1: columns), per map pixel
+        return correlate1d(correlate1d(c, diff, axis=axis, mode="nearest"), node, axis=1 - axis, mode="nearest")
+
+    axx, axy = d(cx, 1) / dx, d(cx, 0) / dy  # d alpha_x / dx, d alpha_x / dy
+    ayx, ayy = d(cy, 1) / dx, d(cy, 0) / dy
+    return 0.5 * (axx + ayy), 0.5 * (axx - ayy), 0.5 * (axy + ayx)
 
 
 def critical_pixels(lens: Lens, x, y) -> int:
@@ -393,6 +425,42 @@ def image_extent(lens: Lens, inside, r_start: float, *, n: int = 256, max_doubli
             break
         r *= 2.0
     return float(np.hypot(xx[keep], yy[keep]).max())
+
+
+def image_flux_radius(lens: Lens, sb, r_max: float, frac: float, *, n: int = 192) -> float:
+    """Radius (arcsec) about the field centre holding ``frac`` of the lensed flux on a ray-shot grid.
+
+    Lensing conserves surface brightness, so a grid cell at theta carries
+    ``sb(beta) x its area``; the flux is summed over a square ``n x n`` grid
+    of half-side ``r_max`` (which should hold all the lensed light, e.g.
+    :func:`image_extent` of the light radius) and the radius enclosing
+    ``frac`` of it is returned, plus half a cell diagonal (0 when no light).
+
+    Parameters
+    ----------
+    lens : Lens
+    sb : callable
+        ``sb(beta_x, beta_y) -> array``: source surface brightness at
+        source-plane offsets (arcsec), any unit.
+    r_max : float
+        Half-side of the grid, arcsec.
+    frac : float
+        Fraction of the grid's flux to enclose, in (0, 1].
+    n : int
+        Grid points per axis.
+    """
+    if not r_max > 0.0:
+        return 0.0
+    t = np.linspace(-r_max, r_max, n)
+    xx, yy = np.meshgrid(t, t)
+    w = np.asarray(sb(*lens.ray_shoot(xx, yy)), dtype=float).ravel()
+    r = np.hypot(xx, yy).ravel()
+    order = np.argsort(r, kind="stable")
+    c = np.cumsum(w[order])
+    if not c[-1] > 0.0:
+        return 0.0
+    k = min(int(np.searchsorted(c, frac * c[-1])), r.size - 1)
+    return float(r[order][k]) + (t[1] - t[0]) / math.sqrt(2.0)
 
 
 def warn_critical(lens: Lens, x, y, where: str = "the field") -> int:

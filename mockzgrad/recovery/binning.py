@@ -716,12 +716,17 @@ def _run_vorbin(xs, ys, sig, noi, target, pixelsize):
 # ---------------------------------------------------------------------------
 
 def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 30.0, 60.0, 90.0), *,
-                      kpc_per_arcsec: float | None = None, gate_map=None, gate_err=None) -> Binning:
+                      kpc_per_arcsec: float | None = None, gate_map=None, gate_err=None,
+                      source_xy=None) -> Binning:
     """Split every bin of a base scheme into sectors of azimuth from the major axis.
 
     The azimuth is :func:`~mockzgrad.recovery.geometry.disk_azimuth` (in the
     disk plane, folded to [0, 90] deg, so each sector joins the four
-    symmetric quadrants). Sector ``s`` holds azimuths in
+    symmetric quadrants). A lensed recovery gives ``source_xy``, the
+    ray-traced source-plane centre of every spaxel, and the azimuth (and
+    the radius of non-annular sectors) is measured there, from the
+    source-plane geometry's major axis; the sectors stay sets of
+    image-plane spaxels. Sector ``s`` holds azimuths in
     ``[edges[s], edges[s+1])``, the last one including 90. Sectors of a bin
     are consecutive bins in the output; ``parent`` gives the base bin and
     ``sector`` the azimuth range. Empty sectors are dropped and recorded.
@@ -745,6 +750,11 @@ def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 3
         Gating-line map (weights, clipped at 0, for the radius of
         non-annular sectors; None = ``base.weights``) and its error; with
         both, the sectors' S/N is reported.
+    source_xy : (array_like, array_like) or None
+        Lensed: source-plane offsets (arcsec, east, north) of every spaxel
+        centre, each of shape (ny, nx)
+        (:func:`mockzgrad.recovery.lensing.source_coords`); ``geometry``
+        is then the source-plane geometry. None: the azimuth at (x, y).
 
     Returns
     -------
@@ -760,6 +770,8 @@ def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 3
     if ed.ndim != 1 or ed.size < 2 or not np.all(np.diff(ed) > 0) or ed[0] != 0.0 or ed[-1] != 90.0:
         raise ConfigError(f"edges_deg = {edges_deg!r}; allowed increasing values from 0 to 90 deg")
     x, y = _grid(x, y, base.labels.shape)
+    if source_xy is not None:  # lensed: azimuth and radius at each spaxel's ray-traced centre
+        x, y = _grid(*source_xy, base.labels.shape)
     phi = disk_azimuth(x, y, geometry)
     n_sec = ed.size - 1
     sec = np.clip(np.searchsorted(ed, phi, side="right") - 1, 0, n_sec - 1)
@@ -937,7 +949,7 @@ def binning_scheme(name: str):
 
 
 def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, psf_fwhm: float,
-                   gate_map, gate_err, radius_map=None) -> Binning:
+                   gate_map, gate_err, radius_map=None, source_xy=None) -> Binning:
     """Bins of a recipe: its scheme, then azimuthal sectors when ``recipe.sectors``.
 
     Parameters
@@ -953,7 +965,10 @@ def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, p
         Gating-line flux map and its 1-sigma error.
     radius_map : array_like, shape (ny, nx), or None
         Elliptical radius per spaxel, arcsec, instead of the geometry's
-        (lensing: source-plane radii); sectors still use the sky azimuth.
+        (lensing: source-plane radii).
+    source_xy : (array_like, array_like) or None
+        Lensed: source-plane offsets of every spaxel centre, arcsec; sectors
+        take their azimuth there (:func:`azimuthal_sectors`).
 
     Returns
     -------
@@ -965,5 +980,5 @@ def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, p
     bins = make(x, y, geometry, kpc_per_arcsec, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map, gate_err=gate_err,
                 **extra)
     if recipe.sectors:
-        bins = azimuthal_sectors(bins, x, y, geometry)
+        bins = azimuthal_sectors(bins, x, y, geometry, source_xy=source_xy)
     return bins

@@ -142,10 +142,10 @@ def radius_label(result) -> str:
 
 
 def plane_note(result) -> str:
-    """Figure note of a lensed recovery with azimuthal sectors: their azimuths are image-plane ("" otherwise)."""
+    """Figure note of a lensed recovery with azimuthal sectors: their azimuths are source-plane ("" otherwise)."""
     binning = (result.recipe or {}).get("binning") or {}
     if _lensed(result) and binning.get("sectors"):
-        return "sectors: azimuth measured in the image plane"
+        return "sectors: azimuth measured in the source plane"
     return ""
 
 

@@ -313,6 +313,8 @@ def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=
 
     ``maps``: continuum-subtracted line maps (:func:`line_flux_maps`); None:
     the channel-sum map.
+    ``radius_map``, ``source_xy``: a lensed recovery's source-plane radii and
+    ray-traced spaxel centres (:func:`~mockzgrad.recovery.binning.recipe_binning`).
 
     ``recipe.mode = "catalog"``: the centre is fitted as for ``"fit"``, PA
     and b/a are the product's imaging catalogue values (``cube.catalog``;
@@ -404,11 +406,13 @@ def match_psf(cube, data, psf: PSF, lines: LineSelection, psf_fwhm: float) -> Ma
 
 
 def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, lines: LineSelection, *,
-             radius_map=None, maps: dict | None = None) -> CubeBins:
+             radius_map=None, maps: dict | None = None, source_xy=None) -> CubeBins:
     """The recipe's bins on the gating-line map, then its radial range.
 
     ``maps``: continuum-subtracted line maps (:func:`line_flux_maps`); None:
     the channel-sum map.
+    ``radius_map``, ``source_xy``: a lensed recovery's source-plane radii and
+    ray-traced spaxel centres (:func:`~mockzgrad.recovery.binning.recipe_binning`).
 
     Parameters
     ----------
@@ -429,7 +433,7 @@ def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, li
     x1, y1 = cube.offsets()
     xx, yy = np.meshgrid(x1, y1)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map,
-                                 gate_err=gate_err, radius_map=radius_map)
+                                 gate_err=gate_err, radius_map=radius_map, source_xy=source_xy)
     excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
     r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
     bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
@@ -548,7 +552,8 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
     geometry, notes = continuum_centre(cube, recipe.geometry, geometry, lines)
     matched = match_psf(cube, data, psf, lines, psf_fwhm)
     binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines,
-                      radius_map=None if src is None else lensmod.source_radius_map(*src, geometry), maps=maps)
+                      radius_map=None if src is None else lensmod.source_radius_map(*src, geometry), maps=maps,
+                      source_xy=src)
     binned = ew_selection(cube, recipe.binning, binned, lines)
     excluded = lines.excluded + notes + binned.excluded
     if binned.binning.n_bins == 0:

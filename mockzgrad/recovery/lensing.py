@@ -15,7 +15,11 @@ radius maps mapped back to the image plane, analysis on image-plane data):
    lensing, so the image-plane values are the source's);
 3. every spaxel's radius is the source-plane elliptical radius of its
    ray-traced centre (:func:`source_radius_map`); bins stay image-plane
-   spaxels, annuli are drawn on that radius map.
+   spaxels, annuli are drawn on that radius map;
+4. azimuthal sectors take each spaxel's azimuth at its ray-traced centre,
+   from the source-plane major axis
+   (:func:`mockzgrad.recovery.binning.azimuthal_sectors` with
+   ``source_xy``); a sector is still a set of image-plane spaxels.
 
 Not modelled: the PSF acts in the image plane, so the source-plane fit is
 not corrected for it (the fitted axis ratio is that of the PSF-smeared,

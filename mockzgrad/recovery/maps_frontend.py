@@ -220,11 +220,12 @@ def gate_model(gate_map, radius_arcsec, ring_width: float) -> np.ndarray:
 
 
 def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm: float,
-             lines: LineSelection, radius_map=None) -> tuple[Binning, tuple]:
+             lines: LineSelection, radius_map=None, source_xy=None) -> tuple[Binning, tuple]:
     """The recipe's bins on the gating map's ring model (:func:`gate_model`), then its radial range.
 
     The ring width is one map pixel; the rings follow ``geometry`` (or
-    ``radius_map``, arcsec, when given). The bins' S/N (``Binning.snr``)
+    ``radius_map``, arcsec, when given; lensed sectors take their azimuth at
+    ``source_xy``, the ray-traced spaxel centres). The bins' S/N (``Binning.snr``)
     is then that of the model: the measured one is in the bin fluxes.
     """
     i = maps.index(lines.gate_line)
@@ -235,7 +236,7 @@ def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm
     radius = geomod.elliptical_radius(xx, yy, geometry) if radius_map is None else np.asarray(radius_map, float)
     model = gate_model(flux[i], radius, maps.pixel_scale)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=model,
-                                 gate_err=gate_err, radius_map=radius_map)
+                                 gate_err=gate_err, radius_map=radius_map, source_xy=source_xy)
     excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
     r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
     bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
@@ -304,7 +305,8 @@ def maps_front_end(maps, recipe, *, redshift: float | None = None, cosmology=Non
     geometry = _geometry(maps, flux, var, recipe.geometry, lines, source_xy=src)
     flux, var, psf_fwhm = match_map_psfs(maps, flux, var, lines)
     radius_map = None if src is None else lensmod.source_radius_map(*src, geometry)
-    bins, excl = bin_maps(maps, flux, var, recipe.binning, geometry, scale, psf_fwhm, lines, radius_map)
+    bins, excl = bin_maps(maps, flux, var, recipe.binning, geometry, scale, psf_fwhm, lines, radius_map,
+                          source_xy=src)
     excluded = lines.excluded + excl
     if bins.n_bins == 0:
         return FrontEndResult(lines, scale, geometry, bins, None, None, excluded)

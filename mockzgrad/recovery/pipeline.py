@@ -229,8 +229,9 @@ def _geometry_record(recipe, front: FrontEndResult) -> dict:
         out["planes"] = {"centre_axis_ratio_pa": "source plane (observer's lens model)",
                          "radius": "source plane: each spaxel's ray-traced centre",
                          "bins": "image-plane spaxels",
-                         "sector_azimuth": "image plane: sky offsets from the source-plane centre, "
-                                           "deprojected with the source-plane axis ratio and PA"}
+                         "sector_azimuth": "source plane: each spaxel's ray-traced centre, from the "
+                                           "source-plane major axis, deprojected with the source-plane "
+                                           "axis ratio"}
     return out
 
 

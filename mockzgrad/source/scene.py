@@ -147,6 +147,12 @@ class _RatioScatter:
                     for k, v in self.draws.items()}
         return None
 
+    def at_cells(self, r_kpc: np.ndarray, rows: np.ndarray, cols: np.ndarray, os_k: int) -> dict | None:
+        """As :meth:`at` for the strip of spaxels ``(rows, cols)`` (:class:`_Cells`)."""
+        if self.kind == "per_spaxel":
+            return {k: np.tile(np.repeat(v[rows, cols], os_k), (os_k, 1)) for k, v in self.draws.items()}
+        return self.at(r_kpc, (0, 0, 0, 0), os_k)
+
     def recorded(self) -> dict | None:
         return self.draws if self.kind in ("per_mock", "per_ring") else None
 
@@ -181,12 +187,21 @@ def _traced(lens, x, y):
     return (x, y) if lens is None else lens.ray_shoot(x, y)
 
 
-def _critical_passes(passes: list[_Pass], near: np.ndarray, os_crit: int) -> list[_Pass]:
-    """Take the spaxels ``near`` a critical curve out of ``passes`` and render them at ``os_crit``."""
+@dataclass(frozen=True, eq=False)
+class _Cells:
+    """Scattered spaxels ``(rows, cols)`` of the padded field rendered with ``os_k`` sub-pixels per axis,
+    laid out side by side as one ``os_k x (n os_k)`` strip (only their sub-pixels are computed)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    os_k: int
+
+
+def _critical_passes(passes: list[_Pass], near: np.ndarray, os_crit: int) -> tuple[list[_Pass], _Cells]:
+    """Take the spaxels ``near`` a critical curve out of ``passes``; they are rendered at ``os_crit``."""
     out = [_Pass(p.box, p.os_k, p.use & ~near[p.box[0]:p.box[1], p.box[2]:p.box[3]]) for p in passes]
-    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
-    box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
-    return out + [_Pass(box, os_crit, near[box[0]:box[1], box[2]:box[3]])]
+    rows, cols = np.nonzero(near)
+    return out, _Cells(rows, cols, os_crit)
 
 
 #: |mu| above which a rendered spaxel is checked for under-sampling (issue 17: "|mu| > 100").
@@ -211,14 +226,16 @@ def needed_oversample(lens, x, y, pixel_scale: float) -> np.ndarray:
     return np.where(np.isfinite(need), np.maximum(need, 1.0), np.inf)
 
 
-def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_scale: float) -> int:
+def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_scale: float,
+                       mu: np.ndarray | None = None) -> int:
     """Warn (CriticalCurveWarning) when a lit spaxel with |mu| > MU_UNDERSAMPLED has too few sub-pixels;
-    returns the largest needed oversample (0: none flagged)."""
+    returns the largest needed oversample (0: none flagged). ``mu``: the magnification at (x, y), when known."""
     import warnings
 
     from ..physics.lensing import CriticalCurveWarning
 
-    flag = lit & (np.abs(lens.magnification(x, y)) > MU_UNDERSAMPLED)
+    mu = lens.magnification(x, y) if mu is None else mu
+    flag = lit & (np.abs(mu) > MU_UNDERSAMPLED)
     if not flag.any():
         return 0
     need = needed_oversample(lens, x[flag], y[flag], pixel_scale)
@@ -231,6 +248,29 @@ def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_sc
                   f"(up to {int(os_map[flag][short].max())} per axis): set lensing.oversample_near_critical "
                   f"{shown}", CriticalCurveWarning, stacklevel=4)
     return int(min(worst, 64)) if math.isfinite(worst) else 64
+
+
+#: |mu| above which a lit spaxel is rendered with ``oversample_near_critical`` sub-pixels per axis.
+MU_NEAR_CRITICAL = 20.0
+
+
+def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scale: float):
+    """Lit spaxels with |mu| > MU_NEAR_CRITICAL at centres (x, y), and the magnification there.
+
+    A spaxel is lit when some of it may fall within the light radius: its
+    centre's source-plane disk radius ``r_pix`` (kpc) is within the light
+    radius plus twice the source-plane half-diagonal of the spaxel (its
+    image under the Jacobian, largest singular value |1 - kappa| + |gamma|,
+    deprojected by 1 / axis ratio). Dark spaxels get nothing from extra
+    sub-pixels, so they keep the field's sampling.
+    """
+    kap, g1, g2 = lens.convergence_shear(x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = 1.0 / ((1.0 - kap) ** 2 - g1 * g1 - g2 * g2)
+        reach = (np.abs(1.0 - kap) + np.hypot(g1, g2)) * pixel_scale * math.sqrt(2.0) \
+            * model.kpc_per_arcsec / max(model.axis_ratio, 1e-3)
+    lit = ~(r_pix > model.light_radius(1.0 - _LIGHT_TAIL) + np.where(np.isfinite(reach), reach, np.inf))
+    return lit & (np.abs(mu) > MU_NEAR_CRITICAL), mu
 
 
 def _os_map(passes: list, shape) -> np.ndarray:
@@ -250,12 +290,38 @@ def _render_pass(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatt
     py = s.pixel_offsets(i0, i1, os_k)
     px = s.pixel_offsets(j0, j1, os_k)
     xx, yy = np.meshgrid(-px * ps, py * ps)  # east is -column
+    use = np.repeat(np.repeat(p.use, os_k, axis=0), os_k, axis=1)
+    return _render_subpixels(model, lines, s, line_waves, xx, yy, use, os_k, use_numba, lens,
+                             lambda r_kpc: scatter.at(r_kpc, p.box, os_k))
+
+
+def _render_cells(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
+                  line_waves: np.ndarray, c: _Cells, use_numba: bool, lens=None) -> np.ndarray:
+    """Render scattered spaxels (:class:`_Cells`); returns shape (n_chan, n_cells)."""
+    os_k, ps = c.os_k, s.pixel_scale
+    sub = (np.arange(os_k) + 0.5) / os_k - 0.5
+    origin = s.pad + 0.5 * (s.n - 1)
+    py = (c.rows[None, :] - origin + sub[:, None]) * ps  # (os_k, n_cells): sub-row a of spaxel k
+    px = (c.cols[:, None] - origin + sub[None, :]).ravel() * ps  # spaxel k's sub-columns side by side
+    yy = np.repeat(py, os_k, axis=1)
+    xx = np.broadcast_to(-px, yy.shape)  # east is -column
+    use = np.ones(yy.shape, dtype=bool)
+    cube = _render_subpixels(model, lines, s, line_waves, xx, yy, use, os_k, use_numba, lens,
+                             lambda r_kpc: scatter.at_cells(r_kpc, c.rows, c.cols, os_k))
+    return cube[:, 0, :]
+
+
+def _render_subpixels(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, line_waves: np.ndarray,
+                      xx, yy, use, os_k: int, use_numba: bool, lens, offsets_at) -> np.ndarray:
+    """Render sub-pixels at sky offsets (xx, yy), arcsec, binned ``os_k x os_k`` into spaxels; ``use``:
+    the sub-pixels of the pass; ``offsets_at(r_kpc)``: the ratio offsets there."""
+    ps = s.pixel_scale
     r_kpc, cos_phi = model.disk_coords(*_traced(lens, xx, yy))  # lensed: at beta, surface brightness conserved
-    offsets = scatter.at(r_kpc, p.box, os_k)
+    offsets = offsets_at(r_kpc)
     factors = lineflux.line_factors(lines, model.metallicity(r_kpc), r_kpc=r_kpc, ratio_offsets=offsets)
     sb = model.surface_brightness(r_kpc) * (ps / os_k) ** 2 * lines.reference_flux
     r_light = model.light_radius(1.0 - _LIGHT_TAIL)
-    keep = np.repeat(np.repeat(p.use, os_k, axis=0), os_k, axis=1) & (r_kpc <= r_light)
+    keep = use & (r_kpc <= r_light)
     sb[~keep] = 0.0  # not this pass's spaxels, or negligible light: skipped by the kernel
     flux_sub = np.stack([sb * factors[name] for name in lines.lines])
     vlos = model.vlos(r_kpc, cos_phi)
@@ -302,8 +368,8 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
         magnification and multiple images follow. The oversampling region
         is chosen by the source-plane radius of each spaxel centre.
     oversample_near_critical : int
-        Sub-pixels per axis of spaxels whose |mu| > 20 (lensed only; at
-        least ``sampling.oversample``).
+        Sub-pixels per axis of the lit spaxels whose |mu| > 20 (lensed
+        only; used when above ``sampling.oversample``).
 
     Returns
     -------
@@ -319,14 +385,21 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     scatter = _draw_scatter(model, lines, s, r_pix, rng)
     inner = r_pix <= s.oversample_radius * model.r_eff
     passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
-    if lens is not None and oversample_near_critical > s.oversample:
-        near = np.abs(lens.magnification(pxx, pyy)) > 20.0
-        passes = _critical_passes(passes, near, oversample_near_critical) if near.any() else passes
+    cells = None
     if lens is not None:
-        _warn_undersampled(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL),
-                           _os_map(passes, pxx.shape), s.pixel_scale)
+        near, mu = _near_critical(model, lens, pxx, pyy, r_pix, s.pixel_scale)
+        if oversample_near_critical > s.oversample and near.any():
+            passes, cells = _critical_passes(passes, near, oversample_near_critical)
+        os_map = _os_map(passes, pxx.shape)
+        if cells is not None:
+            os_map[cells.rows, cells.cols] = cells.os_k
+        _warn_undersampled(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL), os_map,
+                           s.pixel_scale, mu)
     cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba, lens)
     for p in passes[1:]:
         i0, i1, j0, j1 = p.box
         cube[:, i0:i1, j0:j1] += _render_pass(model, lines, s, scatter, line_waves, p, use_numba, lens)
+    if cells is not None:
+        cube[:, cells.rows, cells.cols] += _render_cells(model, lines, s, scatter, line_waves, cells, use_numba,
+                                                         lens)
     return Scene(cube=cube, sampling=s, line_waves=line_waves, ratio_offsets=scatter.recorded())

@@ -1,0 +1,153 @@
+"""Cost of lensing in the cube builder (issue 17 benchmark), as ratios within one run.
+
+Usage::
+
+    python benchmarks/bench_lens.py [--repeats N] [--profile] [--only {flagship,map}]
+
+Sections:
+
+1. flagship (``examples/flagship_z5.toml``) unlensed and lensed by an SIE
+   (theta_E 1", q 0.8, source 0.5" from the lens: the brighter image has
+   mu ~ 3), with ``lensing.oversample_near_critical`` 3 and the default;
+   ``build_cube`` timed alternately (A/B/C rounds), median per variant and
+   the ratio lensed / unlensed (target < 2).
+2. NIRISS-like deflection-map mock (``examples/lensed_niriss_z3.toml``):
+   the example's SIE sampled on a 0.03" grid and written as alpha_x,
+   alpha_y FITS maps (``kind = "deflection_fits"``), against the same SIE
+   given analytically and the unlensed mock (target < 0.5 s wall).
+
+One thread (numba, BLAS); one warm-up call per variant; the garbage
+collector is off inside a timed call. Absolute times depend on the
+machine's load: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import gc  # noqa: E402
+import io  # noqa: E402
+import pstats  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mockzgrad.config import load_config  # noqa: E402
+from mockzgrad.observation.ifu import build_cube  # noqa: E402
+
+#: the flagship's lens: SIE, source 0.5" east of the lens centre (brighter image mu ~ 3)
+FLAGSHIP_LENS = {"lensing.kind": "sie", "lensing.theta_e": 1.0, "lensing.q": 0.8, "lensing.pa": 20.0,
+                 "lensing.z_lens": 0.5, "lensing.source_offset_x": 0.5}
+
+
+def _build(cfg):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_cube(cfg, keep_noise_free=False)
+
+
+def alternate(variants: dict, repeats: int) -> dict:
+    """Median wall and CPU (process) time (s) of each variant's build, timed in alternating rounds after one
+    warm-up each: ``{name: (wall, cpu)}``. On a shared machine the CPU time is the steadier of the two."""
+    for cfg in variants.values():
+        _build(cfg)
+    wall, cpu = ({k: [] for k in variants} for _ in range(2))
+    for _ in range(repeats):
+        for k, cfg in variants.items():
+            gc.disable()
+            try:
+                t0, c0 = time.perf_counter(), time.process_time()
+                _build(cfg)
+                wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
+            finally:
+                gc.enable()
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
+
+
+def flagship_variants() -> dict:
+    base = load_config(ROOT / "examples" / "flagship_z5.toml")
+    lensed = base.replace(**FLAGSHIP_LENS)
+    return {"unlensed": base, "lensed os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
+            "lensed (default)": lensed}
+
+
+def _write_map(path, data, pixel_scale, n):
+    from astropy.io import fits
+
+    hdr = fits.Header()
+    hdr["CRPIX1"] = hdr["CRPIX2"] = (n + 1) / 2.0
+    hdr["CRVAL1"] = hdr["CRVAL2"] = 0.0
+    hdr["CDELT1"] = hdr["CDELT2"] = pixel_scale / 3600.0
+    fits.PrimaryHDU(data, hdr).writeto(path, overwrite=True)
+
+
+def map_variants(tmp: Path) -> dict:
+    from mockzgrad.physics.lensing import SIELens
+
+    cfg = load_config(ROOT / "examples" / "lensed_niriss_z3.toml")
+    lc = cfg.lensing
+    sie = SIELens(lc.theta_e, lc.q, lc.pa, lc.centre_x, lc.centre_y)
+    ps, n = 0.03, 301  # 9" x 9" maps on 0.03" pixels, north up, columns east
+    t = (np.arange(n) - (n - 1) / 2.0) * ps
+    ax, ay = sie.alpha(*np.meshgrid(t, t))
+    _write_map(tmp / "ax.fits", ax, ps, n)
+    _write_map(tmp / "ay.fits", ay, ps, n)
+    maps = cfg.replace(**{"lensing.kind": "deflection_fits", "lensing.alpha_x_file": str(tmp / "ax.fits"),
+                          "lensing.alpha_y_file": str(tmp / "ay.fits"), "lensing.alpha_redshift": cfg.galaxy.redshift,
+                          "lensing.z_lens": None})
+    return {"unlensed": cfg.replace(**{"lensing.kind": "none"}), "SIE": cfg, "deflection maps": maps}
+
+
+def _report(title, med, ref="unlensed"):
+    print(title)
+    print(f"  {'':20s} {'wall':>9s} {'ratio':>6s} {'CPU':>9s} {'ratio':>6s}")
+    for k, (w, c) in med.items():
+        print(f"  {k:20s} {1e3 * w:6.1f} ms x{w / med[ref][0]:5.2f} {1e3 * c:6.1f} ms x{c / med[ref][1]:5.2f}")
+
+
+def _profile(cfg, n=5):
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        _build(cfg)
+    pr.disable()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(30)
+    print(s.getvalue())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--only", choices=("flagship", "map"))
+    args = ap.parse_args(argv)
+    if args.only in (None, "flagship"):
+        v = flagship_variants()
+        _report("1. flagship cube (target: lensed < 2x unlensed)", alternate(v, args.repeats))
+        if args.profile:
+            _profile(v["lensed (default)"])
+    if args.only in (None, "map"):
+        with tempfile.TemporaryDirectory() as d:
+            v = map_variants(Path(d))
+            _report("2. NIRISS-like mock, 0.03\" deflection maps (target < 0.5 s)", alternate(v, args.repeats))
+            if args.profile:
+                _profile(v["deflection maps"])
+
+
+if __name__ == "__main__":
+    main()
