@@ -105,7 +105,6 @@ class _References:
     """
 
     def __init__(self, ratios: RatioSet, z_grid, logu_b, multi: dict):
-        self.ratios, self.z_grid, self.logu_b = ratios, z_grid, logu_b
         self._others, self._all = _batched_references(ratios, z_grid, logu_b, multi)
 
     def others(self, j: int):
@@ -121,7 +120,7 @@ def _batched_references(ratios: RatioSet, z_grid, logu_b, multi: dict):
     """Method I best fits for :class:`_References`: ``({j: (z, valid)}, (z, valid))``."""
     n = ratios.n_bins
     usable = ratios.usable
-    blocks = []  # (key, rows, usable mask of those rows, full-bin mask for the grid)
+    blocks = []  # (key, its bins, its usable mask over all bins: decides the grid)
     for j, rows_mask in multi.items():
         others = usable.copy()
         others[:, j] = False
