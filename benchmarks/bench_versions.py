@@ -1,8 +1,9 @@
 """Benchmark: this checkout against another installed version, in one run.
 
 Times the flagship cube (``examples/flagship_z5.toml``, PSF 0.2", one
-thread), ``recover`` on it (lee2026, Method I only) and a small local suite
-(the 80-mock quickstart suite on ``--suite-workers`` local workers) in
+thread), ``recover`` on it (lee2026, Method I only, and as shipped with Method II: CPU) and a small local suite
+(the 80-mock quickstart suite on ``--suite-workers`` local workers; wall, and CPU of the
+parent plus its reaped workers, ``suite_cpu_s``) in
 child processes of two Python interpreters, alternating A B A B so that the
 machine's drift hits both alike, and prints each figure's median and the
 ratio A/B of the medians and of each pair.
@@ -11,7 +12,7 @@ Usage::
 
     python benchmarks/bench_versions.py --a .venv/bin/python --b /path/to/old/venv/bin/python \
         [--rounds 5] [--repeats 15] [--suite-workers 2] [--suite flagship_suite.toml] [--suite-mocks N]
-        [--skip cube,recover,suite]
+        [--skip cube,recover,recover_full,suite]
 
 Each interpreter must have mockzgrad installed (the old one from the
 pre-change commit, e.g. ``git worktree add /tmp/base <commit>`` and a venv
@@ -72,15 +73,25 @@ if "cube" not in skip:
 if "recover" not in skip:
     out["recover_s"] = median_time(lambda: recover(cube, recipe), time.perf_counter)
     out["recover_cpu_s"] = median_time(lambda: recover(cube, recipe), time.process_time)
+if "recover_full" not in skip:  # the recipe as shipped: Method I and Method II
+    full = load_recipe("lee2026")
+    recover(cube, full)
+    out["recover_full_cpu_s"] = median_time(lambda: recover(cube, full), time.process_time)
 if "suite" not in skip:
     import dataclasses
     spec = load_suite(root / "examples" / suite_file)
     if suite_mocks > 0:
         spec = dataclasses.replace(spec, n_mocks=suite_mocks)
+    import resource
+    def cpu_all():  # this process + its reaped children (the local workers)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + ru.ru_utime + ru.ru_stime
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_all()
         run_suite(spec, Path(tmp) / "run", job, workers=n_suite, progress=False)
         out["suite_s"] = time.perf_counter() - t0
+        out["suite_cpu_s"] = cpu_all() - c0
+        out["suite_mocks"] = float(spec.n_mocks)
 import mockzgrad
 out["version_path"] = 0.0 if mockzgrad.__file__.startswith(str(root)) else 1.0  # 0: this checkout's code
 print(json.dumps(out))
@@ -109,7 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--suite-workers", type=int, default=2)
     parser.add_argument("--suite", default="quickstart_suite.toml", help="suite file in examples/")
     parser.add_argument("--suite-mocks", type=int, default=0, help="run only the first N mocks (0: all)")
-    parser.add_argument("--skip", default="", help="comma-separated figures to skip: cube, recover, suite")
+    parser.add_argument("--skip", default="", help="comma-separated figures to skip: cube, recover, recover_full, suite")
     args = parser.parse_args(argv)
     runs = {"a": [], "b": []}
     for r in range(args.rounds):
@@ -118,12 +129,12 @@ def main(argv=None) -> int:
                                     args.suite_mocks, args.skip))
         print(f"round {r + 1}/{args.rounds}: " + "  ".join(
             f"{k} {runs['a'][-1][k]:.4f}/{runs['b'][-1][k]:.4f}" for k in runs["a"][-1]), flush=True)
-    print(f"\n{'figure':<13} {'A median':>10} {'B median':>10} {'A/B':>6}  pairwise A/B min-median-max")
+    print(f"\n{'figure':<19} {'A median':>10} {'B median':>10} {'A/B':>6}  pairwise A/B min-median-max")
     for k in runs["a"][0]:
         a = [x[k] for x in runs["a"]]
         b = [x[k] for x in runs["b"]]
         pairs = sorted(x / y for x, y in zip(a, b))
-        print(f"{k:<13} {statistics.median(a):10.4f} {statistics.median(b):10.4f} "
+        print(f"{k:<19} {statistics.median(a):10.4f} {statistics.median(b):10.4f} "
               f"{statistics.median(a) / statistics.median(b):6.3f}  "
               f"{pairs[0]:.3f}-{statistics.median(pairs):.3f}-{pairs[-1]:.3f}")
     return 0

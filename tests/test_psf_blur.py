@@ -48,6 +48,29 @@ def test_blur_twins_agree_and_match_a_direct_2d_convolution(h, pad, n):
         np.testing.assert_allclose(out_nb[c], full[pad:pad + n, pad:pad + n], rtol=1e-12)
 
 
+@pytest.mark.parametrize("h, pad, n", [(2, 3, 7), (4, 4, 9)])
+def test_blur_of_zero_channels_and_of_light_at_the_edge_of_the_read_region(h, pad, n):
+    """All-zero channels give 0; one lit pixel anywhere in the read region still reaches the field."""
+    n_ext = pad + n + h + 2
+    a, b = pad - h, pad + n + h - 1  # first and last pixel the blur of the kept field reads
+    cube = np.zeros((5, n_ext, n_ext))
+    cube[1, a, b] = 2.0              # corner of the read region
+    cube[2, b, pad + n // 2] = 3.0   # last row read
+    cube[3, b + 1, b + 1] = 7.0      # outside it: the kept field does not see it
+    taps = np.exp(-0.5 * (np.arange(-h, h + 1) / (0.6 * h)) ** 2)
+    taps /= taps.sum()
+    out_nb = blur_separable_nb(cube, taps, pad, n, np.full((5, n, n), np.nan))
+    out_ref = blur_separable_ref(cube, taps, pad, n, np.full((5, n, n), np.nan))
+    np.testing.assert_allclose(out_nb, out_ref, rtol=1e-13, atol=0)
+    k2 = np.outer(taps, taps)
+    for c in range(5):
+        full = convolve2d(cube[c], k2, mode="same")
+        np.testing.assert_allclose(out_nb[c], full[pad:pad + n, pad:pad + n], rtol=1e-12, atol=0)
+    assert not out_nb[[0, 3, 4]].any()
+    assert out_nb[1, 0, n - 1] == pytest.approx(2.0 * taps[0] * taps[-1], rel=1e-12)
+    assert out_nb[2].sum() > 0.0
+
+
 def test_blur_refuses_a_kernel_wider_than_the_padding():
     cube = np.zeros((1, 12, 12))
     with pytest.raises(ConfigError, match="pad = 1"):

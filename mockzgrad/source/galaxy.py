@@ -33,7 +33,7 @@ from ..physics import calibrations
 from ..config import GalaxyConfig, LinesConfig, CosmologyConfig
 from ..physics.cosmology import kpc_per_arcsec
 from ..errors import CalibrationRangeWarning, ConfigError
-from .lineflux import line_factors
+from .lineflux import _leggauss, line_factors
 
 __all__ = [
     "GalaxyModel",
@@ -362,7 +362,7 @@ def outside_flux_share(model: "GalaxyModel", lines: LinesConfig, *, n_nodes: int
         edges = sorted(set(edges) | {model.r_break})
     z_edges = [(zv - model.z0) / model.grad_z for zv in (lo, hi)] if model.grad_z != 0 else []
     edges = sorted(set(edges) | {r for r in z_edges if 0.0 < r < r_hi})  # a node segment never straddles lo/hi
-    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    x, w = _leggauss(n_nodes)  # cached: an eigenvalue solve per call otherwise
     r = np.concatenate([0.5 * (b - a) * x + 0.5 * (a + b) for a, b in zip(edges[:-1], edges[1:])])
     wts = np.concatenate([0.5 * (b - a) * w for a, b in zip(edges[:-1], edges[1:])])
     z = model.metallicity(r)

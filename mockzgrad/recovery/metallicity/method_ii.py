@@ -8,12 +8,14 @@ diagnostic and the median taken
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...errors import ConfigError
 from ...physics.calibrations import Diagnostic
-from ._common import REASON_OUTSIDE_RANGE, join, logu_array
-from ._grid import refine_minimum
+from ._common import REASON_OUTSIDE_RANGE, Z_STEP, join, logu_array
+from ._grid import check_grid, default_grid, refine_minimum
 from .method_i import method_one_grid
 from .ratios import RatioSet
 from .result import MetallicityResult
@@ -69,38 +71,109 @@ def method_two(ratios: RatioSet, *, logu=None, scatter: bool = True, z_grid=None
     diags = ratios.diagnostics
     usable_all = ratios.usable
     logu_b = logu_array(logu, ratios.n_bins, [d for j, d in enumerate(diags) if usable_all[:, j].any()])
-    refs = _References(ratios, z_grid, logu)
-    return {d.key: _invert(ratios, j, logu_b, scatter, refs) for j, d in enumerate(diags)}
+    roots = [_roots(ratios, j, logu_b) for j in range(len(diags))]
+    multi = {j: ratios.usable[:, j] & (r[1] >= 2) for j, r in enumerate(roots) if r is not None}
+    multi = {j: m for j, m in multi.items() if m.any()}
+    refs = _References(ratios, z_grid, logu_b, multi) if multi else None
+    return {d.key: _invert(ratios, j, roots[j], logu_b, scatter, refs) for j, d in enumerate(diags)}
+
+
+def _logu_of(d: Diagnostic, logu_b):
+    """log U per bin for diagnostic ``d``, or None when it does not need it."""
+    return None if logu_b is None or not d.needs_logu else logu_b
+
+
+def _roots(ratios: RatioSet, j: int, logu_b):
+    """(roots, number of finite roots) per bin of diagnostic ``j``, or None when it is usable nowhere."""
+    u = ratios.usable[:, j]
+    if not u.any():
+        return None
+    d = ratios.diagnostics[j]
+    roots = d.z_roots(np.where(u, ratios.log_ratio[:, j], np.nan), logu=_logu_of(d, logu_b))
+    return roots, np.sum(np.isfinite(roots), axis=1)
 
 
 class _References:
     """Method I solutions that decide the branch of a double-valued calibration.
 
-    The solution of all diagnostics is computed once, and only if needed.
+    All of them come from one batched Method I call (per distinct grid) over
+    only the bins that need one: for each diagnostic ``j`` with several
+    roots, its multi-root bins without ``j`` (``others``), and the union of
+    those bins with every usable diagnostic (``all``). Each bin's solution
+    is the one a Method I call over all bins would give (the grid is the one
+    that call would build; rows are independent).
     """
 
-    def __init__(self, ratios: RatioSet, z_grid, logu):
-        self.ratios, self.z_grid, self.logu = ratios, z_grid, logu
-        self._all = None
+    def __init__(self, ratios: RatioSet, z_grid, logu_b, multi: dict):
+        self._others, self._all = _batched_references(ratios, z_grid, logu_b, multi)
 
     def others(self, j: int):
-        """Method I without diagnostic ``j``."""
-        others = self.ratios.usable.copy()
-        others[:, j] = False
-        return self._fit(others)
+        """(z, valid) of Method I without diagnostic ``j``, shape (n_bins,); NaN/False outside its bins."""
+        return self._others[j]
 
-    def all(self, needed: bool = True):
-        """Method I of every usable diagnostic (cached); if not ``needed``, only a cached one or None."""
-        if needed and self._all is None:
-            self._all = self._fit(self.ratios.usable)
+    def all(self):
+        """(z, valid) of Method I of every usable diagnostic; NaN/False outside the multi-root bins."""
         return self._all
 
-    def _fit(self, usable):
-        return method_one_grid(self.ratios, usable, z_grid=self.z_grid, scatter=True,
-                               covariance=True, logu=self.logu)
+
+def _batched_references(ratios: RatioSet, z_grid, logu_b, multi: dict):
+    """Method I best fits for :class:`_References`: ``({j: (z, valid)}, (z, valid))``."""
+    n = ratios.n_bins
+    usable = ratios.usable
+    blocks = []  # (key, its bins, its usable mask over all bins: decides the grid)
+    for j, rows_mask in multi.items():
+        others = usable.copy()
+        others[:, j] = False
+        blocks.append((j, np.flatnonzero(rows_mask), others))
+    union = np.zeros(n, dtype=bool)
+    for rows_mask in multi.values():
+        union |= rows_mask
+    blocks.append(("all", np.flatnonzero(union), usable))
+    by_grid: dict[bytes, list] = {}
+    grids = {}
+    for block in blocks:
+        grid = _reference_grid(ratios, block[2], z_grid)
+        key = grid.tobytes()
+        grids[key] = grid
+        by_grid.setdefault(key, []).append(block)
+    out = {}
+    for key, group in by_grid.items():
+        rows = np.concatenate([b[1] for b in group])
+        mask = np.concatenate([b[2][b[1]] for b in group])
+        fit = method_one_grid(_rows_of(ratios, rows), mask, z_grid=grids[key], scatter=True,
+                              covariance=True, logu=None if logu_b is None else logu_b[rows])
+        start = 0
+        for name, r, _ in group:
+            z, valid = np.full(n, np.nan), np.zeros(n, dtype=bool)
+            z[r], valid[r] = fit.z[start:start + r.size], fit.valid[start:start + r.size]
+            out[name] = (z, valid)
+            start += r.size
+    return {j: out[j] for j in multi}, out["all"]
 
 
-def _invert(ratios: RatioSet, j: int, logu_b, scatter: bool, refs: _References) -> MetallicityResult:
+def _reference_grid(ratios: RatioSet, usable, z_grid) -> np.ndarray:
+    """The metallicity grid of Method I over all bins with this usable mask (as method_one_grid builds it)."""
+    if z_grid is not None:
+        return check_grid(z_grid, "z_grid")
+    diags = ratios.diagnostics
+    # method_one_grid drops zero-variance diagnostics (scatter on, no default scatter) before it builds the grid
+    s2 = np.array([(d.sigma_ratio_or_default(None)[0] or 0.0) ** 2 for d in diags])
+    with np.errstate(invalid="ignore"):
+        var = np.diagonal(ratios.cov, axis1=1, axis2=2) + s2
+        usable = usable & (var > 0)
+    active = np.flatnonzero(usable.any(axis=0))
+    return default_grid([diags[j].valid_range for j in active] or [(8.0, 8.0 + Z_STEP)])
+
+
+def _rows_of(ratios: RatioSet, rows) -> RatioSet:
+    """The bins ``rows`` of ``ratios`` (repeats allowed)."""
+    return dataclasses.replace(
+        ratios, log_ratio=ratios.log_ratio[rows], cov=ratios.cov[rows], usable=ratios.usable[rows],
+        reasons=tuple(tuple(r[i] for i in rows) for r in ratios.reasons))
+
+
+def _invert(ratios: RatioSet, j: int, roots, logu_b, scatter: bool, refs: _References | None
+            ) -> MetallicityResult:
     """Method II result of diagnostic ``j``."""
     d = ratios.diagnostics[j]
     n = ratios.n_bins
@@ -113,10 +186,9 @@ def _invert(ratios: RatioSet, j: int, logu_b, scatter: bool, refs: _References) 
     notes: list[list[str]] = [[] for _ in range(n)]
     reason = list(ratios.reasons[j])
     info = {"scatter": bool(scatter), "scatter_unknown": ()}
-    if u.any():
-        lu = None if logu_b is None or not d.needs_logu else logu_b
-        roots = d.z_roots(np.where(u, obs, np.nan), logu=lu)
-        nr = np.sum(np.isfinite(roots), axis=1)
+    if roots is not None:
+        lu = _logu_of(d, logu_b)
+        roots, nr = roots
         one = u & (nr == 1)
         z[one] = np.nanmax(roots[one], axis=1)
         for b in np.flatnonzero(one):
@@ -149,10 +221,8 @@ def _invert(ratios: RatioSet, j: int, logu_b, scatter: bool, refs: _References) 
 def _pick_branch(ratios, j, roots, nr, multi, refs: _References, z, branch, chosen, notes) -> None:
     """Several roots: the one closest to the Method I solution of the others (else of all)."""
     usable_all = ratios.usable
-    ref_o = refs.others(j)
-    need_all = multi & ~ref_o.valid
-    ref_all = refs.all(needed=bool(need_all.any()))
-    ref = np.where(ref_o.valid, ref_o.z, ref_all.z if ref_all is not None else np.nan)
+    z_others, valid_others = refs.others(j)
+    ref = np.where(valid_others, z_others, refs.all()[0])
     dist = np.abs(np.where(np.isfinite(roots), roots, np.inf) - ref[:, None])
     pick = np.argmin(dist, axis=1)
     z[multi] = roots[multi, pick[multi]]
@@ -160,7 +230,7 @@ def _pick_branch(ratios, j, roots, nr, multi, refs: _References, z, branch, chos
         k = int(nr[b])
         branch[b] = ("lower" if pick[b] == 0 else "upper") if k == 2 else \
             f"root {pick[b] + 1} of {k}"
-        if ref_o.valid[b]:
+        if valid_others[b]:
             chosen[b] = "other diagnostics"
         else:
             chosen[b] = "all"

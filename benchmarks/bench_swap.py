@@ -1,0 +1,121 @@
+"""Benchmark: issue 23 round-3 changes against the code they replaced, alternating in one process.
+
+Whole-program A/B runs between two checkouts spread by +-10 % per child on a
+loaded machine, more than these changes are worth; here the old functions
+are loaded from a checkout of the base commit (``--base``, e.g. ``git
+archive 38e88e4 | tar -x -C /tmp/base``) and swapped in and out of this
+process call by call, so both see the same machine state. CPU time
+(``time.process_time``) of:
+
+* ``build_cube`` (flagship, PSF 0.2", one thread): new = this checkout;
+  old = Gauss-Legendre nodes recomputed in ``outside_flux_share`` and the
+  base's separable-blur kernel (no skipping of all-zero channels);
+* ``recover`` as shipped (lee2026: Method I, and Method II, which runs in
+  every measurement) of flagship cubes at four PSF widths: old = the base's
+  ``method_ii.py`` (two full-bin Method I calls for the branch references);
+* ``method_two`` alone on those cubes' log ratios.
+
+Run: ``python benchmarks/bench_swap.py --base /tmp/base [--rounds 15] [--repeats 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+#: PSF FWHM of the cubes recovered, arcsec (the flagship suite spans 0.1-1.0")
+PSF_FWHM = (0.15, 0.3, 0.5, 0.8)
+
+
+def _load_old(base: Path, rel: str, name: str):
+    """Module ``rel`` of the base checkout, loaded under ``name`` (relative imports resolve in this package)."""
+    spec = importlib.util.spec_from_file_location(name, base / rel)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cpu(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, type=Path, help="checkout of the base commit")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    from mockzgrad.config import load_config, load_recipe
+    from mockzgrad.observation.ifu import build_cube
+    from mockzgrad.observation.psf import convolve
+    from mockzgrad.recovery import metallicity, pipeline
+    from mockzgrad.source import galaxy
+
+    old_m2 = _load_old(args.base, "mockzgrad/recovery/metallicity/method_ii.py",
+                       "mockzgrad.recovery.metallicity._method_ii_base")
+    old_blur = _load_old(args.base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
+    new_m2 = metallicity.method_two
+    new_blur, new_nodes = convolve.blur_separable_nb, galaxy._leggauss
+
+    def use(old: bool):
+        metallicity.method_two = old_m2.method_two if old else new_m2
+        convolve.blur_separable_nb = old_blur.blur_separable_nb if old else new_blur
+        galaxy._leggauss = np.polynomial.legendre.leggauss if old else new_nodes
+
+    flagship = load_config(ROOT / "examples" / "flagship_z5.toml")
+    cfg = flagship.replace(**{"instrument.psf.fwhm": 0.2})
+    recipe = load_recipe("lee2026")
+    # recover on cubes across the suite's PSF range: whether R3 has two roots (and Method II
+    # needs branch references) depends on the bins' metallicities
+    cubes = [build_cube(flagship.replace(**{"instrument.psf.fwhm": f})) for f in PSF_FWHM]
+    saved = []
+    metallicity.method_two = lambda r, **k: saved.append((r, k)) or new_m2(r, **k)
+    for c in cubes:
+        pipeline.recover(c, recipe)
+    figures = {
+        "build_cube": lambda: build_cube(cfg),
+        f"recover x{len(cubes)}": lambda: [pipeline.recover(c, recipe) for c in cubes],
+        f"method_two x{len(cubes)}": lambda: [metallicity.method_two(r, **k) for r, k in saved],
+    }
+    for old in (True, False):  # warm-up: numba compilation, caches
+        use(old)
+        for fn in figures.values():
+            fn()
+    res = {k: {"new": [], "old": []} for k in figures}
+    for r in range(args.rounds):
+        for label in (("new", "old") if r % 2 else ("old", "new")):
+            use(label == "old")
+            for k, fn in figures.items():
+                res[k][label].append(_cpu(fn, args.repeats))
+    use(False)
+    print(f"CPU time, median over {args.rounds} rounds of the per-round median of {args.repeats} calls; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'figure':<18} {'new ms':>8} {'old ms':>8} {'new/old':>8}  pairwise min-median-max")
+    for k, v in res.items():
+        a, b = statistics.median(v["new"]), statistics.median(v["old"])
+        pairs = sorted(x / y for x, y in zip(v["new"], v["old"]))
+        print(f"{k:<18} {1e3 * a:8.2f} {1e3 * b:8.2f} {a / b:8.3f}  "
+              f"{pairs[0]:.3f}-{statistics.median(pairs):.3f}-{pairs[-1]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
