@@ -507,7 +507,8 @@ def _transfer_data_panel(ax, tf, mocks, xlab=_X_LABEL):
 
 
 def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
-    """Per x quantile bin: least-squares slope(s) and intercept of measured on intrinsic, with the model's
+    """Per x quantile bin: weighted least-squares slope(s) and intercept of measured on intrinsic (the model's
+    weights 1 / (s(x)^2 + err^2), so that a bin and the model average the mocks alike), with the model's
     extra slope terms refitted in the bin (so the bin's slope is at the same reference |grad_z|, sign,
     inclination and S/N as the model's a(x); one slope per sign when the model has a sign term), and the
     scatter about the model beyond the mocks' errors (each with a rough 1-sigma error)."""
@@ -530,9 +531,12 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
         if n < 2 * len(cols):
             continue
         a_mat = np.stack(cols, axis=1)
-        coef, *_ = np.linalg.lstsq(a_mat, mocks.m[sel], rcond=None)
-        res = mocks.m[sel] - a_mat @ coef
-        cov = np.linalg.pinv(a_mat.T @ a_mat) * float(np.sum(res**2)) / max(n - a_mat.shape[1], 1)
+        sw = 1.0 / np.sqrt(tf.scatter(mocks.x[sel]) ** 2 + mocks.err[sel] ** 2)  # the model's weights
+        sw = sw / np.mean(sw)
+        coef, *_ = np.linalg.lstsq(a_mat * sw[:, None], mocks.m[sel] * sw, rcond=None)
+        res = (mocks.m[sel] - a_mat @ coef) * sw
+        cov = np.linalg.pinv((a_mat * sw[:, None]).T @ (a_mat * sw[:, None])) * float(np.sum(res**2)) \
+            / max(n - a_mat.shape[1], 1)
         if by_sign:
             out["a_neg"].append(float(coef[1]))
             out["a_neg_err"].append(float(np.sqrt(cov[1, 1])))

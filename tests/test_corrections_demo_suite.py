@@ -64,3 +64,26 @@ def test_demo_shows_both_corrections(demo):
     assert np.all(np.abs(np.asarray(corrected["grad_post"])) <= 0.2)
     for name in ("transfer figure", "corrections figure", "curves figure"):
         assert paths[name].stat().st_size > 10_000
+
+
+def test_transfer_slope_follows_the_x_bins_at_the_median_gradient(demo):
+    # the model's slope at the suite's median |grad_z| (0.075) against slopes fitted in x bins with the same
+    # terms and weights: within 2 standard errors of each bin (the clipping at |grad_z| = 0.2 is not carried
+    # down to the small gradients), and the |grad_z| term does not change the slope below the largest level
+    from mockzgrad.corrections.transfer import TransferFunction, read_suite_mocks
+    from mockzgrad.plots import _x_bin_stats
+
+    out, paths = demo
+    tf = TransferFunction.read(paths["transfer function"])
+    t = Table.read(out / "suite_results.csv", format="ascii.csv")
+    bins = _x_bin_stats(tf, read_suite_mocks(t))
+    assert bins["a"].size >= 4
+    for key, s in (("a", 1.0), ("a_neg", -1.0)):
+        if bins[key].size:
+            model = tf.slope(bins["x"], np.full_like(bins["x"], s * 0.075))
+            z = (model - bins[key]) / bins[key + "_err"]
+            assert np.all(np.abs(z) < 2.0), (key, z)
+    if "abs_grad" in tf.structure.extras:
+        xx = np.linspace(*tf.x_range, 20)
+        np.testing.assert_allclose(tf.slope(xx, np.full_like(xx, 0.01)), tf.slope(xx, np.full_like(xx, 0.075)),
+                                   atol=3 * float(np.max(tf.slope_std(xx))))

@@ -235,3 +235,55 @@ class TestScatterForm:
         back = TransferFunction.read(tmp_path / "f.json")
         assert back.structure == tf.structure
         np.testing.assert_array_equal(back.scatter(np.array([1.5, 4.0])), tf.scatter(np.array([1.5, 4.0])))
+
+
+class TestSaturatingGradTerm:
+    """A slope reduced only at the largest |grad_z| (a calibration range clipping strong gradients) must not be
+    extrapolated to the small gradients."""
+
+    LEVELS = (0.01, 0.05, 0.1, 0.2)
+    DROP = 0.25  # slope at |grad_z| = 0.2 is a(x) - DROP; below 0.1 it is a(x)
+
+    def suite(self, seed, n):
+        rng = np.random.default_rng(seeded(seed))
+        x = np.exp(rng.uniform(0.0, math.log(6.4), n))
+        g = rng.choice(self.LEVELS, n) * rng.choice([-1.0, 1.0], n)
+        slope = a_true(x) - self.DROP * (np.abs(g) > 0.15)
+        m = slope * g + b_true(x) + rng.normal(0, 1, n) * np.sqrt(s_true(x) ** 2 + ERR**2)
+        return Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": m, "x_resolution": x,
+                      "grad_z_measured_lo": m - ERR, "grad_z_measured_hi": m + ERR, "mock_index": np.arange(n)})
+
+    def test_knee_candidates_are_the_inner_levels(self):
+        from mockzgrad.corrections.transfer import knee_candidates, read_suite_mocks
+
+        assert knee_candidates(read_suite_mocks(self.suite(41, 200))) == (0.0, 0.05, 0.1)
+
+    def test_small_gradients_keep_the_unclipped_slope(self):
+        from mockzgrad.corrections.transfer import Structure, _make, fit_structure, read_suite_mocks, references
+
+        t = self.suite(42, 1500)
+        tf = fit_transfer(t)
+        assert "abs_grad" in tf.structure.extras and tf.structure.knee == pytest.approx(0.1)
+        xx = np.linspace(1.1, 6.2, 12)
+        for ag in (0.01, 0.075):
+            g = np.full_like(xx, ag)
+            dev = np.abs(tf.slope(xx, g) - a_true(xx)) / tf.slope_std(xx, g)
+            assert np.all(dev < 3.5), (ag, dev.max())  # within the Monte Carlo error of the suite
+        g2 = np.full_like(xx, 0.2)
+        dev2 = np.abs(tf.slope(xx, g2) - (a_true(xx) - self.DROP)) / tf.slope_std(xx, g2)
+        assert np.all(dev2 < 3.5), dev2.max()
+        # the test can fail: a slope linear in |grad_z| (knee 0) carries the clipping down to |grad_z| = 0.075
+        mocks = read_suite_mocks(t)
+        refs = references(mocks)
+        lin = Structure(tf.structure.degree_a, tf.structure.degree_b, ("abs_grad",), tf.structure.scatter, 0.0)
+        tl = _make(lin, fit_structure(lin, mocks, refs), refs, mocks, [], None)
+        g = np.full_like(xx, 0.01)
+        assert np.max(np.abs(tl.slope(xx, g) - a_true(xx)) / tl.slope_std(xx, g)) > 5
+
+    def test_knee_round_trips(self, tmp_path):
+        tf = fit_transfer(self.suite(43, 600))
+        tf.write(tmp_path / "k.json")
+        back = TransferFunction.read(tmp_path / "k.json")
+        assert back.structure == tf.structure
+        xs, g = np.array([1.5, 4.0]), np.array([0.01, 0.2])
+        np.testing.assert_array_equal(back.slope(xs, g), tf.slope(xs, g))

@@ -421,7 +421,8 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
         raise DataError(f"no correction curve could be derived from {sample.x.size} usable mocks "
                         f"(min_per_bin = {opts.min_per_bin}, degree = {opts.degree!r})")
     checks = {**report.as_dict(), "shape": shape, "shape_rule": f"within {list(RATIO_BOUNDS)} over the mocks' x "
-              "range, no turning point there unless the running medians turn over"}
+              "range, no turning point there (coming back by > min(1 sigma, 0.02)) unless the running medians show one "
+              "of the same kind (maximum or minimum) within one bin of it"}
     settings = {**_settings(opts, grouping, do_surface, mocks, cmap), "per_sign": per_sign}
     return CorrectionCurves.create(curves, provenance=provenance, checks=checks, settings=settings)
 
@@ -514,20 +515,35 @@ def _derive_group(group: _Sample, label: float, opts: CurveOptions, do_surface: 
     return _GroupResult(curves=kept, snr_check=snr_check, sign_check=sign_check, n_per_sign=n_sign, shape=shape)
 
 
-def _medians_turn_over(running: RunningMedian) -> bool:
-    """The running medians have an interior extremum beyond both ends by > 2 standard errors."""
+def _medians_turn_over(running: RunningMedian) -> tuple:
+    """Turning points of the running medians: ``(kind, x_from, x_to)`` per interior extremum beyond both ends.
+
+    An interior maximum (minimum) counts when it lies above (below) the first and the last bin's median by
+    more than 2 standard errors; the standard error of a bin's median is ``MEDIAN_SE * w / sqrt(n)`` with
+    ``w`` the larger of the bin's half 16-84 width and the median of all bins' (a bin of ~5 mocks can show a
+    spuriously narrow width). The window runs from the centre of the bin before to that of the bin after the
+    extremum's plateau (the neighbours within 2 standard errors of it): a fitted curve may turn over there, and
+    only with the same kind of extremum.
+    """
     ok = np.isfinite(running.median)
-    m, n = running.median[ok], running.n[ok]
+    m, n, xc = running.median[ok], running.n[ok], running.x_center[ok]
     if m.size < 3:
-        return False
-    se = MEDIAN_SE * 0.5 * (running.p84[ok] - running.p16[ok]) / np.sqrt(np.maximum(n, 1))
-    for j in (int(np.argmax(m)), int(np.argmin(m))):
+        return ()
+    half = 0.5 * (running.p84[ok] - running.p16[ok])
+    se = MEDIAN_SE * np.maximum(half, float(np.median(half))) / np.sqrt(np.maximum(n, 1))
+    out = []
+    for kind, j in (("max", int(np.argmax(m))), ("min", int(np.argmin(m)))):
         if 0 < j < m.size - 1:
             d_first = abs(m[j] - m[0]) / math.hypot(se[j], se[0])
             d_last = abs(m[j] - m[-1]) / math.hypot(se[j], se[-1])
             if min(d_first, d_last) > 2.0:
-                return True
-    return False
+                lo, hi = j, j  # the plateau: neighbours within 2 standard errors of the extremum
+                while lo > 0 and abs(m[lo - 1] - m[j]) <= 2.0 * math.hypot(se[lo - 1], se[j]):
+                    lo -= 1
+                while hi < m.size - 1 and abs(m[hi + 1] - m[j]) <= 2.0 * math.hypot(se[hi + 1], se[j]):
+                    hi += 1
+                out.append((kind, float(xc[max(lo - 1, 0)]), float(xc[min(hi + 1, m.size - 1)])))
+    return tuple(out)
 
 
 def _skip(message: str) -> None:

@@ -52,11 +52,16 @@ DEGREE_RULE = (
     "residuals about an unweighted fit of the highest candidate degree in x bins of >= 25 mocks, "
     "interpolated in x; candidates need more distinct x than coefficients "
     "and dof >= 1 and must stay in [0, 1.2] over the mocks' x range without turning over there (coming back "
-    "from an extremum by > 1 sigma of the fit) unless the running medians turn over (else degrees 0-1 only); surfaces: (degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
+    "from an extremum by > min(1 sigma of the fit, 0.02)) unless the running medians show a turning point of "
+    "the same kind (maximum or minimum) within one bin of the fit's (else degrees 0-1 only); surfaces: "
+    "(degree_x in 1..4, degree_inclination in 0..min(2, n_incl - 1)) "
     "by the same criterion"
 )
-#: A ratio curve turns over only where it comes back from its extremum by more than this many sigma.
+#: A ratio curve turns over only where it comes back from its extremum by more than this many sigma ...
 TURNOVER_SIGMA = 1.0
+#: ... or by more than this (measured / intrinsic), whichever is smaller: where the data are sparse the fit's
+#: own sigma is large, and a turn-down within it would still be drawn (and used) as one.
+TURNOVER_MAX = 0.02
 #: Range an admissible ratio curve stays in over the mocks' x range (measured / intrinsic).
 RATIO_BOUNDS = (0.0, 1.2)
 #: Largest degree in inclination of a surface.
@@ -305,13 +310,6 @@ def residual_scatter(x, r, keep, min_per_bin: int, degree):
     return local_scatter(x[keep], res[keep], x, min_per_bin), res
 
 
-def _retreat(y) -> np.ndarray:
-    """How far ``y`` has come back from its running extremum in the direction of its overall trend."""
-    if y[-1] >= y[0]:
-        return np.maximum.accumulate(y) - y
-    return y - np.minimum.accumulate(y)
-
-
 def _scaled_fit(x, r, sigma, d):
     """Coefficients and covariance (scaled by chi2/dof) of the degree-``d`` weighted fit, as shape_problem takes."""
     coef, cov, chi2 = _wls(x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2)
@@ -319,28 +317,55 @@ def _scaled_fit(x, r, sigma, d):
     return coef, (cov * chi2 / dof if dof > 0 else cov)
 
 
-def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover: bool = False,
+def _turning_points(y, xx, tol) -> list:
+    """(kind, x) of the interior extrema the curve comes back from by more than ``tol`` on both sides.
+
+    At an interior maximum (minimum) the curve falls (rises) on both sides; the turning point counts when the
+    smaller of the two excursions, each to the curve's extreme value on that side, exceeds ``tol`` there.
+    """
+    y = np.asarray(y, float)
+    tol = np.broadcast_to(np.asarray(tol, float), y.shape)
+    dy = np.diff(y)
+    out = []
+    for k in range(1, y.size - 1):
+        if dy[k - 1] > 0 >= dy[k] or dy[k - 1] < 0 <= dy[k]:
+            sgn = 1.0 if dy[k - 1] > 0 else -1.0  # +1: a maximum
+            left, right = sgn * (y[k] - y[:k + 1]), sgn * (y[k] - y[k:])
+            il, ir = int(np.argmax(left)), k + int(np.argmax(right))
+            if left[il] > tol[il] and right[ir - k] > tol[ir]:
+                out.append(("max" if sgn > 0 else "min", float(xx[k])))
+    return out
+
+
+def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover=False,
                   covariance=None) -> str | None:
     """Why the polynomial ``coef`` is not an admissible ratio curve on ``[x_lo, x_hi]``, or None.
 
-    It must stay within ``bounds`` and, unless ``allow_turnover``, be
-    monotone over the range (no turning point inside the data). With the
-    coefficient ``covariance``, a turning point counts only where the curve
-    comes back from its extremum by more than :data:`TURNOVER_SIGMA` times
-    its own 1-sigma uncertainty (a wiggle within the errors is not a
-    turnover).
+    It must stay within ``bounds`` and be monotone over the range (no
+    turning point inside the data) except where ``allow_turnover`` allows
+    one: True allows any; a sequence of ``(kind, x_from, x_to)`` windows
+    (kind "max" or "min", from the running medians) allows a turning point
+    of that kind inside a window. With the coefficient ``covariance``, a
+    turning point counts only where the curve comes back from its extremum
+    by more than :data:`TURNOVER_SIGMA` times its own 1-sigma uncertainty or
+    :data:`TURNOVER_MAX`, whichever is smaller (a wiggle within the errors
+    is not a turnover, but a visible turn-down is, however sparse the data).
     """
     xx = np.linspace(x_lo, x_hi, 200)
     y = np.polynomial.polynomial.polyval(xx, coef)
     if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
         return f"leaves [{bounds[0]:g}, {bounds[1]:g}] ({y.min():.3g} to {y.max():.3g})"
-    if not allow_turnover:
-        tol = 1e-9 * max(1.0, float(np.abs(y).max()))
-        if covariance is not None:
-            a = xx[:, None] ** np.arange(np.size(coef))
-            tol = tol + TURNOVER_SIGMA * _std_from_covariance(a, covariance)
-        if np.any(_retreat(y) > tol):
-            return "turns over inside the mocks' x range"
+    if allow_turnover is True:
+        return None
+    tol = 1e-9 * max(1.0, float(np.abs(y).max()))
+    if covariance is not None:
+        a = xx[:, None] ** np.arange(np.size(coef))
+        tol = tol + np.minimum(TURNOVER_SIGMA * _std_from_covariance(a, covariance), TURNOVER_MAX)
+    windows = tuple(allow_turnover or ())
+    for kind, x_t in _turning_points(y, xx, tol):
+        if not any(k == kind and lo <= x_t <= hi for k, lo, hi in windows):
+            return f"turns over inside the mocks' x range (a {'maximum' if kind == 'max' else 'minimum'} " \
+                   f"at x = {x_t:.2g} the running medians do not show)"
     return None
 
 
@@ -363,8 +388,8 @@ def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0, bounds=None,
         is monotone there are candidates (:func:`shape_problem`); when none
         is, degree 0 and 1 are fitted and the one of least BIC is returned
         (its shape problem is for the caller to report).
-    allow_turnover : bool
-        The running medians show a turning point (see the caller).
+    allow_turnover : bool or sequence of (kind, x_from, x_to)
+        Turning points the running medians show (see :func:`shape_problem`).
 
     Returns
     -------

@@ -26,9 +26,13 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   ``exp(+-hundreds)`` at the edge of the data;
 * optional extra terms of the slope, each one coefficient times
   ``grad_z_true``, used only where the suite sweeps the quantity:
-  ``abs_grad`` (``|grad_z_true| - ref``: a slope that changes with the
-  gradient's size, e.g. where a calibration's validity range clips strong
-  gradients), ``sign`` (1 for negative intrinsic gradients: a different slope
+  ``abs_grad`` (``max(|grad_z_true| - knee, 0) - max(ref - knee, 0)``: a
+  slope that changes with the gradient's size above ``knee`` and not below
+  it, e.g. where a calibration's validity range clips only the strong
+  gradients; the knee is chosen by cross-validation among 0 (a slope linear
+  in |grad_z|) and the suite's inner |grad_z| levels or quartiles, so a
+  reduction seen only at the largest |grad_z| is not extrapolated to the
+  small ones), ``sign`` (1 for negative intrinsic gradients: a different slope
   per sign), ``inclination`` (``(i - ref) / 90 deg``) and ``snr``
   (``ln(snr / ref)``). ``ref`` is the suite's median, so ``a(x)`` is the
   slope of a galaxy at the suite's median |grad_z|, inclination and S/N, of
@@ -84,6 +88,7 @@ __all__ = [
     "fit_transfer",
     "fit_structure",
     "admissible",
+    "knee_candidates",
     "assess",
     "read_suite_mocks",
     "SuiteMocks",
@@ -107,7 +112,9 @@ FOLD_SEED = 20261204
 SELECTION_RULE = (
     f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
-    "in 0..1) first, then extra terms added greedily while the score improves; the simplest structure "
+    "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
+    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles), and every step of that path is also "
+    "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
     f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range; "
     "finally the flat scatter form (ln s constant) replaces ln s = gamma_0 + gamma_1 / x unless that is better "
@@ -214,6 +221,19 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
     return tuple(out)
 
 
+def knee_candidates(mocks: SuiteMocks) -> tuple:
+    """Knees (|grad_z|, dex/kpc) tried for the ``abs_grad`` term: 0 (linear) and the inner |grad_z| levels.
+
+    A suite on a grid of |grad_z| levels gets every level but the smallest (where a knee equals the linear
+    term on the grid) and the largest (where the term would vanish); a suite with continuous gradients (more
+    than 8 levels) gets the quartiles of |grad_z|.
+    """
+    ag = np.abs(mocks.g[mocks.g != 0])
+    levels = np.unique(np.round(ag, 6))
+    inner = levels[1:-1] if levels.size <= 8 else np.quantile(ag, [0.25, 0.5, 0.75])
+    return (0.0,) + tuple(float(k) for k in inner)
+
+
 def references(mocks: SuiteMocks) -> dict:
     """Reference values of the extra terms: the suite's medians."""
     return {"abs_grad": float(np.median(np.abs(mocks.g))), "rms_grad": float(np.sqrt(np.mean(mocks.g**2))),
@@ -232,10 +252,18 @@ class Structure:
     degree_b: int = 0
     extras: tuple = ()
     scatter: str = "inverse_x"
+    #: |grad_z| (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in |grad_z| everywhere)
+    knee: float = 0.0
 
     def __post_init__(self):
         if self.scatter not in SCATTER_FORMS:
             raise ConfigError(f"scatter = {self.scatter!r}; allowed {SCATTER_FORMS}")
+        if not (math.isfinite(self.knee) and self.knee >= 0):
+            raise ConfigError(f"knee = {self.knee!r}; allowed a finite |grad_z| >= 0 (dex/kpc)")
+
+    def refs(self, refs: Mapping) -> dict:
+        """``refs`` with this structure's ``abs_grad_knee`` (what :func:`extra_values` reads)."""
+        return {**refs, "abs_grad_knee": float(self.knee)}
 
     @property
     def n_coef(self) -> int:
@@ -247,20 +275,23 @@ class Structure:
                 + [f"slope_{e}" for e in self.extras])
 
     def label(self) -> str:
-        extra = "+" + "+".join(self.extras) if self.extras else ""
+        names = [f"abs_grad>{self.knee:g}" if e == "abs_grad" and self.knee > 0 else e for e in self.extras]
+        extra = "+" + "+".join(names) if names else ""
         flat = ", flat s" if self.scatter == "flat" else ""
         return f"a{self.degree_a}b{self.degree_b}{extra}{flat}"
 
     def as_dict(self) -> dict:
         return {"degree_a": self.degree_a, "degree_b": self.degree_b, "extras": list(self.extras),
-                "scatter": self.scatter}
+                "scatter": self.scatter, "abs_grad_knee": float(self.knee)}
 
 
 def extra_values(name: str, g, inclination, snr, refs: Mapping) -> np.ndarray:
     """The covariate multiplying ``grad_z_true`` in extra term ``name`` (0 at the reference)."""
     g = np.asarray(g, dtype=float)
     if name == "abs_grad":
-        return np.abs(g) - refs["abs_grad"]
+        knee = float(refs.get("abs_grad_knee") or 0.0)
+        knee = knee if math.isfinite(knee) else 0.0
+        return np.maximum(np.abs(g) - knee, 0.0) - max(refs["abs_grad"] - knee, 0.0)
     if name == "sign":
         return (g < 0).astype(float)
     if name == "inclination":
@@ -275,6 +306,7 @@ def design(structure: Structure, x, g, inclination, snr, refs: Mapping) -> np.nd
     x, g = np.broadcast_arrays(np.asarray(x, float), np.asarray(g, float))
     u = 1.0 / x
     cols = [g * u**k for k in range(structure.degree_a + 1)] + [u**k for k in range(structure.degree_b + 1)]
+    refs = structure.refs(refs)
     cols += [g * extra_values(e, g, inclination, snr, refs) for e in structure.extras]
     return np.stack(cols, axis=-1)
 
@@ -285,6 +317,7 @@ def slope_design(structure: Structure, x, g, inclination, snr, refs: Mapping) ->
     u = 1.0 / x
     zero = np.zeros_like(x)
     cols = [u**k for k in range(structure.degree_a + 1)] + [zero for _ in range(structure.degree_b + 1)]
+    refs = structure.refs(refs)
     cols += [extra_values(e, g, inclination, snr, refs) + zero for e in structure.extras]
     return np.stack(cols, axis=-1)
 
@@ -467,15 +500,23 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
         return None, scored
     current = min(ok, key=lambda s: s.score)
     remaining = list(extras_allowed)
+    knees = knee_candidates(mocks)
+    path = []
     while remaining:
-        trial = [_score(Structure(current.structure.degree_a, current.structure.degree_b,
-                                  current.structure.extras + (e,)), mocks, refs, fold) for e in remaining]
+        st = current.structure
+        trial = [_score(Structure(st.degree_a, st.degree_b, st.extras + (e,), st.scatter,
+                                  knee if e == "abs_grad" else st.knee), mocks, refs, fold)
+                 for e in remaining for knee in (knees if e == "abs_grad" else (st.knee,))]
         scored += trial
         good = [s for s in trial if s.admissible is None and s.score < current.score]
         if not good:
             break
         current = min(good, key=lambda s: s.score)
         remaining.remove(current.structure.extras[-1])
+        path.append(current.structure)
+    # every step of the greedy path on the other bases too, so the one-SE rule can pick a simpler base
+    scored += [_score(Structure(da, db, st.extras, st.scatter, st.knee), mocks, refs, fold)
+               for st in path for da in (0, 1, 2) for db in (0, 1) if (da, db) != (st.degree_a, st.degree_b)]
     best = min((s for s in scored if s.admissible is None and math.isfinite(s.score)), key=lambda s: s.score)
     scored = [s if s.nll is None else
               _Scored(s.structure, s.nll, s.admissible, float(np.std(s.nll - best.nll) / math.sqrt(mocks.n)))
@@ -489,7 +530,7 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
 def _scatter_form(chosen: _Scored, mocks: SuiteMocks, refs, fold, scored: list) -> tuple:
     """The chosen structure with the flat scatter form unless ``inverse_x`` is better by > 1 standard error."""
     st = chosen.structure
-    flat = _score(Structure(st.degree_a, st.degree_b, st.extras, "flat"), mocks, refs, fold)
+    flat = _score(Structure(st.degree_a, st.degree_b, st.extras, "flat", st.knee), mocks, refs, fold)
     if flat.nll is None or chosen.nll is None:
         return st, scored
     se = float(np.std(flat.nll - chosen.nll) / math.sqrt(mocks.n))
@@ -763,7 +804,7 @@ class TransferFunction:
             return None if v is None else tuple(float(a) for a in v)
 
         return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"]),
-                                       str(s.get("scatter", "inverse_x"))),
+                                       str(s.get("scatter", "inverse_x")), float(s.get("abs_grad_knee", 0.0))),
                    coefficients=np.array(d["coefficients"], float), covariance=np.array(d["covariance"], float),
                    gamma=np.array(d["gamma"], float), gamma_covariance=np.array(d["gamma_covariance"], float),
                    references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
@@ -863,7 +904,8 @@ def fit_transfer(table, *, provenance: Mapping | None = None, columns: Mapping |
     tf = _make(chosen, fit, refs, mocks, scored, provenance)
     offset_model = None
     if "sign" in swept_terms(mocks) and "sign" not in chosen.extras:
-        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",), chosen.scatter)
+        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",), chosen.scatter,
+                              chosen.knee)
         offset_model = _make(with_sign, fit_structure(with_sign, mocks, refs), refs, mocks, [], None)
     verdict = assess(tf, mocks, admissible_found=not fallback, offset_model=offset_model)
     return TransferFunction(**{**tf.__dict__, "assessment": verdict.as_dict()})
@@ -880,7 +922,7 @@ def _make(structure, fit, refs, mocks: SuiteMocks, scored, provenance) -> Transf
                   "admissible": s.admissible is None, "why_not": s.admissible} for s in scored]
     return TransferFunction(
         structure=structure, coefficients=fit.coef, covariance=fit.cov, gamma=fit.gamma,
-        gamma_covariance=fit.gamma_cov, references=refs, x_range=rng(mocks.x), grad_range=rng(np.abs(mocks.g)),
+        gamma_covariance=fit.gamma_cov, references=structure.refs(refs), x_range=rng(mocks.x), grad_range=rng(np.abs(mocks.g)),
         inclination_range=rng(mocks.inclination), snr_range=rng(mocks.snr), n_mocks=mocks.n,
         has_errors=mocks.has_errors, selection=selection, provenance=dict(provenance or {}),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -36,16 +36,20 @@ POLICIES = ("raise", "warn", "clip", "ignore")
 #: no published ``sigma_ratio`` (see :data:`DEFAULT_SIGMA_RATIO_BASIS` and
 #: ``calibration_curves/README.md``). Without it such a diagnostic enters the chi^2 with its
 #: measurement error alone (~0.01 dex per annulus at high S/N) and dominates the fit.
-DEFAULT_SIGMA_RATIO = 0.15
+#: Maiolino et al. (2008, A&A 488, 463) Ne3O2 calibration: dispersion of log([NeIII]/[OII]) about
+#: their Table 4 polynomial (shaded band of their Fig. 5), 0.199 dex at 12+log(O/H) = 8.0 and
+#: 0.200 dex averaged over [7.4, 8.6] (0.246 at 7.4, 0.158 at 8.6).
+DEFAULT_SIGMA_RATIO = 0.20
 #: Where :data:`DEFAULT_SIGMA_RATIO` comes from (recorded with every Method I result that uses it).
 DEFAULT_SIGMA_RATIO_BASIS = (
-    "ASSUMED default for a calibration without a published intrinsic scatter: 0.15 dex in log R. "
-    "No published Ne3O2 calibration with a printed intrinsic scatter was found in the collected "
-    "reference (shared/reference/calibrations.md: Sanders et al. 2024, Bian et al. 2018 and "
-    "Nakajima et al. 2022 scatter NOT FOUND; the Sanders et al. 2025 Ne3O2 entry NOT FOUND). "
-    "0.15 dex is the value assumed in mockzgrad issue 20; it lies between the published "
-    "Sanders et al. 2025 (Table 3) sigma_R,int of R3 (0.13 dex) and O2 (0.25 dex). Replace it "
-    "by the published value once one is encoded."
+    "Default for a calibration without a published intrinsic scatter: 0.20 dex in log R, the dispersion "
+    "of the published Ne3O2 calibration of Maiolino et al. 2008 (A&A 488, 463; Table 4 polynomial, "
+    "dispersion band of Fig. 5) averaged over the stand-in's range 12+log(O/H) = 7.4-8.6 (0.200 dex; "
+    "0.199 dex at 8.0; 0.246 at 7.4, 0.158 at 8.6). SINGLE-SOURCE: the dispersion is read from the "
+    "tabulation of M08 Fig. 5 in JPalmerio/astropalmerio (src/astropalmerio/data/met_cal_for_M08_method.txt, "
+    "column 10), whose Ne3O2 column reproduces the M08 Table 4 polynomial to 1e-5 dex. It is the scatter "
+    "of M08's calibration sample about M08's relation, used here for another Ne3O2 relation "
+    "(the Sanders et al. 2024 stand-in for Sanders et al. 2025)."
 )
 
 _KD02_OFFSET = 8.93  # constant of the Kewley & Dopita (2002) N2O2 formula, dex
