@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _seed import seeded
 from mockzgrad.corrections import plan as PL
 from mockzgrad.corrections.plan_solve import SOLVE_RTOL as PS_RTOL
 from mockzgrad.errors import ConfigError
@@ -151,6 +152,9 @@ def test_row_statistics_by_hand():
     assert n == 4 and med == pytest.approx(np.median(ratios)) and sigma == pytest.approx(0.015)
     assert (p16, p84) == pytest.approx(tuple(np.percentile(ratios, [16, 84])))
     assert p3 == pytest.approx(1 / 5)  # only -0.08 +- 0.02 is >= 3 sigma with the true sign (-0.05/0.02 = 2.5)
+    mean, se = PL.sigma_mean(rows)  # the solver's estimator: mean of 0.02, 0.02, 0.01, 0.01 and std / sqrt(4)
+    assert mean == pytest.approx(0.015) and se == pytest.approx(math.sqrt(4 * 0.005 ** 2 / 3) / 2)
+    assert math.isnan(PL.sigma_mean(rows[:1])[1]) and all(math.isnan(v) for v in PL.sigma_mean(rows[-1:]))
 
 
 def _deep_preset(tmp_path) -> str:
@@ -162,44 +166,53 @@ def _deep_preset(tmp_path) -> str:
     return str(path)
 
 
-def _median_sigma_and_se(groups) -> tuple[float, float]:
-    """Median sigma(grad) of a suite's mocks and its Monte Carlo standard error (1.2533 std / sqrt(n))."""
-    sig = [0.5 * abs(r["grad_z_measured_hi"] - r["grad_z_measured_lo"]) for rows in groups.values() for r in rows
-           if r.get("grad_z_measured") is not None]
-    return float(np.median(sig)), 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(len(sig))
+def _sigmas(rows) -> np.ndarray:
+    """Per-mock sigma(grad) = half the 16-84 % range (dex/kpc), mocks with a gradient."""
+    return np.array([0.5 * abs(r["grad_z_measured_hi"] - r["grad_z_measured_lo"]) for r in rows
+                     if r.get("grad_z_measured") is not None])
 
 
 @pytest.mark.slow
 def test_exposure_solver_against_a_direct_suite(tmp_path):
     """sigma(grad) falls with exposure; a direct suite (another seed) at the solved exposure gives the target.
 
-    Tolerance: the issue's 10 % plus three Monte Carlo standard errors of the
-    difference of two medians (the solver's check suite, 12 mocks, and the
-    direct one, 36 mocks). The depths share their mocks (common random
-    numbers), so sigma(grad) must fall strictly from depth to depth.
+    The solver works on the mean sigma(grad) of a suite's mocks (per mock it is
+    bimodal, ~0.06 or ~0.11 dex/kpc, so a median of a few mocks jumps between the
+    modes). Tolerance: |direct - target| <= |check - target| + 3 sigma_MC, where
+    check is the solver's suite at t* (asserted within the issue's 10 %) and
+    sigma_MC the error of the difference of two independent means, std / sqrt(n)
+    of each suite's per-mock sigma (central limit: valid for a bimodal
+    distribution too) in quadrature: 24 mocks in the plan, 72 in the direct
+    suite. Per-mock sigma(grad) spreads by ~35 % of its mean at t*, so sigma_MC
+    is ~7-8 % of the target and the bound ~0.27-0.32 (seed offsets 0-2; the
+    median version allowed ~0.59). The depths share their mocks (common
+    random numbers), so the mean sigma(grad) must fall from depth to depth.
     """
-    target = PL.target_from_dict(dict(TARGET, sigma_target=0.07))
+    goal = 0.07
+    target = PL.target_from_dict(dict(TARGET, sigma_target=goal))
     table = {k: v for k, v in NIRSPEC.items() if k != "snr"}
     setup = PL.setup_from_dict(dict(table, name="deep", preset=_deep_preset(tmp_path),
-                                    exposure=[3600.0, 14400.0, 57600.0], n_mocks=12), "setup")
-    rows = PL.run_plan(target, [setup], tmp_path / "plan", workers=1, plot=False)
+                                    exposure=[3600.0, 14400.0, 57600.0], n_mocks=24), "setup")
+    rows = PL.run_plan(target, [setup], tmp_path / "plan", workers=1, plot=False, seed=seeded(20261204))
     main = [r for r in rows if not r["solved"]]
     assert all(r["verdict"] == "ok" for r in main)
-    sig = [r["sigma_grad_median"] for r in main]
+    sig = [r["sigma_grad_mean"] for r in main]
     assert sig[0] > sig[1] > sig[2], sig
     t_star = main[0]["exposure_for_target"]
     assert 3600.0 < t_star < 57600.0 and all(r["exposure_for_target"] == t_star for r in rows)
-    # the direct suite: 3 x the mocks, another seed; its error and the check suite's in quadrature
-    ctx = PL._Context(target, dataclasses.replace(setup, n_mocks=3 * setup.n_mocks), tmp_path / "direct", 1,
-                      seed=777)
-    depth = PL.depth_at(setup, t_star)
-    direct, se = _median_sigma_and_se(ctx.suite("direct", [0.1], [depth]))
     check = next(r for r in rows if r["solved"] and r["exposure_s"] == t_star)
-    # the check suite: the same setup and depth with 3 x fewer mocks, so sqrt(3) x the direct suite's error
-    tol = PS_RTOL + 3.0 * math.hypot(se, math.sqrt(3.0) * se) / 0.07
-    print(f"t* = {t_star:.0f} s: check suite {check['sigma_grad_median']:.4f}, direct suite {direct:.4f} "
-          f"+- {se:.4f}, target 0.07, tolerance {tol:.3f}")
-    assert abs(direct / 0.07 - 1.0) <= tol
+    dev_check = abs(check["sigma_grad_mean"] / goal - 1.0)
+    assert dev_check <= PS_RTOL, check["reason"]
+    ctx = PL._Context(target, dataclasses.replace(setup, n_mocks=3 * setup.n_mocks), tmp_path / "direct", 1,
+                      seed=seeded(777))
+    depth = PL.depth_at(setup, t_star)
+    s_d = _sigmas(next(iter(ctx.suite("direct", [0.1], [depth]).values())))
+    se_d = float(np.std(s_d, ddof=1)) / math.sqrt(s_d.size)
+    direct = float(np.mean(s_d))
+    tol = dev_check + 3.0 * math.hypot(se_d, check["sigma_grad_mean_se"]) / goal
+    print(f"t* = {t_star:.0f} s: check suite {check['sigma_grad_mean']:.4f} +- {check['sigma_grad_mean_se']:.4f}, "
+          f"direct suite {direct:.4f} +- {se_d:.4f} ({s_d.size} mocks), target {goal}, tolerance {tol:.3f}")
+    assert abs(direct / goal - 1.0) <= tol
 
 
 def test_calibration_pinning_follows_the_span_of_z():
