@@ -10,6 +10,9 @@ measured/intrinsic gradient with its 16-84 % range, the median and the mean
 sigma(grad) (the mean with its Monte Carlo error; the exposure solver uses the
 mean), P(3 sigma) and a verdict:
 
+* ``"outside band"``: a line the setup must observe falls outside its band (the
+  preset's spectral grid or ``band``, a grism's filters, or ``setup.band``); the
+  reason names the line, its observed wavelength and the band (no suite is run);
 * ``"unresolved"``: x < :data:`X_UNRESOLVED` (no suite is run; no numbers); a
   lensed target is judged on the mocks' source-plane x;
 * ``"too faint"``: more than half of the mocks give no gradient (S/N gate), or
@@ -73,7 +76,7 @@ from ..observation.presets import SENSITIVITY_QUANTITIES, Sensitivity, load_pres
 from . import plan_solve
 
 __all__ = ["X_UNRESOLVED", "PlanTarget", "PlanSetup", "load_target", "load_setups", "run_plan",
-           "plan_row_verdict", "sigma_mean", "check_band", "plot_plan", "cli"]
+           "plan_row_verdict", "sigma_mean", "check_band", "band_problem", "plot_plan", "cli"]
 
 #: Below this x = 2 r_eff / FWHM a gradient is reported "unresolved" (issue 19).
 X_UNRESOLVED = 0.6
@@ -552,26 +555,63 @@ def _executor(n_mocks: int, workers) -> str:
     return "serial" if n <= 1 or n_mocks < POOL_MIN_MOCKS_PER_WORKER * n else "local"
 
 
+def _bands(setup: PlanSetup, cfg) -> tuple[list[tuple[str, float, float]], str, str]:
+    """The observable ranges (label, min, max; observed Angstrom) of a setup, whose they are, their source.
+
+    In order: the preset's spectral grid, ``setup.band``, a grism's exposure
+    filters, the preset's ``band``; ([], "", "") when none says.
+    """
+    spec = cfg.instrument.spectral
+    if spec.wave_min is not None and spec.wave_max is not None:
+        return [("", spec.wave_min, spec.wave_max)], f"preset {setup.preset!r}", ""
+    if setup.band is not None:
+        return [("", *setup.band)], "setup.band", ""
+    if cfg.instrument.kind == "grism":
+        from ..observation.grism.presets import filter_range
+
+        g = cfg.instrument.grism
+        names = dict.fromkeys(e.filter for _, e in g.exposure_list())
+        return [(f, *filter_range(g, f)) for f in names], f"the exposures' filters of preset {setup.preset!r}", ""
+    preset = load_preset(setup.preset)
+    if preset.band is not None:
+        return [("", *preset.band)], f"preset {setup.preset!r}", preset.band_source
+    return [], "", ""
+
+
+def band_problem(target: PlanTarget, setup: PlanSetup, cfg) -> str:
+    """Why ``setup`` cannot observe the mock's lines, or "" when every line falls in its band.
+
+    The lines are those the mock renders (``setup.lines`` or the target's, and
+    the reference line); the reason names the first line outside, its observed
+    wavelength (Angstrom) and the band (:func:`_bands`).
+    """
+    from ..physics.lines import LINES
+
+    ranges, whose, source = _bands(setup, cfg)
+    if not ranges:
+        return ""
+    for name in cfg.lines.lines:
+        w = LINES[name].wavelength * (1.0 + target.redshift)
+        if not any(lo <= w <= hi for _, lo, hi in ranges):
+            shown = ", ".join(f"{f} {lo:.0f}-{hi:.0f} A".strip() for f, lo, hi in ranges)
+            return (f"setup {setup.name!r}: line {name} at z = {target.redshift:g} is observed at {w:.0f} A, "
+                    f"outside the band of {whose} ({shown}{'; ' + source if source else ''})")
+    return ""
+
+
 def check_band(target: PlanTarget, setup: PlanSetup, cfg) -> None:
-    """Every target line must fall in the preset's band (when it has one).
+    """Every line of the mock must fall in the setup's band (:func:`band_problem`).
+
+    The planner reports such a setup as "outside band"; this raises instead.
 
     Raises
     ------
     ConfigError
         Naming the setup, the line, its observed wavelength and the band.
     """
-    from ..physics.lines import LINES
-
-    spec = cfg.instrument.spectral
-    lo, hi = (spec.wave_min, spec.wave_max) if spec.wave_min is not None else setup.band or (None, None)
-    if lo is None or hi is None:
-        return
-    whose = f"preset {setup.preset!r}" if spec.wave_min is not None else "setup.band"
-    for name in _setup_lines(target, setup):
-        w = LINES[name].wavelength * (1.0 + target.redshift)
-        if not lo <= w <= hi:
-            raise ConfigError(f"setup {setup.name!r}: line {name} at z = {target.redshift:g} is observed at "
-                              f"{w:.0f} A, outside the band of {whose} ({lo:.0f}-{hi:.0f} A)")
+    problem = band_problem(target, setup, cfg)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _median(rows, key) -> float:
@@ -579,13 +619,15 @@ def _median(rows, key) -> float:
     return float(np.median(xs)) if xs else math.nan
 
 
-def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: str) -> dict:
+def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: str, band: str = "") -> dict:
     n, *stats = _stats(group)
     x_gate = x
-    if not math.isfinite(x_gate):  # lensed: the source-plane x of the mocks
+    if not math.isfinite(x_gate) and group:  # lensed: the source-plane x of the mocks
         x_gate = _median(group, "x_resolution_source")
     verdict, reason = plan_row_verdict(x_gate, setup.n_mocks, n)
-    if verdict == "ok" and pinning:
+    if band:
+        verdict, reason = "outside band", band
+    elif verdict == "ok" and pinning:
         verdict, reason = "calibration floor", pinning
     row = {"setup": setup.name, "preset": preset.name, "preset_status": preset.status,
            "preset_sources": "; ".join(preset.sources), "depth": depth.label, "exposure_s": depth.exposure,
@@ -620,7 +662,7 @@ class _Context:
         self.cache = cache
         self.preset = load_preset(setup.preset)
         cfg = config_from_dict(_fixed(target, setup))
-        check_band(target, setup, cfg)
+        self.band = band_problem(target, setup, cfg)
         # lensed targets: decided on the mocks' source-plane x (NaN here)
         self.x = math.nan if target.lensing else x_resolution(cfg)
         recipe = load_recipe(setup.recipe)
@@ -632,14 +674,14 @@ class _Context:
 
     @property
     def runs(self) -> bool:
-        return not self.x < X_UNRESOLVED  # NaN (lensed) runs
+        return not self.band and not self.x < X_UNRESOLVED  # NaN (lensed) runs
 
     def suite(self, name: str, grads, depths) -> dict:
         return _run_grid(self.target, self.setup, self.outdir / "suites" / name, grads, depths, self.workers,
                          self.seed, self.cache)
 
     def row(self, depth: Depth, g: float, group: list) -> dict:
-        return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g])
+        return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g], self.band)
 
 
 def _setup_rows(target, setup, outdir, workers, seed, cache=True) -> list[dict]:

@@ -18,7 +18,7 @@ __all__ = ["VERDICT_COLOURS", "plot_design_map", "depth_axis_value"]
 
 #: Cell colour per verdict.
 VERDICT_COLOURS = {"ok": "#4daf4a", "calibration floor": "#ff7f00", "too faint": "#999999",
-                   "unresolved": "#e41a1c"}
+                   "unresolved": "#e41a1c", "outside band": "#984ea3"}
 
 
 def depth_axis_value(row: dict) -> float:
