@@ -355,7 +355,7 @@ def _sensitivity(setup: PlanSetup) -> Sensitivity | None:
 
 
 def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
-    """``noise.windows`` from a sensitivity with spectral windows (IFU setups), else None.
+    """``noise.windows`` from a sensitivity with spectral windows (IFU and grism setups), else None.
 
     Each line of ``names`` gets its own window whose ``scale`` is the
     background-limited sigma at a common exposure, value x sqrt(t_ref), of
@@ -368,7 +368,7 @@ def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
     from ..physics.lines import LINES
 
     sens = _sensitivity(setup)
-    if setup.kind != "ifu" or sens is None or not sens.windows:
+    if setup.kind == "slitstep" or sens is None or not sens.windows:
         return None
     out = {}
     for name in names:
