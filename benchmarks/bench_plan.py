@@ -7,9 +7,11 @@ Usage::
 Each repeat runs, in new processes (imports and the numba kernel cache count):
 
 1. cold: ``mockzgrad plan --example -o NEW_DIR`` (every suite computed; the
-   z ~ 2 plan: NIRSpec G235M vs KMOS, 2 depths x 2 |grad_z| x 6 mocks; the
-   z ~ 5 plan: NIRSpec G395M, 2 depths x 2 |grad_z| x 6 mocks plus the
-   exposure solver's suites for sigma_target = 0.05 dex/kpc);
+   z ~ 2 plan: NIRSpec G235M and KMOS, 2 depths x 2 |grad_z| x 6 mocks, and
+   NIRISS, 1 depth x 2 |grad_z| x 4 mocks (grism extraction: most of the
+   CPU); the z ~ 5 plan: NIRSpec G395M, 2 depths x 2 |grad_z| x 6 mocks plus
+   the exposure solver's suites for sigma_target = 0.05 dex/kpc, KMOS and
+   NIRISS "outside band" with no suite);
 2. warm: the same command on the same folder (every suite resumes with
    nothing to compute: tables and figures only);
 3. cold without the noise-free cache (``--no-cache``, a new folder): the

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _seed import seeded
 from mockzgrad.corrections import plan as PL
 from mockzgrad.corrections.plan_solve import SOLVE_RTOL as PS_RTOL
 from mockzgrad.errors import ConfigError
@@ -26,10 +27,13 @@ def test_shipped_examples_load():
     setups = PL.load_setups(ROOT / "examples" / "plan_setups.toml")
     assert target.redshift == 2.2 and target.grad_z == (0.05, 0.1)
     assert {s.preset for s in setups} >= {"nirspec_ifu_g235m", "kmos_seeing"}
-    for sub, t, s in PL.EXAMPLES:  # every --example pair loads and passes the band check
+    for sub, t, s in PL.EXAMPLES:  # every --example pair loads; at z ~ 5 only NIRSpec sees Halpha and [NII]
         target, setups = PL.load_target(ROOT / "examples" / t), PL.load_setups(ROOT / "examples" / s)
+        assert [x.preset for x in setups] == ["nirspec_ifu_g235m" if sub == "z2" else "nirspec_ifu_g395m",
+                                             "kmos_seeing", "niriss_gr150"]
         for setup in setups:
-            PL.check_band(target, setup, PL.config_from_dict(PL._fixed(target, setup)))
+            problem = PL.band_problem(target, setup, PL.config_from_dict(PL._fixed(target, setup)))
+            assert bool(problem) == (sub == "z5" and setup.preset != "nirspec_ifu_g395m"), problem
     assert PL.load_target(ROOT / "examples" / "plan_target_z5.toml").sigma_target == 0.05
     (niriss,) = PL.load_setups(ROOT / "examples" / "plan_setups_z2_niriss.toml")
     full = PL.target_from_dict(dict(TARGET, lines=["OII_3727", "OII_3730", "Hb", "OIII_4960", "OIII_5008",
@@ -117,12 +121,36 @@ def test_tiny_plan_writes_table_and_figure(tmp_path):
     assert np.all(np.isfinite(np.asarray(Table.read(tmp_path / "plan.csv")["x_resolution"], float)))
 
 
-def test_line_outside_the_band_names_line_wavelength_and_band(tmp_path):
+def test_line_outside_the_band_is_a_verdict_naming_line_wavelength_and_band(tmp_path):
+    """A setup that cannot see a line is an answer of the comparison ("outside band"), not an error."""
     target = PL.target_from_dict(dict(TARGET, redshift=4.0))  # [NII] 6550 at 6549.86 x 5 = 32749 A > 30700 A
-    with pytest.raises(ConfigError) as exc:
-        PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup")], tmp_path, workers=1)
-    msg = str(exc.value)
+    (row,) = PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup")], tmp_path, workers=1, plot=False)
+    msg = row["reason"]
+    assert row["verdict"] == "outside band"
     assert "\n" not in msg and "NII_6550" in msg and "32749 A" in msg and "16600-30700 A" in msg, msg
+    assert all(math.isnan(row[k]) for k in ("ratio_median", "sigma_grad_median", "sigma_grad_mean"))
+    assert not (tmp_path / "suites").exists()  # no suite runs
+    with pytest.raises(ConfigError, match="32749 A"):  # check_band still raises, for callers that want an error
+        setup = PL.setup_from_dict(NIRSPEC, "setup")
+        PL.check_band(target, setup, PL.config_from_dict(PL._fixed(target, setup)))
+
+
+def test_preset_band_and_grism_filters_decide_outside_band():
+    """KMOS's preset band (0.8-2.5 um, Sharples et al. 2014) and a grism's exposure filters."""
+    target = PL.target_from_dict(dict(TARGET, redshift=2.2))
+    kmos = PL.setup_from_dict(KMOS, "setup")
+    cfg = PL.config_from_dict(PL._fixed(target, kmos))
+    assert PL.band_problem(target, kmos, cfg) == ""  # Halpha at 2.10 um
+    z3 = PL.target_from_dict(dict(TARGET, redshift=3.0))  # Halpha at 26258 A > 25000 A
+    msg = PL.band_problem(z3, kmos, PL.config_from_dict(PL._fixed(z3, kmos)))
+    assert "8000-25000 A" in msg and "Sharples" in msg and "NII_6550" in msg and "26199 A" in msg, msg
+    niriss = PL.setup_from_dict({"name": "niriss", "preset": "niriss_gr150", "snr": [10.0], "recipe": "wang2022",
+                                 "instrument": {"psf": {"kind": "gaussian", "fwhm": 0.1}, "grism": {"exposures": [
+                                     {"grism": "GR150C", "filter": "F200W", "pa": 0.0, "exptime": 1000.0}]}}},
+                                "setup")
+    assert PL.band_problem(target, niriss, PL.config_from_dict(PL._fixed(target, niriss))) == ""  # 2.10 um in F200W
+    msg = PL.band_problem(z3, niriss, PL.config_from_dict(PL._fixed(z3, niriss)))
+    assert "F200W 17510-22260 A" in msg and "26199 A" in msg, msg
 
 
 def test_exposure_depths_follow_the_preset_sensitivity(tmp_path):
@@ -151,6 +179,9 @@ def test_row_statistics_by_hand():
     assert n == 4 and med == pytest.approx(np.median(ratios)) and sigma == pytest.approx(0.015)
     assert (p16, p84) == pytest.approx(tuple(np.percentile(ratios, [16, 84])))
     assert p3 == pytest.approx(1 / 5)  # only -0.08 +- 0.02 is >= 3 sigma with the true sign (-0.05/0.02 = 2.5)
+    mean, se = PL.sigma_mean(rows)  # the solver's estimator: mean of 0.02, 0.02, 0.01, 0.01 and std / sqrt(4)
+    assert mean == pytest.approx(0.015) and se == pytest.approx(math.sqrt(4 * 0.005 ** 2 / 3) / 2)
+    assert math.isnan(PL.sigma_mean(rows[:1])[1]) and all(math.isnan(v) for v in PL.sigma_mean(rows[-1:]))
 
 
 def _deep_preset(tmp_path) -> str:
@@ -162,44 +193,53 @@ def _deep_preset(tmp_path) -> str:
     return str(path)
 
 
-def _median_sigma_and_se(groups) -> tuple[float, float]:
-    """Median sigma(grad) of a suite's mocks and its Monte Carlo standard error (1.2533 std / sqrt(n))."""
-    sig = [0.5 * abs(r["grad_z_measured_hi"] - r["grad_z_measured_lo"]) for rows in groups.values() for r in rows
-           if r.get("grad_z_measured") is not None]
-    return float(np.median(sig)), 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(len(sig))
+def _sigmas(rows) -> np.ndarray:
+    """Per-mock sigma(grad) = half the 16-84 % range (dex/kpc), mocks with a gradient."""
+    return np.array([0.5 * abs(r["grad_z_measured_hi"] - r["grad_z_measured_lo"]) for r in rows
+                     if r.get("grad_z_measured") is not None])
 
 
 @pytest.mark.slow
 def test_exposure_solver_against_a_direct_suite(tmp_path):
     """sigma(grad) falls with exposure; a direct suite (another seed) at the solved exposure gives the target.
 
-    Tolerance: the issue's 10 % plus three Monte Carlo standard errors of the
-    difference of two medians (the solver's check suite, 12 mocks, and the
-    direct one, 36 mocks). The depths share their mocks (common random
-    numbers), so sigma(grad) must fall strictly from depth to depth.
+    The solver works on the mean sigma(grad) of a suite's mocks (per mock it is
+    bimodal, ~0.06 or ~0.11 dex/kpc, so a median of a few mocks jumps between the
+    modes). Tolerance: |direct - target| <= |check - target| + 3 sigma_MC, where
+    check is the solver's suite at t* (asserted within the issue's 10 %) and
+    sigma_MC the error of the difference of two independent means, std / sqrt(n)
+    of each suite's per-mock sigma (central limit: valid for a bimodal
+    distribution too) in quadrature: 24 mocks in the plan, 72 in the direct
+    suite. Per-mock sigma(grad) spreads by ~35 % of its mean at t*, so sigma_MC
+    is ~7-8 % of the target and the bound ~0.27-0.32 (seed offsets 0-2; the
+    median version allowed ~0.59). The depths share their mocks (common
+    random numbers), so the mean sigma(grad) must fall from depth to depth.
     """
-    target = PL.target_from_dict(dict(TARGET, sigma_target=0.07))
+    goal = 0.07
+    target = PL.target_from_dict(dict(TARGET, sigma_target=goal))
     table = {k: v for k, v in NIRSPEC.items() if k != "snr"}
     setup = PL.setup_from_dict(dict(table, name="deep", preset=_deep_preset(tmp_path),
-                                    exposure=[3600.0, 14400.0, 57600.0], n_mocks=12), "setup")
-    rows = PL.run_plan(target, [setup], tmp_path / "plan", workers=1, plot=False)
+                                    exposure=[3600.0, 14400.0, 57600.0], n_mocks=24), "setup")
+    rows = PL.run_plan(target, [setup], tmp_path / "plan", workers=1, plot=False, seed=seeded(20261204))
     main = [r for r in rows if not r["solved"]]
     assert all(r["verdict"] == "ok" for r in main)
-    sig = [r["sigma_grad_median"] for r in main]
+    sig = [r["sigma_grad_mean"] for r in main]
     assert sig[0] > sig[1] > sig[2], sig
     t_star = main[0]["exposure_for_target"]
     assert 3600.0 < t_star < 57600.0 and all(r["exposure_for_target"] == t_star for r in rows)
-    # the direct suite: 3 x the mocks, another seed; its error and the check suite's in quadrature
-    ctx = PL._Context(target, dataclasses.replace(setup, n_mocks=3 * setup.n_mocks), tmp_path / "direct", 1,
-                      seed=777)
-    depth = PL.depth_at(setup, t_star)
-    direct, se = _median_sigma_and_se(ctx.suite("direct", [0.1], [depth]))
     check = next(r for r in rows if r["solved"] and r["exposure_s"] == t_star)
-    # the check suite: the same setup and depth with 3 x fewer mocks, so sqrt(3) x the direct suite's error
-    tol = PS_RTOL + 3.0 * math.hypot(se, math.sqrt(3.0) * se) / 0.07
-    print(f"t* = {t_star:.0f} s: check suite {check['sigma_grad_median']:.4f}, direct suite {direct:.4f} "
-          f"+- {se:.4f}, target 0.07, tolerance {tol:.3f}")
-    assert abs(direct / 0.07 - 1.0) <= tol
+    dev_check = abs(check["sigma_grad_mean"] / goal - 1.0)
+    assert dev_check <= PS_RTOL, check["reason"]
+    ctx = PL._Context(target, dataclasses.replace(setup, n_mocks=3 * setup.n_mocks), tmp_path / "direct", 1,
+                      seed=seeded(777))
+    depth = PL.depth_at(setup, t_star)
+    s_d = _sigmas(next(iter(ctx.suite("direct", [0.1], [depth]).values())))
+    se_d = float(np.std(s_d, ddof=1)) / math.sqrt(s_d.size)
+    direct = float(np.mean(s_d))
+    tol = dev_check + 3.0 * math.hypot(se_d, check["sigma_grad_mean_se"]) / goal
+    print(f"t* = {t_star:.0f} s: check suite {check['sigma_grad_mean']:.4f} +- {check['sigma_grad_mean_se']:.4f}, "
+          f"direct suite {direct:.4f} +- {se_d:.4f} ({s_d.size} mocks), target {goal}, tolerance {tol:.3f}")
+    assert abs(direct / goal - 1.0) <= tol
 
 
 def test_calibration_pinning_follows_the_span_of_z():
@@ -236,9 +276,10 @@ def test_lensing_passes_to_every_mock_and_bad_values_are_one_line():
 def test_setup_band_and_lines_subset(tmp_path):
     """A preset without a spectral range takes the setup's band; setup.lines must be target lines."""
     target = PL.target_from_dict(dict(TARGET, redshift=5.0))  # Ha at 3.94 um
-    setup = PL.setup_from_dict(dict(KMOS, band=[8000.0, 25000.0]), "setup")
-    with pytest.raises(ConfigError, match=r"NII_6550 at z = 5 is observed at 39299 A, outside the band of setup.band \(8000-25000 A\)"):
-        PL.run_plan(target, [setup], tmp_path, workers=1)
+    setup = PL.setup_from_dict(dict(KMOS, band=[9000.0, 24000.0]), "setup")
+    (row,) = PL.run_plan(target, [setup], tmp_path, workers=1, plot=False)
+    assert row["verdict"] == "outside band"
+    assert "NII_6550 at z = 5 is observed at 39299 A, outside the band of setup.band (9000-24000 A)" in row["reason"]
     with pytest.raises(ConfigError, match="OIII_5008"):
         PL._fixed(target, PL.setup_from_dict(dict(KMOS, lines=["OIII_5008"]), "setup"))
 
@@ -378,3 +419,53 @@ def test_slitstep_setup_runs_through_the_planner(tmp_path):
     with ResultsStore(tmp_path / "suites" / "msa" / "g0.05_d0" / "results.sqlite", readonly=True) as store:
         rows = list(store.rows())
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+
+
+def _example(sub: str):
+    t, s = next((t, s) for name, t, s in PL.EXAMPLES if name == sub)
+    return PL.load_target(ROOT / "examples" / t), PL.load_setups(ROOT / "examples" / s)
+
+
+def test_example_z5_reduced_has_three_instruments_with_verdicts(tmp_path):
+    """The z ~ 5 example (1 mock, no solver): NIRSpec measures; KMOS and NIRISS are "outside band" in words."""
+    target, setups = _example("z5")
+    target = dataclasses.replace(target, sigma_target=None)
+    setups = [dataclasses.replace(s, n_mocks=1) for s in setups]
+    rows = PL.run_plan(target, setups, tmp_path, workers=1, plot=False)
+    assert {r["setup"] for r in rows} == {"nirspec_g395m", "kmos", "niriss_gr150"}
+    for r in rows:
+        assert r["verdict"] in ("ok", "too faint", "calibration floor", "unresolved", "outside band") and r["preset_sources"]
+        if r["setup"] == "nirspec_g395m":
+            assert r["verdict"] != "outside band"
+        else:
+            assert r["verdict"] == "outside band" and ("Ha" in r["reason"] or "NII" in r["reason"])
+            assert " A, outside the band of " in r["reason"] and math.isnan(r["ratio_median"])
+    assert sorted(p.name for p in (tmp_path / "suites").iterdir()) == ["nirspec_g395m"]  # only NIRSpec ran
+
+
+@pytest.mark.slow
+def test_plan_example_compares_three_instruments_at_two_redshifts(tmp_path, capsys):
+    """`mockzgrad plan --example`: NIRSpec IFU, KMOS and NIRISS x z ~ 2 and z ~ 5, each row with a verdict.
+
+    At z ~ 2 every instrument runs (x = 2 r_eff / FWHM: NIRISS 4.8, NIRSpec 2.5,
+    KMOS 0.8); at z ~ 5 KMOS and NIRISS see neither Halpha nor [NII] and say so.
+    """
+    from astropy.table import Table
+
+    from mockzgrad.cli import main
+
+    assert main(["plan", "--example", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for sub in ("z2", "z5"):
+        t = Table.read(tmp_path / sub / "plan.ecsv")
+        plain = t[~np.asarray(t["solved"], bool)]
+        assert set(plain["preset"]) == {"nirspec_ifu_g235m" if sub == "z2" else "nirspec_ifu_g395m", "kmos_seeing",
+                                        "niriss_gr150"}
+        assert set(plain["grad_z_abs"]) == {0.05, 0.1}
+        for r in plain:
+            assert r["verdict"] in ("ok", "too faint", "calibration floor", "unresolved", "outside band")
+            assert (r["verdict"] == "outside band") == (sub == "z5" and r["preset"] != "nirspec_ifu_g395m")
+            if r["verdict"] == "ok":
+                assert np.isfinite(r["ratio_median"]) and r["sigma_grad_mean"] > 0
+        assert (tmp_path / sub / "design_map.png").stat().st_size > 5000
+    assert out.count("outside band") >= 6  # 2 setups x 2 |grad| x (1-2 depths) at z ~ 5

@@ -166,3 +166,43 @@ def test_a_suite_sweeps_noise_windows_as_whole_tables():
                             "grid": {"noise.windows": [w(1.0), w(2.0)]}})
     scales = sorted(config_from_dict(spec.mock(k).config).noise.windows["IZ"]["scale"] for k in range(2))
     assert scales == [1.0, 2.0]
+
+
+def _grism_cfg(windows=None):
+    """A small NIRISS mock: [OII] in F115W, [OIII] (the S/N line) in F150W, one exposure each."""
+    noise = {"snr": 10.0, "snr_line": "OIII_5008"}
+    if windows is not None:
+        noise["windows"] = windows
+    return config_from_dict({
+        "galaxy": {"redshift": 2.2, "r_eff": 1.5, "inclination": 30.0},
+        "lines": {"reference_line": "OIII_5008", "lines": ["OII_3727", "OII_3730", "Hb", "OIII_5008"],
+                  "generating_set": ["C20_R3", "C20_O32"]},
+        "instrument": {"kind": "grism", "pixel_scale": 0.06, "fov": 1.8, "oversample": 2,
+                       "psf": {"kind": "gaussian", "fwhm": 0.1},
+                       "grism": {"preset": "niriss_gr150", "noise_model": "snr", "exposures": [
+                           {"grism": "GR150C", "filter": "F115W", "pa": 0.0, "exptime": 5000.0},
+                           {"grism": "GR150C", "filter": "F150W", "pa": 0.0, "exptime": 5000.0}]}},
+        "noise": noise})
+
+
+def test_grism_exposures_take_their_window_scale():
+    """Per-window depth in a grism mock: the exposure without the S/N line gets scale(window) / scale(snr_line).
+
+    The F150W exposure holds [OIII] 5008 (the S/N line): its sigma is set by
+    noise.snr either way; F115W holds only [OII], whose window is 2x noisier
+    (scale 2 against 1), and Hbeta's window (scale 0.5) is in F150W, which the
+    S/N already fixes: exactly twice the sigma without windows.
+    """
+    from mockzgrad.observation.grism.forward import build_grism
+
+    plain = build_grism(_grism_cfg(), keep_noise_free=False).truth["noise_sigma"]
+    win = {"blue": {"lines": ["OII_3727", "OII_3730"], "scale": 2.0}, "hb": {"lines": ["Hb"], "scale": 0.5}}
+    scaled = build_grism(_grism_cfg(win), keep_noise_free=False).truth["noise_sigma"]
+    assert scaled["2"] == pytest.approx(plain["2"], rel=1e-12)  # F150W: set by the S/N of [OIII]
+    assert scaled["1"] == pytest.approx(2.0 * plain["1"], rel=1e-12)
+    ref = {"ref": {"lines": ["OIII_5008"], "scale": 4.0}}  # the S/N line's own window divides the others
+    assert build_grism(_grism_cfg(dict(win, **ref)), keep_noise_free=False).truth["noise_sigma"]["1"] == \
+        pytest.approx(0.5 * plain["1"], rel=1e-12)
+    with pytest.raises(ConfigError, match="blue.sigma") as exc:
+        build_grism(_grism_cfg({"blue": {"lines": ["OII_3727"], "sigma": 1e-20}}), keep_noise_free=False)
+    assert "\n" not in str(exc.value) and "scale" in str(exc.value)

@@ -46,11 +46,14 @@ def test_existing_preset_users_keep_their_tables():
 
 
 @pytest.mark.parametrize("name, redshift", [("nirspec_ifu_g235m", 2.2), ("nirspec_ifu_g395m", 4.0),
-                                            ("nirspec_ifu_g395h", 4.0), ("kmos_seeing", 2.2)])
+                                            ("nirspec_ifu_g395h", 4.0), ("kmos_seeing", 2.2), ("muse_wfm", 0.2)])
+# osiris_lgs is left out: its PSF FWHM is one 0.1" pixel, and the moment method below (Sheppard's p^2/12)
+# needs a PSF several pixels wide; its numbers are checked in test_docs_presets_carry_their_cited_numbers
 def test_ifu_preset_mock_matches_the_preset(name, redshift):
     """Pixel scale, channel width and the PSF FWHM measured on a point source's noise-free line map."""
     inst = P.load_preset(name).tables["instrument"]
-    cfg = P.config_for_preset(name, **dict(POINT, **{"galaxy.redshift": redshift}))  # Halpha in the band
+    extra = {"instrument.fov": 6.0} if name == "muse_wfm" else {}  # a 3" field cuts the 0.65" PSF's wings
+    cfg = P.config_for_preset(name, **dict(POINT, **{"galaxy.redshift": redshift}, **extra))  # Halpha in the band
     cube = observe(cfg, keep_noise_free=True)
     assert cube.pixel_scale == inst["pixel_scale"]
     spec = inst.get("spectral", {})
@@ -148,4 +151,56 @@ def test_presets_cli_json(capsys):
     out = capsys.readouterr().out
     assert "kmos_seeing" in out and "Li et al. 2025" in out
     assert set(available_instrument_presets()) == {"kmos_seeing", "nirspec_ifu_g235m", "nirspec_ifu_g395h",
-                                                   "nirspec_ifu_g395m"}
+                                                   "nirspec_ifu_g395m", "muse_wfm", "osiris_lgs"}
+    for name in ("muse_wfm", "osiris_lgs"):  # listed with their sources and status
+        line = next(v for v in out.splitlines() if v.startswith(name))
+        assert "approximate" in line and ("Bacon et al." in line if name == "muse_wfm" else "Wright et al." in line)
+
+
+def test_preset_band_loads_with_its_source_and_bad_bands_are_one_line(tmp_path):
+    """``preset.band`` (observed Angstrom) with ``band_source``: KMOS 0.8-2.5 um (Sharples et al. 2014)."""
+    kmos = P.load_preset("kmos_seeing")
+    assert kmos.band == (8000.0, 25000.0) and "Sharples" in kmos.band_source
+    assert kmos.summary()["band"] == {"wave_min": 8000.0, "wave_max": 25000.0, "source": kmos.band_source}
+    head = '[preset]\nname = "b"\nkind = "ifu"\nstatus = "approximate"\nsources = ["me"]\n'
+    tail = '[instrument]\npixel_scale = 0.1\n[instrument.psf]\nfwhm = 0.3\n'
+    for band, word in (('band = [2.0e4, 1.0e4]\nband_source = "x"\n', r"preset\.band\[1\]"),
+                       ('band = [1.0e4]\nband_source = "x"\n', "preset.band"),
+                       ('band = [1.0e4, 2.0e4]\n', "band_source")):
+        path = tmp_path / "b.toml"
+        path.write_text(head + band + tail)
+        with pytest.raises(ConfigError, match=word) as exc:
+            P.load_preset(str(path))
+        assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name, pixel_scale, fwhm, lsf_sigma, band, sens", [
+    # Bacon et al. 2004 (0.2", 465-930 nm, R ~ 3000), Bacon et al. 2017 (0.65" at 7000 A; 3.1e-19 / 3 in 10 h)
+    ("muse_wfm", 0.2, 0.65, 299792.458 / 3000 / 2.35482, (4650.0, 9300.0), ("line_flux", 3.1e-19 / 3, 36000.0)),
+    # OSIRIS manual (100 mas scale), Wright et al. (0.1" with LGS AO; R 3800), 1-2.5 um; no sensitivity
+    ("osiris_lgs", 0.1, 0.1, 299792.458 / 3800 / 2.35482, (10000.0, 25000.0), None),
+])
+def test_docs_presets_carry_their_cited_numbers(name, pixel_scale, fwhm, lsf_sigma, band, sens):
+    p = P.load_preset(name)
+    cfg = config_from_dict({"instrument": {"preset": name}})
+    assert p.status == "approximate" and p.sources and p.band == band and p.band_source
+    assert cfg.instrument.pixel_scale == pixel_scale and cfg.instrument.psf.fwhm == fwhm
+    assert cfg.instrument.lsf_sigma == pytest.approx(lsf_sigma, rel=2e-3)
+    if sens is None:
+        assert p.sensitivity is None
+    else:
+        assert (p.sensitivity.quantity, p.sensitivity.exposure) == sens[::2]
+        assert p.sensitivity.value == pytest.approx(sens[1], rel=5e-3)
+
+
+@pytest.mark.parametrize("name, has", [("muse_wfm", "line_flux"), ("osiris_lgs", "none")])
+def test_plan_refuses_exposure_depths_without_a_pixel_sensitivity(name, has):
+    """No per-pixel sensitivity in a reachable source: `plan` wants S/N (or noise sigma), in one line."""
+    from mockzgrad.corrections import plan as PL
+
+    with pytest.raises(ConfigError) as exc:
+        PL.setup_from_dict({"name": "x", "preset": name, "exposure": [3600.0], "recipe": "lee2026"}, "setup")
+    msg = str(exc.value)
+    assert "\n" not in msg and name in msg and has in msg and "give snr" in msg, msg
+    setup = PL.setup_from_dict({"name": "x", "preset": name, "snr": [10.0], "recipe": "lee2026"}, "setup")
+    assert setup.snr == (10.0,)

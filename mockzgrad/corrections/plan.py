@@ -6,9 +6,13 @@ depth, recipe, mocks), runs one small suite per setup over depth x |grad_z|
 (:func:`mockzgrad.suites.suite.run_suite`, folders under ``plan_dir/suites/``)
 and writes ``plan.ecsv``, ``plan.csv``, ``plan.png`` and ``design_map.png``
 (:mod:`mockzgrad.corrections.plan_map`): per row x = 2 r_eff / FWHM, the median
-measured/intrinsic gradient with its 16-84 % range, the median sigma(grad),
-P(3 sigma) and a verdict:
+measured/intrinsic gradient with its 16-84 % range, the median and the mean
+sigma(grad) (the mean with its Monte Carlo error; the exposure solver uses the
+mean), P(3 sigma) and a verdict:
 
+* ``"outside band"``: a line the setup must observe falls outside its band (the
+  preset's spectral grid or ``band``, a grism's filters, or ``setup.band``); the
+  reason names the line, its observed wavelength and the band (no suite is run);
 * ``"unresolved"``: x < :data:`X_UNRESOLVED` (no suite is run; no numbers); a
   lensed target is judged on the mocks' source-plane x;
 * ``"too faint"``: more than half of the mocks give no gradient (S/N gate), or
@@ -72,7 +76,7 @@ from ..observation.presets import SENSITIVITY_QUANTITIES, Sensitivity, load_pres
 from . import plan_solve
 
 __all__ = ["X_UNRESOLVED", "PlanTarget", "PlanSetup", "load_target", "load_setups", "run_plan",
-           "plan_row_verdict", "check_band", "plot_plan", "cli"]
+           "plan_row_verdict", "sigma_mean", "check_band", "band_problem", "plot_plan", "cli"]
 
 #: Below this x = 2 r_eff / FWHM a gradient is reported "unresolved" (issue 19).
 X_UNRESOLVED = 0.6
@@ -81,6 +85,7 @@ FAINT_FRACTION = 0.5
 _COLUMNS = ("setup", "preset", "preset_status", "preset_sources", "depth", "exposure_s", "grad_z_abs",
             "x_resolution", "x_resolution_mocks",
             "n_mocks", "n_measured", "ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma",
+            "sigma_grad_mean", "sigma_grad_mean_se",
             "sigma_target", "exposure_for_target", "snr_for_target", "sigma_floor", "solved",
             "verdict",
             "reason", "depth_source")
@@ -350,7 +355,7 @@ def _sensitivity(setup: PlanSetup) -> Sensitivity | None:
 
 
 def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
-    """``noise.windows`` from a sensitivity with spectral windows (IFU setups), else None.
+    """``noise.windows`` from a sensitivity with spectral windows (IFU and grism setups), else None.
 
     Each line of ``names`` gets its own window whose ``scale`` is the
     background-limited sigma at a common exposure, value x sqrt(t_ref), of
@@ -363,7 +368,7 @@ def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
     from ..physics.lines import LINES
 
     sens = _sensitivity(setup)
-    if setup.kind != "ifu" or sens is None or not sens.windows:
+    if setup.kind == "slitstep" or sens is None or not sens.windows:
         return None
     out = {}
     for name in names:
@@ -484,6 +489,28 @@ def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
     return len(ratios), float(p50), float(p16), float(p84), sigma, detected / len(rows)
 
 
+def sigma_mean(rows: list[dict]) -> tuple[float, float]:
+    """Mean sigma(grad) (dex/kpc) of the mocks with a gradient and its Monte Carlo standard error.
+
+    sigma = half the 16-84 % range of each mock's gradient. The exposure
+    solver uses this mean, not the median: a mock's sigma(grad) jumps with
+    the number of bins its S/N gate keeps, so across mocks it is bimodal
+    (e.g. ~0.06 or ~0.11 dex/kpc for 3 or 4 annuli) and the median of a few
+    mocks jumps between the modes, while the mean moves smoothly with depth
+    and its error, std / sqrt(n), holds for any distribution (central limit).
+    The error is NaN below two mocks.
+    """
+    sig = []
+    for r in rows:
+        g, lo, hi = r.get("grad_z_measured"), r.get("grad_z_measured_lo"), r.get("grad_z_measured_hi")
+        if r.get("status") == "ok" and g is not None and math.isfinite(g) and lo is not None and hi is not None:
+            sig.append(0.5 * abs(hi - lo))
+    if not sig:
+        return math.nan, math.nan
+    se = float(np.std(sig, ddof=1)) / math.sqrt(len(sig)) if len(sig) > 1 else math.nan
+    return float(np.mean(sig)), se
+
+
 def _run_grid(target, setup, folder: Path, grads, depths, workers, seed, cache: bool = True) -> dict:
     """One suite per |grad_z| and depth, all with suite seed ``seed``; rows grouped by (|grad_z|, depth value).
 
@@ -528,26 +555,63 @@ def _executor(n_mocks: int, workers) -> str:
     return "serial" if n <= 1 or n_mocks < POOL_MIN_MOCKS_PER_WORKER * n else "local"
 
 
+def _bands(setup: PlanSetup, cfg) -> tuple[list[tuple[str, float, float]], str, str]:
+    """The observable ranges (label, min, max; observed Angstrom) of a setup, whose they are, their source.
+
+    In order: the preset's spectral grid, ``setup.band``, a grism's exposure
+    filters, the preset's ``band``; ([], "", "") when none says.
+    """
+    spec = cfg.instrument.spectral
+    if spec.wave_min is not None and spec.wave_max is not None:
+        return [("", spec.wave_min, spec.wave_max)], f"preset {setup.preset!r}", ""
+    if setup.band is not None:
+        return [("", *setup.band)], "setup.band", ""
+    if cfg.instrument.kind == "grism":
+        from ..observation.grism.presets import filter_range
+
+        g = cfg.instrument.grism
+        names = dict.fromkeys(e.filter for _, e in g.exposure_list())
+        return [(f, *filter_range(g, f)) for f in names], f"the exposures' filters of preset {setup.preset!r}", ""
+    preset = load_preset(setup.preset)
+    if preset.band is not None:
+        return [("", *preset.band)], f"preset {setup.preset!r}", preset.band_source
+    return [], "", ""
+
+
+def band_problem(target: PlanTarget, setup: PlanSetup, cfg) -> str:
+    """Why ``setup`` cannot observe the mock's lines, or "" when every line falls in its band.
+
+    The lines are those the mock renders (``setup.lines`` or the target's, and
+    the reference line); the reason names the first line outside, its observed
+    wavelength (Angstrom) and the band (:func:`_bands`).
+    """
+    from ..physics.lines import LINES
+
+    ranges, whose, source = _bands(setup, cfg)
+    if not ranges:
+        return ""
+    for name in cfg.lines.lines:
+        w = LINES[name].wavelength * (1.0 + target.redshift)
+        if not any(lo <= w <= hi for _, lo, hi in ranges):
+            shown = ", ".join(f"{f} {lo:.0f}-{hi:.0f} A".strip() for f, lo, hi in ranges)
+            return (f"setup {setup.name!r}: line {name} at z = {target.redshift:g} is observed at {w:.0f} A, "
+                    f"outside the band of {whose} ({shown}{'; ' + source if source else ''})")
+    return ""
+
+
 def check_band(target: PlanTarget, setup: PlanSetup, cfg) -> None:
-    """Every target line must fall in the preset's band (when it has one).
+    """Every line of the mock must fall in the setup's band (:func:`band_problem`).
+
+    The planner reports such a setup as "outside band"; this raises instead.
 
     Raises
     ------
     ConfigError
         Naming the setup, the line, its observed wavelength and the band.
     """
-    from ..physics.lines import LINES
-
-    spec = cfg.instrument.spectral
-    lo, hi = (spec.wave_min, spec.wave_max) if spec.wave_min is not None else setup.band or (None, None)
-    if lo is None or hi is None:
-        return
-    whose = f"preset {setup.preset!r}" if spec.wave_min is not None else "setup.band"
-    for name in _setup_lines(target, setup):
-        w = LINES[name].wavelength * (1.0 + target.redshift)
-        if not lo <= w <= hi:
-            raise ConfigError(f"setup {setup.name!r}: line {name} at z = {target.redshift:g} is observed at "
-                              f"{w:.0f} A, outside the band of {whose} ({lo:.0f}-{hi:.0f} A)")
+    problem = band_problem(target, setup, cfg)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _median(rows, key) -> float:
@@ -555,20 +619,24 @@ def _median(rows, key) -> float:
     return float(np.median(xs)) if xs else math.nan
 
 
-def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: str) -> dict:
+def _row(setup, preset, depth: Depth, g: float, x: float, group: list, pinning: str, band: str = "") -> dict:
     n, *stats = _stats(group)
     x_gate = x
-    if not math.isfinite(x_gate):  # lensed: the source-plane x of the mocks
+    if not math.isfinite(x_gate) and group:  # lensed: the source-plane x of the mocks
         x_gate = _median(group, "x_resolution_source")
     verdict, reason = plan_row_verdict(x_gate, setup.n_mocks, n)
-    if verdict == "ok" and pinning:
+    if band:
+        verdict, reason = "outside band", band
+    elif verdict == "ok" and pinning:
         verdict, reason = "calibration floor", pinning
     row = {"setup": setup.name, "preset": preset.name, "preset_status": preset.status,
            "preset_sources": "; ".join(preset.sources), "depth": depth.label, "exposure_s": depth.exposure,
            "grad_z_abs": g, "x_resolution": x_gate, "x_resolution_mocks": _median(group, "x_resolution"),
            "n_mocks": setup.n_mocks, "n_measured": n, "verdict": verdict, "reason": reason,
            "depth_source": _depth_source(setup)}
-    for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"), stats):
+    stats += list(sigma_mean(group))
+    for k, v in zip(("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma",
+                     "sigma_grad_mean", "sigma_grad_mean_se"), stats):
         # never a number for an unresolved or too faint row; a pinned row keeps what would be measured
         row[k] = v if verdict in ("ok", "calibration floor") else math.nan
     row.update({"sigma_target": math.nan, "exposure_for_target": math.nan, "snr_for_target": math.nan,
@@ -594,7 +662,7 @@ class _Context:
         self.cache = cache
         self.preset = load_preset(setup.preset)
         cfg = config_from_dict(_fixed(target, setup))
-        check_band(target, setup, cfg)
+        self.band = band_problem(target, setup, cfg)
         # lensed targets: decided on the mocks' source-plane x (NaN here)
         self.x = math.nan if target.lensing else x_resolution(cfg)
         recipe = load_recipe(setup.recipe)
@@ -606,14 +674,14 @@ class _Context:
 
     @property
     def runs(self) -> bool:
-        return not self.x < X_UNRESOLVED  # NaN (lensed) runs
+        return not self.band and not self.x < X_UNRESOLVED  # NaN (lensed) runs
 
     def suite(self, name: str, grads, depths) -> dict:
         return _run_grid(self.target, self.setup, self.outdir / "suites" / name, grads, depths, self.workers,
                          self.seed, self.cache)
 
     def row(self, depth: Depth, g: float, group: list) -> dict:
-        return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g])
+        return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g], self.band)
 
 
 def _setup_rows(target, setup, outdir, workers, seed, cache=True) -> list[dict]:
@@ -631,7 +699,7 @@ def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, m
     """Shortest depth reaching ``sigma_target`` for one |grad_z|: fit, run a suite there, refit.
 
     The sigma law (:func:`mockzgrad.corrections.plan_solve.fit_sigma_law`) is
-    fitted to the rows' median sigma(grad) against effort and solved (or, once
+    fitted to the rows' mean sigma(grad) (:func:`sigma_mean`) against effort and solved (or, once
     the target is bracketed, a secant / bisection step,
     :func:`~mockzgrad.corrections.plan_solve.next_effort`); a suite at that
     effort adds a point, until a suite reproduces the target within
@@ -640,8 +708,8 @@ def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, m
     Writes the outcome into ``rows`` and returns the rows of the check suites.
     """
     setup, goal, cap = ctx.setup, ctx.target.sigma_target, _effort_cap(ctx.setup)
-    points = [(d.effort, r["sigma_grad_median"]) for d, r in zip(depths, rows)
-              if r["verdict"] in ("ok", "calibration floor") and math.isfinite(r["sigma_grad_median"])]
+    points = [(d.effort, r["sigma_grad_mean"]) for d, r in zip(depths, rows)
+              if r["verdict"] in ("ok", "calibration floor") and math.isfinite(r["sigma_grad_mean"])]
     extra: list[dict] = []
     status, reason = "too faint", "no depth of the setup gives a gradient to extrapolate from"
     law, solved, confirmed = None, None, False
@@ -669,13 +737,13 @@ def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, m
         if check["verdict"] not in ("ok", "calibration floor"):
             status, reason = check["verdict"], f"the suite at the solved depth: {check['reason']}"
             break
-        points.append((depth.effort, check["sigma_grad_median"]))
+        points.append((depth.effort, check["sigma_grad_mean"]))
         if confirm:
             check["reason"] = f"deeper suite to confirm a fitted sigma(grad) floor of {law.floor:.4f} dex/kpc"
             status, reason = sol.status, sol.reason  # stands unless the refit with this point says otherwise
             continue
-        dev = check["sigma_grad_median"] / goal - 1.0
-        check["reason"] = (f"solved depth for sigma_target {goal:g}: suite sigma {check['sigma_grad_median']:.4f} "
+        dev = check["sigma_grad_mean"] / goal - 1.0
+        check["reason"] = (f"solved depth for sigma_target {goal:g}: suite mean sigma {check['sigma_grad_mean']:.4f} "
                            f"({dev:+.0%})")
         status, reason, solved = "ok", "", depth
         if abs(dev) <= plan_solve.SOLVE_RTOL:
@@ -698,7 +766,8 @@ FLOOR_CONFIRM_FACTOR = 4.0
 def _unsolved_row(ctx, g, status, reason, goal, law) -> dict:
     """A row saying why no depth reaches the target: "calibration floor" (with the floor) or "too faint"."""
     row = ctx.row(Depth("solve", math.nan, math.nan, math.nan), g, [])
-    for k in ("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma"):
+    for k in ("ratio_median", "ratio_p16", "ratio_p84", "sigma_grad_median", "p_detect_3sigma", "sigma_grad_mean",
+              "sigma_grad_mean_se"):
         row[k] = math.nan
     row.update({"verdict": status, "reason": reason, "sigma_target": goal, "solved": True,
                 "sigma_floor": law.floor if law is not None else math.nan})
@@ -741,7 +810,10 @@ def _write_tables(rows: list[dict], outdir: Path, target: PlanTarget) -> None:
                                       "the galaxy's major axis); decides 'unresolved'")
     t["x_resolution_mocks"].description = "median x of the mocks (galaxy pa drawn uniformly in [0, 180) deg)"
     t["grad_z_abs"].unit = "dex/kpc"
-    t["sigma_grad_median"].unit = "dex/kpc"
+    for c in ("sigma_grad_median", "sigma_grad_mean", "sigma_grad_mean_se"):
+        t[c].unit = "dex/kpc"
+    t["sigma_grad_mean"].description = "mean sigma(grad) of the mocks (the exposure solver's estimator)"
+    t["sigma_grad_mean_se"].description = "Monte Carlo standard error of sigma_grad_mean, std / sqrt(n)"
     t["p_detect_3sigma"].description = "fraction of the mocks with the true sign and |grad| >= 3 sigma"
     for c in ("sigma_target", "sigma_floor"):
         t[c].unit = "dex/kpc"

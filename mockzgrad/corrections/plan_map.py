@@ -18,7 +18,7 @@ __all__ = ["VERDICT_COLOURS", "plot_design_map", "depth_axis_value"]
 
 #: Cell colour per verdict.
 VERDICT_COLOURS = {"ok": "#4daf4a", "calibration floor": "#ff7f00", "too faint": "#999999",
-                   "unresolved": "#e41a1c"}
+                   "unresolved": "#e41a1c", "outside band": "#984ea3"}
 
 
 def depth_axis_value(row: dict) -> float:
@@ -61,7 +61,7 @@ def _panel(ax, rows: list[dict], grads) -> None:
             d = r["exposure_for_target"] if math.isfinite(r["exposure_for_target"]) else r["snr_for_target"]
             ax.plot([d, d], [ys[g] - 0.45, ys[g] + 0.45], color="C0", lw=2, zorder=4)
             at = min(sol, key=lambda x: abs(math.log(depth_axis_value(x) / d)) if depth_axis_value(x) > 0 else math.inf)
-            ax.text(d * 1.04, ys[g] + 0.3, f"{r.get('sigma_target', math.nan):g} at {d:.3g}\n(suite {at['sigma_grad_median']:.3f})",
+            ax.text(d * 1.04, ys[g] + 0.3, f"{r.get('sigma_target', math.nan):g} at {d:.3g}\n(suite mean {at.get('sigma_grad_mean', math.nan):.3f})",
                     fontsize=6, color="C0", va="center")
         elif sol:
             last = sol[-1]
@@ -85,7 +85,8 @@ def plot_design_map(rows: list[dict], path, title: str = "") -> None:
 
     Cells: verdict colour, median ratio (top) and sigma(grad) in dex/kpc
     (bottom); small black-edged cells: depths the solver ran; blue bar: the
-    solved depth reaching ``sigma_target`` (with its suite's sigma).
+    solved depth reaching ``sigma_target`` (with its suite's mean sigma, the
+    solver's estimator).
     """
     import matplotlib
 

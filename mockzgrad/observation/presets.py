@@ -5,7 +5,10 @@ in ``.toml``) with one schema:
 
 ``[preset]``
     ``name``, ``kind`` ("ifu" | "grism" | "slitstep"), ``status`` ("from seeds"
-    | "from docs" | "approximate") and ``sources`` (list of citations).
+    | "from docs" | "approximate") and ``sources`` (list of citations);
+    optional ``band = [min, max]`` (observed Angstrom) with ``band_source``:
+    the wavelengths the instrument can observe when its spectral grid does
+    not say (the planner's "outside band" verdict).
 ``[instrument]`` (IFU presets)
     values of :class:`~mockzgrad.config.InstrumentConfig` (with ``[instrument.psf]``
     and ``[instrument.spectral]``); ``instrument.preset = "name"`` fills them.
@@ -105,10 +108,14 @@ class Preset:
     tables: dict
     sensitivity: Sensitivity | None = None
     path: str = ""
+    band: tuple[float, float] | None = None
+    band_source: str = ""
 
     def summary(self) -> dict:
         """Name, kind, status, sources (and the sensitivity citation) as plain values."""
         out = {"name": self.name, "kind": self.kind, "status": self.status, "sources": list(self.sources)}
+        if self.band is not None:
+            out["band"] = {"wave_min": self.band[0], "wave_max": self.band[1], "source": self.band_source}
         if self.sensitivity is not None:
             s = self.sensitivity
             out["sensitivity"] = {"quantity": s.quantity, "value": s.value, "exposure_s": s.exposure,
@@ -194,11 +201,26 @@ def load_preset(name: str) -> Preset:
     tables = {k: v for k, v in data.items() if k not in ("preset", "sensitivity")}
     if not any(k in tables for k in ("instrument", "grism", "slitstep", "spectral")):
         raise ConfigError(f"{where}: needs one of [instrument], [grism], [slitstep], [spectral]")
+    band, band_source = _band(where, head)
     preset = Preset(name=str(head.get("name", name)), kind=kind, status=status, sources=tuple(sources),
-                    tables=tables, sensitivity=_sensitivity(where, data.get("sensitivity")), path=path)
+                    tables=tables, sensitivity=_sensitivity(where, data.get("sensitivity")), path=path,
+                    band=band, band_source=band_source)
     if "instrument" in tables:
         config_for_preset(name)  # the [instrument] table must make a valid mock
     return preset
+
+
+def _band(where: str, head: dict) -> tuple[tuple[float, float] | None, str]:
+    """``preset.band`` = [min, max] (observed Angstrom) with its ``band_source``, or (None, "")."""
+    if "band" not in head:
+        return None, ""
+    band = head["band"]
+    if not isinstance(band, list) or len(band) != 2:
+        raise ConfigError(f"{where}: preset.band = {band!r}; expected [min, max] in Angstrom")
+    lo = validate.number(f"{where}: preset.band[0]", band[0], 0.0, None, lo_open=True, unit="Angstrom")
+    hi = validate.number(f"{where}: preset.band[1]", band[1], lo, None, lo_open=True, unit="Angstrom")
+    return (float(lo), float(hi)), validate.text(f"{where}: preset.band_source", head.get("band_source"),
+                                                 empty=False)
 
 
 def sensitivity_at(sens: Sensitivity, exposure: float, *, line: str | None = None,

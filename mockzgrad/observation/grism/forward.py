@@ -166,7 +166,28 @@ def _snr_sigmas(cfg: MockConfig, scene: GrismScene, models) -> list[float]:
         raise ConfigError(f"noise.snr_line = {line!r} at observed {wave:.0f} A is covered by no exposure; "
                           "choose a line an exposure's filter covers")
     rate = float(np.mean(rates))
-    return [s if s is not None else rate / math.sqrt(t) for s, (_, t, _) in zip(sig, models)]
+    out = [s if s is not None else rate / math.sqrt(t) for s, (_, t, _) in zip(sig, models)]
+    if cfg.noise.windows:  # per-window depth (planner; config.noise): exposures without snr_line scale by window
+        out = [s if covers else s * _window_scale(cfg, m, scene.setup.model.redshift, line, wave)
+               for s, covers, (_, _, m) in zip(out, [v is not None for v in sig], models)]
+    return out
+
+
+def _window_scale(cfg: MockConfig, m, redshift: float, snr_line: str, snr_wave: float) -> float:
+    """Noise factor of an exposure that misses ``snr_line``: scale of the ``noise.windows`` entry of the
+    first line its filter covers over the ``snr_line`` scale (1 outside windows; ``scale`` only)."""
+    windows = cfg.noise.windows
+
+    def scale(line, wave):
+        name = noise.line_window(windows, line, wave)
+        if name is not None and windows[name].get("scale") is None:
+            raise ConfigError(f"noise.windows.{name}.sigma: a grism exposure's noise is in e-/s per pixel; "
+                              "give scale (relative depth) for grism mocks")
+        return 1.0 if name is None else float(windows[name]["scale"])
+
+    waves = {n: LINES[n].wavelength * (1.0 + redshift) for n in cfg.lines.lines}
+    first = next((n for n in cfg.lines.lines if m.covers(waves[n])), None)
+    return 1.0 if first is None else scale(first, waves[first]) / scale(snr_line, snr_wave)
 
 
 def _noisy(cfg: MockConfig, rate: np.ndarray, sigma, exptime: float, rng: np.random.Generator):
