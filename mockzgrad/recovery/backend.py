@@ -160,6 +160,8 @@ class BinMetallicities:
     reasons: tuple[str, ...]
     diagnostics_used: tuple | None = None
     at_edge: np.ndarray | None = None
+    branch: tuple | None = None  # Method I: branch of each bin and what chose it (recovery.metallicity.branches)
+    chosen_by: tuple | None = None
 
     def record(self, i: int) -> dict:
         """JSON record of bin ``i``: ``z``, ``z_lo``, ``z_hi`` (or ``z = None`` and a reason)."""
@@ -175,6 +177,9 @@ class BinMetallicities:
             rec["diagnostics"] = list(self.diagnostics_used[i])
         if self.at_edge is not None and self.at_edge[i]:
             rec["at_range_edge"] = True
+        if self.branch is not None and self.branch[i]:
+            rec["branch"] = self.branch[i]
+            rec["branch_chosen_by"] = self.chosen_by[i]
         return rec
 
 
@@ -439,7 +444,15 @@ def apply_bin_cuts(res, radius_kpc, recipe, label: str) -> BinMetallicities:
     notes = getattr(res, "notes", None) or ("",) * z.size
     at_edge = np.array([any(k in (n or "") for k in EDGE_NOTES) for n in notes], dtype=bool)
     return BinMetallicities(label=label, z=z, z_lo=lo, z_hi=hi, valid=valid, reasons=tuple(reasons),
-                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge)
+                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge,
+                            **_branch_fields(res))
+
+
+def _branch_fields(res) -> dict:
+    """Method I's per-bin branch and what chose it (Method II records its own per diagnostic)."""
+    if getattr(res, "method", "") != "I" or getattr(res, "branch", None) is None:
+        return {}
+    return {"branch": res.branch, "chosen_by": res.chosen_by}
 
 
 def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_bins: int = 2) -> MethodGradient:
@@ -464,7 +477,7 @@ def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_
 def _method_one(inputs: MethodInputs, recipe, rng):
     met = recipe.metallicity
     res = metallicity.method_one(inputs.ratios, scatter=met.scatter, covariance=met.covariance,
-                                 logu=met.logu, sampler=met.sampler, rng=rng)
+                                 logu=met.logu, sampler=met.sampler, rng=rng, radius=inputs.radius_kpc)
     mets = apply_bin_cuts(res, inputs.radius_kpc, recipe, "I")
     g = fit_method_gradient(mets, inputs.radius_kpc, recipe, rng)
     extra = {"weight_share": dict(res.info.get("weight_share", {})),
