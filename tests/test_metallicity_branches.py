@@ -6,9 +6,17 @@ test), fluxes exactly on the Sanders et al. (2025) curves; beyond 3 kpc the
 which has two roots: the truth and its mirror across R3's turnover.
 """
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 from _metallicity_data import KEYS, NAMES, R3, exact_fluxes
+
+from mockzgrad.budget import flattening_budget, step_configs
+from mockzgrad.config import load_config, load_recipe
+from mockzgrad.observation import observe
+from mockzgrad.suites.job import measure_mock
 
 from mockzgrad.recovery.metallicity import BinFluxes, log_ratios, method_one
 from mockzgrad.recovery.metallicity.branches import choose_branches, find_branches
@@ -103,3 +111,45 @@ def test_find_branches_of_a_double_well():
                              radius=[2.0, 1.0])
     assert choice.branch == ("upper", "single")
     assert choice.lo[0] == pytest.approx(0.0) and np.isnan(choice.lo[1])
+
+
+FLAGSHIP = Path(__file__).resolve().parents[1] / "examples" / "flagship_z5.toml"
+
+
+@pytest.mark.slow
+def test_flagship_s_n_gate_at_negligible_psf_keeps_the_gradient():
+    """Issue 24: PSF 0.02" (x ~ 30), noise-free, flagship: the S/N gate (budget step e1) leaves R3
+    alone beyond ~3 kpc; with the branch choice it no longer flattens (0.934 before).
+
+    Tolerance: e1 and the gate-free pipeline on the same bins differ only in
+    which diagnostics enter each bin, and each carries the binning bias (the
+    budget's a2 floor, 1 - ratio(a2)) at most once, so they agree within
+    twice that floor.
+    """
+    cfg = load_config(FLAGSHIP).replace(**{"instrument.psf.fwhm": 0.02})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = flattening_budget(cfg, realisations=1, alternatives=False)
+        cfgs = step_configs(cfg)
+        prod = observe(cfgs["d"], keep_noise_free=False)
+        rec = load_recipe("lee2026")
+        gated = measure_mock(prod, cfgs["d"], rec).to_dict()["bins"]
+        free = measure_mock(prod, cfgs["d"], rec.replace(**{"gating.snr_min": 0.0})).to_dict()["bins"]
+    floor = 1.0 - b.step("a2").ratio
+    assert 0.0 < floor < 0.01  # the premise: a small, positive binning floor
+    kept = [i for i, x in enumerate(gated) if x["metallicity"]["I"].get("z") is not None]
+    alone = [i for i in kept if gated[i]["metallicity"]["I"]["diagnostics"] == ["S25_R3"]]
+    assert len(alone) >= 3  # the premise: the gate leaves R3 alone in several annuli
+    r = np.array([free[i]["radius_kpc"] for i in kept])
+    m = [free[i]["metallicity"]["I"] for i in kept]
+    z = np.array([x["z"] for x in m])
+    w = 1.0 / (0.5 * (np.array([x["z_hi"] for x in m]) - np.array([x["z_lo"] for x in m])))
+    ratio_free_same_bins = np.polyfit(r, z, 1, w=w)[0] / b.grad_z_true
+    assert abs(b.step("e1").ratio - ratio_free_same_bins) <= 2.0 * floor
+    # every R3-alone bin sits on the branch of the three-diagnostic (gate-free) metallicity
+    zt = _turnover()
+    for i in alone:
+        zg, zf = gated[i]["metallicity"]["I"]["z"], free[i]["metallicity"]["I"]["z"]
+        if abs(zf - zt) > 0.02:
+            assert (zg - zt) * (zf - zt) > 0, (i, zg, zf)
+        assert gated[i]["metallicity"]["I"]["branch"] in ("lower", "upper", "single")
