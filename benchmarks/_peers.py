@@ -173,15 +173,20 @@ def in_field_fraction(problem: SingleLineProblem = PROBLEM, *, n_r: int = 6000, 
 # mockzgrad
 # --------------------------------------------------------------------------
 
-def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None):
+def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None,
+                     full_field: bool = False):
     """The :class:`mockzgrad.config.MockConfig` of the single-line cube.
 
     One line (``OIII_5008``, the reference line, so no generating set),
     flat metallicity ``z0 = 8.0`` (irrelevant for one line), a given
     3.2 arcsec field, a 1500 km/s window (29 channels of 106 km/s centred
-    on the line), no noise.
+    on the line), no noise. ``full_field``: the outer spaxels oversampled as
+    much as the inner ones (``oversample_outer = oversample``; for a reference
+    cube).
     """
     from mockzgrad.config import config_from_dict
+
+    os_ = problem.oversample if oversample is None else oversample
 
     data = {
         "galaxy": {
@@ -196,7 +201,8 @@ def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | 
         },
         "instrument": {
             "pixel_scale": problem.pixel_scale, "fov": problem.fov,
-            "oversample": problem.oversample if oversample is None else oversample,
+            "oversample": os_,
+            **({"oversample_outer": os_} if full_field else {}),
             "lsf_sigma": problem.lsf_sigma,
             "psf": {"kind": "gaussian", "fwhm": problem.psf_fwhm},
             "spectral": {"grid": "velocity", "channel_width": problem.channel_width, "window": 1500.0},
@@ -207,11 +213,12 @@ def mockzgrad_config(problem: SingleLineProblem = PROBLEM, *, oversample: int | 
     return config_from_dict(data)
 
 
-def make_mockzgrad(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None):
+def make_mockzgrad(problem: SingleLineProblem = PROBLEM, *, oversample: int | None = None,
+                   full_field: bool = False):
     """``(run, to_cube)`` for mockzgrad: ``run`` is ``model_cube(cfg)`` (noise-free, PSF applied)."""
     from mockzgrad.observation.ifu import model_cube
 
-    cfg = mockzgrad_config(problem, oversample=oversample)
+    cfg = mockzgrad_config(problem, oversample=oversample, full_field=full_field)
 
     def run():
         return model_cube(cfg)[0]

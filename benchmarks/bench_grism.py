@@ -19,14 +19,13 @@ call first, which also compiles or loads the numba kernels):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from _timing import time_calls
 
 from mockzgrad.config import load_config
 from mockzgrad.observation.grism import forward
@@ -35,18 +34,6 @@ from mockzgrad.observation.grism.dispersion import disperse
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "niriss_z3.toml"
 
 
-def _time(fn, repeats: int) -> dict:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
 
 
 def _disperse_and_noise(cfg, scene):
@@ -73,11 +60,11 @@ def main(argv=None) -> int:
     report = {
         "mock": str(EXAMPLE.name), "n_direct": scene.setup.n, "n_slices": int(scene.waves.size),
         "n_exposures": len(models), "frames": [list(m.shape) for _, _, m in models],
-        "scene": _time(lambda: forward.grism_scene(cfg), args.repeats),
-        "disperse_and_noise": _time(lambda: _disperse_and_noise(cfg, scene), args.repeats),
-        "build_grism": _time(lambda: forward.build_grism(cfg), args.repeats),
-        "kernel_nb_one_exposure": _time(lambda: disperse(scene.cube, scene.waves, big), args.repeats),
-        "kernel_ref_one_exposure": _time(lambda: disperse(scene.cube, scene.waves, big, use_numba=False),
+        "scene": time_calls(lambda: forward.grism_scene(cfg), args.repeats),
+        "disperse_and_noise": time_calls(lambda: _disperse_and_noise(cfg, scene), args.repeats),
+        "build_grism": time_calls(lambda: forward.build_grism(cfg), args.repeats),
+        "kernel_nb_one_exposure": time_calls(lambda: disperse(scene.cube, scene.waves, big), args.repeats),
+        "kernel_ref_one_exposure": time_calls(lambda: disperse(scene.cube, scene.waves, big, use_numba=False),
                                          max(1, args.repeats // 2)),
     }
     same = np.allclose(disperse(scene.cube, scene.waves, big),

@@ -22,12 +22,17 @@ Measured (2026-12-04, 2 cores shared with other jobs, load ~5): median
 0.61 s (34 %), cube build (two builds) 0.26 s (15 %). Under load ~10: 3.6 s.
 The 201-mock ``examples/msa3d_suite.toml`` (3 shutters) ran in 142.5 s with
 2 workers (cube 0.91 s, recovery 0.10 s median per mock).
+
+Re-measured after the round-1 merges (2026-12-04 22:40 UTC, load 14-20 on the
+2 cores): median 10.5 s (min 7.4 s) wall, 1.65 s CPU (all threads; min
+1.39 s); render 0.94 s (9 %), PSF 5.9 s (56 %), exposures 3.4 s (32 %), cube
+build 1.2 s (12 %) (stage medians, noisy under that load). The 201-mock suite:
+all ok in 689 s (cube 5.6 s, recovery 0.71 s median per mock).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import time
@@ -35,6 +40,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from _timing import time_calls
 
 from mockzgrad.config import load_config
 from mockzgrad.errors import FieldOfViewWarning
@@ -46,18 +53,6 @@ from mockzgrad.source.scene import render_scene
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "msa3d_z1.toml"
 
 
-def _time(fn, repeats: int) -> dict:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
 
 
 def _stages(cfg) -> dict:
@@ -91,7 +86,7 @@ def main(argv=None) -> dict:
     cfg = load_config(EXAMPLE).replace(**{"instrument.slitstep.n_shutters": 5})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FieldOfViewWarning)
-        total = _time(lambda: build_slitstep_cube(cfg, keep_noise_free=False), args.repeats)
+        total = time_calls(lambda: build_slitstep_cube(cfg, keep_noise_free=False), args.repeats)
         runs = [_stages(cfg) for _ in range(args.repeats)]
     stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     stages["rest"] = max(total["median_s"] - sum(stages.values()), 0.0)

@@ -2,7 +2,7 @@
 
 Times the flagship cube (``examples/flagship_z5.toml``, PSF 0.2", one
 thread), ``recover`` on it (lee2026, Method I only) and a small local suite
-(the 72-mock quickstart suite on ``--suite-workers`` local workers) in
+(the 80-mock quickstart suite on ``--suite-workers`` local workers) in
 child processes of two Python interpreters, alternating A B A B so that the
 machine's drift hits both alike, and prints each figure's median and the
 ratio A/B of the medians and of each pair.

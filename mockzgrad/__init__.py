@@ -1,5 +1,6 @@
-"""mockzgrad: forward-modelled IFU and grism observations of disk galaxies
-with metallicity gradients, and the beam-smearing corrections they imply."""
+"""mockzgrad: forward-modelled IFU, slitless grism and slit-stepping observations
+of disk galaxies (gravitationally lensed or not) with metallicity gradients, their
+recovery as published surveys measure them, and the beam-smearing corrections they imply."""
 
 from importlib.metadata import PackageNotFoundError, version as _version
 

@@ -187,6 +187,8 @@ def _cmd_cube(args) -> int:
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.1f} MB, BUNIT {mock.file_bunit}): "
           f"{mock.file_channels()} channels ({mock.data.shape[0]} with data) x {mock.data.shape[1]} x "
           f"{mock.data.shape[2]} spaxels; 2 r_eff / psf_fwhm = {mock.truth['x_resolution']:.3f}")
+    if not args.compress and 2 * mock.data.shape[0] < mock.file_channels():
+        print("  most channels are NaN gaps between the line windows: --compress stores them almost free")
     if cfg.lensing is not None:
         _write_lens(cfg, mock, args.output, args.lens_out, args.overwrite)
     return 0
@@ -224,15 +226,19 @@ def _cmd_lens_check(args) -> int:
     xx, yy = np.meshgrid(t, t)
     mu = np.abs(plan.lens.magnification(xx, yy))
     print(f"lens {cfg.lensing.kind}: field {s.n} x {s.n} spaxels of {s.pixel_scale:g} arcsec "
-          f"({s.n * s.pixel_scale:.2f} arcsec)")
-    print(f"{tr['n_images']} image(s) of the source centre in the field; the most magnified at "
-          f"({tr['lens_image_x']:+.3f}, {tr['lens_image_y']:+.3f}) arcsec: "
-          f"mu = {tr['mu']:.3f}, mu_t = {tr['mu_t']:.3f} along PA {tr['pa_t']:.1f} deg, "
+          f"({s.n * s.pixel_scale:.2f} arcsec on a side)")
+    n_img = tr["n_images"]
+    print(f"{n_img} image{'s' if n_img != 1 else ''} of the source centre in the field; the most magnified at "
+          f"({tr['lens_image_x']:+.3f}, {tr['lens_image_y']:+.3f}) arcsec (east, north): mu = {tr['mu']:.3f}, "
+          f"stretched mu_t = {tr['mu_t']:.3f} along PA {tr['pa_t']:.1f} deg and "
           f"mu_r = {tr['mu_r']:.3f} along PA {tr['pa_r']:.1f} deg")
-    print(f"critical curves in the field: {tr['critical_pixels']} spaxels with det A <= 0; "
-          f"{int((mu > 20).sum())} spaxels with |mu| > 20 (oversample {cfg.lensing.oversample_near_critical})")
-    print(f"2 r_eff / psf_fwhm: image plane {x_resolution(cfg):.3f}, source plane {tr['x_resolution_source']:.3f} "
-          f"(tangential {tr['x_resolution_t']:.3f}, radial {tr['x_resolution_r']:.3f})")
+    n_sub = cfg.lensing.oversample_near_critical
+    crit = (f"critical curves cross the field: {tr['critical_pixels']} spaxels with det A <= 0 (inside a curve)"
+            if tr["critical_pixels"] else "no critical curve in the field")
+    print(f"{crit}; {int((mu > 20).sum())} spaxels with |mu| > 20, rendered with {n_sub} x {n_sub} sub-pixels")
+    print(f"effective 2 r_eff / psf_fwhm: source plane {tr['x_resolution_source']:.3f} "
+          f"(tangential {tr['x_resolution_t']:.3f}, radial {tr['x_resolution_r']:.3f}); unlensed "
+          f"{x_resolution(cfg):.3f}")
     return 0
 
 
@@ -264,7 +270,8 @@ def _cmd_extract(args) -> int:
 
     check_output_path(args.output, args.overwrite)
     mock = read_grism(args.grism)
-    maps = extract_line_maps(mock, args.redshift, method=args.method, nii_ha=args.nii_ha)
+    maps = extract_line_maps(mock, args.redshift, method=args.method, nii_ha=args.nii_ha,
+                             velocities=args.velocities, clean_direct=args.clean_direct)
     maps.truth = mock.truth  # travels with the product for suites; recovery never reads it
     maps.write(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}: line maps {', '.join(maps.names)} ({args.method}) on "
@@ -328,7 +335,8 @@ def _cmd_recover(args) -> int:
         result = recover(cube, recipe, redshift=args.redshift, rng=np.random.default_rng(args.seed), lens=lens)
     except RecoveryError as exc:
         if args.redshift is None and "estimate the redshift" in str(exc):  # real cubes carry no redshift
-            raise RecoveryError(f"{args.cube}: {exc} (CLI: --redshift Z)") from None
+            raise RecoveryError(f"{args.cube}: cannot identify the brightest line to estimate the redshift; "
+                                "pass --redshift Z (the systemic redshift)") from None
         raise
     result.write_json(args.output, overwrite=args.overwrite)
     if args.plot:
@@ -627,6 +635,12 @@ def _add_observation_commands(sub) -> None:
                    help="per-exposure isophote de-blending (Wang et al. 2017) or joint inversion (default)")
     p.add_argument("--redshift", type=float, required=True, help="grism redshift of the source")
     p.add_argument("--nii-ha", type=float, default=0.05, help="[NII]6585/Halpha inside the Halpha blend map")
+    p.add_argument("--velocities", choices=["none", "rotation"], default="none",
+                   help="line-of-sight velocities in the joint model: none (default) or a fitted rotation field "
+                        "(~3x the time; docs/modes.md)")
+    p.add_argument("--clean-direct", type=int, default=0, metavar="N",
+                   help="joint method: re-solve N times with continuum templates from the direct images minus the "
+                        "line maps (N = 3 keeps line totals within ~1 %% at EW ~100 A; default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_extract)
 
@@ -634,8 +648,8 @@ def _add_observation_commands(sub) -> None:
 def _add_recovery_commands(sub) -> None:
     """Commands that measure gradients."""
     p = sub.add_parser("recover", help="measure the metallicity gradient of a cube or line maps, as a recipe does")
-    p.add_argument("cube", help="FITS cube (mockzgrad, JWST *_s3d.fits or ESO KMOS/MUSE) or line maps "
-                                "(`mockzgrad extract`)")
+    p.add_argument("cube", help="FITS cube (a mockzgrad mock, a JWST NIRSpec/MIRI s3d cube or an ESO KMOS/MUSE "
+                                "cube) or line maps (`mockzgrad extract`)")
     p.add_argument("-o", "--output", required=True, help="result JSON")
     p.add_argument("--recipe", default="lee2026", help="shipped recipe name or a recipe TOML file")
     p.add_argument("--method", choices=["I", "II", "flux"], help="override the recipe's method")
@@ -726,6 +740,8 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("-o", "--output", help="plan folder (plan.ecsv, plan.csv, plan.png, design_map.png, suites/)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--example", action="store_true", help="run the shipped example (z ~ 2 and z ~ 5 disks, IFU setups)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="build every mock's noise-free cube anew at each depth (same tables, slower)")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("demo", help="quickstart suite -> curves -> correction of the Lee et al. 2026 table")

@@ -30,7 +30,24 @@ _SIGN_STYLE = {
     "neg": {"color": "C3", "ls": ":", "label": "negative"},
 }
 _X_LABEL = r"$x = 2\,r_\mathrm{eff}\,/\,\mathrm{FWHM}_\mathrm{PSF}$"
+_X_LABEL_SOURCE = r"$x = 2\,r_\mathrm{eff}\,/\,\mathrm{FWHM}_\mathrm{PSF}$, source plane"
+#: Ratio axis limits shown at least; mocks beyond the drawn limits are drawn at the edge (open markers).
+_RATIO_VIEW = (0.0, 1.2)
 _RATIO_LABEL = r"$\nabla Z_\mathrm{measured}\,/\,\nabla Z_\mathrm{intrinsic}$"
+
+
+def x_label(columns=None) -> str:
+    """Axis label of x for the results column used as x (``columns["x_resolution"]``).
+
+    A column named ``*source*`` (e.g. ``x_resolution_source`` of lensed
+    suites) is the source-plane resolution, and the label says so.
+    """
+    name = str((columns or {}).get("x_resolution") or "x_resolution")
+    if "source" in name:
+        return _X_LABEL_SOURCE
+    if name != "x_resolution":
+        return _X_LABEL + f" ({name})"
+    return _X_LABEL
 
 
 def _check_path(path) -> str:
@@ -85,38 +102,93 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
     Each panel shows per sign (pooled black solid, positive blue dashed,
     negative red dotted) the running median (markers) with its 15.87-84.13
     percentile band (shaded for the pooled curve, error bars otherwise) and
-    the fitted polynomial over the mocks' x range.
+    the fitted polynomial over the mocks' x range; a curve that is not
+    admissible (leaves the ratio bounds or turns over, ``checks["shape"]``)
+    is drawn thin and grey and says so in the legend. The ratio axis spans at
+    least [0, 1.2] and the running bands and curves; mocks beyond it (the
+    ratio of a weak gradient is dominated by noise) are drawn at the edge as
+    open markers and counted in the panel. The x label names the source plane
+    when the curves were made from a source-plane x column.
     """
     path = _check_path(path)
     grads = sorted({c.abs_grad for c in curves.curves})
     fig, axes = _new_figure(len(grads))
     mocks = _mock_ratios(curves, table) if table is not None else None
+    bad = {(float(p["abs_grad"]), str(p["sign"])) for p in (curves.checks or {}).get("shape", [])}
+    xlab = x_label((curves.settings or {}).get("columns"))
     for ax, g in zip(axes, grads):
-        if mocks is not None:
-            _draw_mocks(ax, g, *mocks)
-        for c in curves.curves:
-            if c.abs_grad == g:
-                _draw_curve(ax, c)
+        mine = [c for c in curves.curves if c.abs_grad == g]
+        lims = _ratio_limits(mine)
+        n_out = _draw_mocks(ax, g, *mocks, lims=lims) if mocks is not None else (0, 0)
+        for c in mine:
+            _draw_curve(ax, c, admissible=(float(c.abs_grad), c.sign) not in bad)
+        ax.set_ylim(*lims)
         ax.axhline(1.0, color="0.5", lw=0.6)
-        ax.set_title(rf"$|\nabla Z| = {g:g}$ dex/kpc", fontsize=10)
-        ax.set_xlabel(_X_LABEL)
+        note = (f"\n{n_out[0]} of {n_out[1]} mocks beyond the axis (open markers)"
+                if n_out[0] else "")
+        ax.set_title(rf"$|\nabla Z| = {g:g}$ dex/kpc" + note, fontsize=10 if not note else 8.5)
+        ax.set_xlabel(xlab)
         ax.set_ylabel(_RATIO_LABEL)
-        ax.legend(fontsize=6, loc="best")
+        handles, labels = ax.get_legend_handles_labels()
+        keep = [i for i, lab in enumerate(labels) if "(deg" in lab]
+        ax.legend([handles[i] for i in keep], [labels[i] for i in keep], fontsize=6, loc="lower right",
+                  framealpha=0.8)
+    _figure_legend(fig, axes)
+    prov = curves.provenance or {}
+    if prov.get("suite"):
+        fig.suptitle(f"ratio curves of suite {prov['suite']!r}" + (f", recipe {prov['recipe']}" if prov.get("recipe")
+                                                                  else ""), fontsize=10)
     return _save(fig, path)
 
 
-def _draw_mocks(ax, g, x, r, label, sgn):
-    """The mocks of group ``g``: positive intrinsic gradients up-triangles, negative down-triangles."""
+def _ratio_limits(curves_here) -> tuple:
+    """Ratio axis limits: at least :data:`_RATIO_VIEW`, widened to the running bands and the fits, padded."""
+    lo, hi = _RATIO_VIEW
+    for c in curves_here:
+        run = c.running
+        ok = np.isfinite(run.p16) & np.isfinite(run.p84)
+        if ok.any():
+            lo, hi = min(lo, float(np.min(run.p16[ok]))), max(hi, float(np.max(run.p84[ok])))
+        fx = c.fit(np.linspace(c.x_range[0], c.x_range[1], 50))
+        lo, hi = min(lo, float(np.min(fx))), max(hi, float(np.max(fx)))
+    pad = 0.06 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _figure_legend(fig, axes):
+    """One legend below the panels for the entries every panel shares (mocks, band, running median)."""
+    seen = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if "(deg" not in lab and lab not in seen:
+                seen[lab] = h
+    if seen:
+        fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncol=min(len(seen), 5),
+                   fontsize=8, frameon=False)
+
+
+def _draw_mocks(ax, g, x, r, label, sgn, lims=None):
+    """The mocks of group ``g``: positive intrinsic gradients up-triangles, negative down-triangles; those
+    beyond ``lims`` at the edge as open markers, counted in the panel."""
     sel = np.isclose(label, g, rtol=0, atol=1e-6)
+    lo, hi = lims if lims is not None else (-np.inf, np.inf)
     for s, marker, color in ((1, "^", "C0"), (-1, "v", "C3")):
         k = sel & (sgn == s)
-        if k.any():
-            ax.scatter(x[k], r[k], s=14, marker=marker, color=color, alpha=0.55, lw=0, rasterized=True,
+        inside = k & (r >= lo) & (r <= hi)
+        if inside.any():
+            ax.scatter(x[inside], r[inside], s=14, marker=marker, color=color, alpha=0.55, lw=0, rasterized=True,
                        label="mocks, " + ("positive" if s > 0 else "negative") + r" $\nabla Z$")
+        out = k & ~((r >= lo) & (r <= hi))
+        if out.any():
+            edge = np.where(r[out] > hi, hi - 0.012 * (hi - lo), lo + 0.012 * (hi - lo))
+            ax.scatter(x[out], edge, s=16, marker=marker, facecolors="none", edgecolors=color,
+                       lw=0.7, label="mocks beyond the axis (at its edge)")
+    return int(np.sum(sel & ~((r >= lo) & (r <= hi)))), int(sel.sum())
 
 
-def _draw_curve(ax, c):
-    """One curve: running median with its 16-84 band (pooled) or error bars (one sign), and the polynomial."""
+def _draw_curve(ax, c, admissible=True):
+    """One curve: running median with its 16-84 band (pooled) or error bars (one sign), and the polynomial
+    (thin grey, labelled, when it is not admissible)."""
     st = _SIGN_STYLE[c.sign]
     run = c.running
     ok = np.isfinite(run.median)
@@ -131,7 +203,11 @@ def _draw_curve(ax, c):
                         yerr=[run.median[ok] - run.p16[ok], run.p84[ok] - run.median[ok]],
                         fmt="o", color=st["color"], ms=2.5, lw=0.8, capsize=0)
     xx = np.linspace(c.x_range[0], c.x_range[1], 200)
-    ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} (deg {c.fit.degree})")
+    if admissible:
+        ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} (deg {c.fit.degree})")
+    else:
+        ax.plot(xx, c.fit(xx), color="0.55", ls=st["ls"], lw=0.8,
+                label=f"{st['label']} (deg {c.fit.degree}; NOT admissible)")
 
 
 def _mock_ratios(curves, table):
@@ -171,19 +247,25 @@ def plot_surface(curves: CorrectionCurves, path, *, sign: str = "both") -> Figur
                           "(>= 3 distinct values needed)")
     sel = [c for c in sel if c.surface is not None]
     fig, axes = _new_figure(len(sel))
-    for ax, c in zip(axes, sel):
-        s = c.surface
+    grids = []
+    for c in sel:
         xx = np.linspace(c.x_range[0], c.x_range[1], 120)
-        ii = np.linspace(s.inclination_range[0], s.inclination_range[1], 90)
+        ii = np.linspace(c.surface.inclination_range[0], c.surface.inclination_range[1], 90)
         gx, gi = np.meshgrid(xx, ii)
-        z = s(gx, gi)
-        mesh = ax.pcolormesh(gx, gi, z, shading="auto", cmap="viridis")
+        grids.append((gx, gi, c.surface(gx, gi)))
+    # one colour scale for every panel, spanning at least [0, 1]: a surface fitted to noise must not look
+    # like structure on a stretched scale of its own
+    vmin = min(0.0, *(float(np.nanmin(z)) for *_, z in grids))
+    vmax = max(1.0, *(float(np.nanmax(z)) for *_, z in grids))
+    for ax, c, (gx, gi, z) in zip(axes, sel, grids):
+        s = c.surface
+        mesh = ax.pcolormesh(gx, gi, z, shading="auto", cmap="viridis", vmin=vmin, vmax=vmax)
         cs = ax.contour(gx, gi, z, levels=8, colors="w", linewidths=0.6)
         ax.clabel(cs, fontsize=6, fmt="%.2f")
         fig.colorbar(mesh, ax=ax, label=_RATIO_LABEL)
-        ax.set_title(rf"$|\nabla Z| = {c.abs_grad:g}$ dex/kpc ({sign}; deg {s.degree_x}, {s.degree_inclination})",
-                     fontsize=9)
-        ax.set_xlabel(_X_LABEL)
+        ax.set_title(rf"$|\nabla Z| = {c.abs_grad:g}$ dex/kpc, {_SIGN_STYLE[sign]['label']}" + "\n"
+                     f"polynomial degree {s.degree_x} in x, {s.degree_inclination} in inclination", fontsize=9)
+        ax.set_xlabel(x_label((curves.settings or {}).get("columns")))
         ax.set_ylabel("inclination (deg)")
     return _save(fig, path)
 
@@ -240,7 +322,8 @@ def plot_corrections(corrected_table, path, *, gradient_column: str | None = Non
     if common:
         title += "\nflags on every row: " + ", ".join(common)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    # below the panels: inside, it covers the galaxies' error bars
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=7, frameon=False)
     _draw_histograms(axh, t, series, allvals)
     axh.legend(fontsize=7)
     return _save(fig, path)
@@ -360,21 +443,29 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
     fig, axes = _new_figure(4, panel_size=(4.4, 3.5), max_cols=4)
     mocks = read_suite_mocks(table, columns) if table is not None else None
     xx = np.linspace(tf.x_range[0], tf.x_range[1], 200)
-    _transfer_data_panel(axes[0], tf, mocks)
+    _transfer_data_panel(axes[0], tf, mocks, x_label(columns))
     bins = _x_bin_stats(tf, mocks) if mocks is not None else None
     signs = (1.0, -1.0) if "sign" in tf.structure.extras else (1.0,)
     for s in signs:
         g = np.full_like(xx, s * tf.references["abs_grad"])
         at = f"model at |grad_z| = {tf.references['abs_grad']:g}" if "abs_grad" in tf.structure.extras else "model"
+        medians = [e if e != "snr" else "S/N" for e in tf.structure.extras if e in ("inclination", "snr")]
+        at += f" (suite's median {', '.join(medians)})" if medians else ""
         lab = at if len(signs) == 1 else (f"{at}, positive" if s > 0 else f"{at}, negative")
         a, sa = tf.slope(xx, g), tf.slope_std(xx, g)
         axes[1].plot(xx, a, color="k" if s > 0 else "C3", ls="-" if s > 0 else "--", label=lab)
         axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)
+        if "abs_grad" in tf.structure.extras:  # the slope's spread over the suite's |grad_z|
+            for ag, ls in ((tf.grad_range[0], (0, (1, 1))), (tf.grad_range[1], (0, (4, 1, 1, 1)))):
+                axes[1].plot(xx, tf.slope(xx, np.full_like(xx, s * ag)), color="k" if s > 0 else "C3", ls=ls,
+                             lw=0.8, label=f"model at |grad_z| = {ag:g}" + ("" if len(signs) == 1 else
+                                                                         (", positive" if s > 0 else ", negative")))
     b, sb = tf.offset(xx), tf.offset_std(xx)
     axes[2].plot(xx, b, "k", label="model")
     axes[2].fill_between(xx, b - sb, b + sb, color="k", alpha=0.2, lw=0)
     axes[2].axhline(0.0, color="0.5", lw=0.6)
-    axes[3].plot(xx, tf.scatter(xx), "k", label="model s(x)")
+    axes[3].plot(xx, tf.scatter(xx), "k", label="model s(x)" + (" (flat form)" if tf.structure.scatter == "flat"
+                                                              else ""))
     if bins is not None:
         by_sign = "sign" in tf.structure.extras
         for ax, k, lab, color in ((axes[1], "a", "positive" if by_sign else "", "C0"),
@@ -382,15 +473,19 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
                                   (axes[3], "s", "", "C0")):
             if k in bins and bins[k].size:
                 ax.errorbar(bins["x"], bins[k], yerr=bins[k + "_err"], fmt="o", color=color, ms=3.5, lw=0.8,
-                            label="mocks per x bin" + (f", {lab}" if lab else ""))
+                            label="mocks per x bin" + (f", {lab}" if lab else "")
+                            + (" (model's terms refitted per bin)" if k.startswith("a") and tf.structure.extras
+                               else ""))
         axes[3].plot(bins["x"], bins["err"], "s", color="0.5", ms=3, label="mocks' own median error")
     labels = (r"slope $a(x)$ (measured / intrinsic)", r"offset $b(x)$ (dex/kpc)",
               r"scatter $s(x)$ beyond the mocks' errors (dex/kpc)")
+    xlab = x_label(columns)
     for ax, lab in zip(axes[1:], labels):
-        ax.set_xlabel(_X_LABEL)
+        ax.set_xlabel(xlab)
         ax.set_ylabel(lab, fontsize=8)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     axes[1].set_ylim(0, 1.25)
+    axes[1].axhline(1.0, color="0.5", lw=0.6)
     ok = "describes" if tf.assessment.get("transfer_ok") else "does NOT describe"
     fig.suptitle(f"transfer function {tf.structure.label()} ({tf.n_mocks} mocks, chosen by cross-validation); "
                  f"the transfer model {ok} the suite; ratio model "
@@ -398,11 +493,11 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
     return _save(fig, path)
 
 
-def _transfer_data_panel(ax, tf, mocks):
+def _transfer_data_panel(ax, tf, mocks, xlab=_X_LABEL):
     gg = np.linspace(-tf.grad_range[1], tf.grad_range[1], 50)
     if mocks is not None:
         sc = ax.scatter(mocks.g, mocks.m, c=mocks.x, s=8, cmap="viridis", lw=0, alpha=0.7, rasterized=True)
-        ax.figure.colorbar(sc, ax=ax, label=_X_LABEL)
+        ax.figure.colorbar(sc, ax=ax, label=xlab)
     for x, ls in ((tf.x_range[0], ":"), (np.sqrt(tf.x_range[0] * tf.x_range[1]), "--"), (tf.x_range[1], "-")):
         ax.plot(gg, tf.mean(np.full_like(gg, x), gg), color="k", ls=ls, lw=1, label=f"model, x = {x:.2g}")
     ax.plot(gg, gg, color="0.6", lw=0.6, label="measured = intrinsic")
@@ -412,9 +507,12 @@ def _transfer_data_panel(ax, tf, mocks):
 
 
 def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
-    """Per x quantile bin: least-squares slope(s) and intercept of measured on intrinsic (one slope per sign
-    when the model has a sign term), and the scatter about the model beyond the mocks' errors (each with a
-    rough 1-sigma error)."""
+    """Per x quantile bin: least-squares slope(s) and intercept of measured on intrinsic, with the model's
+    extra slope terms refitted in the bin (so the bin's slope is at the same reference |grad_z|, sign,
+    inclination and S/N as the model's a(x); one slope per sign when the model has a sign term), and the
+    scatter about the model beyond the mocks' errors (each with a rough 1-sigma error)."""
+    from .corrections.transfer import extra_values
+
     edges = np.quantile(mocks.x, np.linspace(0, 1, n_bins + 1))
     by_sign = "sign" in tf.structure.extras
     out = {k: [] for k in ("x", "a", "a_err", "a_neg", "a_neg_err", "b", "b_err", "s", "s_err", "err")}
@@ -424,7 +522,13 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
         g = mocks.g[sel]
         if n < 8 or np.unique(g).size < 2 or (by_sign and min(np.sum(g > 0), np.sum(g < 0)) < 3):
             continue
-        cols = [g * (g > 0), g * (g < 0), np.ones(n)] if by_sign else [g, np.ones(n)]
+        inc = mocks.inclination[sel] if mocks.inclination is not None else None
+        snr = mocks.snr[sel] if mocks.snr is not None else None
+        terms = [g * extra_values(e, g, inc, snr, tf.references) for e in tf.structure.extras if e != "sign"]
+        terms = [t for t in terms if np.ptp(t) > 0]
+        cols = ([g * (g > 0), g * (g < 0)] if by_sign else [g]) + terms + [np.ones(n)]
+        if n < 2 * len(cols):
+            continue
         a_mat = np.stack(cols, axis=1)
         coef, *_ = np.linalg.lstsq(a_mat, mocks.m[sel], rcond=None)
         res = mocks.m[sel] - a_mat @ coef

@@ -134,3 +134,38 @@ def test_slitstep_keeps_the_centre_window_with_continuum():
     if f_ha is not None:
         assert float(np.median(f_win)) == pytest.approx(f_ha / (100.0 * (1 + Z)), rel=0.1)
     assert cp > 0
+
+
+def _fov_percent(cfg) -> float:
+    """The line-flux percentage the IFU FoV warning names for ``cfg`` (NaN: no warning)."""
+    import re
+
+    from mockzgrad.observation.ifu import build_cube
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FieldOfViewWarning)
+        build_cube(cfg.replace(**{"noise.enabled": False}), keep_noise_free=False)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, FieldOfViewWarning)]
+    return float(re.search(r"holds ([0-9.]+) % of the line flux", msgs[0]).group(1)) if msgs else math.nan
+
+
+def test_ifu_fov_check_counts_line_flux_only():
+    """A field that loses line flux warns with the same line percentage with a (bright) continuum as without."""
+    small = _cfg(**{"instrument.fov": 0.8, "instrument.fov_flux_fraction": 0.995})
+    without = _fov_percent(small)
+    assert 50.0 < without < 99.0  # the field loses line flux: the warning is there
+    # EW 5 A: the continuum carries far more flux than the lines; counted as line flux it would hide the loss
+    assert _fov_percent(small.replace(**{"continuum.kind": "flat", "continuum.ew": 5.0})) == \
+        pytest.approx(without, abs=0.02)  # the message rounds to 0.01 %
+    # a field holding the lines does not warn because of the continuum either
+    assert math.isnan(_fov_percent(_cfg(**{"continuum.kind": "flat", "continuum.ew": 5.0})))
+
+
+def test_ifu_truth_records_the_continuum():
+    from mockzgrad.observation.ifu import build_cube
+
+    cfg = _cfg(**{"continuum.kind": "power_law", "continuum.ew": 80.0, "continuum.beta": -1.5})
+    truth = build_cube(cfg, keep_noise_free=False).truth
+    assert truth["continuum"] == config_to_dict(cfg.continuum)
+    assert truth["continuum"]["kind"] == "power_law" and truth["continuum"]["ew"] == 80.0
+    assert "continuum" not in build_cube(_cfg(), keep_noise_free=False).truth

@@ -90,6 +90,17 @@ class TestRecovery:
         assert tf.assessment["transfer_ok"]
         assert any("offset" in r for r in tf.assessment["reasons"])
 
+    def test_anticorrelated_suite_is_refused_in_words(self):
+        # measured = -0.5 x intrinsic: no sigma distance to quote; the reason says the slope is not positive
+        t = synthetic(14, 600, discrete=True)
+        g = np.asarray(t["grad_z_true"])
+        t["grad_z_measured"] = -0.5 * g + np.random.default_rng(seeded(15)).normal(0.0, ERR, g.size)
+        tf = fit_transfer(t)
+        reasons = tf.assessment["reasons"]
+        assert not tf.assessment["ratio_ok"] and not tf.assessment["transfer_ok"]
+        assert any("does not rise" in r for r in reasons)
+        assert not any("sigma from 0" in r for r in reasons)
+
     def test_offset_shift_is_exact(self):
         # the model is linear: adding a constant to every measurement moves b by that constant and nothing else
         t = synthetic(14, 400, discrete=True)
@@ -194,3 +205,33 @@ class TestPosterior:
             correct_with_transfer(rows, fitted, x=2.0, prior="flat")
         with pytest.raises(ConfigError, match="prior_range"):
             correct_with_transfer(rows, fitted, x=2.0, prior_range=(0.1, -0.1))
+
+
+class TestScatterForm:
+    def test_varying_scatter_keeps_the_inverse_x_form(self, fitted):
+        # the truth's ln s changes by C1 (1 - 1/6.4) ~ 0.5 over x: the flat form must lose by > 1 standard error
+        assert fitted.structure.scatter == "inverse_x"
+
+    def test_no_excess_scatter_gives_a_flat_floor_not_a_blow_up(self):
+        # mocks scattered by exactly their reported errors: s(x) must stay far below the errors over the whole
+        # x range (a bounded, flat form), not run off at the edge of the data
+        t = synthetic(16, 600, discrete=True)
+        rng = np.random.default_rng(seeded(16))
+        x, g = np.asarray(t["x_resolution"]), np.asarray(t["grad_z_true"])
+        t["grad_z_measured"] = a_true(x) * g + b_true(x) + rng.normal(0, ERR, x.size)
+        t["grad_z_measured_lo"], t["grad_z_measured_hi"] = t["grad_z_measured"] - ERR, t["grad_z_measured"] + ERR
+        tf = fit_transfer(t)
+        xx = np.linspace(*tf.x_range, 200)
+        # excess variance of 600 mocks is known to ~ ERR^2 sqrt(2/600) ~ 0.06 ERR^2: s below 0.5 ERR is 8 sigma
+        assert np.all(tf.scatter(xx) < 0.5 * ERR), tf.scatter(xx).max()
+        assert tf.structure.scatter == "flat"
+        assert np.all(np.isfinite(tf.gamma))
+
+    def test_flat_form_round_trips(self, tmp_path):
+        t = synthetic(17, 300, discrete=True)
+        t["grad_z_measured"] = np.asarray(t["grad_z_true"]) * 0.8
+        tf = fit_transfer(t)
+        tf.write(tmp_path / "f.json")
+        back = TransferFunction.read(tmp_path / "f.json")
+        assert back.structure == tf.structure
+        np.testing.assert_array_equal(back.scatter(np.array([1.5, 4.0])), tf.scatter(np.array([1.5, 4.0])))

@@ -225,3 +225,41 @@ def test_kmos_like_example_file_is_bounded(tmp_path):
     mock.write(packed, compress=True)
     assert packed.stat().st_size <= 2 * 4 * mock.data.shape[0] * ny * nx + 1_000_000
     assert_same_product(read_cube(packed), read_cube(path))
+
+
+@pytest.mark.slow
+def test_lensed_example_file_is_bounded(tmp_path):
+    """The lensed NIRISS-like example: the file holds the field of the lensed images and the lines' span,
+    nothing more (no sub-pixel oversampling written out; NaN gap channels only between the lines)."""
+    from mockzgrad.config import lens_from_config
+    from mockzgrad.physics.lines import LINES
+
+    cfg = load_config(ROOT / "examples" / "lensed_niriss_z3.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MockzgradWarning)  # the field crosses a critical curve (intended)
+        mock = observe(cfg, keep_noise_free=False)
+    n_data, ny, nx = mock.data.shape
+    n_file = mock.file_channels()
+    # spectral: the lines' span on the channel grid plus at most the stored windows (only gaps between lines)
+    z = cfg.galaxy.redshift
+    waves = [LINES[n].wavelength * (1.0 + z) for n in cfg.lines.lines]
+    assert mock.grid.kind == "velocity"
+    assert n_file <= np.log(max(waves) / min(waves)) / mock.grid.step + n_data
+    # spatial: images of a source-plane disk of radius r_src lie within r_src + max|alpha| of the lens
+    # centre (lens equation theta = beta + alpha); an isothermal lens's |alpha| depends only on the angle.
+    # r_src: offset + 6 r_eff (an exponential disk holds > 99.9 % of its light there); PSF: 2 FWHM.
+    lens = lens_from_config(cfg.lensing, z, cfg.cosmology.to_astropy())
+    phi = np.linspace(0.0, 2.0 * np.pi, 3601)
+    ax, ay = lens.alpha(np.cos(phi), np.sin(phi))
+    cosmo = cfg.cosmology.to_astropy()
+    kpc_per_arcsec = float(cosmo.kpc_proper_per_arcmin(z).value) / 60.0
+    offset = np.hypot(cfg.lensing.source_offset_x, cfg.lensing.source_offset_y)
+    r_src = offset + 6.0 * cfg.galaxy.r_eff / kpc_per_arcsec
+    half = np.max(np.hypot(ax, ay)) + r_src + 2.0 * cfg.instrument.psf.fwhm
+    assert nx == ny <= 2.0 * half / cfg.instrument.pixel_scale + 3
+    path = tmp_path / "lensed.fits"
+    mock.write(path)
+    assert path.stat().st_size <= 2 * 4 * n_file * ny * nx + 1_000_000  # DATA and VAR float32 + headers
+    packed = tmp_path / "lensed_packed.fits"
+    mock.write(packed, compress=True)
+    assert packed.stat().st_size <= 2 * 4 * n_data * ny * nx + 1_000_000

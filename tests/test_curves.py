@@ -378,6 +378,33 @@ class TestPlots:
         with pytest.raises(ConfigError, match="png"):
             plot_curves(curves, tmp_path / "curves.jpg")
 
+    def test_source_plane_x_is_labelled(self, table, tmp_path):
+        t = table.copy()
+        t.rename_column("x_resolution", "x_resolution_source")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = derive_curves(t, provenance=PROV, columns={"x_resolution": "x_resolution_source"})
+        fig = plot_curves(c, tmp_path / "c.png", table=t)
+        labels = [a.get_xlabel() for a in fig.axes if a.get_visible()]
+        assert labels and all("source plane" in lab for lab in labels), labels
+        fig = plot_curves(derive_quiet(table), tmp_path / "d.png", table=table)
+        assert not any("source" in a.get_xlabel() for a in fig.axes)
+
+    def test_outliers_beyond_the_axis_are_counted_and_the_curve_stays_visible(self, table, tmp_path):
+        t = table.copy()
+        g = np.asarray(t["grad_z_true"])
+        # two wild mocks of the weakest group: their ratios (+-40) must not set the axis
+        k = np.nonzero((np.abs(g) == min(GRADS)) & (np.asarray(t["status"]) == "ok"))[0][:2]
+        t["grad_z_measured"][k] = 40 * g[k] * np.array([1, -1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = derive_curves(t, provenance=PROV)
+        fig = plot_curves(c, tmp_path / "c.png", table=t)
+        ax = next(a for a in fig.axes if a.get_visible() and f"= {min(GRADS):g}" in a.get_title())
+        lo, hi = ax.get_ylim()
+        assert -5 < lo <= 0 and 1.2 <= hi < 5, (lo, hi)
+        assert "2 of" in ax.get_title()
+
 
 class TestBinningOptions:
     def test_int_and_explicit_x_bins(self, table):

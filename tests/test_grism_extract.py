@@ -135,3 +135,50 @@ def test_bad_arguments():
         gx.extract_line_maps(_mock(), Z, method="drizzle")
     with pytest.raises(ConfigError, match="nii_ha"):
         gx.line_groups(0.9)
+
+
+def test_a_uniform_velocity_is_a_redshift_change():
+    """Lines of every pixel at v km/s land where the same lines at (1 + z)(1 + v/c) - 1 land."""
+    mock = _mock(pas=(270.0, 0.0))
+    models = gx._models(mock)
+    exps = gx._prepare(mock, models, range(2), continuum=False)
+    groups, _ = gx._covered_groups(models, gx.LINE_GROUPS, Z)
+    support = np.ones((N, N), bool)
+    v = 300.0
+    moved = gx._design_matrix(exps, groups, Z, support, np.full((N, N), v))
+    want = gx._design_matrix(exps, groups, (1 + Z) * (1 + v / 299792.458) - 1, support)
+    rest = gx._design_matrix(exps, groups, Z, support)
+    assert abs(moved - want).max() < 1e-12 * abs(want).max()
+    assert abs(moved - rest).max() > 0.1 * abs(rest).max()
+
+
+def test_rotation_field_is_antisymmetric_about_the_centre():
+    """The field's shape on a centred elliptical disk: v(-x) = -v(x), |v| <= V, one sign per side of the minor axis."""
+    mock = GrismMock(exposures=[], direct={"F150W": HB}, pixel_scale=PS, psf={})
+    geometry = gx._disk_geometry(mock, N)
+    v = gx._rotation_field(200.0, geometry)
+    assert np.max(np.abs(v + v[::-1, ::-1])) < 1e-9 * np.max(np.abs(v))
+    assert 100.0 < np.max(np.abs(v)) <= 200.0
+    side = v * XX  # HB's major axis is along x: the receding side is x > 0 or x < 0
+    assert np.all(side >= -1e-9) or np.all(side <= 1e-9)
+
+
+def test_extract_command_passes_the_extraction_options(tmp_path, capsys):
+    """`mockzgrad extract --clean-direct N --velocities none` gives the maps of the Python call; bad N is one line."""
+    from mockzgrad.cli import main
+    from mockzgrad.products.linemaps import read_linemaps
+
+    path = tmp_path / "g.fits"
+    _mock().write(path)
+    out = tmp_path / "maps.fits"
+    assert main(["extract", str(path), "-o", str(out), "--redshift", str(Z), "--clean-direct", "1",
+                 "--velocities", "none"]) == 0
+    got = read_linemaps(out)
+    want = gx.extract_line_maps(_mock(), Z, clean_direct=1, velocities="none")
+    assert got.names == want.names
+    np.testing.assert_allclose(got.flux, want.flux, rtol=1e-6, atol=1e-30)
+    capsys.readouterr()
+    assert main(["extract", str(path), "-o", str(tmp_path / "m2.fits"), "--redshift", str(Z),
+                 "--clean-direct", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clean_direct" in err[0]

@@ -60,11 +60,11 @@ def test_centre_is_the_off_centre_continuum_peak(offset_cube):
     assert (g["x_offset"], g["y_offset"]) == pytest.approx((0.16, -0.08), abs=quarter)
     assert any(e.get("step") == "centre" and "continuum peak" in e["reason"] for e in result.excluded)
     # the line emission is centred at (0, 0): the recipe without the continuum step fits the Halpha map,
-    # which is not continuum-subtracted (geometry.line_map), so it lands near (0, 0), pulled a little
-    # towards the continuum
+    # continuum-subtracted by the per-spaxel line fit (frontend.line_flux_maps), so it lands at (0, 0),
+    # not pulled towards the continuum (the channel-sum map put it 0.036" off, half a spaxel)
     plain = recover(offset_cube, _plain_recipe())
     px, py = plain.geometry["x_offset"], plain.geometry["y_offset"]
-    assert math.hypot(px, py) < 0.5 * math.hypot(px - 0.16, py + 0.08)
+    assert math.hypot(px, py) < 0.1 * offset_cube.pixel_scale
 
 
 def test_ew_of_a_continuum_following_the_light_is_the_configured_ew():
@@ -73,19 +73,24 @@ def test_ew_of_a_continuum_following_the_light_is_the_configured_ew():
     r = load_recipe("ju_msa3d")
     result = recover(cube, r)
     assert result.summary()["n_bins"] >= 20
-    from mockzgrad.recovery.frontend import bin_cube, select_lines
+    from mockzgrad.recovery.frontend import bin_cube, select_lines, with_tied_partners
     from mockzgrad.recovery.geometry import Geometry
 
     lines = select_lines(cube, r)
     geo = Geometry.given(x_offset=0.0, y_offset=0.0, axis_ratio=0.77, pa=30.0)
     binned = bin_cube(cube, r.binning, geo, 8.0, 0.2, lines)
-    _, _, w = contmod.ew_cut(cube, binned.binning, lines, "Ha", 5.0, 20)
-    # the cube holds EW = 60 A exactly (tests/test_continuum_cube.py); the observer's Gaussian line fit
-    # with a linear baseline measures it 2 % low (measured: baseline ~1 % above the continuum, the same in
-    # an IFU mock, also face-on: not the MSA profile; cause not traced), hence 3 %; a wrong continuum
-    # level (e.g. EW in the observed frame) would be off by a factor 2
-    assert np.nanmedian(w.ew) == pytest.approx(60.0, rel=0.03)
-    assert np.nanpercentile(np.abs(w.ew / 60.0 - 1.0), 90) < 0.04
+    names = with_tied_partners(cube, lines, lines.lines)
+    assert "NII_6550" in names and "NII_6550" not in lines.lines  # the N2 recipe needs [NII] 6585 only
+    _, _, w = contmod.ew_cut(cube, binned.binning, lines, "Ha", 5.0, 20, fit_names=names)
+    # the cube holds EW = 60 A exactly (tests/test_continuum_cube.py): the noise-free fit of Halpha and the
+    # tied [NII] doublet on a linear baseline gives it to rounding (measured 0.13 % at the 90th percentile);
+    # a wrong continuum level (e.g. EW in the observed frame) would be off by a factor 2
+    assert np.nanmedian(w.ew) == pytest.approx(60.0, rel=0.005)
+    assert np.nanpercentile(np.abs(w.ew / 60.0 - 1.0), 90) < 0.01
+    # the cause of the 2 % shortfall this test allowed before: [NII] 6550 left out of the model goes into
+    # the baseline (~1/3 of [NII] 6585 spread over the window), raising it and lowering the EW
+    _, _, w_without = contmod.ew_cut(cube, binned.binning, lines, "Ha", 5.0, 20)
+    assert np.nanmedian(w_without.ew) < 0.99 * np.nanmedian(w.ew)
 
 
 def test_without_continuum_ju_msa3d_is_unchanged():
@@ -134,3 +139,31 @@ def test_noise_free_gradient_with_a_continuum():
     assert result.summary()["grad_z_measured"] == pytest.approx(-0.05, abs=0.01)
     assert math.hypot(result.geometry["x_offset"], result.geometry["y_offset"]) < 0.01 * cube.pixel_scale
     assert result.summary()["n_bins"] >= 20
+
+
+def test_line_maps_are_continuum_subtracted():
+    """With a continuum, the Halpha map of the geometry fit and the S/N cut is the line flux alone.
+
+    Halpha the only line: the noise-free cube without continuum summed over all channels is its true map.
+    The fitted map of the cube with a continuum (EW 100 A) matches it within 3 % of its peak (the fit's
+    baseline takes up ~1-2 % of the line, see ``continuum.ew_cut``); the channel sum within +-600 km/s
+    holds 52 A of a 200 A (observed) EW continuum on top, ~25 % of the line at the peak.
+    """
+    from mockzgrad.recovery import geometry as geomod
+    from mockzgrad.recovery.frontend import line_flux_maps
+    from mockzgrad.recovery.selection import LineSelection
+
+    over = {"noise.enabled": False, "lines.lines": ["Ha"], "lines.generating_set": [], "galaxy.metallicity.z0": 8.5}
+    with_c = _cube(**over, **{"continuum.kind": "flat", "continuum.ew": 100.0})
+    without = _cube(**over)
+    truth = np.nansum(without.data, axis=0)
+    sel = LineSelection(redshift=Z, reference_line="Ha", gate_line="Ha", lines=("Ha",), diagnostics=())
+    assert line_flux_maps(without, sel) is None  # no continuum: the channel-sum maps stay
+    flux, err = line_flux_maps(with_c, sel)["Ha"]
+    inside = np.isfinite(truth) & (truth > 0.05 * np.nanmax(truth))
+    assert np.isfinite(flux[inside]).all() and (err[inside] > 0).all()
+    peak = np.nanmax(truth)
+    assert np.max(np.abs(flux[inside] - truth[inside])) < 0.03 * peak
+    summed, _ = geomod.line_map(with_c, LINES["Ha"].wavelength * (1 + Z), half_width_kms=600.0)
+    j = np.nanargmax(truth)
+    assert summed.flat[j] > 1.15 * truth.flat[j]  # what the maps were before: line + continuum

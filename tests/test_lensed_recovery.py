@@ -120,3 +120,22 @@ def test_cli_cube_lens_file_recover_and_lens_check(tmp_path, capsys):
     assert "--lens" in err and len(err.splitlines()) == 1
     assert main(["recover", str(cube), "--lens", str(lens), "-o", str(out), "--overwrite"]) == 2
     assert "not lensed" in capsys.readouterr().err
+
+
+def test_profile_and_json_name_the_planes(stretched):
+    """Lensed: radii are source-plane (the axis says so, not "deprojected"); sector azimuths are
+    image-plane (the JSON's geometry and the figure note say so); unlensed results carry neither."""
+    from mockzgrad.recovery.figures import profile_figure
+
+    cube, lens = stretched
+    lensed = recover(cube, LENSED.replace(**{"binning.sectors": True}), lens=lens)
+    fig = profile_figure(lensed, n_draws=0)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "source-plane radius [kpc]"
+    assert any("image plane" in t.get_text() for t in ax.texts)
+    planes = lensed.to_dict()["geometry"]["planes"]
+    assert planes["radius"].startswith("source plane") and planes["sector_azimuth"].startswith("image plane")
+    plain = recover(cube, RECIPE)
+    ax = profile_figure(plain, n_draws=0).axes[0]
+    assert ax.get_xlabel() == "deprojected radius [kpc]" and not ax.texts
+    assert "planes" not in plain.geometry

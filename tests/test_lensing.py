@@ -261,3 +261,18 @@ def test_grism_mode_is_lensed_too():
     fa = sum(float(np.sum(e.sci)) for e in a.exposures)
     fb = sum(float(np.sum(e.sci)) for e in b.exposures)
     assert fb / fa == pytest.approx(1 / (1 - kappa) ** 2, rel=0.005)
+
+
+def test_round_significant_spells_like_the_format_string():
+    """The vectorised rounding of the TRUTH radius map gives the float of Python's own "%.Ng" formatting
+    (an independent implementation) for values over 12 decades, zeros and non-finite values."""
+    from mockzgrad.products.lens import round_significant
+
+    rng = np.random.default_rng(5)
+    v = 10.0 ** rng.uniform(-6.0, 6.0, 20000) * rng.choice([-1.0, 1.0], 20000)
+    v = np.concatenate([v, [0.0, 0.125, 9.99995, 99999.5, 1234567.0]])
+    for digits in (1, 3, 5):
+        expected = np.array([float(f"{x:.{digits}g}") for x in v])
+        assert np.array_equal(round_significant(v, digits), expected)
+    odd = round_significant(np.array([np.nan, np.inf, -np.inf]), 5)
+    assert np.isnan(odd[0]) and odd[1] == np.inf and odd[2] == -np.inf

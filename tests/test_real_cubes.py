@@ -248,3 +248,4 @@ def test_a_redshift_that_cannot_be_estimated_names_the_option(tmp_path):
     r = _recover(path, tmp_path / "x.json")
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(err) == 1 and "--redshift" in err[0], r.stderr
+    assert "redshift=" not in err[0], r.stderr  # the CLI names its option, not the Python keyword

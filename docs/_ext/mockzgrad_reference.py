@@ -22,9 +22,10 @@ def _literal(text: str) -> str:
 
 
 def _escape_bars(text: str) -> str:
-    """Escape ``|`` outside inline literals (``|x|`` would be a substitution reference)."""
+    """Escape ``|`` and ``*`` outside inline literals (``|x|`` would be a substitution reference,
+    ``*_s3d`` the start of an emphasis)."""
     parts = re.split(r"(``.*?``)", text)
-    return "".join(p if p.startswith("``") else p.replace("|", "\\|") for p in parts)
+    return "".join(p if p.startswith("``") else p.replace("|", "\\|").replace("*", "\\*") for p in parts)
 
 
 def _cell(text: str) -> str:

@@ -104,8 +104,11 @@ class SlitstepConfig:
     combine : {"median", "mean"}
         How the cross-dispersion exposures of a dispersion step are combined.
     exptime_per_position : float
-        Effective exposure time per pointing, s; (0, 1e7]. Recorded; the
-        noise level comes from ``noise.snr`` or ``noise.sigma``.
+        Exposure time of one pointing (one of the ``steps_disp x
+        steps_cross``), s; (0, 1e7]. The preset's 1166 s x 63 = 20.4 h is
+        S1's total; S1's "117 min per position" is the effective time at one
+        sky position, :attr:`exptime_effective`. Recorded (truth, EXPOSURES);
+        the noise level comes from ``noise.snr`` or ``noise.sigma``.
     pathloss_correct : bool
         The observer's path-loss correction: divide each exposure by the
         fraction of a point source at the shutter centre that the open area
@@ -196,6 +199,25 @@ class SlitstepConfig:
     def lsf_sigma(self) -> float:
         """Gaussian grating LSF sigma, km/s: c / (resolving_power 2 sqrt(2 ln 2))."""
         return C_KMS / (self.resolving_power * 2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+    @property
+    def exptime_total(self) -> float:
+        """Exposure time of all ``steps_disp x steps_cross`` pointings, s."""
+        return self.exptime_per_position * self.steps_disp * self.steps_cross
+
+    @property
+    def exptime_effective(self) -> float:
+        """Mean exposure time at one sky position inside the field, s.
+
+        The pointings in which the position lies in an open shutter: along
+        dispersion ``shutter_open[0] / step_disp`` of the steps (1 with one
+        step), along the slit ``shutter_open[1] / shutter_pitch[1]`` of the
+        ``steps_cross`` dithers (the walls), averaged over positions. The
+        preset: 1166 s x 1 x 7 x 0.46 / 0.53 = 118 min, S1's "117 min per
+        position" (Sect. 2.1).
+        """
+        disp = self.shutter_open[0] / self.step_disp if self.steps_disp > 1 else 1.0
+        return self.exptime_per_position * disp * self.steps_cross * self.shutter_open[1] / self.shutter_pitch[1]
 
     @property
     def slit_length(self) -> float:

@@ -362,13 +362,15 @@ def derive_curves(table, *, provenance: Mapping, x_bins=None, degree="auto", min
         ``package_version``: of the package that ran the suite, ``recipe``,
         ``calibrations``); any other keys are kept. Values: str, numbers,
         bool, None, lists and mappings of these.
-    x_bins, degree, min_per_bin, pool_signs, grad_bins, clip_sigma, check_sigma, surface, surface_degree, min_per_sign
+    x_bins, degree, min_per_bin, pool_signs, grad_bins, clip_sigma, check_sigma, surface, surface_degree
         How the curves are derived; see :class:`CurveOptions`.
     columns : mapping, optional
         Column names of the table for the roles of :data:`REQUIRED_COLUMNS`
         and :data:`OPTIONAL_COLUMNS` when they differ, e.g.
         ``{"grad_z_true": "galaxy.metallicity.grad_z"}``; kept in
         ``settings["columns"]`` (used by :func:`~mockzgrad.plots.plot_curves`).
+    min_per_sign : int, optional
+        Mocks of each sign a ``|grad_z|`` group needs for per-sign curves; see :class:`CurveOptions`.
 
     Returns
     -------

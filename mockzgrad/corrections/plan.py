@@ -336,9 +336,48 @@ def _fixed(target: PlanTarget, setup: PlanSetup) -> dict:
                       "inclination": target.inclination},
            "lines": lines, "instrument": _instrument_table(setup),
            "noise": {"snr_line": setup.snr_line or target.reference_line}}
+    windows = noise_windows(target, setup, names)
+    if windows:
+        out["noise"]["windows"] = windows
     if target.lensing:
         out["lensing"] = dict(target.lensing)
     return out
+
+
+def _sensitivity(setup: PlanSetup) -> Sensitivity | None:
+    """The setup's own sensitivity, else the preset's (which may be a line flux or S/N)."""
+    return setup.sensitivity if setup.sensitivity is not None else load_preset(setup.preset).sensitivity
+
+
+def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
+    """``noise.windows`` from a sensitivity with spectral windows (IFU setups), else None.
+
+    Each line of ``names`` gets its own window whose ``scale`` is the
+    background-limited sigma at a common exposure, value x sqrt(t_ref), of
+    the sensitivity window covering the line's observed wavelength
+    (:meth:`~mockzgrad.observation.presets.Sensitivity.at`): the noise
+    stage keeps the ``snr_line`` sigma and scales the other lines by the
+    ratios. A 1-sigma line-flux limit is taken to scale like the per-pixel
+    noise (the same aperture in every window).
+    """
+    from ..physics.lines import LINES
+
+    sens = _sensitivity(setup)
+    if setup.kind != "ifu" or sens is None or not sens.windows:
+        return None
+    out = {}
+    for name in names:
+        s = sens.at(name, LINES[name].wavelength * (1.0 + target.redshift))
+        out[name] = {"lines": [name], "scale": s.value * math.sqrt(s.exposure)}
+    return out
+
+
+def _reference(target: PlanTarget, setup: PlanSetup) -> tuple[str, float]:
+    """The line whose sigma a depth sets (``snr_line``) and its observed wavelength, Angstrom."""
+    from ..physics.lines import LINES
+
+    line = setup.snr_line or target.reference_line
+    return line, LINES[line].wavelength * (1.0 + target.redshift)
 
 
 def _noise_key(setup: PlanSetup) -> str:
@@ -347,20 +386,26 @@ def _noise_key(setup: PlanSetup) -> str:
     return "noise.sigma"
 
 
-def depth_at(setup: PlanSetup, effort: float) -> Depth:
-    """The depth of ``setup`` at ``effort`` (t in s for exposure setups, (S/N)^2 for S/N setups)."""
+def depth_at(setup: PlanSetup, effort: float, ref: tuple[str, float] | None = None) -> Depth:
+    """The depth of ``setup`` at ``effort`` (t in s for exposure setups, (S/N)^2 for S/N setups).
+
+    ``ref`` = (``snr_line``, observed wavelength in Angstrom) picks the
+    sensitivity window that sets ``noise.sigma`` (:func:`_reference`).
+    """
     if setup.exposure:
-        return Depth(f"t={effort:.4g}s", sensitivity_at(setup.sensitivity, effort), effort, effort)
+        line, wave = ref if ref is not None else (None, None)
+        return Depth(f"t={effort:.4g}s", sensitivity_at(setup.sensitivity, effort, line=line, wave=wave),
+                     effort, effort)
     snr = math.sqrt(effort)
     sens = setup.sensitivity
     t = sens.exposure * (snr / sens.value) ** 2 if sens is not None and sens.quantity == "snr" else math.nan
     return Depth(f"S/N={snr:.4g}", snr, effort, t)
 
 
-def _depths(setup: PlanSetup) -> list[Depth]:
+def _depths(setup: PlanSetup, ref: tuple[str, float] | None = None) -> list[Depth]:
     """The setup's depths, in the order given."""
     if setup.exposure:
-        return [depth_at(setup, t) for t in setup.exposure]
+        return [depth_at(setup, t, ref) for t in setup.exposure]
     return [dataclasses.replace(depth_at(setup, v * v), label=f"S/N={v:g}", value=v) for v in setup.snr]
 
 
@@ -439,8 +484,14 @@ def _stats(rows: list[dict]) -> tuple[int, float, float, float, float, float]:
     return len(ratios), float(p50), float(p16), float(p84), sigma, detected / len(rows)
 
 
-def _run_grid(target, setup, folder: Path, grads, depths, workers, seed) -> dict:
-    """One suite over |grad_z| x depth values; its rows grouped by (|grad_z|, depth value)."""
+def _run_grid(target, setup, folder: Path, grads, depths, workers, seed, cache: bool = True) -> dict:
+    """One suite per |grad_z| and depth, all with suite seed ``seed``; rows grouped by (|grad_z|, depth value).
+
+    Common random numbers: mock ``j`` of every suite has the same seed
+    (position angle, unit noise deviates, recovery draws), so depths differ
+    in the noise scale only, and the noise-free cube is built once per mock
+    (:mod:`mockzgrad.corrections.plan_cache`; ``cache=False``: the shipped job).
+    """
     from ..suites.store import ResultsStore
     from ..suites.suite import run_suite, suite_from_dict
 
@@ -448,19 +499,21 @@ def _run_grid(target, setup, folder: Path, grads, depths, workers, seed) -> dict
     rec = {"recipe": setup.recipe}
     if setup.overrides:
         rec["overrides"] = setup.overrides
-    grid = {"galaxy.metallicity.grad_z": [-g for g in grads], key: [d.value for d in depths]}
-    spec = suite_from_dict({"suite": {"name": f"plan_{setup.name}", "seed": seed,
-                                      "n_mocks": setup.n_mocks * len(grads) * len(depths)},
-                            "fixed": _fixed(target, setup), "grid": grid,
-                            "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
-                            "recovery": rec})
-    run = run_suite(spec, folder, "mockzgrad.suites.job:run_mock", workers=workers,
-                    progress=False, executor=_executor(spec.n_mocks, workers))
+    job = "mockzgrad.corrections.plan_cache:run_mock" if cache else "mockzgrad.suites.job:run_mock"
     groups: dict = {}
-    with ResultsStore(run.store_path, readonly=True) as store:
-        for r in store.rows():
-            point = spec.grid_point(int(r["mock_index"]))
-            groups.setdefault((-point["galaxy.metallicity.grad_z"], point[key]), []).append(r)
+    for g in grads:
+        for k, d in enumerate(depths):
+            fixed = _fixed(target, setup)
+            fixed["galaxy"]["metallicity"] = {"grad_z": -g}
+            fixed["noise"][key.split(".")[1]] = d.value
+            spec = suite_from_dict({"suite": {"name": f"plan_{setup.name}", "seed": seed, "n_mocks": setup.n_mocks},
+                                    "fixed": fixed,
+                                    "sample": {"galaxy.pa": {"dist": "uniform", "low": 0.0, "high": 180.0}},
+                                    "recovery": rec})
+            run = run_suite(spec, folder / f"g{g:g}_d{k}", job, workers=workers, progress=False,
+                            executor=_executor(spec.n_mocks, workers))
+            with ResultsStore(run.store_path, readonly=True) as store:
+                groups[(g, d.value)] = list(store.rows())
     return groups
 
 
@@ -534,10 +587,11 @@ def _depth_source(setup: PlanSetup) -> str:
 class _Context:
     """What the rows of one setup share: preset, configuration, x, pinning reasons per |grad_z|."""
 
-    def __init__(self, target: PlanTarget, setup: PlanSetup, outdir: Path, workers, seed):
+    def __init__(self, target: PlanTarget, setup: PlanSetup, outdir: Path, workers, seed, cache: bool = True):
         from ..config import load_recipe
 
         self.target, self.setup, self.outdir, self.workers, self.seed = target, setup, outdir, workers, seed
+        self.cache = cache
         self.preset = load_preset(setup.preset)
         cfg = config_from_dict(_fixed(target, setup))
         check_band(target, setup, cfg)
@@ -556,15 +610,15 @@ class _Context:
 
     def suite(self, name: str, grads, depths) -> dict:
         return _run_grid(self.target, self.setup, self.outdir / "suites" / name, grads, depths, self.workers,
-                         self.seed)
+                         self.seed, self.cache)
 
     def row(self, depth: Depth, g: float, group: list) -> dict:
         return _row(self.setup, self.preset, depth, g, self.x, group, self.pinning[g])
 
 
-def _setup_rows(target, setup, outdir, workers, seed) -> list[dict]:
-    ctx = _Context(target, setup, outdir, workers, seed)
-    depths = _depths(setup)
+def _setup_rows(target, setup, outdir, workers, seed, cache=True) -> list[dict]:
+    ctx = _Context(target, setup, outdir, workers, seed, cache)
+    depths = _depths(setup, _reference(target, setup))
     groups = ctx.suite(setup.name, target.grad_z, depths) if ctx.runs else {}
     rows = [ctx.row(d, g, groups.get((g, d.value), [])) for d in depths for g in target.grad_z]
     if target.sigma_target is not None and ctx.runs:
@@ -608,7 +662,7 @@ def solve_rows(ctx: _Context, rows: list[dict], depths: list[Depth], g: float, m
         if step > cap:
             status, reason = "too faint", f"sigma(grad) = {goal:g} dex/kpc needs a depth beyond the cap"
             break
-        depth = depth_at(setup, max(step, 1e-12))
+        depth = depth_at(setup, max(step, 1e-12), _reference(ctx.target, setup))
         check = ctx.row(depth, g, ctx.suite(f"{setup.name}_solve_g{g:g}_{k}", [g], [depth]).get((g, depth.value), []))
         check["solved"] = True
         extra.append(check)
@@ -652,11 +706,15 @@ def _unsolved_row(ctx, g, status, reason, goal, law) -> dict:
 
 
 def run_plan(target: PlanTarget, setups, outdir, *, workers: int | None = None, seed: int = 20261204,
-             plot: bool = True) -> list[dict]:
-    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``."""
+             plot: bool = True, cache: bool = True) -> list[dict]:
+    """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``.
+
+    ``cache``: build each mock's noise-free cube once and re-noise it at each
+    depth (:mod:`~mockzgrad.corrections.plan_cache`); the tables are the same either way.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed)]
+    rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed, cache)]
     _write_tables(rows, outdir, target)
     if plot:
         from .plan_map import plot_design_map
@@ -776,7 +834,8 @@ def cli(args) -> int:
             raise ConfigError("plan needs TARGET.toml, --setups SETUPS.toml and -o plan_dir (or --example)")
         runs = [(Path(args.output), args.target, args.setups)]
     for out, target_path, setups_path in runs:
-        rows = run_plan(load_target(target_path), load_setups(setups_path), out, workers=args.workers)
+        rows = run_plan(load_target(target_path), load_setups(setups_path), out, workers=args.workers,
+                        cache=not getattr(args, "no_cache", False))
         _print(rows)
         print(f"plan written to {out}/plan.ecsv, plan.csv, plan.png, design_map.png")
     return 0

@@ -17,7 +17,13 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
 
 * ``a(x) = sum_k alpha_k u^k``, ``k = 0..degree_a`` (``degree_a`` in 0..2);
 * ``b(x) = sum_k beta_k u^k``, ``k = 0..degree_b`` (``degree_b`` in 0..1);
-* ``ln s(x) = gamma_0 + gamma_1 u``;
+* ``ln s(x) = gamma_0 + gamma_1 u`` (scatter form ``inverse_x``) or
+  ``ln s = gamma_0`` (form ``flat``, ``gamma_1 = 0``): a suite whose mocks
+  show no scatter beyond their errors at some x is not forced into a scatter
+  that rises or falls with x; ``ln s`` is bounded to
+  [ln SCATTER_BOUNDS[0], ln SCATTER_BOUNDS[1]] at both ends of the mocks' x
+  range, so an s(x) at its floor (no excess scatter) cannot run off to
+  ``exp(+-hundreds)`` at the edge of the data;
 * optional extra terms of the slope, each one coefficient times
   ``grad_z_true``, used only where the suite sweeps the quantity:
   ``abs_grad`` (``|grad_z_true| - ref``: a slope that changes with the
@@ -40,7 +46,9 @@ mocks (``k = 5``, folds from a seeded permutation), scored by the mean
 held-out negative log predictive density. The base structures
 (``degree_a``, ``degree_b``) are compared first, then extra terms are added
 one at a time while they improve the score; the simplest structure within one
-standard error (over folds) of the best is kept (the one-standard-error rule,
+standard error (over folds) of the best is kept; then the ``flat`` scatter
+form replaces ``inverse_x`` unless that is better by more than one standard
+error (the one-standard-error rule,
 Hastie, Tibshirani & Friedman 2009, Elements of Statistical Learning,
 sec. 7.10). A structure is admissible only if its slope stays in
 ``[0, SLOPE_MAX]`` and is monotone in ``x`` over the mocks' range at every
@@ -101,8 +109,14 @@ SELECTION_RULE = (
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
-    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range"
+    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range; "
+    "finally the flat scatter form (ln s constant) replaces ln s = gamma_0 + gamma_1 / x unless that is better "
+    "by more than one standard error"
 )
+#: Scatter forms: ``ln s = gamma_0 + gamma_1 / x`` or ``ln s = gamma_0``.
+SCATTER_FORMS = ("inverse_x", "flat")
+#: Bounds of s(x) (dex/kpc) at both ends of the mocks' x range.
+SCATTER_BOUNDS = (1e-6, 10.0)
 # a covariate is swept when it takes at least this many distinct values (abs_grad: 2; sign: both signs)
 _MIN_DISTINCT = 3
 # mocks of each sign needed before a per-sign slope term is tried
@@ -217,6 +231,11 @@ class Structure:
     degree_a: int = 1
     degree_b: int = 0
     extras: tuple = ()
+    scatter: str = "inverse_x"
+
+    def __post_init__(self):
+        if self.scatter not in SCATTER_FORMS:
+            raise ConfigError(f"scatter = {self.scatter!r}; allowed {SCATTER_FORMS}")
 
     @property
     def n_coef(self) -> int:
@@ -229,10 +248,12 @@ class Structure:
 
     def label(self) -> str:
         extra = "+" + "+".join(self.extras) if self.extras else ""
-        return f"a{self.degree_a}b{self.degree_b}{extra}"
+        flat = ", flat s" if self.scatter == "flat" else ""
+        return f"a{self.degree_a}b{self.degree_b}{extra}{flat}"
 
     def as_dict(self) -> dict:
-        return {"degree_a": self.degree_a, "degree_b": self.degree_b, "extras": list(self.extras)}
+        return {"degree_a": self.degree_a, "degree_b": self.degree_b, "extras": list(self.extras),
+                "scatter": self.scatter}
 
 
 def extra_values(name: str, g, inclination, snr, refs: Mapping) -> np.ndarray:
@@ -298,6 +319,42 @@ def _nll_gamma(gamma, u, r2, e2):
     return 0.5 * float(np.sum(np.log(v) + r2 / v))
 
 
+def _gamma_from_ends(p, form, u_lo, u_hi):
+    """``gamma`` from ln s at the ends of the u range (``inverse_x``) or ln s itself (``flat``)."""
+    if form == "flat" or u_hi <= u_lo:
+        return np.array([p[0], 0.0])
+    g1 = (p[1] - p[0]) / (u_hi - u_lo)
+    return np.array([p[0] - g1 * u_lo, g1])
+
+
+def _fit_gamma(gamma, u, r2, e2, form):
+    """Maximum-likelihood ``gamma`` given the squared residuals, ln s bounded at the ends of the u range.
+
+    Started from the previous ``gamma`` and from the moment estimate ``s^2 = mean(r^2 - err^2)`` in each half
+    of the u range (the likelihood is flat where s << err, so one start can stall there); the better end wins.
+    """
+    u_lo, u_hi = float(u.min()), float(u.max())
+    lo, hi = math.log(SCATTER_BOUNDS[0]), math.log(SCATTER_BOUNDS[1])
+    one = form == "flat" or u_hi <= u_lo
+    half = u <= np.median(u)
+    moments = [0.5 * math.log(max(float(np.mean(r2[k] - e2[k])), SCATTER_BOUNDS[0] ** 2)) if k.any() else lo
+               for k in (half, ~half)]
+    starts = [np.clip([gamma[0] + gamma[1] * u_lo, gamma[0] + gamma[1] * u_hi], lo, hi),
+              np.clip(moments, lo, hi), np.clip([np.mean(moments)] * 2, lo, hi)]
+
+    def nll(p):
+        return _nll_gamma(_gamma_from_ends(p, form, u_lo, u_hi), u, r2, e2)
+
+    best = None
+    for p0 in starts:
+        p0 = np.array([np.mean(p0)]) if one else np.asarray(p0, float)
+        res = optimize.minimize(nll, p0, method="L-BFGS-B", bounds=[(lo, hi)] * p0.size,
+                                options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500})
+        if best is None or res.fun < best.fun:
+            best = res
+    return _gamma_from_ends(best.x, form, u_lo, u_hi)
+
+
 def fit_structure(structure: Structure, mocks: SuiteMocks, refs: Mapping, n_iter: int = 3) -> _Fit:
     """Fit one structure: weighted least squares for the mean alternated with maximum-likelihood scatter."""
     a = design(structure, mocks.x, mocks.g, mocks.inclination, mocks.snr, refs)
@@ -308,15 +365,19 @@ def fit_structure(structure: Structure, mocks: SuiteMocks, refs: Mapping, n_iter
         sw = np.sqrt(w)
         coef, *_ = np.linalg.lstsq(a * sw[:, None], mocks.m * sw, rcond=None)
         r2 = (mocks.m - a @ coef) ** 2
-        res = optimize.minimize(_nll_gamma, gamma, args=(u, r2, e2), method="BFGS")
-        gamma = res.x
+        gamma = _fit_gamma(gamma, u, r2, e2, structure.scatter)
     s2 = _scatter(gamma, mocks.x) ** 2
     w = 1.0 / (s2 + e2)
     cov = np.linalg.pinv((a * w[:, None]).T @ a)
     # Fisher information of gamma: v = s^2 + err^2, d v / d gamma = 2 s^2 (1, u)
     dg = np.stack([np.ones_like(u), u], axis=1)
     fisher = (dg * (2.0 * (s2 * w) ** 2)[:, None]).T @ dg
-    return _Fit(coef=coef, cov=cov, gamma=gamma, gamma_cov=np.linalg.pinv(fisher))
+    if structure.scatter == "flat":  # gamma_1 = 0 is fixed, not fitted
+        gamma_cov = np.zeros((2, 2))
+        gamma_cov[0, 0] = 1.0 / fisher[0, 0] if fisher[0, 0] > 0 else math.inf
+    else:
+        gamma_cov = np.linalg.pinv(fisher)
+    return _Fit(coef=coef, cov=cov, gamma=gamma, gamma_cov=gamma_cov)
 
 
 def _predictive_nll(fit: _Fit, structure: Structure, mocks: SuiteMocks, refs) -> np.ndarray:
@@ -422,7 +483,20 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
     within = [s for s in scored if s.admissible is None and math.isfinite(s.score)
               and s.score <= best.score + s.se]
     chosen = min(within, key=lambda s: (s.structure.n_coef, s.score))
-    return chosen.structure, scored
+    return _scatter_form(chosen, mocks, refs, fold, scored)
+
+
+def _scatter_form(chosen: _Scored, mocks: SuiteMocks, refs, fold, scored: list) -> tuple:
+    """The chosen structure with the flat scatter form unless ``inverse_x`` is better by > 1 standard error."""
+    st = chosen.structure
+    flat = _score(Structure(st.degree_a, st.degree_b, st.extras, "flat"), mocks, refs, fold)
+    if flat.nll is None or chosen.nll is None:
+        return st, scored
+    se = float(np.std(flat.nll - chosen.nll) / math.sqrt(mocks.n))
+    scored = scored + [_Scored(flat.structure, flat.nll, flat.admissible, se)]
+    if flat.admissible is None and flat.score <= chosen.score + se:
+        return flat.structure, scored
+    return st, scored
 
 
 # --------------------------------------------------------------------------- assessment
@@ -552,7 +626,10 @@ def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool 
                        "a ratio cannot correct an offset")
     if flips > SIGN_FLIP_MAX:
         reasons.append(f"ratio: {flips:.0%} of the mocks of one |grad_z| measure the opposite sign")
-    if disc < DISCRIMINATION_MIN:
+    if disc <= 0:  # a sigma distance below 0 would read as nonsense: say what it means
+        reasons.append("both: the measured gradient does not rise with the intrinsic one (slope a(x) <= 0 "
+                       "over the suite's x range)")
+    elif disc < DISCRIMINATION_MIN:
         reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
     if not admissible_found:
         reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
@@ -659,7 +736,8 @@ class TransferFunction:
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
             "mockzgrad_version": self.mockzgrad_version,
             "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
-                     "a = sum alpha_k u^k + sum slope_e * term_e, b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u",
+                     "a = sum alpha_k u^k + sum slope_e * term_e, b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
+                     "(gamma_1 = 0 when structure.scatter is 'flat')",
             "structure": self.structure.as_dict(), "names": self.structure.names(),
             "coefficients": [float(v) for v in self.coefficients],
             "covariance": [[float(v) for v in row] for row in self.covariance],
@@ -684,7 +762,8 @@ class TransferFunction:
         def tup(v):
             return None if v is None else tuple(float(a) for a in v)
 
-        return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"])),
+        return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"]),
+                                       str(s.get("scatter", "inverse_x"))),
                    coefficients=np.array(d["coefficients"], float), covariance=np.array(d["covariance"], float),
                    gamma=np.array(d["gamma"], float), gamma_covariance=np.array(d["gamma_covariance"], float),
                    references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
@@ -784,7 +863,7 @@ def fit_transfer(table, *, provenance: Mapping | None = None, columns: Mapping |
     tf = _make(chosen, fit, refs, mocks, scored, provenance)
     offset_model = None
     if "sign" in swept_terms(mocks) and "sign" not in chosen.extras:
-        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",))
+        with_sign = Structure(chosen.degree_a, chosen.degree_b, chosen.extras + ("sign",), chosen.scatter)
         offset_model = _make(with_sign, fit_structure(with_sign, mocks, refs), refs, mocks, [], None)
     verdict = assess(tf, mocks, admissible_found=not fallback, offset_model=offset_model)
     return TransferFunction(**{**tf.__dict__, "assessment": verdict.as_dict()})

@@ -109,19 +109,27 @@ def disperse_adjoint_nb(image, bx, by, dx, dy, out):
             out[k, p] += acc
 
 
-def _corners(bx, by, dx, dy, shape):
-    """Flat indices and weights of the four corners of every (slice, pixel); outside -> weight 0."""
+def bilinear_corners(x, y, shape):
+    """The four bilinear corners of positions ``(x, y)`` (pixels) on an image of ``shape``.
+
+    Yields ``(flat, weight, inside)`` per corner, arrays shaped like ``x``:
+    flat index ``j * nx + i``, weight ``wx * wy`` and whether the corner
+    falls on the image (``flat`` is meaningless where it does not).
+    """
     ny, nx = shape
-    x = bx[None, :] + dx[:, None]
-    y = by[None, :] + dy[:, None]
     i0, j0 = np.floor(x), np.floor(y)
     fx, fy = x - i0, y - j0
     i0, j0 = i0.astype(np.int64), j0.astype(np.int64)
     for dj, wy in ((0, 1.0 - fy), (1, fy)):
         for di, wx in ((0, 1.0 - fx), (1, fx)):
             i, j = i0 + di, j0 + dj
-            inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
-            yield np.where(inside, j * nx + i, 0), np.where(inside, wx * wy, 0.0)
+            yield j * nx + i, wx * wy, (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+
+
+def _corners(bx, by, dx, dy, shape):
+    """Flat indices and weights of the four corners of every (slice, pixel); outside -> weight 0."""
+    for flat, w, inside in bilinear_corners(bx[None, :] + dx[:, None], by[None, :] + dy[:, None], shape):
+        yield np.where(inside, flat, 0), np.where(inside, w, 0.0)
 
 
 def disperse_ref(values, bx, by, dx, dy, out):

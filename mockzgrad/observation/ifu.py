@@ -106,6 +106,7 @@ class IFUSetup:
     line_waves: np.ndarray
     ratio_offsets: dict | None
     lens: object = None
+    continuum_flux: float = 0.0  # the stellar continuum's flux in the cube (the FoV check counts lines only)
 
 
 def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens) -> float:
@@ -304,23 +305,51 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     plan = plan_ifu(cfg)
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba,
                          lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
-    pre = scene.cube
+    pre, cont_flux = scene.cube, 0.0
     if cfg.continuum is not None:  # the optional stellar continuum joins the scene before the PSF
-        pre = pre + continuum_cube(cfg.continuum, plan.model, cfg.lines, plan.sampling, lens=plan.lens)
+        cont = continuum_cube(cfg.continuum, plan.model, cfg.lines, plan.sampling, lens=plan.lens)
+        pre = pre + cont
+        cont_flux = _flux_in_field(cont, plan) if apply_psf else float(scene.crop(cont).sum())
     cube = psf_stage(pre, plan, crop=True, use_numba=use_numba) if apply_psf else scene.crop(pre)
     setup = IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
-                     line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
+                     line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens,
+                     continuum_flux=cont_flux)
     return cube, setup
 
 
-def _check_fov(cfg: MockConfig, cube: np.ndarray, totals: dict, n: int) -> None:
-    """Warn when the field holds less than ``fov_flux_fraction`` of the analytic line flux."""
+def _flux_in_field(pre: np.ndarray, plan: IFUPlan) -> float:
+    """Total flux of a pre-PSF scene inside the kept field after the PSF, erg/s/cm^2.
+
+    The PSF is linear: the channels convolved with one kernel are summed
+    first, then convolved once (periodic FFT of the padded field, as
+    :func:`psf_stage`).
+    """
+    s, kernels = plan.sampling, plan.kernels
+    if len(kernels) == 1 or not plan.psf.varies:
+        groups = [(np.ones(pre.shape[0], bool), next(iter(kernels)))]
+    else:
+        nearest = np.argmin(np.abs(plan.grid.centres[:, None] - plan.line_waves[None, :]), axis=1)
+        groups = [(nearest == j, np.round(w, 6)) for j, w in enumerate(plan.line_waves)]
+    total = 0.0
+    for sel, key in groups:
+        if sel.any():
+            img = psf_mod.convolve_with_kernel(pre[sel].sum(axis=0)[None], kernels[key], pad=False)
+            total += float(img[0, s.pad:s.pad + s.n, s.pad:s.pad + s.n].sum())
+    return total
+
+
+def _check_fov(cfg: MockConfig, cube: np.ndarray, totals: dict, n: int, continuum_flux: float = 0.0) -> None:
+    """Warn when the field holds less than ``fov_flux_fraction`` of the analytic line flux.
+
+    ``continuum_flux`` (the stellar continuum's flux in the field) is taken
+    off the cube's total: the rule counts line flux only.
+    """
     if not totals:
         return
     inst = cfg.instrument
-    # every line's window holds its whole profile, so the cube's total over
+    # every line's window holds its whole profile, so the cube's line total over
     # the analytic total is the fraction of flux inside the field
-    inside = float(cube.sum()) / sum(totals.values())
+    inside = (float(cube.sum()) - continuum_flux) / sum(totals.values())
     if inside < inst.fov_flux_fraction:
         warnings.warn(f"instrument.fov = {n * inst.pixel_scale:.2f} arcsec holds {100 * inside:.2f} % of the "
                       f"line flux; {100 * inst.fov_flux_fraction:.1f} % required "
@@ -352,8 +381,15 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
         sigma = noise.sigma_for_snr(cube[chan], mask, cfg.noise.snr)
     else:
         sigma = cfg.noise.sigma
-    data = noise.add_noise(cube, sigma, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
-    return _Noise(data=data, variance=np.full_like(cube, sigma**2), sigma=sigma, chan=chan, mask=mask)
+    scale = sigma
+    if cfg.noise.windows:  # per-window depth: one sigma per channel (sigma stays the snr_line's)
+        waves = dict(zip(cfg.lines.lines, setup.line_waves))
+        scale = noise.channel_sigma(grid.centres, waves, noise.line_scales(cfg.noise.windows, waves,
+                                                                           cfg.noise.snr_line, sigma))
+    data = noise.add_noise(cube, scale, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
+    variance = np.full_like(cube, sigma**2) if np.ndim(scale) == 0 else \
+        np.broadcast_to((scale**2)[:, None, None], cube.shape).astype(cube.dtype)
+    return _Noise(data=data, variance=variance, sigma=sigma, chan=chan, mask=mask)
 
 
 def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz: _Noise) -> dict:
@@ -375,17 +411,21 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         "seed": cfg.seed,
         "mockzgrad_version": __version__,
     })
+    if cfg.continuum is not None:  # kind, EW, slope and shape, as the slit-stepping truth records them
+        truth["continuum"] = config_to_dict(cfg.continuum)
     truth.update(resolution_truth(cfg))  # elliptical PSF: x_resolution_geomean, ... (config.resolution)
     if setup.lens is not None:
         m = setup.model
         truth.update(lensing_mod.lensing_truth(setup.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, inst.psf.fwhm,
                                                spatial_offsets(setup.n, inst.pixel_scale),
-                                               float(cube.sum()) / sum(totals.values()) if totals else math.nan))
+                                               (float(cube.sum()) - setup.continuum_flux) / sum(totals.values())
+                                               if totals else math.nan))
         truth["source_radius_map_kpc"] = radius_map_truth(m, setup.lens, setup.n, inst.pixel_scale)
     return truth
 
 
-def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True) -> MockCube:
+def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool = True,
+               model: tuple | None = None) -> MockCube:
     """Build one mock IFU cube from a configuration (the ``"ifu"`` observation mode).
 
     Parameters
@@ -396,16 +436,21 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
         Keep the noise-free cube in the result.
     use_numba : bool
         Use the compiled render kernel (False: its numpy twin).
+    model : tuple or None
+        ``(cube, setup)`` of :func:`model_cube` for a configuration that
+        differs from ``cfg`` in ``noise.snr`` / ``noise.sigma`` /
+        ``noise.windows`` only (a noise-free cube reused across depths,
+        :mod:`mockzgrad.corrections.plan_cache`); None: built here.
 
     Returns
     -------
     MockCube
     """
     inst, lcfg = cfg.instrument, cfg.lines
-    cube, setup = model_cube(cfg, use_numba=use_numba)
+    cube, setup = model if model is not None else model_cube(cfg, use_numba=use_numba)
     totals = lineflux.analytic_line_totals(setup.model, lcfg, ratio_offsets=setup.ratio_offsets) \
         if lcfg.ratio_scatter in ("none", "per_mock") else {}
-    _check_fov(cfg, cube, totals, setup.n)
+    _check_fov(cfg, cube, totals, setup.n, setup.continuum_flux)
     nz = _noise_stage(cfg, cube, setup)
     grid = setup.grid
     return MockCube(data=nz.data, variance=nz.variance, edges_lo=grid.edges_lo, edges_hi=grid.edges_hi,

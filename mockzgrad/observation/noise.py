@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..physics.lines import C_KMS
 
-__all__ = ["ellipse_mask", "peak_channel", "sigma_for_snr", "measured_snr", "add_noise"]
+__all__ = ["ellipse_mask", "peak_channel", "sigma_for_snr", "measured_snr", "add_noise", "line_window",
+           "line_scales", "channel_sigma"]
 
 
 def ellipse_mask(x_arcsec, y_arcsec, *, a_arcsec: float, axis_ratio: float, pa: float,
@@ -79,15 +80,77 @@ def measured_snr(signal_map, mask, sigma: float) -> float:
     return float(np.mean(signal_map[mask]) / sigma)
 
 
-def add_noise(cube, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Return ``cube`` plus Gaussian noise of constant ``sigma``.
+def add_noise(cube, sigma, rng: np.random.Generator) -> np.ndarray:
+    """Return ``cube`` plus Gaussian noise of constant ``sigma`` (or one sigma per channel).
 
     The unit normal deviates are drawn in float64 straight into the result
     (as fast as a float32 draw here, and no float32 array and cast), then
-    scaled and added in place.
+    scaled and added in place. ``sigma`` of shape (n_chan,) scales each
+    channel (per-window depth, :func:`channel_sigma`); the deviates are the
+    same as for a scalar sigma, so two depths of one seed share them.
     """
     out = np.empty(np.shape(cube))
     rng.standard_normal(out=out)
-    out *= sigma
+    out *= sigma if np.ndim(sigma) == 0 else np.asarray(sigma, dtype=float)[:, None, None]
     out += cube
     return out
+
+
+def line_window(windows: dict, line: str, wave_obs: float) -> str | None:
+    """Name of the first ``noise.windows`` entry covering ``line`` (by name or observed wavelength), or None."""
+    for name, w in windows.items():
+        if line in w.get("lines", ()) or ("wave_min" in w and w["wave_min"] <= wave_obs <= w["wave_max"]):
+            return name
+    return None
+
+
+def line_scales(windows: dict, line_waves: dict, snr_line: str, sigma_ref: float) -> dict:
+    """Noise sigma (erg/s/cm^2 per channel) of each line under per-window depths.
+
+    Parameters
+    ----------
+    windows : dict
+        ``noise.windows`` (:class:`~mockzgrad.config.NoiseConfig`).
+    line_waves : dict
+        Line name -> observed wavelength, Angstrom.
+    snr_line : str
+        The line whose sigma is ``sigma_ref``.
+    sigma_ref : float
+        Sigma at ``snr_line`` (given, or set by the target S/N).
+
+    Returns
+    -------
+    dict
+        Line name -> sigma: a window's ``sigma``, else ``sigma_ref`` x the
+        line's ``scale`` / the ``snr_line`` scale (scale 1 outside windows).
+    """
+    def scale(line):
+        name = line_window(windows, line, line_waves[line])
+        return 1.0 if name is None else windows[name].get("scale")
+
+    ref = scale(snr_line)
+    if ref is None:
+        raise ConfigError(f"noise.windows.{line_window(windows, snr_line, line_waves[snr_line])}.sigma: the window "
+                          f"holds noise.snr_line = {snr_line!r}, whose sigma noise.snr / noise.sigma set; give scale")
+    out = {}
+    for line in line_waves:
+        s = scale(line)
+        out[line] = windows[line_window(windows, line, line_waves[line])]["sigma"] if s is None \
+            else sigma_ref * s / ref
+    return out
+
+
+def channel_sigma(centres, line_waves: dict, sigmas: dict) -> np.ndarray:
+    """Sigma per channel: each channel takes the sigma of its nearest line (in ln wavelength).
+
+    Parameters
+    ----------
+    centres : ndarray, shape (n_chan,)
+        Channel centres, Angstrom.
+    line_waves, sigmas : dict
+        Line name -> observed wavelength (Angstrom) and -> sigma (:func:`line_scales`).
+    """
+    names = list(line_waves)
+    waves = np.log([line_waves[n] for n in names])
+    nearest = np.argmin(np.abs(np.log(np.asarray(centres, dtype=float))[:, None] - waves[None, :]), axis=1)
+    return np.array([sigmas[n] for n in names])[nearest]

@@ -18,6 +18,12 @@ in ``.toml``) with one schema:
     ``exposure`` (the reference exposure, s), ``citation`` and, for "snr", ``line``.
     Background limited: a sigma scales as ``value sqrt(exposure / t)``, an S/N as
     ``value sqrt(t / exposure)`` (:func:`sensitivity_at`).
+``[[sensitivity.windows]]`` (optional; "line_flux" and "pixel_sigma" only)
+    a depth per spectral window (grating, band, line): ``wave_min`` and
+    ``wave_max`` (observed, Angstrom) and/or ``lines``, ``value``, ``exposure``
+    (default the table's) and ``citation``. A line takes the first window
+    covering it (by name or observed wavelength), else the table's value;
+    the planner passes the ratios on as ``noise.windows``.
 
 Every number in a preset file is cited in its comments and ``sources``.
 """
@@ -35,7 +41,7 @@ from ..config import config_from_dict
 from ..config.toml_io import parse_toml
 from ..errors import ConfigError
 
-__all__ = ["PRESET_KINDS", "PRESET_STATUSES", "SENSITIVITY_QUANTITIES", "Preset", "Sensitivity",
+__all__ = ["PRESET_KINDS", "PRESET_STATUSES", "SENSITIVITY_QUANTITIES", "Preset", "Sensitivity", "SensitivityWindow",
            "available_presets", "load_preset", "sensitivity_at", "line_flux_to_pixel_sigma",
            "config_for_preset", "presets_table", "cli"]
 
@@ -66,6 +72,26 @@ class Sensitivity:
     exposure: float
     citation: str
     line: str | None = None
+    windows: tuple = ()
+
+    def at(self, line: str | None = None, wave: float | None = None) -> "Sensitivity":
+        """The sensitivity that applies to ``line`` observed at ``wave`` (Angstrom): its window's, or this."""
+        for w in self.windows:
+            if line in w.lines or (w.wave_min is not None and wave is not None and w.wave_min <= wave <= w.wave_max):
+                return Sensitivity(self.quantity, w.value, w.exposure, w.citation, self.line)
+        return self
+
+
+@dataclass(frozen=True)
+class SensitivityWindow:
+    """One spectral window of a sensitivity: observed range (Angstrom) and/or lines, value at exposure (s)."""
+
+    value: float
+    exposure: float
+    citation: str
+    wave_min: float | None = None
+    wave_max: float | None = None
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +145,30 @@ def _sensitivity(where: str, table) -> Sensitivity | None:
     value = validate.number(f"{where}.sensitivity.value", table.get("value"), 0.0, None, lo_open=True)
     t = validate.number(f"{where}.sensitivity.exposure", table.get("exposure"), 0.0, None, lo_open=True, unit="s")
     cite = validate.text(f"{where}.sensitivity.citation", table.get("citation"), empty=False)
-    return Sensitivity(q, float(value), float(t), cite, table.get("line"))
+    windows = tuple(_window(f"{where}.sensitivity.windows[{k}]", w, t)
+                    for k, w in enumerate(table.get("windows", [])))
+    if windows and q == "snr":
+        raise ConfigError(f"{where}.sensitivity.windows: needs quantity 'line_flux' or 'pixel_sigma'; got 'snr'")
+    return Sensitivity(q, float(value), float(t), cite, table.get("line"), windows)
+
+
+def _window(where: str, w, exposure: float) -> SensitivityWindow:
+    """One ``[[sensitivity.windows]]`` table."""
+    if not isinstance(w, dict):
+        raise ConfigError(f"{where} = {w!r}; expected a table (wave_min, wave_max or lines; value; citation)")
+    lines = validate.strings(f"{where}.lines", w["lines"]) if "lines" in w else ()
+    lo = hi = None
+    if "wave_min" in w or "wave_max" in w:
+        lo = validate.number(f"{where}.wave_min", w.get("wave_min"), 0.0, None, lo_open=True, unit="Angstrom")
+        hi = validate.number(f"{where}.wave_max", w.get("wave_max"), lo, None, lo_open=True, unit="Angstrom")
+    if lo is None and not lines:
+        raise ConfigError(f"{where}: give wave_min and wave_max (observed, Angstrom) or lines")
+    return SensitivityWindow(
+        value=float(validate.number(f"{where}.value", w.get("value"), 0.0, None, lo_open=True)),
+        exposure=float(validate.number(f"{where}.exposure", w.get("exposure", exposure), 0.0, None, lo_open=True,
+                                       unit="s")),
+        citation=validate.text(f"{where}.citation", w.get("citation"), empty=False),
+        wave_min=None if lo is None else float(lo), wave_max=None if hi is None else float(hi), lines=tuple(lines))
 
 
 def load_preset(name: str) -> Preset:
@@ -152,13 +201,17 @@ def load_preset(name: str) -> Preset:
     return preset
 
 
-def sensitivity_at(sens: Sensitivity, exposure: float) -> float:
+def sensitivity_at(sens: Sensitivity, exposure: float, *, line: str | None = None,
+                   wave: float | None = None) -> float:
     """The preset's depth at ``exposure`` seconds (background limited, t^-1/2).
 
     Returns ``value sqrt(t_ref / t)`` for a sigma (line flux or per pixel,
-    erg/s/cm^2) and ``value sqrt(t / t_ref)`` for an S/N.
+    erg/s/cm^2) and ``value sqrt(t / t_ref)`` for an S/N; with ``line`` /
+    ``wave`` (observed, Angstrom) the value and t_ref of the window covering
+    them (:meth:`Sensitivity.at`).
     """
     t = validate.number("exposure", exposure, 0.0, None, lo_open=True, unit="s")
+    sens = sens.at(line, wave)
     if sens.quantity == "snr":
         return sens.value * math.sqrt(t / sens.exposure)
     return sens.value * math.sqrt(sens.exposure / t)

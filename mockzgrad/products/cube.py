@@ -147,11 +147,12 @@ class MockCube:
             set_header(h, key, value)
         wcs_header = self._wcs_header(full)
         hdus = [primary]
-        arrays = [("DATA", self.data / factor, bunit), ("VAR", self.variance / factor**2, squared_unit_string(bunit))]
+        # scaled one at a time (one temporary at a time; none when the factor is 1)
+        arrays = [("DATA", self.data, 1, bunit), ("VAR", self.variance, 2, squared_unit_string(bunit))]
         if include_noise_free and self.noise_free is not None:
-            arrays.append(("NOISEFREE", self.noise_free / factor, bunit))
-        for name, arr, unit in arrays:
-            arr = _stored(self._expand(arr, full))
+            arrays.append(("NOISEFREE", self.noise_free, 1, bunit))
+        for name, arr, power, unit in arrays:
+            arr = _stored(self._expand(_divided(arr, factor, power), full))
             if compress:
                 hdu = fits.CompImageHDU(arr, name=name, compression_type="GZIP_2", quantize_level=0.0,
                                         tile_shape=(1,) + arr.shape[1:])
@@ -257,10 +258,18 @@ class MockCube:
         return h
 
 
+def _divided(arr: np.ndarray, factor: np.ndarray, power: int) -> np.ndarray:
+    """``arr / factor**power``; ``arr`` itself (no copy) where every factor is 1."""
+    if np.all(factor == 1.0):
+        return arr
+    return arr / factor**power if power != 1 else arr / factor
+
+
 def _stored(arr: np.ndarray) -> np.ndarray:
     """``arr`` as float32, or float64 when its values exceed float32's range (no silent inf)."""
-    finite = np.abs(arr[np.isfinite(arr)])
-    return arr.astype(np.float32 if finite.max(initial=0.0) < 1e38 else np.float64)
+    with np.errstate(invalid="ignore"):
+        big = np.max(np.abs(arr), where=np.isfinite(arr), initial=0.0)
+    return arr.astype(np.float32 if big < 1e38 else np.float64)
 
 
 def read_cube(path, *, layout: str | None = None) -> MockCube:

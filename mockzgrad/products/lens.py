@@ -24,7 +24,7 @@ from ..errors import DataError
 from .grids import spatial_offsets
 
 __all__ = ["LENS_EXTENSIONS", "ObserverLens", "observer_lens", "read_lens", "lens_path_for", "lens_truth",
-           "source_radius_map", "radius_map_truth"]
+           "source_radius_map", "radius_map_truth", "round_significant"]
 
 #: Image extensions of a LENS file, in order.
 LENS_EXTENSIONS = ("ALPHA_X", "ALPHA_Y", "KAPPA", "GAMMA1", "GAMMA2", "MU")
@@ -217,5 +217,23 @@ def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnifi
 
 def radius_map_truth(model, lens, n, pixel_scale: float) -> list:
     """:func:`source_radius_map` as nested lists (rows), :data:`RADIUS_MAP_DIGITS` significant digits (JSON)."""
-    r = source_radius_map(model, lens, n, pixel_scale)
-    return [[float(f"{v:.{RADIUS_MAP_DIGITS}g}") for v in row] for row in r]
+    return round_significant(source_radius_map(model, lens, n, pixel_scale), RADIUS_MAP_DIGITS).tolist()
+
+
+def round_significant(values, digits: int) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits, vectorised: the float that ``f"{v:.{digits}g}"``
+    spells (an integer times an exact power of ten, so the result is the correctly rounded decimal);
+    zeros and non-finite values pass through."""
+    v = np.asarray(values, dtype=float)
+    out = v.copy()
+    ok = np.isfinite(v) & (v != 0.0)
+    k = (digits - 1 - np.floor(np.log10(np.abs(v[ok])))).astype(int)  # decimal places kept
+    up, down = k >= 0, k < 0
+    w = v[ok]
+    res = np.empty_like(w)
+    p_up = 10.0 ** k[up]
+    res[up] = np.round(w[up] * p_up) / p_up
+    p_down = 10.0 ** (-k[down])
+    res[down] = np.round(w[down] / p_down) * p_down
+    out[ok] = res
+    return out

@@ -177,10 +177,13 @@ def spaxel_ew(fit, line: str, edges_lo, edges_hi) -> EquivalentWidths:
     return EquivalentWidths(ew, err, cont, np.sqrt(np.maximum(var_c, 0.0)))
 
 
-def ew_cut(cube, bins: Binning, lines, line: str, snr_min: float, min_spaxels: int):
+def ew_cut(cube, bins: Binning, lines, line: str, snr_min: float, min_spaxels: int, *, fit_names=None):
     """Keep the bins whose EW(``line``) has S/N > ``snr_min`` (S1 Sect. 3.1).
 
-    Each bin's summed spectrum is fitted with ``lines.lines``. Call it only
+    Each bin's summed spectrum is fitted with ``fit_names`` (None:
+    ``lines.lines``; the front end adds the tied doublet partners the cube
+    holds, :func:`mockzgrad.recovery.frontend.with_tied_partners`: a line
+    left out of the model goes into the baseline and lowers the EW). Call it only
     for a cube with a continuum (:attr:`ContinuumImage.detected`): the
     fitted baseline alone cannot tell, since it also takes up a little of
     the lines' wings (~1 % of the line flux spread over the window), which
@@ -198,7 +201,7 @@ def ew_cut(cube, bins: Binning, lines, line: str, snr_min: float, min_spaxels: i
 
     spec, errors = sum_spectra(np.asarray(cube.data, float), np.asarray(cube.variance, float), bins.labels,
                                bins.n_bins)
-    model = linefit.default_line_model(list(lines.lines))
+    model = linefit.default_line_model(list(lines.lines if fit_names is None else fit_names))
     fit = linefit.fit_lines(spec, errors, cube.edges_lo, cube.edges_hi, lines.redshift, model,
                             reference_line=lines.reference_line)
     w = spaxel_ew(fit, line, cube.edges_lo, cube.edges_hi)

@@ -131,6 +131,24 @@ def plot_profile(result, path, *, n_draws: int = 100, rng: np.random.Generator |
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130), overwrite=True)
 
 
+def _lensed(result) -> bool:
+    return bool(((result.recipe or {}).get("lensing") or {}).get("use"))
+
+
+def radius_label(result) -> str:
+    """x-axis label of the profile: a lensed recovery's radii are source-plane elliptical radii of the
+    spaxels' ray-traced centres (observer's lens model), not an image-plane deprojection."""
+    return "source-plane radius [kpc]" if _lensed(result) else "deprojected radius [kpc]"
+
+
+def plane_note(result) -> str:
+    """Figure note of a lensed recovery with azimuthal sectors: their azimuths are image-plane ("" otherwise)."""
+    binning = (result.recipe or {}).get("binning") or {}
+    if _lensed(result) and binning.get("sectors"):
+        return "sectors: azimuth measured in the image plane"
+    return ""
+
+
 def profile_figure(result, *, n_draws: int = 100, rng: np.random.Generator | None = None,
                    truth: dict | None = None):
     """The matplotlib Figure of :func:`plot_profile` (same parameters, nothing written)."""
@@ -173,9 +191,10 @@ def profile_figure(result, *, n_draws: int = 100, rng: np.random.Generator | Non
               f"-{result.grad_z - result.grad_z_lo:.3f} dex/kpc ({method_name(result.method)})"
               if math.isfinite(result.grad_z) else "none")
     ax.set_title(title, fontsize=8)
-    lensed = bool(((result.recipe or {}).get("lensing") or {}).get("use"))
-    # a lensed recipe measures radii in the source plane (observer's lens model)
-    ax.set_xlabel(("source-plane " if lensed else "") + "deprojected radius [kpc]")
+    ax.set_xlabel(radius_label(result))
+    note = plane_note(result)
+    if note:
+        ax.annotate(note, (0.01, 0.01), xycoords="axes fraction", fontsize=6, color="0.4")
     ax.set_ylabel("12 + log(O/H) [dex]")
     ax.legend(handles, names, fontsize=7, frameon=False)
     return fig

@@ -37,7 +37,7 @@ from ..config.continuum import CENTRE_WINDOW_REST
 from ..errors import DataError, RecoveryError
 from ..observation.psf import PSF, psf_from_header
 from ..physics.cosmology import kpc_per_arcsec
-from ..physics.lines import C_KMS, LINES
+from ..physics.lines import BLENDS, C_KMS, LINES
 from ..validate import choice
 from . import binning as binmod
 from . import geometry as geomod
@@ -168,6 +168,27 @@ def _covered(cube, line, redshift, margin_kms=300.0) -> bool:
     return bool(near.any())
 
 
+#: Doublets whose ratio the line model ties (:func:`mockzgrad.recovery.linefit.default_line_model`).
+_TIED_DOUBLETS = ("OIII", "NII")
+
+
+def with_tied_partners(cube, lines: LineSelection, names) -> list[str]:
+    """``names`` plus the covered partners of their tied doublets ([NII] 6550 for 6585, [OIII] 4960 for 5008).
+
+    A line the cube holds but the model leaves out is fitted by the linear
+    baseline instead: [NII] 6550 inside the Halpha window (a third of
+    [NII] 6585) raised the baseline by ~1-3 % of the continuum at EW(Halpha)
+    = 60 A rest, and the EW(Halpha) fell by as much (S1's N2 recipe fits
+    [NII] 6585 only). The partner is tied, so no parameter is added.
+    """
+    out = list(names)
+    for blend in _TIED_DOUBLETS:
+        members = BLENDS[blend]
+        if any(m in out for m in members):
+            out += [m for m in members if m not in out and _covered(cube, m, lines.redshift)]
+    return out
+
+
 def select_lines(cube, recipe, *, redshift: float | None = None,
                  reference_line: str | None = None) -> LineSelection:
     """Redshift, the lines to fit and the usable diagnostics (see :func:`recover` for the defaults).
@@ -226,8 +247,72 @@ def _not_covered_note(cube, wanted, present, redshift: float) -> str:
     return note if lost else ""
 
 
-def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=None) -> tuple[Geometry, float]:
+#: Lines within this many rest-frame Angstrom of the reference or gating line are fitted for the
+#: continuum-subtracted maps (:func:`line_flux_maps`): Halpha with the [NII] doublet (<= 35 A), not [SII].
+_MAP_FIT_SPAN_REST = 60.0
+
+
+def line_flux_maps(cube, lines: LineSelection) -> dict | None:
+    """Continuum-subtracted maps of the reference and gating lines, when the cube has a continuum.
+
+    A channel sum around a line (:func:`mockzgrad.recovery.geometry.line_map`)
+    holds the line and the continuum under it; with a stellar continuum
+    that adds ``EW``-dependent flux that has the continuum's profile, which
+    would bias the geometry fit and pass spaxels through the line S/N cut on
+    continuum alone. When a continuum is detected in the rest window
+    :data:`~mockzgrad.config.continuum.CENTRE_WINDOW_REST`
+    (:attr:`~mockzgrad.recovery.continuum.ContinuumImage.detected`), every
+    spaxel's spectrum is fitted (:func:`mockzgrad.recovery.linefit.fit_lines`:
+    Gaussian lines on a linear baseline) with the lines within
+    :data:`_MAP_FIT_SPAN_REST` of the two lines, and the maps are the fitted
+    line fluxes and their errors (NaN where a fit failed or a spaxel has no
+    data).
+
+    Returns
+    -------
+    dict or None
+        ``{line: (flux, err)}`` for the reference and gating lines, arrays of
+        shape ``(ny, nx)`` in the cube's flux unit; None when no continuum
+        is detected (the channel-sum maps are then the line maps).
+    """
+    img = contmod.continuum_image(cube, lines.redshift, CENTRE_WINDOW_REST)
+    if not img.detected:
+        return None
+    wanted = {lines.reference_line, lines.gate_line} & set(lines.lines)
+    rest = [LINES[n].wavelength for n in wanted]
+    fitted = [n for n in lines.lines if min(abs(LINES[n].wavelength - w) for w in rest) <= _MAP_FIT_SPAN_REST]
+    fitted = with_tied_partners(cube, lines, fitted)
+    data, var = np.asarray(cube.data, float), np.asarray(cube.variance, float)
+    ny, nx = data.shape[1:]
+    ok = (np.isfinite(data) & np.isfinite(var)).any(axis=0)
+    labels = np.where(ok, np.cumsum(ok.ravel()).reshape(ny, nx) - 1, -1)
+    spec, errors = spectra.sum_spectra(data, var, labels, int(ok.sum()))
+    ref = lines.reference_line if lines.reference_line in fitted else None
+    fit = linefit.fit_lines(spec, errors, cube.edges_lo, cube.edges_hi, lines.redshift,
+                            linefit.default_line_model(fitted), reference_line=ref)
+    maps = {}
+    for name in wanted:
+        k = fit.line_names.index(name)
+        good = np.asarray(fit.success, bool) & np.isfinite(fit.flux_err[:, k])
+        flux, err = np.full((ny, nx), np.nan), np.full((ny, nx), np.nan)
+        flux[ok], err[ok] = np.where(good, fit.flux[:, k], np.nan), np.where(good, fit.flux_err[:, k], np.nan)
+        maps[name] = (flux, err)
+    return maps
+
+
+def _line_map(cube, lines: LineSelection, name: str, maps: dict | None):
+    """``(flux, err)`` of ``name``: from ``maps`` (continuum-subtracted) when given, else the channel sum."""
+    if maps is not None and name in maps:
+        return maps[name]
+    return geomod.line_map(cube, lines.observed(name), half_width_kms=_MAP_HALF_WIDTH_KMS)
+
+
+def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=None,
+                     maps: dict | None = None) -> tuple[Geometry, float]:
     """Geometry given by the recipe or fitted to the reference line map.
+
+    ``maps``: continuum-subtracted line maps (:func:`line_flux_maps`); None:
+    the channel-sum map.
 
     ``recipe.mode = "catalog"``: the centre is fitted as for ``"fit"``, PA
     and b/a are the product's imaging catalogue values (``cube.catalog``;
@@ -249,11 +334,11 @@ def measure_geometry(cube, recipe, psf: PSF, lines: LineSelection, *, source_xy=
     """
     wave = lines.observed(lines.reference_line)
     psf_fwhm = float(psf.fwhm_at(wave))
-    ref_map, ref_err = geomod.line_map(cube, wave, half_width_kms=_MAP_HALF_WIDTH_KMS)
     if recipe.mode == "given":
         given = geomod.Geometry.given(x_offset=recipe.x_offset, y_offset=recipe.y_offset,
                                       axis_ratio=recipe.axis_ratio, pa=recipe.pa, q0=recipe.q0)
         return given, _fwhm_along_major(psf, given, psf_fwhm, cube.pixel_scale, wave)
+    ref_map, ref_err = _line_map(cube, lines, lines.reference_line, maps)
     # only spaxels where the line is detected constrain the fit (and keep it fast)
     with np.errstate(invalid="ignore", divide="ignore"):
         detected = ref_map > 2.0 * ref_err
@@ -319,8 +404,11 @@ def match_psf(cube, data, psf: PSF, lines: LineSelection, psf_fwhm: float) -> Ma
 
 
 def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, lines: LineSelection, *,
-             radius_map=None) -> CubeBins:
+             radius_map=None, maps: dict | None = None) -> CubeBins:
     """The recipe's bins on the gating-line map, then its radial range.
+
+    ``maps``: continuum-subtracted line maps (:func:`line_flux_maps`); None:
+    the channel-sum map.
 
     Parameters
     ----------
@@ -337,7 +425,7 @@ def bin_cube(cube, recipe, geometry: Geometry, scale: float, psf_fwhm: float, li
     """
     if lines.gate_line not in lines.lines:
         raise RecoveryError(f"gating line {lines.gate_line} is not covered by the cube")
-    gate_map, gate_err = geomod.line_map(cube, lines.observed(lines.gate_line), half_width_kms=_MAP_HALF_WIDTH_KMS)
+    gate_map, gate_err = _line_map(cube, lines, lines.gate_line, maps)
     x1, y1 = cube.offsets()
     xx, yy = np.meshgrid(x1, y1)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map,
@@ -436,7 +524,7 @@ def ew_selection(cube, recipe, binned: CubeBins, lines: LineSelection) -> CubeBi
                               f"({why})", step="ew_cut")
         return CubeBins(binned.binning, binned.excluded + (note,))
     kept, dropped, _ = contmod.ew_cut(cube, binned.binning, lines, lines.gate_line, recipe.ew_snr_min,
-                                      recipe.min_spaxels)
+                                      recipe.min_spaxels, fit_names=with_tied_partners(cube, lines, lines.lines))
     return CubeBins(kept, binned.excluded + tuple(LeftOut(bin=where, reason=why) for where, why in dropped))
 
 
@@ -455,11 +543,12 @@ def cube_front_end(cube, recipe, *, redshift: float | None = None, cosmology=Non
     lines = select_lines(cube, recipe, redshift=redshift, reference_line=reference_line)
     scale = kpc_per_arcsec(lines.redshift, cosmology)
     src = None if lens is None else lensmod.source_coords(lens, data.shape[1:], cube.pixel_scale)
-    geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines, source_xy=src)
+    maps = line_flux_maps(cube, lines)
+    geometry, psf_fwhm = measure_geometry(cube, recipe.geometry, psf, lines, source_xy=src, maps=maps)
     geometry, notes = continuum_centre(cube, recipe.geometry, geometry, lines)
     matched = match_psf(cube, data, psf, lines, psf_fwhm)
     binned = bin_cube(cube, recipe.binning, geometry, scale, matched.psf_fwhm, lines,
-                      radius_map=None if src is None else lensmod.source_radius_map(*src, geometry))
+                      radius_map=None if src is None else lensmod.source_radius_map(*src, geometry), maps=maps)
     binned = ew_selection(cube, recipe.binning, binned, lines)
     excluded = lines.excluded + notes + binned.excluded
     if binned.binning.n_bins == 0:

@@ -213,9 +213,21 @@ def _result(recipe, front: FrontEndResult, back: GradientMeasurement) -> Recover
         bins=_bin_records(front, back),
         excluded=[e.to_dict() for e in front.excluded + back.dust.excluded],
         redshift=float(front.selection.redshift), kpc_per_arcsec=float(front.kpc_per_arcsec),
-        geometry=_jsonable(front.geometry.__dict__), status=status, reason=reason,
+        geometry=_geometry_record(recipe, front), status=status, reason=reason,
         provenance={"mockzgrad_version": __version__,
                     "calibrations": {d.key: d.provenance() for d in back.diagnostics}})
+
+
+def _geometry_record(recipe, front: FrontEndResult) -> dict:
+    """The fitted geometry; a lensed recovery says in which plane each quantity is measured."""
+    out = _jsonable(front.geometry.__dict__)
+    if recipe.lensing is not None and recipe.lensing.use:
+        out["planes"] = {"centre_axis_ratio_pa": "source plane (observer's lens model)",
+                         "radius": "source plane: each spaxel's ray-traced centre",
+                         "bins": "image-plane spaxels",
+                         "sector_azimuth": "image plane: sky offsets from the source-plane centre, "
+                                           "deprojected with the source-plane axis ratio and PA"}
+    return out
 
 
 def _no_gradient(recipe, front: FrontEndResult, reason: str) -> RecoveryResult:

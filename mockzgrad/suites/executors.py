@@ -40,6 +40,8 @@ __all__ = [
     "run_one",
     "describe",
     "worker_init",
+    "ByName",
+    "import_target",
 ]
 
 #: Executors of :func:`~mockzgrad.suites.suite.run_suite`.
@@ -73,6 +75,47 @@ def worker_init(parent_pid: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="mockzgrad-parent-watch", daemon=True).start()
+
+
+def import_target(target: str) -> Callable:
+    """The object named ``"package.module:function"`` (imported; ``function`` may be dotted)."""
+    import importlib
+
+    mod, _, qual = target.partition(":")
+    obj = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class ByName:
+    """A ``run_mock`` named ``"package.module:function"``, imported where it is first called.
+
+    Sent to the workers instead of the function itself, so the parent need
+    not import the (heavy) job module that only the workers run. Pickles as
+    its name; equal names resolve to the same function.
+    """
+
+    _cache: dict = {}
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (ByName, (self.target,))
+
+    def resolve(self) -> Callable:
+        """The named function (imported once per process)."""
+        fn = ByName._cache.get(self.target)
+        if fn is None:
+            fn = ByName._cache[self.target] = import_target(self.target)
+        return fn
+
+    def __call__(self, spec):
+        return self.resolve()(spec)
+
+    def __repr__(self) -> str:
+        return f"ByName({self.target!r})"
 
 
 def describe(exc: BaseException) -> str:

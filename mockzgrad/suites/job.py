@@ -31,7 +31,7 @@ OPTIONAL_TRUTH_COLUMNS = ("x_resolution_geomean", "psf_fwhm_minor", "psf_pa", "p
                           "mu", "mu_t", "mu_r", "x_resolution_source", "x_resolution_t", "x_resolution_r")
 
 
-def run_mock(spec) -> dict:
+def run_mock(spec, *, observe_with=None) -> dict:
     """Observe and recover one mock of a suite.
 
     Parameters
@@ -40,6 +40,9 @@ def run_mock(spec) -> dict:
         ``spec.config``: the full mock configuration dict (seed included);
         ``spec.recovery``: ``{"recipe": name or path, "overrides": {dotted: value}}``;
         ``spec.cube_path``: where to write the observed product (None: not kept).
+    observe_with : callable or None
+        Replaces :func:`~mockzgrad.observation.observe` (same signature and
+        product), e.g. the planner's noise-free cache; None: ``observe``.
 
     Returns
     -------
@@ -52,14 +55,14 @@ def run_mock(spec) -> dict:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MockzgradWarning)
-        out = _run(spec, recover)
+        out = _run(spec, recover, observe_with or observe)
     # warnings become data in the results row instead of stderr noise from workers
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, MockzgradWarning)})
     out["warnings"] = " | ".join(messages) if messages else None
     return out
 
 
-def _run(spec, recover) -> dict:
+def _run(spec, recover, observe) -> dict:
     t0 = time.perf_counter()
     cfg = config_from_dict(spec.config)
     rec = dict(spec.recovery or {})

@@ -36,9 +36,9 @@ are removed when a run starts and when it ends. With the shipped job as
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,7 @@ from typing import Callable
 from ..errors import ConfigError
 from ..validate import choice, integer
 from .control import FolderLock, StopOnSignal
-from .executors import EXECUTORS
+from .executors import EXECUTORS, ByName, import_target
 from .expand import MockSpec
 from .loop import execute
 from .params import DERIVED_PARAMETERS, parameter_paths
@@ -230,7 +230,7 @@ def _check_arguments(spec, run_mock, *, workers, executor, scheduler, max_pendin
         raise ConfigError(f"scheduler = {scheduler!r} needs executor = 'dask' (got {executor!r})")
     if max_pending is not None:
         integer("max_pending", max_pending, 1)
-    run_mock = _resolve_run_mock(run_mock)
+    run_mock = _resolve_run_mock(run_mock, executor)
     if _is_shipped_job(run_mock):  # its [recovery] table: checked before any mock runs
         try:
             check_recovery(spec.recovery, spec.base_dir)
@@ -248,19 +248,27 @@ def _check_arguments(spec, run_mock, *, workers, executor, scheduler, max_pendin
     return run_mock, int(workers) if workers is not None else _default_workers()
 
 
-def _resolve_run_mock(run_mock) -> Callable:
-    """A callable, or ``"package.module:function"`` imported."""
+#: The shipped job, named: the parent passes it to the workers by name (no import).
+_SHIPPED_JOB = "mockzgrad.suites.job:run_mock"
+
+
+def _resolve_run_mock(run_mock, executor: str = "serial") -> Callable:
+    """A callable, or ``"package.module:function"`` imported.
+
+    The shipped job run on worker processes (local, dask) is not imported
+    here: it is sent by name (:class:`~.executors.ByName`) and imported by
+    each worker, so the parent does not pay for numba and the pipeline.
+    """
     if isinstance(run_mock, str):
         mod, _, qual = run_mock.partition(":")
         if not mod or not qual:
             raise ConfigError(f"run_mock = {run_mock!r}: expected a callable or 'package.module:function'")
+        if run_mock == _SHIPPED_JOB and executor != "serial" and mod not in sys.modules:
+            return ByName(run_mock)
         try:
-            obj = importlib.import_module(mod)
-            for part in qual.split("."):
-                obj = getattr(obj, part)
+            run_mock = import_target(run_mock)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"run_mock = {run_mock!r}: cannot import ({exc})") from None
-        run_mock = obj
     if not callable(run_mock):
         raise ConfigError(f"run_mock = {run_mock!r}: expected a callable taking a MockSpec")
     return run_mock
@@ -268,6 +276,8 @@ def _resolve_run_mock(run_mock) -> Callable:
 
 def _is_shipped_job(run_mock) -> bool:
     """True for :func:`mockzgrad.suites.job.run_mock` (compared by name: no import needed)."""
+    if isinstance(run_mock, ByName):
+        return run_mock.target == _SHIPPED_JOB
     return (getattr(run_mock, "__module__", None) == "mockzgrad.suites.job"
             and getattr(run_mock, "__qualname__", None) == "run_mock")
 

@@ -216,6 +216,8 @@ def _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigm
         "noise_sigma_exposure": float(sigma_e),
         "n_pointings": int(ss.steps_disp * ss.steps_cross),
         "exptime_per_position": ss.exptime_per_position,
+        "exptime_total": ss.exptime_total,
+        "exptime_effective": ss.exptime_effective,
         "pathloss_correct": ss.pathloss_correct,
         "lines_not_covered": list(not_covered),
     })

@@ -3,7 +3,8 @@
 Modules: :mod:`.model` (lines and tied fluxes), :mod:`.result` (the typed
 result), :mod:`.varpro` (:func:`fit_lines`: grid start in :mod:`._grid`,
 Levenberg-Marquardt in :mod:`._lm`, model and normal equations in
-:mod:`._design`, windows and bounds in :mod:`._setup`) and :mod:`.curvefit`
+:mod:`._design` and, all blocks as one padded batch for the iterations, in
+:mod:`._stacked`; windows and bounds in :mod:`._setup`) and :mod:`.curvefit`
 (the one-spectrum-at-a-time ``scipy.optimize.curve_fit`` reference).
 
 Every spectrum (one per bin: annulus, spaxel or Voronoi bin) is fitted with

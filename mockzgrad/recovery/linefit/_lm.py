@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._design import evaluate
+from ._stacked import evaluate_stacked as evaluate
 
 __all__ = ["refine"]
 

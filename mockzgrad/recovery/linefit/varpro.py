@@ -15,11 +15,12 @@ import numpy as np
 
 from ... import validate
 from ...errors import ConfigError
-from ._design import active_columns, evaluate, solve_normal
+from ._design import active_columns, solve_normal
 from ._fits import FitArrays, assemble_result
 from ._grid import grid_start
 from ._lm import refine
 from ._setup import prepare_fit
+from ._stacked import evaluate_stacked
 from .model import LineModel
 from .result import LineFitResult
 
@@ -128,7 +129,7 @@ def _fit_chunk(setup, y, w, active, vb, sb, n_grid, max_iter, fits, sel):
     theta, converged = refine(setup, y, w, active, v, s, vb, sb, max_iter)
 
     # covariance of all parameters from the full Jacobian at the optimum
-    chi2, beta, _, _, hess = evaluate(setup, theta[:, 0], theta[:, 1], y, w, active, full=True)
+    chi2, beta, _, _, hess = evaluate_stacked(setup, theta[:, 0], theta[:, 1], y, w, active, full=True)
     act_full = np.concatenate([active, np.ones((active.shape[0], 2), dtype=bool)], axis=1)
     with np.errstate(over="ignore", invalid="ignore"):  # degenerate fits give inf: flagged below
         _, cov = solve_normal(hess, np.zeros(hess.shape[:2]), act_full, want_inverse=True)
