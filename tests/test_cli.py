@@ -72,9 +72,8 @@ def test_cube_then_recover(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["status"] == "ok" and res["method"] == "I"
-    # beam smearing flattens the -0.10 dex/kpc gradient; it does not reverse it. This is one noisy
-    # realisation (S/N 30): steeper than -0.10 only within 2 sigma of its own fitted error
-    assert -0.1 - 2.0 * res["gradients"]["I"]["grad_z_err"] < res["grad_z"] < 0
+    # beam smearing flattens the -0.10 dex/kpc gradient; it does not reverse it
+    assert -0.1 < res["grad_z"] < 0
     assert fig.stat().st_size > 10000
     status, err = _main_status(["recover", tmp_path / "missing.fits", "-o", out, "--overwrite"], capsys)
     _assert_one_line(status, err, "does not exist")

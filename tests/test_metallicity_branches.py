@@ -6,20 +6,23 @@ test), fluxes exactly on the Sanders et al. (2025) curves; beyond 3 kpc the
 which has two roots: the truth and its mirror across R3's turnover.
 """
 
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _metallicity_data import KEYS, NAMES, R3, exact_fluxes
+from _seed import seeded
 
 from mockzgrad.budget import flattening_budget, step_configs
 from mockzgrad.config import load_config, load_recipe
 from mockzgrad.observation import observe
 from mockzgrad.suites.job import measure_mock
 
+from mockzgrad.recovery.backend import measure_gradient
 from mockzgrad.recovery.metallicity import BinFluxes, log_ratios, method_one
-from mockzgrad.recovery.metallicity.branches import choose_branches, find_branches
+from mockzgrad.recovery.metallicity.branches import branch_probabilities, choose_branches, find_branches
 
 RADIUS = np.arange(0.25, 5.01, 0.25)  # kpc
 Z_TRUE = 8.30 - 0.10 * RADIUS
@@ -119,7 +122,7 @@ FLAGSHIP = Path(__file__).resolve().parents[1] / "examples" / "flagship_z5.toml"
 @pytest.mark.slow
 def test_flagship_s_n_gate_at_negligible_psf_keeps_the_gradient():
     """Issue 24: PSF 0.02" (x ~ 30), noise-free, flagship: the S/N gate (budget step e1) leaves R3
-    alone beyond ~3 kpc; with the branch choice it no longer flattens (0.934 before).
+    alone beyond ~3 kpc; those annuli no longer flatten (0.934) or steepen (1.018) the gradient.
 
     Tolerance: e1 and the gate-free pipeline on the same bins differ only in
     which diagnostics enter each bin, and each carries the binning bias (the
@@ -138,18 +141,88 @@ def test_flagship_s_n_gate_at_negligible_psf_keeps_the_gradient():
     floor = 1.0 - b.step("a2").ratio
     assert 0.0 < floor < 0.01  # the premise: a small, positive binning floor
     kept = [i for i, x in enumerate(gated) if x["metallicity"]["I"].get("z") is not None]
-    alone = [i for i in kept if gated[i]["metallicity"]["I"]["diagnostics"] == ["S25_R3"]]
-    assert len(alone) >= 3  # the premise: the gate leaves R3 alone in several annuli
+    alone = [i for i, x in enumerate(gated) if x["metallicity"]["I"].get("branch") in ("lower", "upper")]
+    assert len(alone) >= 3  # the premise: the gate leaves R3 alone, both roots fitting, in several annuli
     r = np.array([free[i]["radius_kpc"] for i in kept])
     m = [free[i]["metallicity"]["I"] for i in kept]
     z = np.array([x["z"] for x in m])
     w = 1.0 / (0.5 * (np.array([x["z_hi"] for x in m]) - np.array([x["z_lo"] for x in m])))
     ratio_free_same_bins = np.polyfit(r, z, 1, w=w)[0] / b.grad_z_true
     assert abs(b.step("e1").ratio - ratio_free_same_bins) <= 2.0 * floor
-    # every R3-alone bin sits on the branch of the three-diagnostic (gate-free) metallicity
+    # every R3-alone annulus is recorded on the branch of the three-diagnostic (gate-free)
+    # metallicity, with that branch's Z in its reason, and stays out of the fit
     zt = _turnover()
     for i in alone:
-        zg, zf = gated[i]["metallicity"]["I"]["z"], free[i]["metallicity"]["I"]["z"]
+        rec_i = gated[i]["metallicity"]["I"]
+        assert rec_i["z"] is None and "not in the gradient fit" in rec_i["reason"]
+        zg = float(rec_i["reason"].split("Z = ")[1].split()[0])
+        zf = free[i]["metallicity"]["I"]["z"]
         if abs(zf - zt) > 0.02:
             assert (zg - zt) * (zf - zt) > 0, (i, zg, zf)
-        assert gated[i]["metallicity"]["I"]["branch"] in ("lower", "upper", "single")
+        assert 0.0 < rec_i["branch_prob"] <= 1.0 and rec_i["branch_chosen_by"].startswith("Z(r) of the")
+
+
+def test_branch_probabilities_are_the_trend_mass_on_each_stretch():
+    # independent: the normal CDF from math.erf, stretches [7.3, 7.925] and [7.925, 8.6]
+    edges, minima = [(7.3, 7.925), (7.925, 8.6)], [7.6, 8.2]
+    cdf = [0.5 * (1.0 + math.erf((e - 7.85) / (0.1 * math.sqrt(2.0)))) for e in (7.3, 7.925, 8.6)]
+    want = np.array([cdf[1] - cdf[0], cdf[2] - cdf[1]]) / (cdf[2] - cdf[0])
+    np.testing.assert_allclose(branch_probabilities(edges, minima, 7.85, 0.1), want, rtol=1e-12)
+    # symmetric about the shared edge: equal odds; a prediction without error decides outright
+    np.testing.assert_allclose(branch_probabilities(edges, minima, 7.925, 0.05), [0.5, 0.5], atol=1e-12)
+    assert list(branch_probabilities(edges, minima, 7.95, 0.0)) == [0.0, 1.0]
+    assert list(branch_probabilities(edges, minima, 6.0, 1e-3)) == [1.0, 0.0]  # no mass: nearest minimum
+
+
+def test_uncertain_branch_widens_the_interval_over_both_branches():
+    # noise-free galaxy, R3 alone beyond 3 kpc; the inner bins' Z errors (with the calibrations'
+    # scatter) make the trend uncertain where Z(r) crosses R3's turnover: there both branches carry
+    # probability and the 16-84 % interval reaches the mirror root; far from it, one branch
+    outer = RADIUS >= 3.0
+    res = method_one(_galaxy(outer), scatter=True, radius=RADIUS)
+    zt = _turnover()
+    p = np.asarray(res.branch_prob)
+    for b in np.flatnonzero(outer & (np.asarray(res.branch) != "single")):
+        assert res.degenerate[b]
+        m = _mirror(Z_TRUE[b])
+        assert 0.5 <= p[b] <= 1.0
+        if p[b] < 0.7:  # the other branch has > 30 % of the mass: the interval covers its root
+            assert res.z_lo[b] <= min(m, Z_TRUE[b]) + 0.05 and res.z_hi[b] >= max(m, Z_TRUE[b]) - 0.05
+    assert not np.any(np.asarray(res.degenerate)[~outer])
+    assert np.all(p[~outer] == 1.0)
+    assert any(abs(Z_TRUE[b] - zt) < 0.05 for b in np.flatnonzero(outer))  # premise: a bin near the turnover
+
+
+def _noisy_r3_alone_gradients(grad, z0, seed, n_real):
+    """Gradients over noise realisations: 24 annuli to 6 kpc, S/N 30 inside 3.5 kpc; beyond it
+    [OII] and [NeIII] at S/N 1 (gated out, not scattered) and Hbeta at S/N 3.5: R3 alone, passing
+    the 2.5 gate on upward Hbeta fluctuations."""
+    r = np.arange(0.25, 6.01, 0.25)
+    flux = exact_fluxes(z0 + grad * r)
+    outer = r >= 3.5
+    err = flux / 30.0
+    err[outer, 1] = flux[outer, 1] / 3.5
+    err[outer, 2:] = flux[outer, 2:]
+    scatter = np.ones(flux.shape, bool)
+    scatter[outer, 2:] = False
+    recipe = load_recipe("lee2026").replace(**{"metallicity.also": []})
+    rng = np.random.default_rng(seeded(seed))
+    out = []
+    for _ in range(n_real):
+        f = flux + np.where(scatter, err * rng.standard_normal(flux.shape), 0.0)
+        out.append(measure_gradient(BinFluxes.from_errors(NAMES, f, err), r, recipe).primary.fit.grad_z)
+    return np.array(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grad, z0, seed", [(0.05, 8.05, 24_301), (-0.05, 8.10, 24_302)])
+def test_noisy_r3_alone_annuli_do_not_steepen_the_gradient(grad, z0, seed):
+    """Issue 24 round 3: with the R3-alone annuli on a trend-chosen branch in the fit, the S/N gate's
+    selection (upward Hbeta, low R3) pushed them away from R3's turnover and steepened the gradient
+    (1.09 and 1.32 of the truth here; the flagship suite at x = 5: 1.13); without a branch choice they
+    flipped and flattened it (0.11). The annuli whose own data fix Z give the truth.
+
+    Tolerance: 3 Monte Carlo standard errors of the mean over the realisations.
+    """
+    g = _noisy_r3_alone_gradients(grad, z0, seed, 100) / grad
+    assert abs(np.mean(g) - 1.0) <= 3.0 * np.std(g, ddof=1) / np.sqrt(g.size), np.mean(g)

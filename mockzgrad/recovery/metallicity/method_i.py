@@ -130,15 +130,19 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
     Where a bin's chi^2(Z) has several minima within
     :data:`~mockzgrad.recovery.metallicity.branches.DELTA_CHI2` of the best
     (a double-valued calibration alone, e.g. R3 once the S/N gate has
-    removed [OII] and [NeIII]), the branch is taken from the nearest
-    resolved bin inward (else outward) and the bin's posterior is that
-    branch's (:mod:`~mockzgrad.recovery.metallicity.branches`).
+    removed [OII] and [NeIII]), the branch is taken from the Z(r) trend of
+    the bins whose data break the degeneracy, inward (else outward); each
+    branch gets its probability under that trend and the bin's posterior
+    is the branches' mixture (:mod:`~mockzgrad.recovery.metallicity.branches`).
+    Such bins, and bins with a double-valued calibration alone, are marked
+    ``degenerate``: the recovery keeps them out of the gradient fit.
 
     Returns
     -------
     MetallicityResult
-        ``method = "I"``. ``branch`` and ``chosen_by`` give each bin's
-        branch and what chose it. ``info["weight_share"]`` gives each diagnostic's
+        ``method = "I"``. ``branch``, ``chosen_by``, ``branch_prob`` and
+        ``degenerate`` give each bin's branch, what chose it, its
+        probability and whether the bin's own data fix its Z. ``info["weight_share"]`` gives each diagnostic's
         share of the weight (:func:`weight_shares`); ``info["dominant"]`` is
         the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
         it when two or more diagnostics were used (else None), and a
@@ -166,11 +170,12 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         _method_one_emcee(ratios, g, out, rng, n_walkers, n_steps, n_burn, z_grid)
         info.update(n_walkers=n_walkers, n_steps=n_steps, n_burn=n_burn)
     _report_dominance(ratios, g, out["z"], info)
-    branch, chosen_by = out.pop("branch"), out.pop("chosen_by")
+    branch, chosen_by, prob = out.pop("branch"), out.pop("chosen_by"), out.pop("branch_prob")
+    degenerate = out.pop("degenerate")
     return MetallicityResult(
         method="I", valid=g.valid, reason=tuple(g.reason),
         diagnostics_used=g.used, notes=tuple(join(x) for x in g.notes), info=info,
-        branch=branch, chosen_by=chosen_by, **out,
+        branch=branch, chosen_by=chosen_by, branch_prob=prob, degenerate=degenerate, **out,
     )
 
 
@@ -192,7 +197,7 @@ def _breaks_degeneracy(g: _GridFit, diags) -> np.ndarray:
 
 
 def _choose_branches(g: _GridFit, radius, diags) -> dict:
-    """The grid estimates with each bin's posterior confined to its chosen branch (notes added)."""
+    """The grid estimates with each bin's posterior confined to its branches (notes added)."""
     out = {k: v.copy() for k, v in g.estimates().items()}
     with np.errstate(invalid="ignore"):
         chi2 = np.where(np.isfinite(g.logp), -2.0 * g.logp, np.inf)
@@ -204,8 +209,10 @@ def _choose_branches(g: _GridFit, radius, diags) -> dict:
     g.branch_lo, g.branch_hi = choice.lo, choice.hi
     for b in range(g.z.size):
         if choice.branch[b] not in ("", "single"):
-            g.notes[b].append(f"several branches fit; {choice.branch[b]} chosen by {choice.chosen_by[b]}")
-    out["branch"], out["chosen_by"] = choice.branch, choice.chosen_by
+            g.notes[b].append(f"several branches fit; {choice.branch[b]} chosen by {choice.chosen_by[b]}"
+                              + (f" (P = {choice.prob[b]:.2f})" if np.isfinite(choice.prob[b]) else ""))
+    out["branch"], out["chosen_by"], out["branch_prob"] = choice.branch, choice.chosen_by, choice.prob
+    out["degenerate"] = choice.degenerate
     return out
 
 
