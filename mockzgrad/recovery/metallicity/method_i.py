@@ -127,6 +127,21 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         Bin radii (any unit), the inward/outward order of the branch choice;
         default the bin order (annuli numbered outward).
 
+    Returns
+    -------
+    MetallicityResult
+        ``method = "I"``. ``branch``, ``chosen_by``, ``branch_prob`` and
+        ``degenerate`` give each bin's branch, what chose it, its
+        probability and whether the bin's own data fix its Z (see Notes).
+        ``info["weight_share"]`` gives each diagnostic's share of the weight
+        (:func:`weight_shares`); ``info["dominant"]`` is the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
+        it when two or more diagnostics were used (else None), and a
+        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a usable diagnostic are not valid,
+        with reason starting with
+        :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
+
+    Notes
+    -----
     Where a bin's chi^2(Z) has several minima within
     :data:`~mockzgrad.recovery.metallicity.branches.DELTA_CHI2` of the best
     (a double-valued calibration alone, e.g. R3 once the S/N gate has
@@ -136,19 +151,6 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
     is the branches' mixture (:mod:`~mockzgrad.recovery.metallicity.branches`).
     Such bins, and bins with a double-valued calibration alone, are marked
     ``degenerate``: the recovery keeps them out of the gradient fit.
-
-    Returns
-    -------
-    MetallicityResult
-        ``method = "I"``. ``branch``, ``chosen_by``, ``branch_prob`` and
-        ``degenerate`` give each bin's branch, what chose it, its
-        probability and whether the bin's own data fix its Z. ``info["weight_share"]`` gives each diagnostic's
-        share of the weight (:func:`weight_shares`); ``info["dominant"]`` is
-        the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
-        it when two or more diagnostics were used (else None), and a
-        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a usable diagnostic are not valid,
-        with reason starting with
-        :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
     """
     if not isinstance(ratios, RatioSet):
         raise ConfigError(f"ratios: expected a RatioSet from log_ratios, got {type(ratios).__name__}")
