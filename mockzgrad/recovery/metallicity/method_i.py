@@ -134,10 +134,11 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         ``degenerate`` give each bin's branch, what chose it, its
         probability and whether the bin's own data fix its Z (see Notes).
         ``info["weight_share"]`` gives each diagnostic's share of the weight
-        (:func:`weight_shares`); ``info["dominant"]`` is the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
-        it when two or more diagnostics were used (else None), and a
-        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a usable diagnostic are not valid,
-        with reason starting with
+        (:func:`weight_shares`); ``info["dominant"]`` is the key of a
+        diagnostic holding more than :data:`DOMINANCE_SHARE` of it when two
+        or more diagnostics were used (else None), and a
+        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a
+        usable diagnostic are not valid, with reason starting with
         :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
 
     Notes
