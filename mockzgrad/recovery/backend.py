@@ -160,11 +160,17 @@ class BinMetallicities:
     reasons: tuple[str, ...]
     diagnostics_used: tuple | None = None
     at_edge: np.ndarray | None = None
+    branch: tuple | None = None  # Method I: branch of each bin and what chose it (recovery.metallicity.branches)
+    chosen_by: tuple | None = None
+    branch_prob: np.ndarray | None = None
 
     def record(self, i: int) -> dict:
         """JSON record of bin ``i``: ``z``, ``z_lo``, ``z_hi`` (or ``z = None`` and a reason)."""
         if not self.valid[i]:
-            return {"z": None, "reason": self.reasons[i] or "left out"}
+            rec = {"z": None, "reason": self.reasons[i] or "left out"}
+            if self.branch is not None and self.branch[i] not in ("", "single"):
+                rec.update(self._branch_record(i))  # a bin left out with its branch undecided by its data
+            return rec
         z, lo, hi = self.z[i], self.z_lo[i], self.z_hi[i]
         rec = {"z": float(z), "z_lo": float(lo), "z_hi": float(hi)}
         if not lo <= z <= hi:
@@ -175,6 +181,16 @@ class BinMetallicities:
             rec["diagnostics"] = list(self.diagnostics_used[i])
         if self.at_edge is not None and self.at_edge[i]:
             rec["at_range_edge"] = True
+        rec.update(self._branch_record(i))
+        return rec
+
+    def _branch_record(self, i: int) -> dict:
+        """Method I: ``branch``, ``branch_chosen_by`` and ``branch_prob`` of bin ``i`` (empty if none)."""
+        if self.branch is None or not self.branch[i]:
+            return {}
+        rec = {"branch": self.branch[i], "branch_chosen_by": self.chosen_by[i]}
+        if self.branch_prob is not None and np.isfinite(self.branch_prob[i]):
+            rec["branch_prob"] = float(self.branch_prob[i])
         return rec
 
 
@@ -436,10 +452,30 @@ def apply_bin_cuts(res, radius_kpc, recipe, label: str) -> BinMetallicities:
         if valid[i] and not (np.isfinite(z[i]) and np.isfinite(err[i]) and err[i] > 0):
             valid[i] = False
             reasons[i] = reasons[i] or "metallicity not finite"
+    _leave_out_trend_branches(res, valid, reasons)
     notes = getattr(res, "notes", None) or ("",) * z.size
     at_edge = np.array([any(k in (n or "") for k in EDGE_NOTES) for n in notes], dtype=bool)
     return BinMetallicities(label=label, z=z, z_lo=lo, z_hi=hi, valid=valid, reasons=tuple(reasons),
-                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge)
+                            diagnostics_used=getattr(res, "diagnostics_used", None), at_edge=at_edge,
+                            **_branch_fields(res))
+
+
+def _leave_out_trend_branches(res, valid, reasons) -> None:
+    """Method I bins whose own data do not fix Z leave the gradient fit (in place; reason recorded)."""
+    degenerate = getattr(res, "degenerate", None)
+    if getattr(res, "method", "") != "I" or degenerate is None:
+        return
+    for i in np.flatnonzero(valid & degenerate):
+        valid[i] = False
+        reasons[i] = metallicity.branches.left_out_reason(res.branch[i], res.branch_prob[i], res.z[i],
+                                                          res.z_lo[i], res.z_hi[i])
+
+
+def _branch_fields(res) -> dict:
+    """Method I's per-bin branch and what chose it (Method II records its own per diagnostic)."""
+    if getattr(res, "method", "") != "I" or getattr(res, "branch", None) is None:
+        return {}
+    return {"branch": res.branch, "chosen_by": res.chosen_by, "branch_prob": res.branch_prob}
 
 
 def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_bins: int = 2) -> MethodGradient:
@@ -464,7 +500,7 @@ def fit_method_gradient(mets: BinMetallicities, radius_kpc, recipe, rng, *, min_
 def _method_one(inputs: MethodInputs, recipe, rng):
     met = recipe.metallicity
     res = metallicity.method_one(inputs.ratios, scatter=met.scatter, covariance=met.covariance,
-                                 logu=met.logu, sampler=met.sampler, rng=rng)
+                                 logu=met.logu, sampler=met.sampler, rng=rng, radius=inputs.radius_kpc)
     mets = apply_bin_cuts(res, inputs.radius_kpc, recipe, "I")
     g = fit_method_gradient(mets, inputs.radius_kpc, recipe, rng)
     extra = {"weight_share": dict(res.info.get("weight_share", {})),

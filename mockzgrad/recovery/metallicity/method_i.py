@@ -29,6 +29,7 @@ from ._common import (
     run_emcee,
 )
 from ._grid import check_grid, chunks, default_grid, percentiles, refine_minimum
+from .branches import choose_branches, restrict_to_branches
 from .ratios import RatioSet
 from .result import MetallicityResult
 
@@ -61,6 +62,9 @@ class _GridFit:
     logu: np.ndarray | None
     unknown: tuple  # diagnostics of unknown scatter (and no default)
     defaulted: tuple = ()  # diagnostics given the default scatter
+    logp: np.ndarray | None = None  # (n, G) log posterior on the grid, -inf outside the prior
+    branch_lo: np.ndarray | None = None  # chosen branch's support per bin (NaN: not restricted)
+    branch_hi: np.ndarray | None = None
 
     def estimates(self) -> dict:
         """The per-bin estimates, keyword arguments of :class:`MetallicityResult`."""
@@ -71,7 +75,7 @@ class _GridFit:
 def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covariance: bool = True,
                logu=None, rng: np.random.Generator | None = None, sampler: str = "grid",
                n_walkers: int = 16, n_steps: int = 1000, n_burn: int = 300,
-               default_scatter: float | None = DEFAULT_SIGMA_RATIO) -> MetallicityResult:
+               default_scatter: float | None = DEFAULT_SIGMA_RATIO, radius=None) -> MetallicityResult:
     """Method I: one metallicity per bin from all usable diagnostics at once.
 
     chi^2(Z) = d^T C^-1 d with d_i = log R_obs,i - log R_i(Z) over the
@@ -119,17 +123,35 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
         gives none; default
         :data:`~mockzgrad.physics.diagnostic.DEFAULT_SIGMA_RATIO` (its basis
         is recorded in ``info["scatter_default_basis"]``).
+    radius : array_like, shape (n_bins,), optional
+        Bin radii (any unit), the inward/outward order of the branch choice;
+        default the bin order (annuli numbered outward).
 
     Returns
     -------
     MetallicityResult
-        ``method = "I"``. ``info["weight_share"]`` gives each diagnostic's
-        share of the weight (:func:`weight_shares`); ``info["dominant"]`` is
-        the key of a diagnostic holding more than :data:`DOMINANCE_SHARE` of
-        it when two or more diagnostics were used (else None), and a
-        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a usable diagnostic are not valid,
-        with reason starting with
+        ``method = "I"``. ``branch``, ``chosen_by``, ``branch_prob`` and
+        ``degenerate`` give each bin's branch, what chose it, its
+        probability and whether the bin's own data fix its Z (see Notes).
+        ``info["weight_share"]`` gives each diagnostic's share of the weight
+        (:func:`weight_shares`); ``info["dominant"]`` is the key of a
+        diagnostic holding more than :data:`DOMINANCE_SHARE` of it when two
+        or more diagnostics were used (else None), and a
+        :class:`~mockzgrad.errors.RecoveryWarning` says so. Bins without a
+        usable diagnostic are not valid, with reason starting with
         :data:`~mockzgrad.recovery.metallicity.REASON_NO_DIAGNOSTIC`.
+
+    Notes
+    -----
+    Where a bin's chi^2(Z) has several minima within
+    :data:`~mockzgrad.recovery.metallicity.branches.DELTA_CHI2` of the best
+    (a double-valued calibration alone, e.g. R3 once the S/N gate has
+    removed [OII] and [NeIII]), the branch is taken from the Z(r) trend of
+    the bins whose data break the degeneracy, inward (else outward); each
+    branch gets its probability under that trend and the bin's posterior
+    is the branches' mixture (:mod:`~mockzgrad.recovery.metallicity.branches`).
+    Such bins, and bins with a double-valued calibration alone, are marked
+    ``degenerate``: the recovery keeps them out of the gradient fit.
     """
     if not isinstance(ratios, RatioSet):
         raise ConfigError(f"ratios: expected a RatioSet from log_ratios, got {type(ratios).__name__}")
@@ -145,17 +167,56 @@ def method_one(ratios: RatioSet, *, z_grid=None, scatter: bool = True, covarianc
     if g.defaulted:
         info["scatter_default"] = {k: float(default_scatter) for k in g.defaulted}
         info["scatter_default_basis"] = DEFAULT_SIGMA_RATIO_BASIS
-    out = g.estimates()
+    out = _choose_branches(g, radius, ratios.diagnostics)
     if sampler == "emcee":
         n_walkers, n_steps, n_burn = check_mcmc(n_walkers, n_steps, n_burn, 1)
-        out = {k: v.copy() for k, v in out.items()}
         _method_one_emcee(ratios, g, out, rng, n_walkers, n_steps, n_burn, z_grid)
         info.update(n_walkers=n_walkers, n_steps=n_steps, n_burn=n_burn)
     _report_dominance(ratios, g, out["z"], info)
+    branch, chosen_by, prob = out.pop("branch"), out.pop("chosen_by"), out.pop("branch_prob")
+    degenerate = out.pop("degenerate")
     return MetallicityResult(
         method="I", valid=g.valid, reason=tuple(g.reason),
-        diagnostics_used=g.used, notes=tuple(join(x) for x in g.notes), info=info, **out,
+        diagnostics_used=g.used, notes=tuple(join(x) for x in g.notes), info=info,
+        branch=branch, chosen_by=chosen_by, branch_prob=prob, degenerate=degenerate, **out,
     )
+
+
+def _breaks_degeneracy(g: _GridFit, diags) -> np.ndarray:
+    """Bins whose data can fix the branch: two or more diagnostics, or one monotonic over the grid."""
+    n_used = g.usable.sum(axis=1)
+    out = n_used >= 2
+    for j, d in enumerate(diags):
+        alone = (n_used == 1) & g.usable[:, j]
+        if not alone.any() or d.needs_logu:
+            continue
+        lo, hi = d.valid_range
+        zz = g.grid[(g.grid >= lo - TOL) & (g.grid <= hi + TOL)]
+        with np.errstate(invalid="ignore"):
+            step = np.diff(d.log_ratio(zz, policy="ignore"))
+        if np.all(step > 0) or np.all(step < 0):
+            out |= alone
+    return out
+
+
+def _choose_branches(g: _GridFit, radius, diags) -> dict:
+    """The grid estimates with each bin's posterior confined to its branches (notes added)."""
+    out = {k: v.copy() for k, v in g.estimates().items()}
+    with np.errstate(invalid="ignore"):
+        chi2 = np.where(np.isfinite(g.logp), -2.0 * g.logp, np.inf)
+    err = 0.5 * (out["z_hi"] - out["z_lo"])
+    choice = choose_branches(g.grid, chi2, g.valid, radius, anchor_ok=_breaks_degeneracy(g, diags), z_err=err)
+    rows, z, lo, med, hi, c2 = restrict_to_branches(g.grid, chi2, g.logp, choice)
+    out["z"][rows], out["z_lo"][rows], out["z_median"][rows] = z, lo, med
+    out["z_hi"][rows], out["chi2_min"][rows] = hi, c2
+    g.branch_lo, g.branch_hi = choice.lo, choice.hi
+    for b in range(g.z.size):
+        if choice.branch[b] not in ("", "single"):
+            g.notes[b].append(f"several branches fit; {choice.branch[b]} chosen by {choice.chosen_by[b]}"
+                              + (f" (P = {choice.prob[b]:.2f})" if np.isfinite(choice.prob[b]) else ""))
+    out["branch"], out["chosen_by"], out["branch_prob"] = choice.branch, choice.chosen_by, choice.prob
+    out["degenerate"] = choice.degenerate
+    return out
 
 
 def method_one_grid(ratios: RatioSet, usable: np.ndarray, *, z_grid, scatter, covariance,
@@ -202,7 +263,7 @@ def method_one_grid(ratios: RatioSet, usable: np.ndarray, *, z_grid, scatter, co
         used=tuple(tuple(diags[j].key for j in np.flatnonzero(usable[b])) if valid[b] else ()
                    for b in range(n)),
         notes=notes, usable=usable, cinv=cinv, lo_b=lo_b, hi_b=hi_b, disjoint=disjoint,
-        grid=grid, logu=logu_b, unknown=unknown, defaulted=defaulted,
+        grid=grid, logu=logu_b, unknown=unknown, defaulted=defaulted, logp=logp,
     )
 
 
@@ -370,6 +431,10 @@ def _bin_log_prob(ratios: RatioSet, g: _GridFit, b: int, z_grid):
     if z_grid is not None:
         glo, ghi = g.grid[0], g.grid[-1]
         intervals = [(max(lo, glo), min(hi, ghi)) for lo, hi in intervals]
+    if g.branch_lo is not None and np.isfinite(g.branch_lo[b]):  # the chosen branch only
+        blo, bhi = g.branch_lo[b], g.branch_hi[b]
+        intervals = [(max(lo, blo), min(hi, bhi)) for lo, hi in intervals
+                     if max(lo, blo) <= min(hi, bhi)] or [(blo, bhi)]
 
     def log_prob(theta):
         z = theta[:, 0]

@@ -59,6 +59,15 @@ class MetallicityResult:
     chosen_by : tuple of str or None
         Method II: what decided the branch: ``"other diagnostics"``, ``"all"``
         or "".
+    branch_prob : ndarray or None
+        Method I: probability of the chosen branch given the Z(r) trend of
+        the bins that break the degeneracy (1 where one branch is allowed,
+        NaN where not valid or undecided;
+        :mod:`~mockzgrad.recovery.metallicity.branches`).
+    degenerate : ndarray of bool or None
+        Method I: the bin's own data do not fix its Z (several branches fit,
+        or one double-valued calibration alone) while other bins' data do;
+        the recovery leaves it out of the gradient fit.
     info : mapping
         Settings and method-level remarks (e.g. diagnostics whose scatter is
         unknown).
@@ -81,15 +90,18 @@ class MetallicityResult:
     f_hb: np.ndarray | None = None
     branch: tuple[str, ...] | None = None
     chosen_by: tuple[str, ...] | None = None
+    branch_prob: np.ndarray | None = None
+    degenerate: np.ndarray | None = None
     info: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
         n = np.shape(self.z)[0] if np.ndim(self.z) == 1 else -1
         put = object.__setattr__
         for name in ("z", "z_median", "z_lo", "z_hi", "chi2_min", "a_v", "a_v_median",
-                     "a_v_lo", "a_v_hi", "f_hb"):
+                     "a_v_lo", "a_v_hi", "f_hb", "branch_prob"):
             put(self, name, _opt_array(getattr(self, name), n))
         put(self, "valid", _opt_array(self.valid, n, bool))
+        put(self, "degenerate", _opt_array(self.degenerate, n, bool))
         if not self.notes:
             put(self, "notes", ("",) * n)
         for name in ("reason", "diagnostics_used", "notes", "branch", "chosen_by"):
@@ -138,7 +150,7 @@ class MetallicityResult:
                 "diagnostics_used": list(self.diagnostics_used[b]),
                 "notes": self.notes[b],
             }
-            for name in ("a_v", "a_v_median", "a_v_lo", "a_v_hi", "f_hb"):
+            for name in ("a_v", "a_v_median", "a_v_lo", "a_v_hi", "f_hb", "branch_prob"):
                 v = getattr(self, name)
                 if v is not None:
                     rec[name] = num(v[b])
@@ -146,5 +158,7 @@ class MetallicityResult:
                 v = getattr(self, name)
                 if v is not None:
                     rec[name] = v[b]
+            if self.degenerate is not None:
+                rec["degenerate"] = bool(self.degenerate[b])
             out.append(rec)
         return out
