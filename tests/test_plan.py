@@ -121,15 +121,25 @@ def test_tiny_plan_writes_table_and_figure(tmp_path):
     assert np.all(np.isfinite(np.asarray(Table.read(tmp_path / "plan.csv")["x_resolution"], float)))
 
 
-def test_line_outside_the_band_is_a_verdict_naming_line_wavelength_and_band(tmp_path):
-    """A setup that cannot see a line is an answer of the comparison ("outside band"), not an error."""
+def test_line_outside_the_band_is_a_verdict_naming_line_wavelength_and_band(tmp_path, monkeypatch):
+    """Within a comparison a setup that cannot see a line is an answer ("outside band"), not an error;
+    a plan in which no setup sees the lines is an error naming line, observed wavelength and band."""
     target = PL.target_from_dict(dict(TARGET, redshift=4.0))  # [NII] 6550 at 6549.86 x 5 = 32749 A > 30700 A
-    (row,) = PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup")], tmp_path, workers=1, plot=False)
-    msg = row["reason"]
-    assert row["verdict"] == "outside band"
+    with pytest.raises(ConfigError) as exc:
+        PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup")], tmp_path, workers=1, plot=False)
+    msg = str(exc.value)
     assert "\n" not in msg and "NII_6550" in msg and "32749 A" in msg and "16600-30700 A" in msg, msg
-    assert all(math.isnan(row[k]) for k in ("ratio_median", "sigma_grad_median", "sigma_grad_mean"))
     assert not (tmp_path / "suites").exists()  # no suite runs
+    # one setup of two sees the lines: the other gets the verdict with the same words, and no suite
+    seeing = PL.setup_from_dict(dict(NIRSPEC, name="seeing"), "setup")
+    real_band, real_rows = PL.band_problem, PL._setup_rows  # the seeing setup's suite is not this test's subject
+    monkeypatch.setattr(PL, "band_problem", lambda t, s, c: "" if s.name == "seeing" else real_band(t, s, c))
+    monkeypatch.setattr(PL, "_setup_rows", lambda t, s, *a, **k: [] if s.name == "seeing" else real_rows(t, s, *a, **k))
+    rows = PL.run_plan(target, [PL.setup_from_dict(NIRSPEC, "setup"), seeing], tmp_path, workers=1, plot=False)
+    (row,) = rows
+    assert row["verdict"] == "outside band" and row["reason"] == msg
+    assert all(math.isnan(row[k]) for k in ("ratio_median", "sigma_grad_median", "sigma_grad_mean"))
+    assert not (tmp_path / "suites" / "setup").exists()
     with pytest.raises(ConfigError, match="32749 A"):  # check_band still raises, for callers that want an error
         setup = PL.setup_from_dict(NIRSPEC, "setup")
         PL.check_band(target, setup, PL.config_from_dict(PL._fixed(target, setup)))
@@ -277,9 +287,9 @@ def test_setup_band_and_lines_subset(tmp_path):
     """A preset without a spectral range takes the setup's band; setup.lines must be target lines."""
     target = PL.target_from_dict(dict(TARGET, redshift=5.0))  # Ha at 3.94 um
     setup = PL.setup_from_dict(dict(KMOS, band=[9000.0, 24000.0]), "setup")
-    (row,) = PL.run_plan(target, [setup], tmp_path, workers=1, plot=False)
-    assert row["verdict"] == "outside band"
-    assert "NII_6550 at z = 5 is observed at 39299 A, outside the band of setup.band (9000-24000 A)" in row["reason"]
+    with pytest.raises(ConfigError) as exc:  # the only setup cannot see the lines: nothing to plan
+        PL.run_plan(target, [setup], tmp_path, workers=1, plot=False)
+    assert "NII_6550 at z = 5 is observed at 39299 A, outside the band of setup.band (9000-24000 A)" in str(exc.value)
     with pytest.raises(ConfigError, match="OIII_5008"):
         PL._fixed(target, PL.setup_from_dict(dict(KMOS, lines=["OIII_5008"]), "setup"))
 

@@ -774,6 +774,17 @@ def _unsolved_row(ctx, g, status, reason, goal, law) -> dict:
     return row
 
 
+def _check_some_setup_sees_the_lines(target: PlanTarget, setups) -> None:
+    """A plan in which no setup sees the lines has nothing to compare: an error naming the first problem.
+
+    Within a comparison, a setup outside its band is a verdict ("outside band"), not an error.
+    """
+    problems = [band_problem(target, s, config_from_dict(_fixed(target, s))) for s in setups]
+    if setups and all(problems):
+        more = f" (and {len(problems) - 1} more setup(s) outside their bands)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+
+
 def run_plan(target: PlanTarget, setups, outdir, *, workers: int | None = None, seed: int = 20261204,
              plot: bool = True, cache: bool = True) -> list[dict]:
     """Run the plan; write ``plan.ecsv``, ``plan.csv`` (and ``plan.png``, ``design_map.png``) in ``outdir``.
@@ -781,6 +792,8 @@ def run_plan(target: PlanTarget, setups, outdir, *, workers: int | None = None, 
     ``cache``: build each mock's noise-free cube once and re-noise it at each
     depth (:mod:`~mockzgrad.corrections.plan_cache`); the tables are the same either way.
     """
+    setups = list(setups)
+    _check_some_setup_sees_the_lines(target, setups)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     rows = [r for s in setups for r in _setup_rows(target, s, outdir, workers, seed, cache)]
