@@ -575,3 +575,34 @@ def test_recipe_binning_records_what_bins_were_drawn_on(grid, falling):
     np.testing.assert_array_equal(given.labels, direct.labels)
     plain = recipe_binning(xx, yy, GEO, KPC, ann, psf_fwhm=0.4, gate_map=falling[0], gate_err=falling[1])
     assert plain.drawn_on == "gating map"
+
+
+@pytest.mark.slow
+def test_cube_front_end_voronoi_gating_flux_is_unbiased():
+    """IFU cube (the flagship mock), wang2022 (Voronoi, [OIII] S/N 10): the binned [OIII] of noisy cubes
+    minus that of the noise-free cube fitted in the same bins, over its error, averages 0 within 4 Monte
+    Carlo errors (bins drawn on the noisy map: +0.168 +- 0.014 over 16 realisations); scatter ~1."""
+    from _seed import seeded
+
+    from mockzgrad.config import MockConfig, load_recipe
+    from mockzgrad.observation.ifu import build_cube
+    from mockzgrad.recovery import frontend as fe
+
+    recipe = load_recipe("wang2022")
+    base = MockConfig(seed=1)
+    clean = np.asarray(build_cube(base.replace(**{"noise.enabled": False})).data, float)
+    pulls = []
+    for k in range(6):
+        noisy = build_cube(base.replace(seed=seeded(1710 + k)))
+        front = fe.cube_front_end(noisy, recipe)
+        assert front.binning.drawn_on == "ring model"
+        same_bins = fe.MatchedCube(clean, np.asarray(noisy.variance, float), 0.0)  # the PSF is not varied
+        truth, _ = fe.measure_line_fluxes(noisy, same_bins, front.binning, recipe, front.selection)
+        j = front.fluxes.names.index(front.selection.gate_line)
+        err = np.sqrt(front.fluxes.cov[:, j, j])
+        pulls.append((front.fluxes.flux[:, j] - truth.flux[:, j]) / err)
+    pulls = np.concatenate(pulls)
+    mc = pulls.std(ddof=1) / math.sqrt(pulls.size)
+    assert pulls.size > 600
+    assert abs(pulls.mean()) < 4.0 * mc, (pulls.mean(), mc, pulls.size)
+    assert pulls.std(ddof=1) == pytest.approx(1.0, abs=0.1)
