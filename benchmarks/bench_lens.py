@@ -6,11 +6,18 @@ Usage::
 
 Sections:
 
-1. flagship (``examples/flagship_z5.toml``) unlensed and lensed by an SIE
-   (theta_E 1", q 0.8, source 0.5" from the lens: the brighter image has
-   mu ~ 3), with ``lensing.oversample_near_critical`` 3 and the default;
-   ``build_cube`` timed alternately (A/B/C rounds), median per variant and
-   the ratio lensed / unlensed (target < 2).
+1. flagship (``examples/flagship_z5.toml``) unlensed and lensed by an SIE:
+   "ring": theta_E 1", q 0.8, source 0.5" from the lens (mu = 2.46 at the
+   image of the source centre; the source's light covers the lens centre,
+   so the image is an Einstein ring), with
+   ``lensing.oversample_near_critical`` 3 and the default; "mu 3": the
+   issue's case, one image of mu = 3 (mu_t 3, mu_r 1) at the field centre
+   from a cluster-scale SIE (theta_E 10", q 0.8) placed off the field, the
+   source put where that image falls, and a given field of mu times the
+   unlensed area (the automatic field would reach the counter-image 20"
+   away). ``build_cube`` timed alternately (A/B/C/D rounds), median per
+   variant and the ratio lensed / unlensed (target < 2); a table gives
+   each variant's field, mu, flux and the CPU ratio per field pixel.
 2. NIRISS-like deflection-map mock (``examples/lensed_niriss_z3.toml``):
    the example's SIE sampled on a 0.03" grid and written as alpha_x,
    alpha_y FITS maps (``kind = "deflection_fits"``), against the same SIE
@@ -48,9 +55,14 @@ sys.path.insert(0, str(ROOT))
 from mockzgrad.config import load_config  # noqa: E402
 from mockzgrad.observation.ifu import build_cube  # noqa: E402
 
-#: the flagship's lens: SIE, source 0.5" east of the lens centre (brighter image mu ~ 3)
+#: the flagship's lens: SIE, source 0.5" east of the lens centre (mu 2.46 at the image of the source
+#: centre; the source's light covers the lens centre: an Einstein ring)
 FLAGSHIP_LENS = {"lensing.kind": "sie", "lensing.theta_e": 1.0, "lensing.q": 0.8, "lensing.pa": 20.0,
                  "lensing.z_lens": 0.5, "lensing.source_offset_x": 0.5}
+
+#: a cluster-scale SIE off the field (its centre on the x axis is chosen for mu = 3 at the field centre)
+CLUSTER_LENS = {"lensing.kind": "sie", "lensing.theta_e": 10.0, "lensing.q": 0.8, "lensing.pa": 0.0,
+                "lensing.z_lens": 0.5, "lensing.oversample_near_critical": 3}
 
 
 def _build(cfg):
@@ -78,11 +90,47 @@ def alternate(variants: dict, repeats: int) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
 
 
+def mu3_config(base, mu: float = 3.0):
+    """``base`` lensed by :data:`CLUSTER_LENS` with magnification ``mu`` at the field centre: one image there
+    (the counter-image lies ~2 theta_E away), the source at that image's source position, and a given
+    square field of ``mu`` times the unlensed field's area (sqrt(mu) times its side)."""
+    from scipy.optimize import brentq
+
+    from mockzgrad.config import lens_from_config
+
+    zero = np.array(0.0)
+
+    def lens_at(cx):
+        cfg = base.replace(**CLUSTER_LENS, **{"lensing.centre_x": cx})
+        return lens_from_config(cfg.lensing, cfg.galaxy.redshift)
+
+    theta_e = CLUSTER_LENS["lensing.theta_e"]  # SIS: mu = d / (d - theta_E), i.e. mu 3 at d = 1.5 theta_E
+    cx = brentq(lambda c: float(lens_at(c).magnification(zero, zero)) - mu, -3.0 * theta_e, -1.05 * theta_e)
+    bx, by = lens_at(cx).ray_shoot(zero, zero)
+    fov = _build(base).truth["fov"] * np.sqrt(mu)
+    return base.replace(**CLUSTER_LENS, **{"lensing.centre_x": cx, "lensing.source_offset_x": float(bx),
+                                           "lensing.source_offset_y": float(by), "instrument.fov": float(fov)})
+
+
 def flagship_variants() -> dict:
     base = load_config(ROOT / "examples" / "flagship_z5.toml")
     lensed = base.replace(**FLAGSHIP_LENS)
-    return {"unlensed": base, "lensed os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
-            "lensed (default)": lensed}
+    return {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
+            "ring (default)": lensed, "mu 3 os_crit 3": mu3_config(base)}
+
+
+def describe(variants: dict, med: dict, ref: str = "unlensed") -> None:
+    """Field, mu at the image of the source centre, flux and CPU time per field pixel, relative to ``ref``."""
+    cubes = {k: _build(cfg) for k, cfg in variants.items()}
+    n0, f0 = cubes[ref].data.shape[1] * cubes[ref].data.shape[2], float(np.nansum(cubes[ref].data))
+    print(f"  {'':20s} {'field':>9s} {'mu':>5s} {'mu_t':>5s} {'mu_r':>5s} {'area':>5s} {'flux':>5s} "
+          f"{'CPU/pixel':>9s}")
+    for k, c in cubes.items():
+        n = c.data.shape[1] * c.data.shape[2]
+        t = c.truth
+        mu = [t.get(q, 1.0) for q in ("mu", "mu_t", "mu_r")]
+        print(f"  {k:20s} {c.data.shape[2]:4d}^2 px {mu[0]:5.2f} {mu[1]:5.2f} {mu[2]:5.2f} x{n / n0:4.2f} "
+              f"x{float(np.nansum(c.data)) / f0:4.2f} x{(med[k][1] / n) / (med[ref][1] / n0):8.2f}")
 
 
 def _write_map(path, data, pixel_scale, n):
@@ -138,9 +186,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.only in (None, "flagship"):
         v = flagship_variants()
-        _report("1. flagship cube (target: lensed < 2x unlensed)", alternate(v, args.repeats))
+        med = alternate(v, args.repeats)
+        _report("1. flagship cube (target: lensed < 2x unlensed)", med)
+        describe(v, med)
         if args.profile:
-            _profile(v["lensed (default)"])
+            _profile(v["mu 3 os_crit 3"])
     if args.only in (None, "map"):
         with tempfile.TemporaryDirectory() as d:
             v = map_variants(Path(d))

@@ -26,6 +26,14 @@ A recipe names its scheme (``binning.scheme``); :data:`BINNING_SCHEMES`
 maps each name to a function, and :func:`recipe_binning` applies the
 recipe's scheme and, when asked, its azimuthal sectors. A new scheme is one
 function added to that registry.
+
+Bins are drawn on a ring model of the gating map for the schemes in
+:data:`RING_MODEL_SCHEMES` (:func:`gate_model`: the mean of the map in
+one-pixel elliptical rings). Voronoi bins drawn on the noisy map select its
+upward fluctuations (a spaxel enters at S/N >= 1 and bins accrete until they
+reach the target), so the binned gating flux comes out high; on the ring
+model a spaxel's selection hardly depends on its own noise.
+:attr:`Binning.drawn_on` records which map the bins were drawn on.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ __all__ = [
     "CUTS_SPAXELS_BY_RADIUS",
     "binning_scheme",
     "recipe_binning",
+    "gate_model",
+    "RING_MODEL_SCHEMES",
 ]
 
 #: Values of :attr:`Binning.kind` (the recipe's ``binning.scheme`` names).
@@ -111,6 +121,9 @@ class Binning:
     weights : numpy.ndarray of shape (ny, nx) or None
         Per-spaxel weights of the flux-weighted radii (gating flux clipped
         at 0) for spaxel and Voronoi bins; None for annuli.
+    drawn_on : str
+        The map the bins were drawn on: ``"gating map"`` (its spaxels) or
+        ``"ring model"`` (:func:`gate_model` of the gating map).
     """
 
     labels: np.ndarray
@@ -126,6 +139,7 @@ class Binning:
     parent: np.ndarray | None = None
     kpc_per_arcsec: float = float("nan")
     weights: np.ndarray | None = None
+    drawn_on: str = "gating map"
 
     def __post_init__(self):
         if self.kind not in BINNING_KINDS:
@@ -180,6 +194,7 @@ class Binning:
             "excluded": [list(e) for e in self.excluded],
             "left_out": self.left_out,
             "kpc_per_arcsec": self.kpc_per_arcsec,
+            "drawn_on": self.drawn_on,
         }
 
 
@@ -226,6 +241,37 @@ def _pixel_size(x, y) -> float:
     if not step > 0.0:
         raise DataError("x, y: cannot infer the pixel size from a single spaxel; give min_width_arcsec")
     return float(step)
+
+
+def gate_model(gate_map, radius_arcsec, ring_width: float) -> np.ndarray:
+    """Smooth model of a gating map: the mean of its finite pixels in elliptical rings.
+
+    Every pixel gets the mean flux of the ring of semi-major axis
+    ``[k w, (k + 1) w)`` it falls in (``w = ring_width``), over the map's
+    finite pixels; non-finite pixels stay NaN. A ring averages tens to
+    hundreds of pixels, so the model of a pixel hardly depends on that
+    pixel's noise, and bins drawn on it do not select noise peaks.
+
+    Parameters
+    ----------
+    gate_map : ndarray, shape (ny, nx)
+        Gating-line flux map (NaN where not measured).
+    radius_arcsec : ndarray, shape (ny, nx)
+        Elliptical radius (semi-major axis) of every pixel, arcsec.
+    ring_width : float
+        Ring width in semi-major axis, arcsec; > 0.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+    """
+    f = np.asarray(gate_map, dtype=float)
+    ok = np.isfinite(f) & np.isfinite(radius_arcsec)
+    ring = np.where(ok, np.floor(np.where(ok, radius_arcsec, 0.0) / ring_width), 0).astype(np.int64)
+    n = np.bincount(ring[ok], minlength=ring.max() + 1)
+    total = np.bincount(ring[ok], weights=f[ok], minlength=ring.max() + 1)
+    mean = total / np.maximum(n, 1)
+    return np.where(ok, mean[ring], np.nan)
 
 
 def gate_snr(flux, err) -> float:
@@ -799,7 +845,7 @@ def azimuthal_sectors(base: Binning, x, y, geometry: Geometry, edges_deg=(0.0, 3
     return Binning(labels=labels, radius_kpc=radius, inner=inner, outer=outer, kind=base.kind,
                    n_spaxels=counts[keep], snr=snr, excluded=tuple(excluded),
                    left_out=base.left_out, sector=np.column_stack([ed[s_idx], ed[s_idx + 1]]),
-                   parent=parent, kpc_per_arcsec=scale,
+                   parent=parent, kpc_per_arcsec=scale, drawn_on=base.drawn_on,
                    weights=None if (w is None or base.annular) else np.clip(np.nan_to_num(w), 0.0, None))
 
 
@@ -932,6 +978,10 @@ BINNING_SCHEMES = {
     "voronoi": _recipe_voronoi,
 }
 
+#: Schemes whose bins :func:`recipe_binning` draws on the gating map's ring
+#: model (:func:`gate_model`) rather than its noisy spaxels.
+RING_MODEL_SCHEMES = frozenset({"voronoi"})
+
 #: Schemes that apply the recipe's ``r_min_kpc`` to each spaxel themselves
 #: (their bins' radii are then not cut again at ``r_min_kpc``).
 CUTS_SPAXELS_BY_RADIUS = frozenset({"spaxels"})
@@ -949,8 +999,13 @@ def binning_scheme(name: str):
 
 
 def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, psf_fwhm: float,
-                   gate_map, gate_err, radius_map=None, source_xy=None) -> Binning:
+                   gate_map, gate_err, radius_map=None, source_xy=None, gate_is_model: bool = False) -> Binning:
     """Bins of a recipe: its scheme, then azimuthal sectors when ``recipe.sectors``.
+
+    Schemes in :data:`RING_MODEL_SCHEMES` draw their bins on
+    :func:`gate_model` of ``gate_map`` (rings one spaxel wide in the
+    elliptical radius, or in ``radius_map`` when given); their target S/N
+    is then that of the model, and ``Binning.snr`` too.
 
     Parameters
     ----------
@@ -969,16 +1024,29 @@ def recipe_binning(x, y, geometry: Geometry, kpc_per_arcsec: float, recipe, *, p
     source_xy : (array_like, array_like) or None
         Lensed: source-plane offsets of every spaxel centre, arcsec; sectors
         take their azimuth there (:func:`azimuthal_sectors`).
+    gate_is_model : bool
+        ``gate_map`` already is a ring model (the line-map front end's); it is
+        used as given and recorded as such.
 
     Returns
     -------
     Binning
-        Before the radial range (:func:`radial_cut`).
+        Before the radial range (:func:`radial_cut`); ``drawn_on`` says
+        which map the bins were drawn on.
     """
     make = binning_scheme(recipe.scheme)
     extra = {} if radius_map is None else {"radius_map": radius_map}
+    drawn_on = "ring model" if gate_is_model else "gating map"
+    if recipe.scheme in RING_MODEL_SCHEMES and not gate_is_model:
+        xg, yg = _grid(x, y, np.shape(gate_map))
+        gate_map = gate_model(gate_map, _radius(xg, yg, geometry, radius_map), _pixel_size(xg, yg))
+        drawn_on = "ring model"
     bins = make(x, y, geometry, kpc_per_arcsec, recipe, psf_fwhm=psf_fwhm, gate_map=gate_map, gate_err=gate_err,
                 **extra)
+    if drawn_on != bins.drawn_on:
+        note = Exclusion("bins", "drawn on the ring model of the gating-line map (its mean in one-spaxel "
+                                 "elliptical rings), not on its noisy spaxels; bin S/N is the model's")
+        bins = dataclasses.replace(bins, drawn_on=drawn_on, excluded=bins.excluded + (note,))
     if recipe.sectors:
         bins = azimuthal_sectors(bins, x, y, geometry, source_xy=source_xy)
     return bins

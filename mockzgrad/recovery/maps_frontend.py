@@ -49,7 +49,7 @@ from . import geometry as geomod
 from . import lensing as lensmod
 from . import spectra
 from .backend import LeftOut, lines_needed, split_diagnostics
-from .binning import Binning
+from .binning import Binning, gate_model  # gate_model moved to binning (shared with the cube front end)
 from .fluxes import BinFluxes
 from .geometry import Geometry
 from .selection import FrontEndResult, LineSelection
@@ -188,37 +188,6 @@ def match_map_psfs(maps, flux, var, lines: LineSelection) -> tuple[np.ndarray, n
     return flux, var, target
 
 
-def gate_model(gate_map, radius_arcsec, ring_width: float) -> np.ndarray:
-    """Smooth model of a gating map: the mean of its finite pixels in elliptical rings.
-
-    Every pixel gets the mean flux of the ring of semi-major axis
-    ``[k w, (k + 1) w)`` it falls in (``w = ring_width``), over the map's
-    finite pixels; non-finite pixels stay NaN. A ring averages tens to
-    hundreds of pixels, so the model of a pixel hardly depends on that
-    pixel's noise, and bins drawn on it do not select noise peaks.
-
-    Parameters
-    ----------
-    gate_map : ndarray, shape (ny, nx)
-        Gating-line flux map (NaN where not measured).
-    radius_arcsec : ndarray, shape (ny, nx)
-        Elliptical radius (semi-major axis) of every pixel, arcsec.
-    ring_width : float
-        Ring width in semi-major axis, arcsec; > 0.
-
-    Returns
-    -------
-    ndarray, shape (ny, nx)
-    """
-    f = np.asarray(gate_map, dtype=float)
-    ok = np.isfinite(f) & np.isfinite(radius_arcsec)
-    ring = np.where(ok, np.floor(np.where(ok, radius_arcsec, 0.0) / ring_width), 0).astype(np.int64)
-    n = np.bincount(ring[ok], minlength=ring.max() + 1)
-    total = np.bincount(ring[ok], weights=f[ok], minlength=ring.max() + 1)
-    mean = total / np.maximum(n, 1)
-    return np.where(ok, mean[ring], np.nan)
-
-
 def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm: float,
              lines: LineSelection, radius_map=None, source_xy=None) -> tuple[Binning, tuple]:
     """The recipe's bins on the gating map's ring model (:func:`gate_model`), then its radial range.
@@ -236,7 +205,8 @@ def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm
     radius = geomod.elliptical_radius(xx, yy, geometry) if radius_map is None else np.asarray(radius_map, float)
     model = gate_model(flux[i], radius, maps.pixel_scale)
     bins = binmod.recipe_binning(xx, yy, geometry, scale, recipe, psf_fwhm=psf_fwhm, gate_map=model,
-                                 gate_err=gate_err, radius_map=radius_map, source_xy=source_xy)
+                                 gate_err=gate_err, radius_map=radius_map, source_xy=source_xy,
+                                 gate_is_model=True)
     excluded = [LeftOut(bin=where, reason=str(why)) for where, why in bins.excluded]
     r_min = 0.0 if recipe.scheme in binmod.CUTS_SPAXELS_BY_RADIUS else recipe.r_min_kpc
     bins, dropped = binmod.radial_cut(bins, r_min, recipe.r_max_kpc)
