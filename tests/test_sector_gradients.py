@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import math
+import types
 import warnings
 from pathlib import Path
 
@@ -173,3 +174,47 @@ def test_suite_rows_show_the_minor_axis_flatter_along_dispersion(tmp_path):
     assert diff > 2.0 * math.hypot(*se)
     for v, e in zip((along_disp, along_slit), se):
         assert -0.1 + 3.0 * e < v.mean() < 0.0
+
+
+def _measurement(method):
+    """Synthetic per-bin metallicities: Z = 8.7 - 0.1 r in sector 0-30 (one extra bin far off the line,
+    left out by the cuts), 8.8 - 0.05 r in 30-60, two bins at 8.5 and 8.4 in 60-90."""
+    from mockzgrad.recovery.backend import BinMetallicities, GradientMeasurement
+
+    r = np.array([0.6, 1.2, 1.9, 2.5, 3.3, 2.0, 0.7, 1.4, 2.2, 3.0, 3.8, 1.0, 2.0])
+    sector = np.array([[0.0, 30.0]] * 6 + [[30.0, 60.0]] * 5 + [[60.0, 90.0]] * 2)
+    z = np.concatenate([8.7 - 0.1 * r[:5], [9.5], 8.8 - 0.05 * r[6:11], [8.5, 8.4]])
+    valid = np.ones(r.size, bool)
+    valid[5] = False
+    err = np.full(r.size, 0.1)
+    label = "II:PP04_N2_cubic" if method == "II" else method
+    mets = BinMetallicities(label, z, z - err, z + err, valid, ("",) * r.size)
+    back = GradientMeasurement(method=method, diagnostics=(), dust=None, metallicities=(mets,), gradients=())
+    return types.SimpleNamespace(sector=sector, radius_kpc=r), back
+
+
+@pytest.mark.parametrize("method", ["II", "I"])
+def test_sector_gradients_of_exact_lines_and_a_sparse_sector(method):
+    """Exact straight lines per sector are recovered exactly (no bin of another sector, nor the left-out bin,
+    enters); the two-bin sector has no Method II gradient (>= 3 bins per diagnostic) and a two-point one
+    with Method I ((8.4 - 8.5) / (2.0 - 1.0) = -0.1); the row then holds NaN."""
+    from mockzgrad.recovery.pipeline import RecoveryResult, sector_gradients
+
+    binning, back = _measurement(method)
+    out = sector_gradients(binning, back, load_recipe("ju_msa3d"))
+    assert out["sector:0-30"]["grad_z"] == pytest.approx(-0.1, abs=1e-10)
+    assert out["sector:30-60"]["grad_z"] == pytest.approx(-0.05, abs=1e-10)
+    assert [out[k]["n_bins"] for k in out] == [5, 5, 2]
+    assert out["sector:0-30"]["grad_z_err"] > 0
+    nan = math.nan
+    row = RecoveryResult(recipe={"recipe": {"name": "x"}}, grad_z=nan, grad_z_lo=nan, grad_z_hi=nan, z0=nan,
+                         z0_lo=nan, z0_hi=nan, method=method, gradients={}, bins=[], excluded=[], redshift=1.0,
+                         kpc_per_arcsec=8.0, geometry={}, sector_gradients=out).summary()
+    if method == "II":
+        assert out["sector:60-90"]["grad_z"] is None and "3 bins" in out["sector:60-90"]["reason"]
+        assert math.isnan(row["grad_z_sector:60-90"]) and row["n_bins_sector:60-90"] == 2
+    else:
+        assert out["sector:60-90"]["grad_z"] == pytest.approx(-0.1, abs=1e-10)
+        assert row["grad_z_sector:60-90"] == pytest.approx(-0.1, abs=1e-10)
+    no_sectors = types.SimpleNamespace(sector=None, radius_kpc=binning.radius_kpc)
+    assert sector_gradients(no_sectors, back, load_recipe("ju_msa3d")) == {}
