@@ -21,6 +21,7 @@ and :class:`RecoveryResult` reports both.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -30,11 +31,12 @@ import numpy as np
 
 from .. import __version__
 from ..config import Recipe, config_to_dict, load_recipe
-from .backend import GradientMeasurement, measure_gradient
+from . import gradient as _gradient
+from .backend import GradientMeasurement, MedianGradient, fit_method_gradient, measure_gradient
 from .frontend import FrontEndResult, front_end
 from .lensing import check_lens_use
 
-__all__ = ["RecoveryResult", "recover"]
+__all__ = ["RecoveryResult", "recover", "sector_gradients"]
 
 
 @dataclass
@@ -62,6 +64,12 @@ class RecoveryResult:
     geometry : dict
     status : str
         ``"ok"`` or ``"no_gradient"`` (with ``reason``).
+    sector_gradients : dict
+        With the recipe's ``binning.sectors``: ``"sector:<lo>-<hi>"``
+        (azimuth from the major axis, deg) -> the primary method's gradient
+        record fitted, by the same fit, to the bins of that sector alone,
+        with ``sector_deg`` and ``n_bins`` (:func:`sector_gradients`). Empty
+        (and left out of :meth:`to_dict` and :meth:`summary`) without sectors.
     """
 
     recipe: dict
@@ -81,13 +89,18 @@ class RecoveryResult:
     status: str = "ok"
     reason: str = ""
     provenance: dict = field(default_factory=dict)
+    sector_gradients: dict = field(default_factory=dict)
 
     @property
     def grad_z_err(self) -> float:
         return 0.5 * (self.grad_z_hi - self.grad_z_lo)
 
     def to_dict(self) -> dict:
-        return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        """JSON-able record of every field (``sector_gradients`` only when there are sectors)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if not self.sector_gradients:
+            del out["sector_gradients"]
+        return _jsonable(out)
 
     def write_json(self, path, *, overwrite: bool = True) -> None:
         """Write :meth:`to_dict` as JSON, atomically; ``overwrite=False`` refuses an existing file."""
@@ -97,7 +110,13 @@ class RecoveryResult:
         atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=overwrite)
 
     def summary(self) -> dict:
-        """Flat scalars for a results table (suites)."""
+        """Flat scalars for a results table (suites).
+
+        Per method ``m``: ``grad_z_<m>``, ``grad_z_err_<m>``. With sectors, per
+        sector ``<lo>-<hi>`` (deg from the major axis): ``grad_z_sector:<lo>-<hi>``,
+        ``grad_z_err_sector:<lo>-<hi>`` (dex/kpc; NaN when the sector has too
+        few bins) and ``n_bins_sector:<lo>-<hi>`` (its valid bins).
+        """
         out = {"grad_z_measured": self.grad_z, "grad_z_measured_lo": self.grad_z_lo,
                "grad_z_measured_hi": self.grad_z_hi, "z0_measured": self.z0,
                "method": self.method, "recipe": self.recipe["recipe"]["name"],
@@ -109,6 +128,10 @@ class RecoveryResult:
                 out[f"grad_z_err_{m}"] = g.get("grad_z_err", math.nan)
             if isinstance(g, dict) and "weight_share" in g:  # Method I: a diagnostic holding > 80 %
                 out[f"dominant_diagnostic_{m}"] = g.get("dominant_diagnostic") or ""
+        for key, g in self.sector_gradients.items():
+            out[f"grad_z_{key}"] = _f(g.get("grad_z"))
+            out[f"grad_z_err_{key}"] = _f(g.get("grad_z_err"))
+            out[f"n_bins_{key}"] = int(g.get("n_bins", 0))
         return out
 
 
@@ -171,7 +194,81 @@ def recover(product, recipe: Recipe | str = "lee2026", *, redshift: float | None
     if front.fluxes is None:
         return _no_gradient(recipe, front, "no bin passed the gating cuts")
     back = measure_gradient(front.fluxes, front.binning.radius_kpc, recipe, rng=rng, integrated=front.integrated)
-    return _result(recipe, front, back)
+    result = _result(recipe, front, back)
+    # after the main fit, so its rng draws are the same with and without sectors
+    result.sector_gradients = sector_gradients(front.binning, back, recipe, rng=rng)
+    return result
+
+
+def sector_gradients(binning, back: GradientMeasurement, recipe, *, rng=None) -> dict:
+    """The primary method's gradient fitted to the bins of each azimuthal sector alone.
+
+    The per-bin metallicities and cuts are the measurement's own; only the
+    bins entering the fit change: those of one sector (azimuth range from
+    the major axis, folded to [0, 90] deg, :func:`~mockzgrad.recovery.binning.azimuthal_sectors`).
+    The fit is the recipe's (``gradient.fit``, ``gradient.bootstrap``), with the
+    method's own minimum number of bins (Method II: 3 per diagnostic, then the
+    median over diagnostics, as for the whole galaxy).
+
+    Parameters
+    ----------
+    binning : mockzgrad.recovery.binning.Binning
+        The recovery's bins; ``binning.sector`` (shape (n_bins, 2), deg) None
+        means no sectors.
+    back : GradientMeasurement
+        The back end's per-bin metallicities of every method.
+    recipe : mockzgrad.config.Recipe
+    rng : numpy.random.Generator, optional
+        For emcee and bootstrap fits (as in :func:`recover`).
+
+    Returns
+    -------
+    dict
+        ``"sector:<lo>-<hi>"`` -> gradient record (``grad_z``, ``grad_z_err``
+        in dex/kpc, ``z0`` in dex, or ``grad_z = None`` and ``reason``) with
+        ``sector_deg = [lo, hi]`` and ``n_bins`` (valid bins of the sector);
+        sectors in increasing azimuth. Empty without sectors.
+    """
+    if getattr(binning, "sector", None) is None:
+        return {}
+    edges = np.asarray(binning.sector, dtype=float)
+    radius = np.asarray(binning.radius_kpc, dtype=float)
+    out = {}
+    for lo, hi in sorted({(float(a), float(b)) for a, b in edges}):
+        keep = (edges[:, 0] == lo) & (edges[:, 1] == hi)
+        rec = _subset_gradient(back, radius, keep, recipe, rng)
+        rec["sector_deg"] = [lo, hi]
+        out[f"sector:{lo:g}-{hi:g}"] = rec
+    return out
+
+
+def _subset_gradient(back: GradientMeasurement, radius, keep, recipe, rng) -> dict:
+    """Primary-method gradient record over the bins ``keep`` (bool per bin) only, with ``n_bins``."""
+    def fit(mets, min_bins):
+        return fit_method_gradient(dataclasses.replace(mets, valid=mets.valid & keep), radius, recipe, rng,
+                                   min_bins=min_bins)
+
+    if back.method == "II":
+        per_diag = [m for m in back.metallicities if m.label.startswith("II:")]
+        fits = {m.label[3:]: g.fit for m in per_diag
+                if (g := fit(m, 3)).fit is not None and math.isfinite(float(g.fit.grad_z))}
+        n_bins = max((int((m.valid & keep).sum()) for m in per_diag), default=0)
+        if not fits:
+            rec = MedianGradient("II", None, reason="no diagnostic has a gradient (>= 3 bins) in this sector").to_dict()
+        else:
+            med, std = _gradient.median_gradient_over_diagnostics(fits)
+            if len(fits) == 1:
+                std = next(iter(fits.values())).grad_z_err
+            rec = MedianGradient("II", float(med), float(std), float(np.median([f.z0 for f in fits.values()])),
+                                 tuple(sorted(fits))).to_dict()
+    else:
+        mets = [m for m in back.metallicities if m.label == back.method]
+        if not mets:
+            return {"grad_z": None, "reason": f"no metallicities of method {back.method!r}", "n_bins": 0}
+        rec = fit(mets[-1], 2).to_dict()
+        n_bins = int((mets[-1].valid & keep).sum())
+    rec["n_bins"] = n_bins
+    return rec
 
 
 def _f(v) -> float:
