@@ -547,16 +547,24 @@ def per_diagnostic_gradients(inputs: MethodInputs, recipe, rng):
     return all_mets, grads, fits
 
 
+def median_over_diagnostics(fits: dict, empty_reason: str = "no diagnostic has a gradient (>= 3 bins)"):
+    """Method II's record: the median gradient over the per-diagnostic fits ``fits`` (key -> fit).
+
+    Its error is the spread over diagnostics, or the single diagnostic's own fit
+    error when there is only one; ``empty_reason`` when ``fits`` is empty.
+    """
+    if not fits:
+        return MedianGradient("II", None, reason=empty_reason)
+    med, std = gradient.median_gradient_over_diagnostics(fits)
+    if len(fits) == 1:  # no spread over one diagnostic: its own fit's error is the error
+        std = next(iter(fits.values())).grad_z_err
+    return MedianGradient("II", float(med), float(std), float(np.median([f.z0 for f in fits.values()])),
+                          tuple(sorted(fits)))
+
+
 def _method_two(inputs: MethodInputs, recipe, rng):
     all_mets, grads, fits = per_diagnostic_gradients(inputs, recipe, rng)
-    if fits:
-        med, std = gradient.median_gradient_over_diagnostics(fits)
-        if len(fits) == 1:  # no spread over one diagnostic: its own fit's error is the error
-            std = next(iter(fits.values())).grad_z_err
-        grads.append(MedianGradient("II", float(med), float(std), float(np.median([f.z0 for f in fits.values()])),
-                                    tuple(sorted(fits))))
-    else:
-        grads.append(MedianGradient("II", None, reason="no diagnostic has a gradient (>= 3 bins)"))
+    grads.append(median_over_diagnostics(fits))
     return tuple(all_mets), tuple(grads)
 
 

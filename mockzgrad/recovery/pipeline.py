@@ -31,8 +31,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Recipe, config_to_dict, load_recipe
-from . import gradient as _gradient
-from .backend import GradientMeasurement, MedianGradient, fit_method_gradient, measure_gradient
+from .backend import GradientMeasurement, fit_method_gradient, measure_gradient, median_over_diagnostics
 from .frontend import FrontEndResult, front_end
 from .lensing import check_lens_use
 
@@ -253,14 +252,7 @@ def _subset_gradient(back: GradientMeasurement, radius, keep, recipe, rng) -> di
         fits = {m.label[3:]: g.fit for m in per_diag
                 if (g := fit(m, 3)).fit is not None and math.isfinite(float(g.fit.grad_z))}
         n_bins = max((int((m.valid & keep).sum()) for m in per_diag), default=0)
-        if not fits:
-            rec = MedianGradient("II", None, reason="no diagnostic has a gradient (>= 3 bins) in this sector").to_dict()
-        else:
-            med, std = _gradient.median_gradient_over_diagnostics(fits)
-            if len(fits) == 1:
-                std = next(iter(fits.values())).grad_z_err
-            rec = MedianGradient("II", float(med), float(std), float(np.median([f.z0 for f in fits.values()])),
-                                 tuple(sorted(fits))).to_dict()
+        rec = median_over_diagnostics(fits, "no diagnostic has a gradient (>= 3 bins) in this sector").to_dict()
     else:
         mets = [m for m in back.metallicities if m.label == back.method]
         if not mets:
