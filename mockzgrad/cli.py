@@ -351,6 +351,10 @@ def _cmd_recover(args) -> int:
                  for k, g in result.gradients.items() if k.startswith("II:") and g.get("grad_z") is not None]
         if alone:  # each diagnostic alone (Method II's inversions), as some papers report them
             print(f"  per diagnostic (dex/kpc): {'; '.join(alone)}")
+        sectors = [f"{k[7:]} deg {g['grad_z']:+.4f} ({g.get('n_bins', 0)} bins)"
+                   for k, g in result.sector_gradients.items() if g.get("grad_z") is not None]
+        if sectors:  # binning.sectors on: the same fit on each azimuth range's bins
+            print(f"  per sector (dex/kpc): {'; '.join(sectors)}")
     else:
         print(f"{args.cube}: no gradient ({result.reason}); wrote {args.output}")
     return 0

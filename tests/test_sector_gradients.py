@@ -218,3 +218,22 @@ def test_sector_gradients_of_exact_lines_and_a_sparse_sector(method):
         assert row["grad_z_sector:60-90"] == pytest.approx(-0.1, abs=1e-10)
     no_sectors = types.SimpleNamespace(sector=None, radius_kpc=binning.radius_kpc)
     assert sector_gradients(no_sectors, back, load_recipe("ju_msa3d")) == {}
+
+
+def test_recover_command_prints_the_sector_gradients_of_its_json(cube, tmp_path, capsys):
+    """`mockzgrad recover` with a sectors-on recipe prints one gradient per sector, the JSON's numbers."""
+    from importlib import resources
+
+    from mockzgrad.cli import main
+
+    cube.write(tmp_path / "msa.fits")
+    text = resources.files("mockzgrad.recipes").joinpath("ju_msa3d.toml").read_text()
+    recipe = tmp_path / "ju_sectors.toml"
+    recipe.write_text(text.replace("[binning]\n", "[binning]\nsectors = true\n", 1))
+    assert main(["recover", str(tmp_path / "msa.fits"), "--recipe", str(recipe), "-o", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    back = json.loads((tmp_path / "r.json").read_text())["sector_gradients"]
+    line = next(s for s in out.splitlines() if "per sector" in s)
+    for s in SECTORS:
+        g = back[f"sector:{s}"]
+        assert f"{s} deg {g['grad_z']:+.4f} ({g['n_bins']} bins)" in line, line
