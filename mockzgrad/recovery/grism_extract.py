@@ -486,7 +486,7 @@ def _map_psfs(mock, names, redshift) -> dict:
 def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: float = 0.05,
                       isophote: float = 0.1, segmentation: float = 1e-3, max_support: int = 2500,
                       damp: float = 1e-4, continuum: bool = True, velocities: str = "none",
-                      clean_direct: int = 0) -> LineMaps:
+                      clean_direct: int = 0, maps: tuple | None = None) -> LineMaps:
     """Line maps with variances from grism exposures.
 
     Parameters
@@ -519,6 +519,10 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
         ``"joint"`` with ``continuum``: re-solve this many times, each with continuum templates from
         the direct images minus the previous solution's line maps seen through each filter
         (:func:`_line_free_direct`); >= 0.
+    maps : sequence of str or None
+        Names of the maps to fit (:data:`LINE_GROUPS`, e.g. ``("OII_3727", "OIII_5008")``); None: every
+        group an exposure covers. Lines the source lacks are better left out: a map of no flux still
+        takes a share of its neighbours' light where the traces nearly coincide (coarse dispersion).
 
     Returns
     -------
@@ -552,10 +556,17 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
                           f"(\"isophote\": only \"none\")")
     if not mock.exposures:
         raise DataError("grism exposures: none in the product")
+    all_groups = line_groups(nii_ha)
+    if maps is not None:
+        unknown = sorted(set(maps) - {g.name for g in all_groups})
+        if unknown or not maps:
+            raise ConfigError(f"maps = {list(maps)!r}: unknown {unknown}; allowed a non-empty subset of "
+                              f"{[g.name for g in all_groups]}")
+        all_groups = tuple(g for g in all_groups if g.name in maps)
     models = _models(mock)
-    groups, left = _covered_groups(models, line_groups(nii_ha), redshift)
+    groups, left = _covered_groups(models, all_groups, redshift)
     if not groups:
-        raise DataError(f"no line of {[g.name for g in line_groups(nii_ha)]} is covered by any exposure "
+        raise DataError(f"no line of {[g.name for g in all_groups]} is covered by any exposure "
                         f"at redshift {redshift}")
     run = _extract_joint if method == "joint" else _extract_isophote
     res, sizes, fitted = run(mock, models, groups, redshift, isophote=isophote, damp=damp, continuum=continuum,
