@@ -44,8 +44,11 @@ marginalised), up to O(damp^2) with the negligible default damping;
 not ``1/diag(A^T W A)``, which is exact only for non-overlapping traces
 and underestimates the variance of de-blended maps several-fold.
 Correlations between map pixels (anti-correlations of neighbours, from the
-linear split and the de-blending) are not kept: per-bin variances summed
-from the pixels are approximate.
+linear split and the de-blending): the joint method keeps, per map pixel, its covariances with the
+pixels within COV_RADIUS (4) pixels of it (Chebyshev distance) in the same map (``LineMaps.covariance``; read from the
+same inverse), so that bin errors sum the covariance of the bin's pixel pairs
+(:func:`mockzgrad.recovery.maps_frontend.sum_map_fluxes`); covariances between maps and beyond the
+stencil are not kept. The isophote method keeps none (per-pixel variances only).
 
 Continuum templates: the direct images include the line light (up to 6.5 % on [NeIII] at rest EW
 100 A); ``clean_direct=N`` re-solves with the line maps subtracted from them (N = 3: all totals
@@ -212,7 +215,7 @@ def _continuum_columns(exps) -> np.ndarray:
     return out
 
 
-def _normal_solve(a, c, b, damp, variance=True):
+def _normal_solve(a, c, b, damp, variance=True, covariance=False):
     """Solution and variance of ``min |[A C] x - b|^2 + damp^2 |x|_J^2`` (``J``: unit-scaled unknowns).
 
     Returns ``(x, var)`` for the columns of ``A`` (the continuum amplitudes are solved for and
@@ -220,7 +223,9 @@ def _normal_solve(a, c, b, damp, variance=True):
     covariance of the weighted least-squares solution for unit-variance weighted data (the rows of A
     and b are divided by sigma), up to O(damp^2) (the damped estimator's covariance is
     ``N_d^-1 N N_d^-1``). Columns that no frame pixel sees get NaN. With ``variance=False`` the
-    variance is not computed (NaN) and the third value is the weighted residual ``|b - [A C] x|^2``.
+    variance is not computed (NaN) and the third value is the weighted residual ``|b - [A C] x|^2``;
+    with ``covariance=True`` the third value is a function ``cov(i, j)`` (index arrays of columns of
+    ``A``) giving their covariances (NaN where unseen), read from the inverse's lower triangle.
     """
     n_a = a.shape[1]
     top = (a.T @ a).toarray()
@@ -243,7 +248,49 @@ def _normal_solve(a, c, b, damp, variance=True):
     if info != 0:
         raise DataError(f"grism extraction: the normal matrix is singular (dpotri info {info})")
     var_all[seen] = np.diag(inv) * s**2
-    return x_all[:n_a], var_all[:n_a], math.nan
+    if not covariance:
+        return x_all[:n_a], var_all[:n_a], math.nan
+    col = np.full(d.size, -1)
+    col[seen] = np.arange(int(seen.sum()))
+
+    def cov(i, j):
+        ci, cj = col[i], col[j]
+        ok = (ci >= 0) & (cj >= 0)
+        hi, lo = np.maximum(ci, cj)[ok], np.minimum(ci, cj)[ok]
+        out = np.full(np.shape(i), np.nan)
+        out[ok] = inv[hi, lo] * s[ci[ok]] * s[cj[ok]]
+        return out
+
+    return x_all[:n_a], var_all[:n_a], cov
+
+
+#: Half-width (pixels) of the covariance stencil kept per map pixel (``LineMaps.covariance``).
+COV_RADIUS = 4
+
+
+def cov_offsets(radius: int = COV_RADIUS) -> np.ndarray:
+    """Offsets ``(dy, dx)`` of the covariance stencil, shape ``((2 radius + 1)^2, 2)``, row-major."""
+    r = np.arange(-radius, radius + 1)
+    return np.stack(np.meshgrid(r, r, indexing="ij"), axis=-1).reshape(-1, 2)
+
+
+def _stencil(cov, first: int, support, offsets) -> np.ndarray:
+    """``out[k, y, x] = Cov(map[y, x], map[y + dy_k, x + dx_k])`` of one map (columns ``first + support index``).
+
+    ``cov(i, j)``: covariances of unknowns (:func:`_normal_solve`). 0 where either pixel is outside the
+    support or the grid (no map value there).
+    """
+    n = support.shape[0]
+    pos = np.full(support.shape, -1)
+    pos[support] = np.arange(int(support.sum()))
+    ys, xs = np.nonzero(support)
+    out = np.zeros((len(offsets), n, n))
+    for k, (dy, dx) in enumerate(offsets):
+        qy, qx = ys + dy, xs + dx
+        ok = (qy >= 0) & (qy < n) & (qx >= 0) & (qx < n)
+        ok[ok] = pos[qy[ok], qx[ok]] >= 0
+        out[k, ys[ok], xs[ok]] = np.nan_to_num(cov(first + pos[ys[ok], xs[ok]], first + pos[qy[ok], qx[ok]]))
+    return out
 
 
 def _blocks(exps, groups, redshift):
@@ -264,25 +311,30 @@ def _blocks(exps, groups, redshift):
     return out
 
 
-def _solve(exps, groups, redshift, support, *, damp, velocity=None):
+def _solve(exps, groups, redshift, support, *, damp, velocity=None, offsets=None):
     """Maps (n_groups, n, n) and their variances by weighted least squares on ``exps``; NaN outside ``support``.
 
     The problem splits into blocks of groups that share exposures (:func:`_blocks`); each is solved
-    directly from its normal equations (:func:`_normal_solve`).
+    directly from its normal equations (:func:`_normal_solve`). With ``offsets`` (:func:`cov_offsets`)
+    the fourth value is each map's covariance stencil ``(n_groups, n_offsets, n, n)`` (:func:`_stencil`),
+    else None.
     """
     n = exps[0].model.n_direct
     k = int(support.sum())
     maps = np.full((len(groups), n, n), np.nan)
     mvar = np.full((len(groups), n, n), np.nan)
+    stencils = None if offsets is None else np.zeros((len(groups), len(offsets), n, n))
     for gs, ks in _blocks(exps, groups, redshift):
         sub = [exps[i] for i in ks]
         a = _design_matrix(sub, [groups[g] for g in gs], redshift, support, velocity)
         b = np.concatenate([e.data.ravel() for e in sub])
-        x, var, _ = _normal_solve(a, _continuum_columns(sub), b, damp)
+        x, var, cov = _normal_solve(a, _continuum_columns(sub), b, damp, covariance=offsets is not None)
         for j, g in enumerate(gs):
             maps[g][support] = x[j * k:(j + 1) * k]
             mvar[g][support] = var[j * k:(j + 1) * k]
-    return maps, mvar, int(support.sum())
+            if offsets is not None:
+                stencils[g] = _stencil(cov, j * k, support, offsets)
+    return maps, mvar, int(support.sum()), stencils
 
 
 # ---------------------------------------------------------------------------
@@ -423,12 +475,12 @@ def _extract_isophote(mock, models, groups, redshift, *, isophote, damp, continu
         if not here:
             continue
         exps = _prepare(mock, models, [i], continuum)
-        maps, var, size = _solve(exps, here, redshift, _isophote(mock, m, isophote), damp=damp)
+        maps, var, size, _ = _solve(exps, here, redshift, _isophote(mock, m, isophote), damp=damp)
         sizes.append(size)
         for g, mp, vr in zip(here, maps, var):
             per_map[g.name][0].append(mp)
             per_map[g.name][1].append(vr)
-    out = {name: _inverse_variance(ms, vs) for name, (ms, vs) in per_map.items() if ms}
+    out = {name: (*_inverse_variance(ms, vs), None) for name, (ms, vs) in per_map.items() if ms}
     return out, sizes, {}
 
 
@@ -454,7 +506,7 @@ def _line_free_direct(mock, models, groups, redshift, maps) -> dict:
 
 
 def _extract_joint(mock, models, groups, redshift, *, damp, continuum, segmentation, max_support, velocities,
-                   clean_direct, **_):
+                   clean_direct, offsets, **_):
     n = models[0].n_direct
     exps = _prepare(mock, models, range(len(models)), continuum)
     support = _segmentation(mock, n, segmentation, max_support)
@@ -465,13 +517,13 @@ def _extract_joint(mock, models, groups, redshift, *, damp, continuum, segmentat
         velocity = _rotation_field(amplitude, geometry)
         fitted = {"rotation_amplitude_kms": amplitude,
                   "rotation_turnover_arcsec": ROTATION_TURNOVER * geometry.r_half * float(mock.pixel_scale)}
-    maps, var, size = _solve(exps, groups, redshift, support, damp=damp, velocity=velocity)
+    maps, var, size, cov = _solve(exps, groups, redshift, support, damp=damp, velocity=velocity, offsets=offsets)
     for _ in range(clean_direct if continuum and any(e.continuum is not None for e in exps) else 0):
         clean = _line_free_direct(mock, models, groups, redshift, maps)
         exps = _prepare(mock, models, range(len(models)), continuum, clean)
-        maps, var, size = _solve(exps, groups, redshift, support, damp=damp, velocity=velocity)
+        maps, var, size, cov = _solve(exps, groups, redshift, support, damp=damp, velocity=velocity, offsets=offsets)
         fitted["continuum_template"] = f"direct images minus line maps ({clean_direct} re-solves)"
-    return {g.name: (maps[k], var[k]) for k, g in enumerate(groups)}, [size], fitted
+    return {g.name: (maps[k], var[k], None if cov is None else cov[k]) for k, g in enumerate(groups)}, [size], fitted
 
 
 def _map_psfs(mock, names, redshift) -> dict:
@@ -486,7 +538,7 @@ def _map_psfs(mock, names, redshift) -> dict:
 def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: float = 0.05,
                       isophote: float = 0.1, segmentation: float = 1e-3, max_support: int = 2500,
                       damp: float = 1e-4, continuum: bool = True, velocities: str = "none",
-                      clean_direct: int = 0, maps: tuple | None = None) -> LineMaps:
+                      clean_direct: int = 0, maps: tuple | None = None, covariance: bool = True) -> LineMaps:
     """Line maps with variances from grism exposures.
 
     Parameters
@@ -523,6 +575,9 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
         Names of the maps to fit (:data:`LINE_GROUPS`, e.g. ``("OII_3727", "OIII_5008")``); None: every
         group an exposure covers. Lines the source lacks are better left out: a map of no flux still
         takes a share of its neighbours' light where the traces nearly coincide (coarse dispersion).
+    covariance : bool
+        ``"joint"``: keep each map pixel's covariances with its neighbours within COV_RADIUS pixels
+        (``LineMaps.covariance``, from the solution's full covariance), which bin errors then use.
 
     Returns
     -------
@@ -571,8 +626,10 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     run = _extract_joint if method == "joint" else _extract_isophote
     res, sizes, fitted = run(mock, models, groups, redshift, isophote=isophote, damp=damp, continuum=continuum,
                              segmentation=segmentation, max_support=max_support, velocities=velocities,
-                             clean_direct=clean_direct)
+                             clean_direct=clean_direct, offsets=cov_offsets() if covariance else None)
     names = [g.name for g in groups if g.name in res]
+    stencils = [res[n][2] for n in names]
+    has_cov = all(c is not None for c in stencils)
     blends = {g.name: g.blend for g in groups if g.blend != (g.name,)}
     provenance = {"method": method, "nii_ha_assumed": nii_ha, "damp": damp, "support_pixels": sizes,
                   "exposures": [e.name for e in mock.exposures], "mockzgrad_version": __version__,
@@ -585,4 +642,5 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     return LineMaps(names=tuple(names), flux=np.stack([res[n][0] for n in names]),
                     variance=np.stack([res[n][1] for n in names]), pixel_scale=float(mock.pixel_scale),
                     psfs=_map_psfs(mock, names, redshift), redshift=float(redshift), blends=blends,
-                    provenance=provenance, config_toml=getattr(mock, "config_toml", ""))
+                    provenance=provenance, config_toml=getattr(mock, "config_toml", ""),
+                    covariance=np.stack(stencils) if has_cov else None, cov_offsets=cov_offsets() if has_cov else None)
