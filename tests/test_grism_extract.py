@@ -27,17 +27,17 @@ HB = 1e-18 * _blob(0, 0, 3.5)
 O3 = 4e-18 * (_blob(1.5, -1, 3) + 0.5 * _blob(-4, 3, 2))
 
 
-def _mock(pas=(270.0, 0.0)):
+def _mock(pas=(270.0, 0.0), o3=O3):
     exps = []
     for i, pa in enumerate(pas):
         m = GrismDispersion(grism="GR150R", filter="F150W", pa=0.0, pa_disp=pa, dispersion=22.0, wave_ref=15000.0,
                             tilt=0.5, sens_peak=1e17, sens_lo=13000.0, sens_hi=17000.0, sens_taper=200.0)
         m = make_frame(m, N, PS, 13000.0, 17000.0)
         waves = [LINES[n].wavelength * (1 + Z) for n in ("Hb", "OIII_4960", "OIII_5008")]
-        frame = disperse(np.stack([HB, O3 / gx.OIII_RATIO, O3]), np.array(waves), m)
+        frame = disperse(np.stack([HB, o3 / gx.OIII_RATIO, o3]), np.array(waves), m)
         exps.append(GrismExposure(name=f"e{i}", sci=frame, var=np.ones(frame.shape), header=m.to_header(),
                                   exptime=1e3))
-    return GrismMock(exposures=exps, direct={"F150W": HB + O3}, pixel_scale=PS,
+    return GrismMock(exposures=exps, direct={"F150W": HB + o3}, pixel_scale=PS,
                      psf={"PSF_KIND": "gaussian", "PSF_FWHM": 0.1})
 
 
@@ -135,6 +135,17 @@ def test_bad_arguments():
         gx.extract_line_maps(_mock(), Z, method="drizzle")
     with pytest.raises(ConfigError, match="nii_ha"):
         gx.line_groups(0.9)
+    with pytest.raises(ConfigError, match="maps.*Hx"):
+        gx.extract_line_maps(_mock(), Z, maps=("Hb", "Hx"))
+
+
+def test_a_map_selection_fits_only_those_maps():
+    """maps=("Hb",) on a source of Hbeta alone: only Hbeta is fitted, and it is the input map to 1 % of its peak."""
+    got = gx.extract_line_maps(_mock(o3=0 * O3), Z, method="joint", continuum=False, segmentation=1e-4,
+                               maps=("Hb",))
+    assert got.names == ("Hb",) and got.flux.shape == (1, N, N)
+    sel = HB > 0.01 * HB.max()
+    assert np.max(np.abs(got.flux[0] - HB)[sel]) < 0.01 * HB.max()
 
 
 def test_a_uniform_velocity_is_a_redshift_change():

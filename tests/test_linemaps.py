@@ -72,3 +72,38 @@ def test_bad_values_are_refused():
     with pytest.raises(DataError, match="PSF"):
         LineMaps(names=("Hb",), flux=np.ones((1, 2, 2)), variance=np.ones((1, 2, 2)), pixel_scale=0.1,
                  psfs={}, redshift=1.0)
+
+
+def _with_covariance():
+    m = _maps()
+    offsets = np.array([(0, 0), (0, 1), (0, -1)])
+    cov = np.stack([m.variance, -0.3 * m.variance, -0.3 * m.variance], axis=1)
+    return LineMaps(names=m.names, flux=m.flux, variance=m.variance, pixel_scale=m.pixel_scale, psfs=m.psfs,
+                    redshift=m.redshift, blends=m.blends, covariance=cov, cov_offsets=offsets)
+
+
+def test_covariance_stencils_round_trip(tmp_path):
+    m = _with_covariance()
+    m.write(tmp_path / "m.fits")
+    r = read_linemaps(tmp_path / "m.fits")
+    np.testing.assert_array_equal(r.covariance, m.covariance)
+    np.testing.assert_array_equal(r.cov_offsets, m.cov_offsets)
+    assert read_linemaps(_write(_maps(), tmp_path / "plain.fits")).covariance is None
+
+
+def _write(maps, path):
+    maps.write(path)
+    return path
+
+
+def test_bad_covariance_is_refused():
+    m = _with_covariance()
+    with pytest.raises(DataError, match="cov_offsets"):
+        LineMaps(names=m.names, flux=m.flux, variance=m.variance, pixel_scale=0.03, psfs=m.psfs, redshift=1.5,
+                 covariance=m.covariance[:, :2], cov_offsets=m.cov_offsets[:2])  # (0, -1) missing
+    with pytest.raises(DataError, match="covariance: shape"):
+        LineMaps(names=m.names, flux=m.flux, variance=m.variance, pixel_scale=0.03, psfs=m.psfs, redshift=1.5,
+                 covariance=m.covariance[:, :, :3], cov_offsets=m.cov_offsets)
+    with pytest.raises(DataError, match="together"):
+        LineMaps(names=m.names, flux=m.flux, variance=m.variance, pixel_scale=0.03, psfs=m.psfs, redshift=1.5,
+                 covariance=m.covariance)

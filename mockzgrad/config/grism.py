@@ -102,7 +102,7 @@ class GrismConfig:
     read_noise : float
         Read noise, e- per map pixel per exposure; [0, 1e4].
     wave_oversample : int
-        Fine wavelength steps per map pixel of dispersion (step <= dispersion/4); [4, 64].
+        Fine wavelength steps per map pixel of dispersion (step <= dispersion/4); [4, 4096].
     dispersion_scale : float
         Factor on every grism's dispersion (tests of the IFU limit); (0, 1e4].
     direct_filters : list of str
@@ -133,7 +133,7 @@ class GrismConfig:
     sensitivity_peak: float | None = number_field(None, 0.0, 1e30, lo_open=True, unit="(e-/s)/(erg/s/cm^2)")
     background: float = number_field(0.0, 0.0, 1e6, unit="e-/s")
     read_noise: float = number_field(0.0, 0.0, 1e4, unit="e-")
-    wave_oversample: int = integer_field(4, 4, 64)
+    wave_oversample: int = integer_field(4, 4, 4096)
     dispersion_scale: float = number_field(1.0, 0.0, 1e4, lo_open=True)
     direct_filters: tuple = strings_field(())
     wave_offset_sigma: float = number_field(0.0, 0.0, 1000.0, unit="Angstrom")

@@ -17,11 +17,16 @@ FITS layout (written atomically by :meth:`LineMaps.write`)
   line ids summed in the map, e.g. ``Ha,NII_6550,NII_6585``) and the map's
   PSF keywords (``PSF_KIND``, ``PSF_FWHM``, ...;
   :meth:`mockzgrad.observation.psf.PSF.to_header`);
+* ``COV_<line>`` per map and ``COVOFF`` (optional, together): the covariance
+  of every pixel with its neighbours at the offsets ``COVOFF`` (int,
+  ``(n_offsets, 2)`` rows ``(dy, dx)``), shape ``(n_offsets, ny, nx)``;
 * ``PROVENANCE`` (JSON: extraction method, exposures, ...), ``CONFIG``
   (TOML of the mock, optional) and ``TRUTH`` (JSON; never read by recovery).
 
-Pixels: drizzled or interlaced maps have correlated noise between
-neighbouring pixels; a ``VAR`` map holds only the per-pixel variance.
+Pixels: extracted, drizzled or interlaced maps have correlated noise between
+neighbouring pixels; a ``VAR`` map holds only the per-pixel variance, the
+optional ``COV_`` stencils the covariances with the nearby pixels (the joint
+extraction writes them; bin errors use them when present).
 """
 
 from __future__ import annotations
@@ -86,6 +91,11 @@ class LineMaps:
         The mock's true parameters (suites only; recovery never reads it).
     config_toml : str
         The configuration of the mock, if any.
+    covariance : ndarray, shape (n_maps, n_offsets, ny, nx), or None
+        ``covariance[m, k, y, x] = Cov(flux[m, y, x], flux[m, y + dy_k, x + dx_k])``, 0 where the
+        neighbour has no value; the offset ``(0, 0)`` entry is the variance. None: not known.
+    cov_offsets : ndarray of int, shape (n_offsets, 2), or None
+        The ``(dy, dx)`` of ``covariance``; it includes ``(0, 0)`` and ``-o`` for every ``o``.
     """
 
     kind: ClassVar[str] = "linemaps"
@@ -100,6 +110,8 @@ class LineMaps:
     provenance: dict = field(default_factory=dict)
     truth: dict = field(default_factory=dict)
     config_toml: str = ""
+    covariance: np.ndarray | None = None
+    cov_offsets: np.ndarray | None = None
 
     def __post_init__(self):
         self.names = tuple(_check_line("linemaps.names", n) for n in self.names)
@@ -122,6 +134,24 @@ class LineMaps:
         unknown = [k for k in self.blends if k not in self.names]
         if unknown:
             raise DataError(f"linemaps.blends: {', '.join(unknown)} is not a map; maps: {', '.join(self.names)}")
+        self._check_covariance()
+
+    def _check_covariance(self):
+        if (self.covariance is None) != (self.cov_offsets is None):
+            raise DataError("linemaps: covariance and cov_offsets go together (both or neither)")
+        if self.covariance is None:
+            return
+        self.covariance = np.asarray(self.covariance, dtype=float)
+        self.cov_offsets = np.asarray(self.cov_offsets, dtype=int)
+        k = len(self.cov_offsets)
+        pairs = {tuple(o) for o in self.cov_offsets.tolist()}
+        if (self.cov_offsets.ndim != 2 or self.cov_offsets.shape[1] != 2 or (0, 0) not in pairs
+                or any((-a, -b) not in pairs for a, b in pairs)):
+            raise DataError(f"linemaps.cov_offsets: shape {self.cov_offsets.shape}; expected (n_offsets, 2) rows "
+                            "(dy, dx) including (0, 0) and the negative of each")
+        if self.covariance.shape != (len(self.names), k, *self.flux.shape[1:]):
+            raise DataError(f"linemaps.covariance: shape {self.covariance.shape}; expected "
+                            f"{(len(self.names), k, *self.flux.shape[1:])}")
 
     # ------------------------------------------------------------------ access
     @property
@@ -177,6 +207,13 @@ class LineMaps:
                 hdu.header["BLEND"] = ",".join(self.components(name))
                 for key, value in self.psfs[name].items():
                     set_header(hdu.header, key, value)
+                hdus.append(hdu)
+        if self.covariance is not None:
+            hdus.append(fits.ImageHDU(self.cov_offsets.astype(np.int32), name="COVOFF"))
+            for i, name in enumerate(self.names):
+                hdu = fits.ImageHDU(self.covariance[i].astype(np.float64), name=f"COV_{name}")
+                hdu.header["BUNIT"] = "erg2/(s2 cm4)"
+                hdu.header["LINE"] = name
                 hdus.append(hdu)
         hdus.append(json_hdu("PROVENANCE", self.provenance))
         if self.config_toml:
@@ -264,6 +301,10 @@ def read_linemaps(path) -> LineMaps:
         redshift = float(primary.get("REDSHIFT", np.nan))
         truth, provenance = _json_ext(hdul, "TRUTH"), _json_ext(hdul, "PROVENANCE")
         config_toml = bytes(hdul["CONFIG"].data).decode() if "CONFIG" in ext else ""
+        cov = offsets = None
+        if "COVOFF" in ext and all(f"COV_{n}" in ext for n in names):
+            offsets = np.asarray(ext["COVOFF"].data, dtype=int)
+            cov = np.stack([np.asarray(ext[f"COV_{n}"].data, dtype=np.float64) for n in names])
     return LineMaps(names=tuple(lines), flux=np.stack(flux), variance=np.stack(var), pixel_scale=pixel_scale,
                     psfs=psfs, redshift=redshift, blends=blends, provenance=provenance, truth=truth,
-                    config_toml=config_toml)
+                    config_toml=config_toml, covariance=cov, cov_offsets=offsets)

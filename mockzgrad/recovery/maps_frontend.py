@@ -22,10 +22,13 @@ Line maps replace the cube front end's spectra and line fits: the stages are
    ~0.8 sigma per bin (1.6 sigma in the outer half) in NIRISS S/N-50 mocks
    and, through R3 and O32, the outer metallicities low: positive
    gradients came back ~0 or negative;
-6. :func:`sum_map_fluxes`: maps and variances summed per bin into a
-   :class:`~mockzgrad.recovery.fluxes.BinFluxes` table (independent errors:
-   the per-pixel variances; drizzled maps have correlated pixels, which a
-   VAR map does not describe).
+6. :func:`sum_map_fluxes`: maps summed per bin into a
+   :class:`~mockzgrad.recovery.fluxes.BinFluxes` table; a bin's variance
+   sums the covariances of its pixel pairs (:func:`bin_variance`) where the
+   maps carry covariance stencils (``LineMaps.covariance``, written by the
+   joint extraction, whose neighbouring pixels are anti-correlated), else
+   the per-pixel variances (independent pixels; a PSF-matched map uses
+   these too).
 
 A map that is a blend (``LineMaps.blends``, e.g. ``"Ha"`` = Ha+[NII] 6550,
 6585 at grism resolution) is used only by a recipe that models the blend
@@ -59,7 +62,7 @@ from .selection import FrontEndResult, LineSelection
 SPLIT_DOUBLETS = frozenset({("OII_3727", "OII_3730"), ("SII_6718", "SII_6733")})
 
 __all__ = ["SPLIT_DOUBLETS", "check_maps", "select_map_lines", "match_map_psfs", "gate_model",
-           "bin_maps", "sum_map_fluxes", "maps_front_end"]
+           "bin_maps", "bin_variance", "sum_map_fluxes", "maps_front_end"]
 
 
 def check_maps(maps) -> tuple[np.ndarray, np.ndarray]:
@@ -214,22 +217,74 @@ def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm
     return bins, tuple(excluded)
 
 
+def _shifted(a, dy: int, dx: int, fill):
+    """``out[y, x] = a[y + dy, x + dx]`` (``fill`` where that falls off the grid)."""
+    out = np.full(a.shape, fill, dtype=a.dtype)
+    ny, nx = a.shape
+    ys, yd = slice(max(dy, 0), ny + min(dy, 0)), slice(max(-dy, 0), ny + min(-dy, 0))
+    xs, xd = slice(max(dx, 0), nx + min(dx, 0)), slice(max(-dx, 0), nx + min(-dx, 0))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def bin_variance(cov, offsets, labels, valid, n_bins: int) -> np.ndarray:
+    """Variance of per-bin sums of a map whose pixel covariances are the stencil ``cov``.
+
+    ``var_b = sum over pixel pairs (p, p + o_k) both valid and in bin b of cov[k, p]``
+    (:attr:`~mockzgrad.products.linemaps.LineMaps.covariance`); pairs further apart than the stencil
+    are taken as uncorrelated.
+
+    Parameters
+    ----------
+    cov : ndarray, shape (n_offsets, ny, nx)
+    offsets : ndarray of int, shape (n_offsets, 2)
+    labels : ndarray of int, shape (ny, nx)
+        Bin of each pixel, -1 for none.
+    valid : ndarray of bool, shape (ny, nx)
+        Pixels whose value enters the sums (finite flux and variance).
+    n_bins : int
+    """
+    lab = np.where(valid, labels, -1)
+    out = np.zeros(n_bins)
+    for k, (dy, dx) in enumerate(np.asarray(offsets, int)):
+        same = (lab >= 0) & (_shifted(lab, int(dy), int(dx), -1) == lab)
+        out += np.bincount(lab[same], weights=np.nan_to_num(cov[k][same]), minlength=n_bins)[:n_bins]
+    return out
+
+
+def _map_variances(maps, flux, var, idx, labels, n_bins: int, pixel_var) -> np.ndarray:
+    """Per-bin variance ``(n_bins, n_used)`` of each used map: from its covariance stencil where it has
+    one and was not PSF-matched (smoothing changes it), else ``pixel_var`` (summed pixel variances)."""
+    out = np.array(pixel_var, dtype=float)
+    if getattr(maps, "covariance", None) is None:
+        return out
+    for j, i in enumerate(idx):
+        if not np.array_equal(var[i], np.asarray(maps.variance[i], float), equal_nan=True):
+            continue
+        valid = np.isfinite(flux[i]) & np.isfinite(var[i])
+        out[:, j] = bin_variance(maps.covariance[i], maps.cov_offsets, labels, valid, n_bins)
+    return out
+
+
 def sum_map_fluxes(maps, flux, var, bins: Binning, lines: LineSelection,
                    recipe) -> tuple[BinFluxes, BinFluxes | None]:
-    """Maps and variances summed per bin; the whole galaxy too when the recipe corrects for dust."""
+    """Maps summed per bin, with their variances (pixel covariances included where the maps carry them);
+    the whole galaxy too when the recipe corrects for dust."""
     avail = _available(maps)
     used = sorted({avail[n][0] for n in lines.lines}, key=maps.index)
     idx = [maps.index(m) for m in used]
     sums, errs = spectra.sum_spectra(flux[idx], var[idx], bins.labels, bins.n_bins)
+    bvar = _map_variances(maps, flux, var, idx, bins.labels, bins.n_bins, np.asarray(errs) ** 2)
     t = np.zeros((len(lines.lines), len(used)))  # line fluxes = t @ map sums (a split doublet: fixed shares)
     for k, n in enumerate(lines.lines):
         m, w = avail[n]
         t[k, used.index(m)] = w
-    fluxes = _expand(lines.lines, np.asarray(sums), np.asarray(errs) ** 2, t)
+    fluxes = _expand(lines.lines, np.asarray(sums), bvar, t)
     if not (recipe.dust.correct and all(n in lines.lines for n in recipe.dust.pair)):
         return fluxes, None
     total = np.nansum(sums, axis=0)[None]
-    total_var = np.nansum(np.asarray(errs) ** 2, axis=0)[None]
+    total_var = _map_variances(maps, flux, var, idx, np.where(bins.labels >= 0, 0, -1), 1,
+                               np.nansum(np.asarray(errs) ** 2, axis=0)[None])
     return fluxes, _expand(lines.lines, total, total_var, t)
 
 
