@@ -1,21 +1,26 @@
-"""Benchmark: issue 23 round-3 changes against the code they replaced, alternating in one process.
+"""Benchmark: issue 23 round-3 and round-3b changes against the code they replaced, alternating in one process.
 
 Whole-program A/B runs between two checkouts spread by +-10 % per child on a
 loaded machine, more than these changes are worth; here the old functions
 are loaded from a checkout of the base commit (``--base``, e.g. ``git
-archive 38e88e4 | tar -x -C /tmp/base``) and swapped in and out of this
+archive d78155d | tar -x -C /tmp/base``) and swapped in and out of this
 process call by call, so both see the same machine state. CPU time
 (``time.process_time``) of:
 
 * ``build_cube`` (flagship, PSF 0.2", one thread): new = this checkout;
-  old = Gauss-Legendre nodes recomputed in ``outside_flux_share`` and the
-  base's separable-blur kernel (no skipping of all-zero channels);
 * ``recover`` as shipped (lee2026: Method I, and Method II, which runs in
-  every measurement) of flagship cubes at four PSF widths: old = the base's
-  ``method_ii.py`` (two full-bin Method I calls for the branch references);
+  every measurement) of flagship cubes at four PSF widths;
 * ``method_two`` alone on those cubes' log ratios.
 
-Run: ``python benchmarks/bench_swap.py --base /tmp/base [--rounds 15] [--repeats 10]``
+``--round 3`` (base 38e88e4): old = Gauss-Legendre nodes recomputed in
+``outside_flux_share``, the base's separable-blur kernel (no skipping of
+all-zero channels) and the base's ``method_ii.py`` (two full-bin Method I
+calls for the branch references). ``--round 3b`` (base d78155d, the
+default): old = the calibration-directory key resolved with pathlib on
+every diagnostic look-up, kpc per arcsec from astropy on every cube and
+line groups built afresh in every ``line_factors``.
+
+Run: ``python benchmarks/bench_swap.py --base /tmp/base [--round 3b] [--rounds 15] [--repeats 10]``
 """
 
 from __future__ import annotations
@@ -47,6 +52,34 @@ def _load_old(base: Path, rel: str, name: str):
     return mod
 
 
+def _swaps_3(base: Path) -> list:
+    """Round 3: (module, attribute, the base's object) for Method II, the blur kernel, leggauss."""
+    from mockzgrad.observation.psf import convolve
+    from mockzgrad.recovery import metallicity
+    from mockzgrad.source import galaxy
+
+    old_m2 = _load_old(base, "mockzgrad/recovery/metallicity/method_ii.py",
+                       "mockzgrad.recovery.metallicity._method_ii_base")
+    old_blur = _load_old(base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
+    return [(metallicity, "method_two", old_m2.method_two),
+            (convolve, "blur_separable_nb", old_blur.blur_separable_nb),
+            (galaxy, "_leggauss", np.polynomial.legendre.leggauss)]
+
+
+def _swaps_3b(base: Path) -> list:
+    """Round 3b: the calibration-directory key resolved with pathlib on every call (the base's
+    ``_dirs_key``, used by every ``get_diagnostic`` and ``generating_system``), kpc per
+    arcsec from astropy on every ``resolve_galaxy``, line groups built on every ``line_factors``."""
+    from mockzgrad.physics import calibrations
+    from mockzgrad.physics.cosmology import kpc_per_arcsec
+    from mockzgrad.source import galaxy, lineflux
+
+    old_cal = _load_old(base, "mockzgrad/physics/calibrations.py", "mockzgrad.physics._calibrations_base")
+    return [(calibrations, "_dirs_key", old_cal._dirs_key),
+            (galaxy, "_kpc_per_arcsec", lambda z, cosmology: kpc_per_arcsec(z, cosmology.to_astropy())),
+            (lineflux, "_line_groups", lineflux.line_groups)]
+
+
 def _cpu(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -61,24 +94,21 @@ def main(argv=None) -> int:
     parser.add_argument("--base", required=True, type=Path, help="checkout of the base commit")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--round", choices=("3", "3b"), default="3b",
+                        help="which round's changes to swap (3: base 38e88e4; 3b: base d78155d)")
     args = parser.parse_args(argv)
 
     from mockzgrad.config import load_config, load_recipe
     from mockzgrad.observation.ifu import build_cube
-    from mockzgrad.observation.psf import convolve
     from mockzgrad.recovery import metallicity, pipeline
-    from mockzgrad.source import galaxy
 
-    old_m2 = _load_old(args.base, "mockzgrad/recovery/metallicity/method_ii.py",
-                       "mockzgrad.recovery.metallicity._method_ii_base")
-    old_blur = _load_old(args.base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
     new_m2 = metallicity.method_two
-    new_blur, new_nodes = convolve.blur_separable_nb, galaxy._leggauss
+    swaps = _swaps_3b(args.base) if args.round == "3b" else _swaps_3(args.base)
+    new_attrs = [(mod, name, getattr(mod, name)) for mod, name, _ in swaps]
 
     def use(old: bool):
-        metallicity.method_two = old_m2.method_two if old else new_m2
-        convolve.blur_separable_nb = old_blur.blur_separable_nb if old else new_blur
-        galaxy._leggauss = np.polynomial.legendre.leggauss if old else new_nodes
+        for (mod, name, o), (_, _, n) in zip(swaps, new_attrs):
+            setattr(mod, name, o if old else n)
 
     flagship = load_config(ROOT / "examples" / "flagship_z5.toml")
     cfg = flagship.replace(**{"instrument.psf.fwhm": 0.2})
@@ -90,6 +120,7 @@ def main(argv=None) -> int:
     metallicity.method_two = lambda r, **k: saved.append((r, k)) or new_m2(r, **k)
     for c in cubes:
         pipeline.recover(c, recipe)
+    metallicity.method_two = new_m2  # stop recording (round 3b swaps nothing there)
     figures = {
         "build_cube": lambda: build_cube(cfg),
         f"recover x{len(cubes)}": lambda: [pipeline.recover(c, recipe) for c in cubes],

@@ -426,6 +426,13 @@ def _central_metallicity(cfg: GalaxyConfig, lines: LinesConfig) -> tuple[float, 
     return z0, z0_auto, valid
 
 
+@functools.lru_cache(maxsize=256)
+def _kpc_per_arcsec(redshift: float, cosmology: CosmologyConfig) -> float:
+    """Proper kpc per arcsec at ``redshift`` (cached per redshift and frozen cosmology
+    configuration: astropy's distance integral and units cost ~0.5 ms a call)."""
+    return kpc_per_arcsec(redshift, cosmology.to_astropy())
+
+
 def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyConfig | None = None
                    ) -> GalaxyModel:
     """Resolve a galaxy configuration into a :class:`GalaxyModel`.
@@ -448,7 +455,7 @@ def resolve_galaxy(cfg: GalaxyConfig, lines: LinesConfig, cosmology: CosmologyCo
         are then clipped or extrapolated as ``lines.outside_range`` says).
     """
     cosmology = cosmology or CosmologyConfig()
-    scale = kpc_per_arcsec(cfg.redshift, cosmology.to_astropy())
+    scale = _kpc_per_arcsec(cfg.redshift, cosmology)
     m = cfg.metallicity
     z0, z0_auto, valid = _central_metallicity(cfg, lines)
     q = math.sqrt(math.cos(math.radians(cfg.inclination)) ** 2

@@ -73,6 +73,13 @@ def line_groups(cfg: LinesConfig) -> LineGroups:
     return LineGroups(group_of, fraction)
 
 
+@functools.lru_cache(maxsize=64)
+def _line_groups(cfg: LinesConfig) -> LineGroups:
+    """:func:`line_groups` cached per (frozen) configuration, for :func:`line_factors`, which
+    only reads it (several calls per cube)."""
+    return line_groups(cfg)
+
+
 @dataclass(frozen=True)
 class GeneratingSystem:
     """The solved generating set: log A = const + M @ log R.
@@ -217,7 +224,7 @@ def line_factors(cfg: LinesConfig, z, *, r_kpc=None, ratio_offsets=None, logu=No
     z = np.asarray(z, dtype=float)
     logu = cfg.logu if logu is None else logu
     system = generating_system(cfg)
-    lg = line_groups(cfg)
+    lg = _line_groups(cfg)
     log_r = []
     for d in system.diagnostics:
         zz = z if cfg.outside_range == "extrapolate" else np.clip(z, *d.valid_range)
