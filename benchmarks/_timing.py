@@ -26,3 +26,18 @@ def time_calls(fn, repeats: int) -> dict:
         finally:
             gc.enable()
     return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+
+
+def median_cpu(fn, repeats: int, *, warmup: bool = True) -> float:
+    """Median CPU time (s, this process) of ``fn()`` over ``repeats`` calls, after one warm-up call if asked.
+
+    ``warmup = False`` for A/B loops that alternate two versions call by call (each call is then its own sample).
+    """
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return statistics.median(times)

@@ -30,13 +30,13 @@ import importlib.util
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import numpy as np  # noqa: E402
+from _timing import median_cpu  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 #: PSF FWHM of the cubes recovered, arcsec (the flagship suite spans 0.1-1.0")
@@ -78,15 +78,6 @@ def _swaps_3b(base: Path) -> list:
     return [(calibrations, "_dirs_key", old_cal._dirs_key),
             (galaxy, "_kpc_per_arcsec", lambda z, cosmology: kpc_per_arcsec(z, cosmology.to_astropy())),
             (lineflux, "_line_groups", lineflux.line_groups)]
-
-
-def _cpu(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -135,7 +126,7 @@ def main(argv=None) -> int:
         for label in (("new", "old") if r % 2 else ("old", "new")):
             use(label == "old")
             for k, fn in figures.items():
-                res[k][label].append(_cpu(fn, args.repeats))
+                res[k][label].append(median_cpu(fn, args.repeats, warmup=False))
     use(False)
     print(f"CPU time, median over {args.rounds} rounds of the per-round median of {args.repeats} calls; "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -18,26 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
+
+from _timing import median_cpu  # benchmarks/ is on sys.path when run as a script
 
 for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 FWHMS = (0.1, 0.15, 0.2547, 0.35, 0.5, 0.7, 0.9, 1.2)
-
-
-def _median_cpu(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return statistics.median(times)
 
 
 def measure(repeats: int) -> dict:
@@ -55,7 +45,7 @@ def measure(repeats: int) -> dict:
         separable = plan.taps is not None and ifu._separable_is_cheaper(h, s)
         volume.append({"psf_fwhm": fwhm, "n_chan": int(s.edges_lo.size), "n_ext": int(s.n_ext), "n": int(s.n),
                        "volume": int(s.edges_lo.size * s.n_ext**2), "stage": "separable" if separable else "fft",
-                       "cpu_s": _median_cpu(lambda: ifu.build_cube(cfg), repeats)})
+                       "cpu_s": median_cpu(lambda: ifu.build_cube(cfg), repeats)})
         print(f"PSF {fwhm:5.3f}\": {volume[-1]['n_chan']} x {s.n_ext}^2 -> {volume[-1]['cpu_s'] * 1e3:7.1f} ms "
               f"({volume[-1]['stage']})", flush=True)
     lines = []
@@ -63,7 +53,7 @@ def measure(repeats: int) -> dict:
     for k in range(1, len(names) + 1):
         cfg = base.replace(**{"lines.lines": names[:k]})
         n_chan = int(ifu.plan_ifu(cfg).sampling.edges_lo.size)
-        lines.append({"n_lines": k, "n_chan": n_chan, "cpu_s": _median_cpu(lambda: ifu.build_cube(cfg), repeats)})
+        lines.append({"n_lines": k, "n_chan": n_chan, "cpu_s": median_cpu(lambda: ifu.build_cube(cfg), repeats)})
         print(f"{k} line(s), {n_chan} channels -> {lines[-1]['cpu_s'] * 1e3:7.1f} ms", flush=True)
     return {"volume": volume, "lines": lines}
 

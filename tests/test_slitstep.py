@@ -321,6 +321,16 @@ def test_variance_describes_the_noise(combine, tol):
     assert float(np.mean(resid)) == pytest.approx(1.0, abs=tol)
 
 
+def _turned_cube(pa: float):
+    """Noise-free slit-stepped mock for the dispersion-flattening tests: grad_z -0.1, telescope PSF 0.05", PA ``pa``."""
+    over = {"lines.generating_set": ["PP04_N2_cubic"], "noise.enabled": False, "noise.snr": 100.0,
+            "galaxy.r_eff": 2.0, "galaxy.inclination": 50.0, "instrument.fov_flux_fraction": 0.9,
+            "galaxy.metallicity.grad_z": -0.1, "instrument.psf.fwhm": 0.05, "galaxy.pa": pa}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FieldOfViewWarning)
+        return build_slitstep_cube(_cfg(**over))
+
+
 def test_flattening_is_stronger_with_the_minor_axis_along_dispersion():
     """A two-mock suite, the same galaxy turned by 90 deg: the 0.2" shutter width along dispersion (x) against
     ~0.1" along the slit. Deprojection stretches the minor axis by 1 / cos(i), so the coarse direction hurts most
@@ -330,12 +340,7 @@ def test_flattening_is_stronger_with_the_minor_axis_along_dispersion():
 
     grad = {}
     for pa in (0.0, 90.0):
-        over = {"lines.generating_set": ["PP04_N2_cubic"], "noise.enabled": False, "noise.snr": 100.0,
-                "galaxy.r_eff": 2.0, "galaxy.inclination": 50.0, "instrument.fov_flux_fraction": 0.9,
-                "galaxy.metallicity.grad_z": -0.1, "instrument.psf.fwhm": 0.05, "galaxy.pa": pa}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FieldOfViewWarning)
-            grad[pa] = recover(build_slitstep_cube(_cfg(**over)), "ju_msa3d").summary()["grad_z_measured"]
+        grad[pa] = recover(_turned_cube(pa), "ju_msa3d").summary()["grad_z_measured"]
     assert -0.1 < grad[90.0] < 0.0 and -0.1 < grad[0.0] < 0.0
     # measured -0.048 (PA 0) and -0.064 (PA 90) at 2.34 A/pixel (-0.050, -0.069 at 2.33): asserted as > 0.01 apart
     assert abs(grad[0.0]) < abs(grad[90.0]) - 0.01
@@ -364,12 +369,7 @@ def test_flattening_is_stronger_along_dispersion_per_sector():
     recipe = load_recipe("ju_msa3d").replace(**{"binning.sectors": True})
     slope = {}
     for pa in (0.0, 90.0):
-        over = {"lines.generating_set": ["PP04_N2_cubic"], "noise.enabled": False, "noise.snr": 100.0,
-                "galaxy.r_eff": 2.0, "galaxy.inclination": 50.0, "instrument.fov_flux_fraction": 0.9,
-                "galaxy.metallicity.grad_z": -0.1, "instrument.psf.fwhm": 0.05, "galaxy.pa": pa}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FieldOfViewWarning)
-            res = recover(build_slitstep_cube(_cfg(**over)), recipe)
+        res = recover(_turned_cube(pa), recipe)
         assert {tuple(b["sector_deg"]) for b in res.bins} == {(0.0, 30.0), (30.0, 60.0), (60.0, 90.0)}
         assert all(isinstance(b["parent"], int) for b in res.bins)
         slope[pa] = {s: _sector_slope(res, s) for s in ((0.0, 30.0), (60.0, 90.0))}
