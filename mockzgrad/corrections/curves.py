@@ -511,7 +511,8 @@ def _derive_group(group: _Sample, label: float, opts: CurveOptions, do_surface: 
     kept = tuple(c for s, c in derived.items() if s != "both" or opts.pool_signs)
     shape = tuple({"abs_grad": label, "sign": c.sign, "problem": p} for c in kept
                   for p in [shape_problem(c.fit.coefficients, *c.x_range, RATIO_BOUNDS,
-                                          _medians_turn_over(c.running), c.fit.covariance)] if p)
+                                          _medians_turn_over(c.running), c.fit.covariance,
+                                          c.fit.variable)] if p)
     return _GroupResult(curves=kept, snr_check=snr_check, sign_check=sign_check, n_per_sign=n_sign, shape=shape)
 
 
