@@ -51,8 +51,9 @@ For every group of mocks of one intrinsic ``|grad_z|`` and every sign
 * when the mocks' ``inclination`` takes >= 3 distinct values, a surface
   ``ratio(x, i) = sum_jk c_jk x^j t^k`` with ``t = inclination / 90 deg``.
 
-Degree choice (``degree="auto"``): the polynomial degree ``d`` in 1..4 that
-minimises the Bayesian information criterion ``BIC = chi^2 + (d + 1) ln n``
+Degree choice (``degree="auto"``): the form -- a polynomial in ``x`` of degree
+``d`` in 1..4, or in ``1 / x`` of degree ``d`` in 1..2 (``c0 + c1/x (+ c2/x^2)``,
+monotone and saturating; recorded as ``fit.variable``) -- that minimises the Bayesian information criterion ``BIC = chi^2 + (d + 1) ln n``
 (Schwarz 1978, Ann. Stat. 6, 461), ``chi^2`` with the fixed weights above and
 ``n`` the number of mocks fitted; a degree is a candidate only if the fit has
 more distinct ``x`` values than coefficients and at least one degree of
