@@ -204,10 +204,10 @@ def _draw_curve(ax, c, admissible=True):
                         fmt="o", color=st["color"], ms=2.5, lw=0.8, capsize=0)
     xx = np.linspace(c.x_range[0], c.x_range[1], 200)
     if admissible:
-        ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} (deg {c.fit.degree})")
+        ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} ({c.fit.form})")
     else:
         ax.plot(xx, c.fit(xx), color="0.55", ls=st["ls"], lw=0.8,
-                label=f"{st['label']} (deg {c.fit.degree}; NOT admissible)")
+                label=f"{st['label']} ({c.fit.form}; NOT admissible)")
 
 
 def _mock_ratios(curves, table):

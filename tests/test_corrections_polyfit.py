@@ -13,6 +13,7 @@ from _seed import seeded
 from mockzgrad.corrections.polyfit import (
     DEGREE_CANDIDATES,
     INCLINATION_SCALE,
+    INVERSE_DEGREES,
     PolynomialFit,
     SurfaceFit,
     fit_polynomial,
@@ -49,11 +50,16 @@ class TestFitPolynomial:
     def test_bic_picks_the_true_degree(self):
         x, r, sigma = cubic_data(seed=seeded(1), n=2000)
         fit = fit_polynomial(x, r, sigma, "auto")
-        assert fit.candidates == DEGREE_CANDIDATES
-        assert fit.degree == 3 == fit.candidates[int(np.argmin(fit.bic))]
-        for d, b in zip(fit.candidates, fit.bic):  # BIC = chi2 + (d + 1) ln n of the fit of that degree
+        # polynomials in x, then in 1/x (the saturating forms c0 + c1/x (+ c2/x^2))
+        assert fit.candidates == DEGREE_CANDIDATES + tuple(f"1/x deg {d}" for d in INVERSE_DEGREES)
+        assert fit.variable == "x" and fit.degree == 3 == fit.candidates[int(np.argmin(fit.bic))]
+        for d, b in zip(DEGREE_CANDIDATES, fit.bic):  # BIC = chi2 + (d + 1) ln n of the fit of that degree
             ref = fit_polynomial(x, r, sigma, d)
             assert b == pytest.approx(ref.chi2 + (d + 1) * math.log(x.size), rel=1e-12)
+        for d, b in zip(INVERSE_DEGREES, fit.bic[len(DEGREE_CANDIDATES):]):  # independent: numpy.polyfit in 1/x
+            coef = np.polyfit(1.0 / x, r, d, w=1.0 / sigma)
+            chi2 = float(np.sum(((r - np.polyval(coef, 1.0 / x)) / sigma) ** 2))
+            assert b == pytest.approx(chi2 + (d + 1) * math.log(x.size), rel=1e-9)
         # the weights are the true errors: chi2 / dof is 1 with standard error sqrt(2 / dof); 4.5 of them
         assert abs(fit.chi2 / fit.dof - 1.0) < 4.5 * math.sqrt(2.0 / fit.dof)
         assert np.all(np.abs(fit.coefficients - CUBIC) < 5 * np.sqrt(np.diag(fit.covariance)))
@@ -61,7 +67,7 @@ class TestFitPolynomial:
     def test_candidates_need_distinct_x_and_dof(self):
         x = np.repeat([1.0, 2.0, 3.0], 10)
         fit = fit_polynomial(x, x**2, np.ones(x.size), "auto")
-        assert fit.candidates == (1, 2)
+        assert fit.candidates == (1, 2, "1/x deg 1", "1/x deg 2")  # 3 distinct x: at most 3 coefficients
         assert fit_polynomial(np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.ones(2), 1) is None
 
     def test_std_agrees_with_coefficient_draws(self):

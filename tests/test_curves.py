@@ -121,17 +121,18 @@ class TestKnownCurve:
     def test_degree_reported_and_chosen_by_bic(self, curves):
         for c in curves.curves:
             assert c.fit.degree in (1, 2, 3, 4)
-            # candidates: the degrees whose fit stays in [0, 1.2] and is monotone over the mocks' x (the truth
+            # candidates: the forms whose fit stays in [0, 1.2] and is monotone over the mocks' x (the truth
             # saturates without a turning point, so e.g. a concave parabola peaking inside the range is left out)
-            assert set(c.fit.candidates) <= {1, 2, 3, 4} and 1 in c.fit.candidates
-            assert c.fit.degree == c.fit.candidates[int(np.argmin(c.fit.bic))]
+            assert set(c.fit.candidates) <= {1, 2, 3, 4, "1/x deg 1", "1/x deg 2"} and 1 in c.fit.candidates
+            chosen = c.fit.degree if c.fit.variable == "x" else c.fit.form
+            assert chosen == c.fit.candidates[int(np.argmin(c.fit.bic))]
             xx = np.linspace(*c.x_range, 400)
             y = c.fit(xx)
             # rising, up to wiggles within the curve's own 1-sigma uncertainty
             assert np.all(np.maximum.accumulate(y) - y <= c.fit.std(xx) + 1e-9) and y[-1] > y[0]
             assert y.min() >= 0 and y.max() <= 1.2
-            # a steeply curved function: a straight line is never preferred
-            assert c.fit.degree >= 2
+            # a steeply curved function: a straight line is never preferred (a polynomial in 1/x is curved)
+            assert c.fit.variable == "1/x" or c.fit.degree >= 2
             assert c.fit.covariance.shape == (c.fit.degree + 1,) * 2
             assert np.all(np.diag(c.fit.covariance) > 0)
             # chi2 per dof near 1: the weights describe the scatter about the curve
@@ -223,8 +224,10 @@ def assert_curves_equal(a, b):
         np.testing.assert_array_equal(ca.inclination_range, cb.inclination_range)
         for name in ("coefficients", "covariance"):
             np.testing.assert_array_equal(getattr(ca.fit, name), getattr(cb.fit, name))
-        assert (ca.fit.chi2, ca.fit.dof, ca.fit.n_points, ca.fit.n_clipped, ca.fit.candidates, ca.fit.bic) == \
-               (cb.fit.chi2, cb.fit.dof, cb.fit.n_points, cb.fit.n_clipped, cb.fit.candidates, cb.fit.bic)
+        assert (ca.fit.chi2, ca.fit.dof, ca.fit.n_points, ca.fit.n_clipped, ca.fit.candidates, ca.fit.bic,
+                ca.fit.variable) == \
+               (cb.fit.chi2, cb.fit.dof, cb.fit.n_points, cb.fit.n_clipped, cb.fit.candidates, cb.fit.bic,
+                cb.fit.variable)
         for name in ("x_lo", "x_hi", "x_center", "n", "median", "p16", "p84"):
             np.testing.assert_array_equal(getattr(ca.running, name), getattr(cb.running, name))
         assert (ca.surface is None) == (cb.surface is None)

@@ -293,7 +293,7 @@ def _draw_ratios(curve, x_draws, inc, use_surface, rng, n):
         a = curve.surface.design(x_draws, inc)
     else:
         coef = curve.fit.sample(rng, n)
-        a = x_draws[:, None] ** np.arange(coef.shape[1])
+        a = curve.fit.design(x_draws)
     return np.sum(a * coef, axis=1)
 
 

@@ -51,8 +51,9 @@ For every group of mocks of one intrinsic ``|grad_z|`` and every sign
 * when the mocks' ``inclination`` takes >= 3 distinct values, a surface
   ``ratio(x, i) = sum_jk c_jk x^j t^k`` with ``t = inclination / 90 deg``.
 
-Degree choice (``degree="auto"``): the polynomial degree ``d`` in 1..4 that
-minimises the Bayesian information criterion ``BIC = chi^2 + (d + 1) ln n``
+Degree choice (``degree="auto"``): the form -- a polynomial in ``x`` of degree
+``d`` in 1..4, or in ``1 / x`` of degree ``d`` in 1..2 (``c0 + c1/x (+ c2/x^2)``,
+monotone and saturating; recorded as ``fit.variable``) -- that minimises the Bayesian information criterion ``BIC = chi^2 + (d + 1) ln n``
 (Schwarz 1978, Ann. Stat. 6, 461), ``chi^2`` with the fixed weights above and
 ``n`` the number of mocks fitted; a degree is a candidate only if the fit has
 more distinct ``x`` values than coefficients and at least one degree of
@@ -511,7 +512,8 @@ def _derive_group(group: _Sample, label: float, opts: CurveOptions, do_surface: 
     kept = tuple(c for s, c in derived.items() if s != "both" or opts.pool_signs)
     shape = tuple({"abs_grad": label, "sign": c.sign, "problem": p} for c in kept
                   for p in [shape_problem(c.fit.coefficients, *c.x_range, RATIO_BOUNDS,
-                                          _medians_turn_over(c.running), c.fit.covariance)] if p)
+                                          _medians_turn_over(c.running), c.fit.covariance,
+                                          c.fit.variable)] if p)
     return _GroupResult(curves=kept, snr_check=snr_check, sign_check=sign_check, n_per_sign=n_sign, shape=shape)
 
 

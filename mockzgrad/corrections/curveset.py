@@ -341,7 +341,7 @@ class CorrectionCurves:
         ``mockzgrad_version``, ``provenance``, ``degree_rule``,
         ``settings``, ``checks`` and ``curves``: a list with, per curve,
         ``abs_grad``, ``sign``, ``n_mocks``, ``x_range``, ``grad_range``,
-        ``inclination_range``, ``fit`` (``degree``, ``coefficients`` lowest
+        ``inclination_range``, ``fit`` (``degree``, ``variable`` ("x" or "1/x"), ``coefficients`` lowest
         order first, ``covariance``, ``chi2``, ``dof``, ``n_points``,
         ``n_clipped``, ``candidates``, ``bic``) and ``surface`` (``null`` or
         ``degree_x``, ``degree_inclination``, ``inclination_scale``,
@@ -513,7 +513,7 @@ def check_provenance(provenance) -> dict:
 def _curve_meta(c: Curve) -> dict:
     f = c.fit
     fit = {
-        "degree": f.degree,
+        "degree": f.degree, "variable": f.variable,
         "coefficients": [float(v) for v in f.coefficients],
         "covariance": [[float(v) for v in row] for row in f.covariance],
         "chi2": float(f.chi2), "dof": int(f.dof), "n_points": int(f.n_points), "n_clipped": int(f.n_clipped),
@@ -558,7 +558,7 @@ def _curve_from_meta(m: Mapping, table: Table) -> Curve:
     f = m["fit"]
     fit = PolynomialFit(coefficients=f["coefficients"], covariance=f["covariance"], chi2=f["chi2"],
                         dof=f["dof"], n_points=f["n_points"], n_clipped=f["n_clipped"],
-                        candidates=f["candidates"], bic=f["bic"])
+                        candidates=f["candidates"], bic=f["bic"], variable=f.get("variable", "x"))
     s = m.get("surface")
     surface = None
     if s is not None:

@@ -11,7 +11,10 @@ unknown overall error scale): it is the uncertainty of the mean curve, not
 the scatter of single galaxies about it. The degree is chosen by the
 Bayesian information criterion ``BIC = chi^2 + k ln n`` (Schwarz 1978,
 Ann. Stat. 6, 461) with ``k`` coefficients and ``n`` mocks; see
-:data:`DEGREE_RULE`.
+:data:`DEGREE_RULE`. Beside the polynomials in ``x`` the automatic choice
+compares polynomials in ``u = 1 / x`` of degree 1 and 2 (``ratio = c0 + c1 / x
+(+ c2 / x^2)``), monotone saturating forms (:data:`INVERSE_DEGREES`); a fit
+records its variable (``PolynomialFit.variable``, ``"x"`` or ``"1/x"``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "MAX_DEGREE",
     "MAX_DEGREE_INCLINATION",
     "DEGREE_RULE",
+    "INVERSE_DEGREES",
+    "VARIABLES",
     "PolynomialFit",
     "SurfaceFit",
     "residual_scatter",
@@ -43,11 +48,16 @@ __all__ = [
 INCLINATION_SCALE = 90.0
 #: Degrees compared when ``degree="auto"``.
 DEGREE_CANDIDATES = (1, 2, 3, 4)
+#: Degrees of the polynomials in ``u = 1 / x`` compared beside :data:`DEGREE_CANDIDATES` when ``degree="auto"``.
+INVERSE_DEGREES = (1, 2)
+#: Variables a curve may be a polynomial in.
+VARIABLES = ("x", "1/x")
 #: Largest polynomial degree that may be asked for.
 MAX_DEGREE = 8
 #: The rule that chooses the polynomial degree when ``degree="auto"``.
 DEGREE_RULE = (
-    "degree d in 1..4 minimising BIC = chi2 + (d + 1) ln(n) (Schwarz 1978), chi2 of the weighted "
+    "polynomial in x of degree d in 1..4 or in u = 1/x of degree d in 1..2 (ratio = c0 + c1/x (+ c2/x^2)) "
+    "minimising BIC = chi2 + (d + 1) ln(n) (Schwarz 1978), chi2 of the weighted "
     "least-squares fit to the individual mocks with weights 1/s(x)^2, s(x) = half 16-84 width of the "
     "residuals about an unweighted fit of the highest candidate degree in x bins of >= 25 mocks, "
     "interpolated in x; candidates need more distinct x than coefficients "
@@ -74,7 +84,7 @@ def _std_from_covariance(a, covariance) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class PolynomialFit:
-    """Polynomial ``ratio(x) = sum_k c_k x^k``.
+    """Polynomial ``ratio(x) = sum_k c_k u^k`` in ``u = x`` or ``u = 1 / x``.
 
     Attributes
     ----------
@@ -90,10 +100,13 @@ class PolynomialFit:
         Mocks fitted.
     n_clipped : int
         Mocks left out as outliers.
-    candidates : tuple of int
-        Degrees that were compared (one entry for a fixed degree).
+    candidates : tuple of int or str
+        Forms that were compared (one entry for a fixed degree): an int
+        ``d`` for degree ``d`` in ``x``, ``"1/x deg d"`` for degree ``d`` in ``1 / x``.
     bic : tuple of float
         BIC of each candidate, same order.
+    variable : {"x", "1/x"}
+        The variable ``u`` of the polynomial.
     """
 
     coefficients: np.ndarray
@@ -104,6 +117,7 @@ class PolynomialFit:
     n_clipped: int = 0
     candidates: tuple = ()
     bic: tuple = ()
+    variable: str = "x"
 
     def __post_init__(self):
         c = readonly_array(self.coefficients)
@@ -114,22 +128,28 @@ class PolynomialFit:
             raise ConfigError(f"covariance shape {cov.shape}; expected {(c.size, c.size)} for {c.size} coefficients")
         object.__setattr__(self, "coefficients", c)
         object.__setattr__(self, "covariance", cov)
-        object.__setattr__(self, "candidates", tuple(int(d) for d in self.candidates))
+        if self.variable not in VARIABLES:
+            raise ConfigError(f"variable = {self.variable!r}; allowed {list(VARIABLES)}")
+        object.__setattr__(self, "candidates", tuple(d if isinstance(d, str) else int(d) for d in self.candidates))
         object.__setattr__(self, "bic", tuple(float(b) for b in self.bic))
 
     @property
     def degree(self) -> int:
-        """Polynomial degree."""
+        """Polynomial degree (in :attr:`variable`)."""
         return int(self.coefficients.size - 1)
 
+    @property
+    def form(self) -> str:
+        """Short label of the form: ``"deg d"`` (in ``x``) or ``"1/x deg d"``."""
+        return form_label(self.variable, self.degree)
+
     def design(self, x) -> np.ndarray:
-        """Design matrix ``x^k``, shape ``x.shape + (degree + 1,)``."""
-        x = np.asarray(x, dtype=float)
-        return x[..., None] ** np.arange(self.coefficients.size)
+        """Design matrix ``u^k`` (``u = x`` or ``1 / x``), shape ``x.shape + (degree + 1,)``."""
+        return _design(self.variable, np.asarray(x, dtype=float), self.degree)
 
     def __call__(self, x) -> np.ndarray:
-        """Evaluate the polynomial at ``x`` (dimensionless)."""
-        return np.polynomial.polynomial.polyval(np.asarray(x, dtype=float), self.coefficients)
+        """Evaluate the curve at ``x`` (dimensionless)."""
+        return self.design(x) @ self.coefficients
 
     def std(self, x) -> np.ndarray:
         """1-sigma uncertainty of the curve at ``x`` from the coefficient covariance."""
@@ -205,6 +225,17 @@ class SurfaceFit:
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` raveled coefficient vectors, shape ``(size, n_coefficients)``."""
         return rng.multivariate_normal(self.coefficients.ravel(), self.covariance, size=size, method="svd")
+
+
+def form_label(variable: str, degree: int) -> str:
+    """``"deg d"`` for a polynomial in ``x``, ``"1/x deg d"`` for one in ``1 / x``."""
+    return f"deg {degree}" if variable == "x" else f"{variable} deg {degree}"
+
+
+def _design(variable: str, x, d: int) -> np.ndarray:
+    """Design matrix ``u^k``, k = 0..d, ``u = x`` or ``1 / x`` (x > 0), shape ``x.shape + (d + 1,)``."""
+    u = x if variable == "x" else 1.0 / x
+    return u[..., None] ** np.arange(d + 1)
 
 
 # --------------------------------------------------------------------------- least squares and BIC
@@ -310,9 +341,10 @@ def residual_scatter(x, r, keep, min_per_bin: int, degree):
     return local_scatter(x[keep], res[keep], x, min_per_bin), res
 
 
-def _scaled_fit(x, r, sigma, d):
-    """Coefficients and covariance (scaled by chi2/dof) of the degree-``d`` weighted fit, as shape_problem takes."""
-    coef, cov, chi2 = _wls(x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2)
+def _scaled_fit(x, r, sigma, cand):
+    """Coefficients and covariance (scaled by chi2/dof) of the weighted fit of ``cand = (variable, degree)``."""
+    variable, d = cand
+    coef, cov, chi2 = _wls(_design(variable, x, d), r, 1.0 / sigma**2)
     dof = x.size - (d + 1)
     return coef, (cov * chi2 / dof if dof > 0 else cov)
 
@@ -338,7 +370,7 @@ def _turning_points(y, xx, tol) -> list:
 
 
 def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_turnover=False,
-                  covariance=None) -> str | None:
+                  covariance=None, variable: str = "x") -> str | None:
     """Why the polynomial ``coef`` is not an admissible ratio curve on ``[x_lo, x_hi]``, or None.
 
     It must stay within ``bounds`` and be monotone over the range (no
@@ -350,16 +382,18 @@ def shape_problem(coef, x_lo: float, x_hi: float, bounds=RATIO_BOUNDS, allow_tur
     by more than :data:`TURNOVER_SIGMA` times its own 1-sigma uncertainty or
     :data:`TURNOVER_MAX`, whichever is smaller (a wiggle within the errors
     is not a turnover, but a visible turn-down is, however sparse the data).
+    ``variable`` (``"x"`` or ``"1/x"``) is the variable of the polynomial.
     """
     xx = np.linspace(x_lo, x_hi, 200)
-    y = np.polynomial.polynomial.polyval(xx, coef)
+    coef = np.asarray(coef, float)
+    a = _design(variable, xx, coef.size - 1)
+    y = a @ coef
     if bounds is not None and (y.min() < bounds[0] or y.max() > bounds[1]):
         return f"leaves [{bounds[0]:g}, {bounds[1]:g}] ({y.min():.3g} to {y.max():.3g})"
     if allow_turnover is True:
         return None
     tol = 1e-9 * max(1.0, float(np.abs(y).max()))
     if covariance is not None:
-        a = xx[:, None] ** np.arange(np.size(coef))
         tol = tol + np.minimum(TURNOVER_SIGMA * _std_from_covariance(a, covariance), TURNOVER_MAX)
     windows = tuple(allow_turnover or ())
     for kind, x_t in _turning_points(y, xx, tol):
@@ -396,22 +430,26 @@ def fit_polynomial(x, r, sigma, degree, *, n_clipped: int = 0, bounds=None,
     PolynomialFit or None
         None when no candidate degree is feasible (more distinct x than coefficients and >= 1 degree of freedom).
     """
-    cands = _candidate_degrees(x, degree)
+    cands = [("x", d) for d in _candidate_degrees(x, degree)]
     if not cands:
         return None
+    if degree == "auto" and float(x.min()) > 0.0:
+        n, n_distinct = x.size, np.unique(x).size
+        cands += [("1/x", d) for d in INVERSE_DEGREES if d + 1 <= n_distinct and n - (d + 1) >= 1]
     if bounds is not None and degree == "auto":
         fine = []
-        for d in cands:
-            coef, cov = _scaled_fit(x, r, sigma, d)
-            if shape_problem(coef, float(x.min()), float(x.max()), bounds, allow_turnover, cov) is None:
-                fine.append(d)
-        cands = fine or [d for d in (0, 1) if d + 1 <= np.unique(x).size and x.size - (d + 1) >= 1]
+        for cand in cands:
+            coef, cov = _scaled_fit(x, r, sigma, cand)
+            if shape_problem(coef, float(x.min()), float(x.max()), bounds, allow_turnover, cov, cand[0]) is None:
+                fine.append(cand)
+        cands = fine or [("x", d) for d in (0, 1) if d + 1 <= np.unique(x).size and x.size - (d + 1) >= 1]
         if not cands:
             return None
-    d, coef, cov, chi2, dof, bic = _best_by_bic(lambda d: x[:, None] ** np.arange(d + 1), r, 1.0 / sigma**2,
-                                                cands, lambda d: d + 1)
+    (variable, d), coef, cov, chi2, dof, bic = _best_by_bic(lambda c: _design(c[0], x, c[1]), r, 1.0 / sigma**2,
+                                                            cands, lambda c: c[1] + 1)
+    labels = tuple(dd if v == "x" else form_label(v, dd) for v, dd in cands)
     return PolynomialFit(coefficients=coef, covariance=cov, chi2=chi2, dof=dof, n_points=x.size,
-                         n_clipped=n_clipped, candidates=tuple(cands), bic=tuple(bic))
+                         n_clipped=n_clipped, candidates=labels, bic=tuple(bic), variable=variable)
 
 
 # --------------------------------------------------------------------------- surfaces ratio(x, inclination)
