@@ -266,12 +266,14 @@ def _cmd_grism(args) -> int:
 
 def _cmd_extract(args) -> int:
     from .products.grism import read_grism
-    from .recovery.grism_extract import extract_line_maps
+    from .recovery.grism_extract import extract_line_maps, redshift_source
 
     check_output_path(args.output, args.overwrite)
     mock = read_grism(args.grism)
-    maps = extract_line_maps(mock, args.redshift, method=args.method, nii_ha=args.nii_ha,
-                             velocities=args.velocities, clean_direct=args.clean_direct)
+    z, fit = redshift_source(mock, args.redshift, args.redshift_guess)
+    maps = extract_line_maps(mock, z, method=args.method, nii_ha=args.nii_ha, velocities=args.velocities,
+                             clean_direct=args.clean_direct, redshift_fit=fit)
+    print(f"grism redshift {maps.redshift:.5f} " + (f"(fitted from {z:g})" if fit else "(fixed)"))
     maps.truth = mock.truth  # travels with the product for suites; recovery never reads it
     maps.write(args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}: line maps {', '.join(maps.names)} ({args.method}) on "
@@ -637,7 +639,9 @@ def _add_observation_commands(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output line-map FITS file")
     p.add_argument("--method", choices=["isophote", "joint"], default="joint",
                    help="per-exposure isophote de-blending (Wang et al. 2017) or joint inversion (default)")
-    p.add_argument("--redshift", type=float, required=True, help="grism redshift of the source")
+    p.add_argument("--redshift", type=float, help="fix the grism redshift (default: fitted, starting from "
+                                                  "--redshift-guess or the file's catalogue redshift ZCAT)")
+    p.add_argument("--redshift-guess", type=float, help="start of the grism redshift fit")
     p.add_argument("--nii-ha", type=float, default=0.05, help="[NII]6585/Halpha inside the Halpha blend map")
     p.add_argument("--velocities", choices=["none", "rotation"], default="none",
                    help="line-of-sight velocities in the joint model: none (default) or a fitted rotation field "

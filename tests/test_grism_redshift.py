@@ -58,3 +58,69 @@ def test_bad_redshift_fit_arguments():
         gx.fit_redshift(_mock(), -1.0)
     with pytest.raises(ConfigError, match="span_pixels"):
         gx.fit_redshift(_mock(), Z, span_pixels=0.0)
+
+
+def _written(tmp_path, catalogue_redshift):
+    from dataclasses import replace
+
+    path = tmp_path / "g.fits"
+    replace(_mock(), catalogue_redshift=catalogue_redshift).write(path)
+    return path
+
+
+def test_extract_command_fits_the_redshift_from_the_catalogue_value(tmp_path, capsys):
+    """`mockzgrad extract g.fits -o maps.fits` without --redshift: the grism z is fitted from the file's
+    catalogue redshift (ZCAT, 1.2 pixels off); the maps are the Python call's, the z within 0.05 pixel
+    of the input (noise-free) and printed; the guess is in the provenance."""
+    from mockzgrad.cli import main
+    from mockzgrad.products.grism import read_grism
+    from mockzgrad.products.linemaps import read_linemaps
+
+    guess = Z + 1.2 * PIXEL_DZ
+    path, out = _written(tmp_path, guess), tmp_path / "maps.fits"
+    assert read_grism(path).catalogue_redshift == pytest.approx(guess)
+    assert main(["extract", str(path), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    got = read_linemaps(out)
+    want = gx.extract_line_maps(read_grism(path), guess, redshift_fit=True)
+    assert got.names == want.names
+    np.testing.assert_allclose(got.flux, want.flux, rtol=1e-6, atol=1e-30)
+    assert got.redshift == pytest.approx(want.redshift, abs=1e-12)
+    assert abs(got.redshift - Z) < 0.05 * PIXEL_DZ, (got.redshift - Z) / PIXEL_DZ
+    assert got.provenance["redshift_guess"] == pytest.approx(guess)
+    assert f"{got.redshift:.5f}" in printed
+
+
+def test_extract_command_guess_option_and_fixed_redshift(tmp_path):
+    """--redshift-guess replaces the catalogue value as the start; --redshift fixes z (no fit)."""
+    from mockzgrad.cli import main
+    from mockzgrad.products.linemaps import read_linemaps
+
+    path = _written(tmp_path, Z + 2.5 * PIXEL_DZ)
+    out = tmp_path / "m.fits"
+    assert main(["extract", str(path), "-o", str(out), "--redshift-guess", str(Z - 0.8 * PIXEL_DZ)]) == 0
+    got = read_linemaps(out)
+    assert got.provenance["redshift_guess"] == pytest.approx(Z - 0.8 * PIXEL_DZ)
+    assert abs(got.redshift - Z) < 0.05 * PIXEL_DZ
+    fixed = Z + 0.3 * PIXEL_DZ
+    assert main(["extract", str(path), "-o", str(out), "--overwrite", "--redshift", str(fixed)]) == 0
+    got = read_linemaps(out)
+    assert got.redshift == pytest.approx(fixed) and "redshift_guess" not in got.provenance
+
+
+def test_extract_command_without_any_redshift_is_one_line(tmp_path, capsys):
+    from mockzgrad.cli import main
+
+    path = _written(tmp_path, None)
+    assert main(["extract", str(path), "-o", str(tmp_path / "m.fits")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ZCAT" in err[0] and "--redshift" in err[0]
+    assert not (tmp_path / "m.fits").exists()
+
+
+def test_a_mock_carries_its_catalogue_redshift_not_the_truth_digits():
+    """The forward model hands the observer the redshift to 0.01 (what a catalogue gives), not more."""
+    from mockzgrad.observation.grism.forward import catalogue_redshift
+
+    assert catalogue_redshift(3.0637) == pytest.approx(3.06)
+    assert abs(catalogue_redshift(1.4951) - 1.4951) <= 0.005

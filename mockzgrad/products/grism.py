@@ -97,6 +97,9 @@ class GrismMock:
         The mock's true parameters (never read by recovery).
     config_toml : str
         The configuration that made it.
+    catalogue_redshift : float or None
+        The source catalogue's redshift (an observer product: the starting guess of the grism
+        redshift fit, primary keyword ``ZCAT``); None: not known.
     """
 
     kind: ClassVar[str] = "grism"
@@ -107,6 +110,7 @@ class GrismMock:
     psf: dict
     truth: dict = field(default_factory=dict)
     config_toml: str = ""
+    catalogue_redshift: float | None = None
 
     @property
     def n_direct(self) -> int:
@@ -130,6 +134,8 @@ class GrismMock:
         h["KIND"] = "grism"
         h["NEXP"] = len(self.exposures)
         h["HIERARCH pixel_scale"] = (self.pixel_scale, "arcsec")
+        if self.catalogue_redshift is not None:
+            h["ZCAT"] = (float(self.catalogue_redshift), "catalogue redshift (grism z fit's guess)")
         for key, value in flat_truth(self.truth).items():
             set_header(h, key, value)
         hdus = [primary]
@@ -219,10 +225,11 @@ def read_grism(path) -> GrismMock:
                   for h in hdul if h.name.startswith("DIRECT_")}
         primary = hdul[0].header
         pixel_scale = float(primary.get("PIXEL_SCALE", exposures[0].header["PIXSCALE"]))
+        zcat = float(primary["ZCAT"]) if "ZCAT" in primary else None
         sci = hdul["SCI", vers[0]].header
         psf = {k: sci[k] for k in sci if k.startswith("PSF_")}
         hnames = [h.name for h in hdul]
         truth = json.loads(bytes(hdul["TRUTH"].data).decode()) if "TRUTH" in hnames else {}
         config_toml = bytes(hdul["CONFIG"].data).decode() if "CONFIG" in hnames else ""
     return GrismMock(exposures=exposures, direct=direct, pixel_scale=pixel_scale, psf=psf, truth=truth,
-                     config_toml=config_toml)
+                     config_toml=config_toml, catalogue_redshift=zcat)

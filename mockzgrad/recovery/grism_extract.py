@@ -87,7 +87,8 @@ from ..observation.grism.dispersion import GrismDispersion, disperse
 from ..physics.lines import C_KMS, LINES
 from ..products.linemaps import LineMaps
 
-__all__ = ["LINE_GROUPS", "EXTRACTION_METHODS", "LineGroup", "line_groups", "extract_line_maps", "fit_redshift"]
+__all__ = ["LINE_GROUPS", "EXTRACTION_METHODS", "LineGroup", "line_groups", "extract_line_maps", "fit_redshift",
+           "redshift_source"]
 
 #: [OIII] 5008 / 4960 flux ratio (Storey & Zeippen 2000; Wang et al. 2017 Sect. 4.3).
 OIII_RATIO = 2.98
@@ -511,6 +512,37 @@ def fit_redshift(mock, redshift_guess: float, *, nii_ha: float = 0.05, segmentat
     z = _parabola_min(zs[j - 1:j + 2], c[j - 1:j + 2])
     fine = z + 0.1 * pixel_dz * np.array([-1.0, 0.0, 1.0])
     return float(_parabola_min(fine, np.array([chi2(v) for v in fine])))
+
+
+def redshift_source(mock, redshift: float | None = None,
+                    redshift_guess: float | None = None) -> tuple[float, bool]:
+    """The redshift an extraction starts from, and whether to fit it.
+
+    ``redshift`` (given): fixed. Else the grism redshift is fitted, starting from ``redshift_guess``
+    or else the product's catalogue redshift (``GrismMock.catalogue_redshift``, keyword ``ZCAT``);
+    never from its truth.
+
+    Returns
+    -------
+    (float, bool)
+        The redshift and True when it is only the fit's starting guess.
+
+    Raises
+    ------
+    ConfigError
+        Both ``redshift`` and ``redshift_guess`` given.
+    DataError
+        Neither given and the product carries no catalogue redshift.
+    """
+    if redshift is not None and redshift_guess is not None:
+        raise ConfigError("redshift and redshift_guess are both given; allowed one (fixed, or the fit's guess)")
+    if redshift is not None:
+        return float(redshift), False
+    guess = redshift_guess if redshift_guess is not None else getattr(mock, "catalogue_redshift", None)
+    if guess is None:
+        raise DataError("no redshift: the grism file has no catalogue redshift (ZCAT); give --redshift "
+                        "(fixed) or --redshift-guess (start of the grism fit)")
+    return float(guess), True
 
 
 # ---------------------------------------------------------------------------
