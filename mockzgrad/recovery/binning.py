@@ -737,6 +737,11 @@ def voronoi(x, y, geometry: Geometry, kpc_per_arcsec: float, *, gate_map, gate_e
         bin_num = np.arange(sig.size)
     else:
         bin_num = _run_vorbin(xs, ys, sig, noi, target, _pixel_size(x, y))
+    if bin_num is None:
+        excluded.append(Exclusion(f"all {int(acc.sum())} accepted spaxels",
+                                  f"vorbin's accretion formed no bin reaching 0.8 x target_snr = {target:g} "
+                                  "(the S/N is spread over spaxels too far apart to join)"))
+        return _point_bins("voronoi", labels, 0, r, f, e, excluded, left_out, scale)
     # renumber compactly in order of first appearance
     uniq, inv = np.unique(bin_num, return_inverse=True)
     labels[acc] = inv.ravel()
@@ -752,7 +757,13 @@ def _run_vorbin(xs, ys, sig, noi, target, pixelsize):
             with contextlib.redirect_stdout(io.StringIO()):
                 out = voronoi_2d_binning(xs, ys, sig, noi, target, plot=False, quiet=True,
                                          pixelsize=pixelsize)
-        except (ValueError, AssertionError, IndexError) as exc:
+        except IndexError as exc:
+            # vorbin 3.x: no accreted bin reached 0.8 x target, so its reassignment step indexes an empty
+            # list of good bins: no Voronoi bin exists (the caller records why)
+            if "size 0" in str(exc):
+                return None
+            raise RecoveryError(f"voronoi: vorbin failed ({exc})") from None
+        except (ValueError, AssertionError) as exc:
             raise RecoveryError(f"voronoi: vorbin failed ({exc})") from None
     return np.asarray(out[0], dtype=np.int64)
 
