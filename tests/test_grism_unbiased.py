@@ -4,7 +4,7 @@ The cause, found by comparing noisy and noise-free extractions of the same NIRIS
 bins drawn on the noisy gating map ([OIII] for wang2022) select its upward fluctuations, so the
 binned [OIII] was high by ~0.8 sigma (1.6 sigma in the outer half), R3 and O32 high and the outer
 metallicities low. The maps front end now bins on a ring model of the gating map
-(``maps_frontend.gate_model``). These tests use line maps made here (an exponential disk and line
+(``binning.gate_model``). These tests use line maps made here (an exponential disk and line
 ratios from the Bian et al. 2018 calibrations), not the grism forward model, so they test the
 front end and back end alone. Still open (not tested here): the grism extraction ignores line-of-sight
 velocities, which biases Hbeta in small outer bins even without noise (``grism_extract`` module notes).
@@ -18,6 +18,7 @@ from mockzgrad.physics.calibrations import get_diagnostic
 from mockzgrad.physics.cosmology import kpc_per_arcsec
 from mockzgrad.products.linemaps import LineMaps
 from mockzgrad.recovery import maps_frontend as mf
+from mockzgrad.recovery.binning import gate_model
 from mockzgrad.recovery.pipeline import recover
 
 from _seed import seeded
@@ -82,7 +83,7 @@ def test_gate_model_is_the_ring_mean():
     """Constant rings give back the map; a pixel's model moves by its noise / (pixels in its ring) only."""
     r = np.array([[0.5, 1.5, 1.6], [0.4, 2.5, np.nan]])
     f = np.array([[1.0, 2.0, 4.0], [3.0, 7.0, 9.0]])
-    m = mf.gate_model(f, r, 1.0)
+    m = gate_model(f, r, 1.0)
     np.testing.assert_allclose(m[np.isfinite(r)], [2.0, 3.0, 3.0, 2.0, 7.0])
     assert np.isnan(m[1, 2])
 

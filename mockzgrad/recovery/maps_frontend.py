@@ -15,7 +15,7 @@ Line maps replace the cube front end's spectra and line fits: the stages are
    ``sqrt(fwhm_target^2 - fwhm^2)``);
 5. binning: the recipe's scheme (:func:`mockzgrad.recovery.binning.recipe_binning`,
    then ``radial_cut``) on a smooth model of the gating map
-   (:func:`gate_model`), not on its noisy pixels: bins chosen from the
+   (:func:`~mockzgrad.recovery.binning.gate_model`), not on its noisy pixels: bins chosen from the
    noisy map of a line they then measure select its upward fluctuations
    (a pixel S/N cut keeps the high ones, vorbin closes a bin when its
    summed S/N reaches the target), which biased the gating line high by
@@ -52,7 +52,7 @@ from . import geometry as geomod
 from . import lensing as lensmod
 from . import spectra
 from .backend import LeftOut, lines_needed, split_diagnostics
-from .binning import Binning, gate_model  # gate_model moved to binning (shared with the cube front end)
+from .binning import Binning, gate_model
 from .fluxes import BinFluxes
 from .geometry import Geometry
 from .selection import FrontEndResult, LineSelection
@@ -61,7 +61,7 @@ from .selection import FrontEndResult, LineSelection
 #: 6718,6733): a blend map of one is split into equal shares with fully correlated errors (exact for the sum).
 SPLIT_DOUBLETS = frozenset({("OII_3727", "OII_3730"), ("SII_6718", "SII_6733")})
 
-__all__ = ["SPLIT_DOUBLETS", "check_maps", "select_map_lines", "match_map_psfs", "gate_model",
+__all__ = ["SPLIT_DOUBLETS", "check_maps", "select_map_lines", "match_map_psfs",
            "bin_maps", "bin_variance", "sum_map_fluxes", "maps_front_end"]
 
 
@@ -193,7 +193,7 @@ def match_map_psfs(maps, flux, var, lines: LineSelection) -> tuple[np.ndarray, n
 
 def bin_maps(maps, flux, var, recipe, geometry: Geometry, scale: float, psf_fwhm: float,
              lines: LineSelection, radius_map=None, source_xy=None) -> tuple[Binning, tuple]:
-    """The recipe's bins on the gating map's ring model (:func:`gate_model`), then its radial range.
+    """The recipe's bins on the gating map's ring model (:func:`~mockzgrad.recovery.binning.gate_model`), then its radial range.
 
     The ring width is one map pixel; the rings follow ``geometry`` (or
     ``radius_map``, arcsec, when given; lensed sectors take their azimuth at
