@@ -31,6 +31,7 @@ Fields lens-model products, scaled by D_ls/D_s).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -547,6 +548,13 @@ def lensed_flux_radius(lens: Lens, inside, sb, r_start: float, frac: float, *, f
     main = main_image_mask(lit, xx, yy)
     if not np.any(lit & ~main):  # one image (or none): both rules agree
         return r_all
+    if field == "all_images":  # the hint's main-image radius: on this grid (no second ray-shooting)
+        r_img = _flux_radius(xx, yy, np.where(main, w, 0.0), frac, t[1] - t[0])
+        if r_all > _FIELD_HINT_RATIO * r_img:
+            warnings.warn(f"lensing.field = 'all_images': the automatic field reaches {r_all:.1f} arcsec from the "
+                          f"centre to hold every image (the image nearest the centre needs {r_img:.1f} arcsec); "
+                          "lensing.field = 'main_image' keeps that image only", FieldOfViewWarning, stacklevel=4)
+        return r_all
     # the main image on a grid just spanning it (a cell of the coarse grid beyond its farthest lit point)
     r_main = float(np.max(np.maximum(np.abs(xx[main]), np.abs(yy[main])))) + (t[1] - t[0])
     if r_main < r_max:
@@ -558,14 +566,8 @@ def lensed_flux_radius(lens: Lens, inside, sb, r_start: float, frac: float, *, f
     else:
         w = np.where(main, w, 0.0)
     r_img = _flux_radius(xx, yy, w, frac, t[1] - t[0])
-    if field == "main_image":
-        _warn_left_out(lens, centre, r_max, r_img)
-        return r_img
-    if r_all > _FIELD_HINT_RATIO * r_img:
-        warnings.warn(f"lensing.field = 'all_images': the automatic field reaches {r_all:.1f} arcsec from the "
-                      f"centre to hold every image (the image nearest the centre needs {r_img:.1f} arcsec); "
-                      "lensing.field = 'main_image' keeps that image only", FieldOfViewWarning, stacklevel=4)
-    return r_all
+    _warn_left_out(lens, centre, r_max, r_img)
+    return r_img
 
 
 def _warn_left_out(lens: Lens, centre, r_max: float, r_img: float, n: int = 192) -> None:
@@ -646,8 +648,29 @@ def read_deflection_maps(path_x, path_y, *, unit: str = "arcsec", scale: float =
     ------
     DataError
         Unreadable file, shapes or WCS of the two maps differ, WCS missing.
+
+    Notes
+    -----
+    The lens (with its spline coefficients) is cached by the two files'
+    paths, sizes and modification times, ``unit`` and ``scale``: a suite
+    reads and prefilters its maps once per process.
     """
+    import os
+
+    try:
+        key = tuple((os.path.abspath(p), st.st_size, st.st_mtime_ns) for p, st in
+                    ((p, os.stat(p)) for p in (path_x, path_y))) + (unit, float(scale))
+    except OSError as exc:
+        raise DataError(f"cannot read deflection map ({exc})") from None
+    return _read_deflection_maps_cached(key, str(path_x), str(path_y))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_deflection_maps_cached(key: tuple, path_x: str, path_y: str) -> DeflectionMapLens:
+    """:func:`read_deflection_maps` of ``key = ((path, size, mtime) x 2, unit, scale)``."""
     from astropy.io import fits
+
+    unit, scale = key[2], key[3]
 
     maps, axes = [], []
     for p in (path_x, path_y):
@@ -670,7 +693,10 @@ def read_deflection_maps(path_x, path_y, *, unit: str = "arcsec", scale: float =
     fx, fy = (abs(dx), abs(dy)) if unit == "pixels" else (1.0, 1.0)
     ax = maps[0] * fx * math.copysign(1.0, dx)
     ay = maps[1] * fy * math.copysign(1.0, dy)
-    return DeflectionMapLens(ax, ay, x0, y0, dx, dy, scale=scale, name=f"{path_x}, {path_y}")
+    lens = DeflectionMapLens(ax, ay, x0, y0, dx, dy, scale=scale, name=f"{path_x}, {path_y}")
+    for a in (lens.alpha_x, lens.alpha_y, *lens._coeffs):  # shared by every caller of the cache
+        a.setflags(write=False)
+    return lens
 
 
 def check_field(lens: Lens, offsets) -> int:
@@ -725,15 +751,41 @@ def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int =
     d = np.hypot(bx - beta_x, by - beta_y)
     cand = np.flatnonzero((d == minimum_filter(d, size=3, mode="nearest")).ravel())
     step = float(np.max(np.abs(np.diff(t)))) if t.size > 1 else 1.0
+    best = cand[np.argsort(d.flat[cand])][:20]
+    xs, ys = _newton_many(lens, xx.flat[best], yy.flat[best], beta_x, beta_y, n_iter)
+    rx, ry = lens.ray_shoot(xs, ys)
+    ok = (np.hypot(rx - beta_x, ry - beta_y) < 1e-6) & (xs >= t.min() - step) & (xs <= t.max() + step) \
+        & (ys >= t.min() - step) & (ys <= t.max() + step)
+    mus = lens.magnification(xs, ys)
     out = []
-    for k in cand[np.argsort(d.flat[cand])][:20]:
-        x, y = _newton(lens, float(xx.flat[k]), float(yy.flat[k]), beta_x, beta_y, n_iter)
-        rx, ry = (float(v) for v in lens.ray_shoot(np.array(x), np.array(y)))
-        inside = t.min() - step <= x <= t.max() + step and t.min() - step <= y <= t.max() + step
-        if inside and math.hypot(rx - beta_x, ry - beta_y) < 1e-6 and \
-                all(math.hypot(x - a, y - b) > 0.5 * step for a, b, _ in out):
-            out.append((x, y, float(lens.magnification(np.array(x), np.array(y)))))
+    for x, y, mu in zip(xs[ok].tolist(), ys[ok].tolist(), mus[ok].tolist()):
+        if all(math.hypot(x - a, y - b) > 0.5 * step for a, b, _ in out):
+            out.append((x, y, float(mu)))
     return sorted(out, key=lambda im: -abs(im[2]))
+
+
+def _newton_many(lens: Lens, x, y, beta_x: float, beta_y: float, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_newton` for many starting points at once: each stops when its step falls below 1e-10 arcsec
+    or is not finite (a singular Jacobian)."""
+    x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+    active = np.ones(x.shape, dtype=bool)
+    for _ in range(n_iter):
+        if not active.any():
+            break
+        xa, ya = x[active], y[active]
+        bx, by = lens.ray_shoot(xa, ya)
+        kap, g1, g2 = lens.convergence_shear(xa, ya)
+        a, b, c = 1.0 - kap - g1, -g2, 1.0 - kap + g1  # A = [[a, b], [b, c]]
+        rx, ry = beta_x - bx, beta_y - by
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            det = a * c - b * b
+            sx, sy = (c * rx - b * ry) / det, (a * ry - b * rx) / det
+        good = np.isfinite(sx) & np.isfinite(sy)
+        idx = np.flatnonzero(active)
+        x[idx[good]] += sx[good]
+        y[idx[good]] += sy[good]
+        active[idx[~good | (np.hypot(sx, sy) < 1e-10)]] = False
+    return x, y
 
 
 def find_image(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30) -> tuple[float, float]:
