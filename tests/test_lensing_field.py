@@ -99,3 +99,15 @@ def test_bad_field_is_one_line():
     with pytest.raises(ConfigError, match=r"lensing\.field.*largest") as exc:
         CLUSTER.replace(**{"lensing.field": "largest"})
     assert "\n" not in str(exc.value)
+
+
+def test_lens_check_prints_the_field_rule_and_the_images_left_out(tmp_path, capsys):
+    from mockzgrad.cli import main
+    from mockzgrad.config import save_config
+
+    save_config(CLUSTER.replace(**{"lensing.field": "main_image"}), tmp_path / "cluster.toml")
+    assert main(["lens-check", str(tmp_path / "cluster.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "lensing.field = 'main_image')" in out
+    assert "1 image of the source centre left out of the field: (-20.00, +0.00) arcsec, mu -1.00" in out
+    assert "1 image of the source centre in the field" in out
