@@ -208,7 +208,7 @@ def _draw_curve(ax, c, admissible=True):
     xx = np.linspace(c.x_range[0], c.x_range[1], 200)
     form = fit_form_text(c.fit)
     # a polynomial in x carries open squares along it, one in 1/x is a plain line: forms told apart at a glance
-    marks = {"marker": "s", "markevery": 25, "ms": 3.5, "mfc": "white"} if c.fit.variable == "x" else {}
+    marks = {"marker": "s", "markevery": 40, "ms": 3.5, "mfc": "white"} if c.fit.variable == "x" else {}
     if admissible:
         ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']}, {form}", gid=_FIT_GID,
                 **marks)
@@ -469,7 +469,10 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
         axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)
         if "abs_grad" in tf.structure.extras:  # the slope's spread over the suite's |grad_z|
             for ag, ls in ((tf.grad_range[0], (0, (1, 1))), (tf.grad_range[1], (0, (4, 1, 1, 1)))):
-                axes[1].plot(xx, tf.slope(xx, np.full_like(xx, s * ag)), color="k" if s > 0 else "C3", ls=ls,
+                a_ag = tf.slope(xx, np.full_like(xx, s * ag))
+                if np.allclose(a_ag, a, rtol=0, atol=1e-9):  # below the knee: the same line, not drawn twice
+                    continue
+                axes[1].plot(xx, a_ag, color="k" if s > 0 else "C3", ls=ls,
                              lw=0.8, label=f"model at |grad_z| = {ag:g}" + ("" if len(signs) == 1 else
                                                                          (", positive" if s > 0 else ", negative")))
     b, sb = tf.offset(xx), tf.offset_std(xx)
