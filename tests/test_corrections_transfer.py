@@ -378,7 +378,7 @@ class TestPerSignSlope:
     def test_constant_sign_shift_gains_nothing_beyond_mc_error(self, per_sign):
         # signs differing by a constant 0.1 in slope: sign_inv_x improves the held-out score by no more than
         # its Monte Carlo error (3 standard errors, each of 3 seeds). The one-SE rule adds it only when it
-        # gains > 1 SE, so a null suite still gets it now and then (measured: 2 of 12 seeds at 800 mocks,
+        # gains > 1 SE, so a null suite still gets it now and then (measured: 1 of 12 seeds at 800 mocks,
         # see the note); that rate is the rule's, not this test's.
         for seed in (61, 62, 63):
             gain, se = self.cv_gain(self.suite(seed, 800, d_inv=0.0, d_sign=-0.1))
