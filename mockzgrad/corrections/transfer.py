@@ -36,7 +36,7 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   per sign), ``sign_inv_x`` (``(1 / x - ref)`` for negative intrinsic
   gradients, 0 for positive ones: the negative gradients' slope changes with
   ``1 / x`` by its own coefficient, so positive and negative gradients may
-  flatten differently *and* at a different rate; tried only in a structure
+  flatten differently and at a different rate; tried only in a structure
   that has the ``sign`` term or together with it), ``sign_abs_grad`` (the
   ``abs_grad`` covariate, same knee, for negative intrinsic gradients, 0 for
   positive ones: the slope's change with |grad_z| differs by sign, e.g. where
