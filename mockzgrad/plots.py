@@ -540,9 +540,10 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
             continue
         inc = mocks.inclination[sel] if mocks.inclination is not None else None
         snr = mocks.snr[sel] if mocks.snr is not None else None
-        # per-sign slopes are refitted per bin (they carry sign_inv_x: x is nearly constant within a bin)
+        # per-sign slopes are refitted per bin; the 1/x interactions are left out (x is nearly constant within
+        # a bin, so they are collinear with their parent terms)
         terms = [g * extra_values(e, g, inc, snr, tf.references, mocks.x[sel]) for e in tf.structure.extras
-                 if e not in ("sign", "sign_inv_x")]
+                 if e != "sign" and not e.endswith("_inv_x")]
         terms = [t for t in terms if np.ptp(t) > 0]
         cols = ([g * (g > 0), g * (g < 0)] if by_sign else [g]) + terms + [np.ones(n)]
         if n < 2 * len(cols):

@@ -393,14 +393,17 @@ class TestPerSignGradTerm:
     """Only the strong positive gradients flattened (a calibration's upper validity limit clips them, the
     flagship's case): the |grad_z| term per sign (sign_abs_grad) is found and the slopes are recovered."""
 
-    DROP = 0.25
+    # fraction of the slope clipped off the strong positive gradients (a fraction, so the mean measured
+    # gradient still rises with the intrinsic one at every x: an additive drop would reverse the order of
+    # +0.1 and +0.2 at x < 2, which admissible() refuses)
+    DROP = 0.3
 
     def test_clipping_of_positive_gradients_only(self):
         rng = np.random.default_rng(seeded(71))
         n = 1500
         x = np.exp(rng.uniform(0.0, math.log(6.4), n))
         g = rng.choice([0.05, 0.1, 0.2], n) * rng.choice([-1.0, 1.0], n)
-        slope = a_true(x) - self.DROP * (g > 0.15)
+        slope = a_true(x) * (1.0 - self.DROP * (g > 0.15))
         m = slope * g + b_true(x) + rng.normal(0, 1, n) * np.sqrt(s_true(x) ** 2 + ERR**2)
         t = Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": m, "x_resolution": x,
                    "grad_z_measured_lo": m - ERR, "grad_z_measured_hi": m + ERR})
@@ -410,6 +413,79 @@ class TestPerSignGradTerm:
         xs = np.array([1.2, 2.0, 3.5, 6.0])
         for gv in (0.05, 0.2, -0.05, -0.2):
             gg = np.full_like(xs, gv)
-            truth = a_true(xs) - self.DROP * (gv > 0.15)
+            truth = a_true(xs) * (1.0 - self.DROP * (gv > 0.15))
             z = (tf.slope(xs, gg) - truth) / tf.slope_std(xs, gg)
             assert np.all(np.abs(z) < 4), (gv, z)
+
+
+class TestMonotoneMean:
+    """Clipping that removes a fraction of the slope above a knee: the mean measured gradient rises with the
+    intrinsic one at every x, but a |grad_z| hinge additive in a(x) (the same slope change at every x) turns
+    the mean over where a(x) is small. The hinge x (1/x - ref) term describes it; admissible() refuses a
+    non-monotone mean."""
+
+    FRACTION = 2.5  # slope factor 1 - FRACTION (|g| - 0.1) above |g| = 0.1: 0.75 at |g| = 0.2
+    KNEE = 0.1
+
+    def suite(self, seed, n=900):
+        rng = np.random.default_rng(seeded(seed))
+        x = np.exp(rng.uniform(math.log(0.6), math.log(6.4), n))
+        g = rng.choice([0.05, 0.1, 0.2], n) * rng.choice([-1.0, 1.0], n)
+        factor = 1.0 - self.FRACTION * np.maximum(np.abs(g) - self.KNEE, 0.0)
+        a = 1.1 - 0.5 / x  # 0.27 at x = 0.6, 1.02 at x = 6.4
+        m = a * factor * g + rng.normal(0, 1, n) * ERR
+        return Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": m, "x_resolution": x,
+                      "grad_z_measured_lo": m - ERR, "grad_z_measured_hi": m + ERR})
+
+    @staticmethod
+    def largest_drop(tf, xs):
+        """Largest decrease of tf's mean along increasing g on [0.05, 0.2] per sign, over the x values."""
+        g = np.linspace(0.05, 0.2, 61)
+        worst = 0.0
+        for s in (1.0, -1.0):
+            gg = s * g if s > 0 else -g[::-1]
+            mean = tf.mean(xs[:, None], gg[None, :])
+            worst = max(worst, float(np.max(np.maximum.accumulate(mean, axis=1) - mean)))
+        return worst
+
+    def test_fitted_mean_is_monotone_and_hinge_scales_with_x(self):
+        from mockzgrad.corrections.transfer import Structure, admissible, fit_structure, read_suite_mocks, \
+            references
+
+        t = self.suite(5)
+        tf = fit_transfer(t, extras=("abs_grad", "abs_grad_inv_x"))
+        assert tf.assessment["transfer_ok"], tf.assessment
+        assert "abs_grad_inv_x" in tf.structure.extras, tf.structure.label()
+        xs = np.linspace(0.6, 6.4, 40)
+        # decreases below a tenth of one mock's error count as flat (ERR / 10: the admissibility tolerance)
+        assert self.largest_drop(tf, xs) < 0.1 * ERR, self.largest_drop(tf, xs)
+        # the test can fail: the additive hinge alone, fitted to the same suite, turns over at small x
+        mocks = read_suite_mocks(t)
+        refs = references(mocks)
+        additive = Structure(1, 0, ("abs_grad",), "flat", self.KNEE)
+        fit = fit_structure(additive, mocks, refs)
+        why = admissible(additive, fit.coef, mocks, refs, fit.gamma)
+        assert why is not None and "decreases" in why, why
+
+    def test_hand_made_turnover_refused(self):
+        from mockzgrad.corrections.transfer import Structure, admissible, read_suite_mocks, references
+
+        mocks = read_suite_mocks(self.suite(6, n=300))
+        refs = references(mocks)
+        st = Structure(1, 0, ("abs_grad",), "flat", self.KNEE)
+        # a(x) = 1.1 - 0.5 / x, hinge slope -2.5 per dex/kpc at every x: at x = 0.6 the mean at |g| = 0.2,
+        # (0.267 - 0.25) 0.2 = 0.003, is below that at 0.1, 0.027 (refs["abs_grad"] = 0.1 on this grid)
+        assert refs["abs_grad"] == pytest.approx(0.1)
+        why = admissible(st, np.array([1.1, -0.5, 0.0, -2.5]), mocks, refs, np.array([math.log(0.01), 0.0]))
+        assert why is not None and "decreases" in why, why
+        # and the same slope in [0, 1.2] everywhere passes the slope checks: it is the mean that is refused
+        xx = np.linspace(mocks.x.min(), mocks.x.max(), 64)
+        slope_at_max = 1.1 - 0.5 / xx - 2.5 * 0.1
+        assert slope_at_max.min() >= 0.0
+        # a fraction-of-slope hinge (coefficient scaling with a(x)) passes
+        st2 = Structure(1, 0, ("abs_grad", "abs_grad_inv_x"), "flat", self.KNEE)
+        ref_u = refs["inv_x"]
+        c0 = -2.5 * (1.1 - 0.5 * ref_u)  # hinge slope at the median 1/x ...
+        c1 = -2.5 * -0.5  # ... and its change per unit 1/x: the hinge is -2.5 a(x)
+        assert admissible(st2, np.array([1.1, -0.5, 0.0, c0, c1]), mocks, refs,
+                          np.array([math.log(0.01), 0.0])) is None

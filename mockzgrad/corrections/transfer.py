@@ -42,6 +42,13 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   positive ones: the slope's change with |grad_z| differs by sign, e.g. where
   a calibration's upper validity limit clips the strong positive gradients
   only; tried only with ``sign`` and ``abs_grad``, or together with them),
+  ``abs_grad_inv_x`` (the ``abs_grad`` covariate times ``(1 / x - ref)``:
+  the |grad_z| term's coefficient changes with ``1 / x``; clipping removes a
+  fraction of the gradient, so its effect on the slope scales with ``a(x)``,
+  which a hinge additive in ``a`` (the same slope change at every x) cannot
+  follow where ``a(x)`` is small; tried only with ``abs_grad``),
+  ``sign_abs_grad_inv_x`` (the same for negative gradients only; tried only
+  with ``sign``, ``abs_grad``, ``sign_abs_grad`` and ``abs_grad_inv_x``),
   ``inclination`` (``(i - ref) / 90 deg``) and
   ``snr`` (``ln(snr / ref)``). ``ref`` is the suite's median (of ``1 / x``
   for ``sign_inv_x``), so ``a(x)`` is the slope of a galaxy at the suite's
@@ -71,7 +78,10 @@ error (the one-standard-error rule,
 Hastie, Tibshirani & Friedman 2009, Elements of Statistical Learning,
 sec. 7.10). A structure is admissible only if its slope stays in
 ``[0, SLOPE_MAX]`` and is monotone in ``x`` over the mocks' range at every
-combination of the suite's extreme covariates (:func:`admissible`).
+combination of the suite's extreme covariates, and its mean measured gradient
+does not decrease with the intrinsic one over the suite's |grad_z| range
+(per sign, beyond ``MONOTONE_TOL`` of the predictive scatter) at any of them
+(:func:`admissible`).
 
 Assessment (:func:`assess`): whether the ratio model and the transfer model
 describe the suite; see :class:`Assessment`.
@@ -109,21 +119,30 @@ __all__ = [
     "SuiteMocks",
     "EXTRA_TERMS",
     "SLOPE_MAX",
+    "MONOTONE_TOL",
     "SELECTION_RULE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
 ]
 
 FORMAT_NAME = "mockzgrad.transfer_function"
-FORMAT_VERSION = 2
-#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term; the same layout).
-FORMAT_VERSIONS_READ = (1, 2)
+FORMAT_VERSION = 3
+#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term, 2: before ``abs_grad_inv_x``;
+#: the same layout).
+FORMAT_VERSIONS_READ = (1, 2, 3)
 #: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
 SLOPE_MAX = 1.2
 #: Extra slope terms, in the order they are tried.
-EXTRA_TERMS = ("abs_grad", "sign", "sign_inv_x", "sign_abs_grad", "inclination", "snr")
+EXTRA_TERMS = ("abs_grad", "sign", "sign_inv_x", "sign_abs_grad", "abs_grad_inv_x", "sign_abs_grad_inv_x",
+               "inclination", "snr")
 #: Terms tried only in a structure that has the terms they refine (or added together with them).
-_NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad")}
+_NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad"), "abs_grad_inv_x": ("abs_grad",),
+          "sign_abs_grad_inv_x": ("sign", "abs_grad", "sign_abs_grad", "abs_grad_inv_x")}
+#: Largest decrease of the mean measured gradient with the intrinsic one that is still admissible, in units
+#: of the predictive scatter sqrt(s(x)^2 + median err^2) at that x (see :func:`admissible`).
+MONOTONE_TOL = 0.1
+# intrinsic gradients per sign on which the mean is checked for monotonicity
+_N_GRID_G = 41
 #: Folds of the cross-validation and the seed of their permutation.
 N_FOLDS = 5
 FOLD_SEED = 20261204
@@ -136,7 +155,9 @@ SELECTION_RULE = (
     "one step), and every step of that path is also "
     "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
-    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range; "
+    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range and whose "
+    f"mean measured gradient does not decrease with the intrinsic one over the suite's |grad_z| range per sign "
+    f"(decreases below {MONOTONE_TOL:g} of sqrt(s(x)^2 + median err^2) tolerated); "
     "finally the flat scatter form (ln s constant) replaces ln s = gamma_0 + gamma_1 / x unless that is better "
     "by more than one standard error"
 )
@@ -238,6 +259,10 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
             out.append("sign_inv_x")
         if "abs_grad" in out and np.unique(np.round(np.abs(mocks.g[mocks.g < 0]), 6)).size >= 2:
             out.append("sign_abs_grad")
+    if "abs_grad" in out and np.unique(np.round(1.0 / mocks.x, 9)).size >= _MIN_DISTINCT:
+        out.insert(out.index("abs_grad") + 1, "abs_grad_inv_x")
+        if "sign_abs_grad" in out:
+            out.insert(out.index("sign_abs_grad") + 1, "sign_abs_grad_inv_x")
     if mocks.inclination is not None and np.unique(np.round(mocks.inclination, 6)).size >= _MIN_DISTINCT:
         out.append("inclination")
     if mocks.snr is not None and np.unique(np.round(mocks.snr, 6)).size >= _MIN_DISTINCT:
@@ -324,10 +349,13 @@ def extra_values(name: str, g, inclination, snr, refs: Mapping, x=None) -> np.nd
         return (g < 0).astype(float)
     if name == "sign_abs_grad":
         return (g < 0) * extra_values("abs_grad", g, inclination, snr, refs)
-    if name == "sign_inv_x":
+    if name in ("sign_inv_x", "abs_grad_inv_x", "sign_abs_grad_inv_x"):
         if x is None:
-            raise ConfigError("extra term 'sign_inv_x' needs x (the resolution); none given")
-        return (g < 0) * (1.0 / np.asarray(x, float) - refs["inv_x"])
+            raise ConfigError(f"extra term {name!r} needs x (the resolution); none given")
+        du = 1.0 / np.asarray(x, float) - refs["inv_x"]
+        if name == "sign_inv_x":
+            return (g < 0) * du
+        return extra_values(name[: -len("_inv_x")], g, inclination, snr, refs) * du
     if name == "inclination":
         return np.zeros_like(g) if inclination is None else (np.asarray(inclination, float) - refs["inclination"]) / 90.0
     if name == "snr":
@@ -479,17 +507,32 @@ def _corners(mocks: SuiteMocks, structure: Structure) -> list:
     """(|g|, sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
     gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
           float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
-    signs = [1.0, -1.0] if {"sign", "sign_inv_x"} & set(structure.extras) else [1.0]
+    signs = [1.0, -1.0] if {"sign", "sign_inv_x", "sign_abs_grad", "sign_abs_grad_inv_x"} & set(structure.extras) \
+        else [1.0]
     incs = [float(mocks.inclination.min()), float(mocks.inclination.max())] \
         if "inclination" in structure.extras else [None]
     snrs = [float(mocks.snr.min()), float(mocks.snr.max())] if "snr" in structure.extras else [None]
     return [(g, s, i, q) for g in gs for s in signs for i in incs for q in snrs]
 
 
-def admissible(structure: Structure, coef, mocks: SuiteMocks, refs) -> str | None:
-    """None if the slope stays in [0, SLOPE_MAX] and is monotone over the mocks' x range, else why not."""
+def admissible(structure: Structure, coef, mocks: SuiteMocks, refs, gamma=None) -> str | None:
+    """None if the structure with coefficients ``coef`` is physical over the suite's range, else why not.
+
+    Physical means, at every corner of :func:`_corners` (the suite's extreme |grad_z|, both signs where the
+    structure has a per-sign term, extreme inclination and S/N where it has those terms) and on 64 x values
+    spanning the mocks' x range:
+
+    * the slope ``a(x, ...)`` stays in ``[0, SLOPE_MAX]`` and is monotone in x;
+    * the mean measured gradient ``a(x, g, ...) g + b(x)`` does not decrease with the intrinsic gradient
+      ``g``, per sign, on a grid of g spanning the suite's |grad_z| range [min, max]: smearing or clipping
+      can flatten a gradient, not reverse the order of two gradients. A decrease (from the running maximum
+      along the grid) smaller than ``MONOTONE_TOL`` times the predictive scatter
+      ``sqrt(s(x)^2 + median err^2)`` at that x is tolerated (indistinguishable from flat for one mock);
+      ``gamma`` gives s(x) (None: s = 0, only the mocks' errors).
+    """
     xx = np.linspace(float(mocks.x.min()), float(mocks.x.max()), 64)
-    for g, s, inc, snr in _corners(mocks, structure):
+    corners = _corners(mocks, structure)
+    for g, s, inc, snr in corners:
         gg = np.full_like(xx, s * max(g, 1e-12))
         slope = slope_design(structure, xx, gg, None if inc is None else np.full_like(xx, inc),
                              None if snr is None else np.full_like(xx, snr), refs) @ coef
@@ -499,6 +542,36 @@ def admissible(structure: Structure, coef, mocks: SuiteMocks, refs) -> str | Non
         tol = 1e-9 * max(1.0, float(np.abs(slope).max()))
         if np.any(d > tol) and np.any(d < -tol):
             return "slope turns over inside the mocks' x range"
+    return _mean_turnover(structure, coef, mocks, refs, gamma, xx, corners)
+
+
+def _mean_turnover(structure, coef, mocks: SuiteMocks, refs, gamma, xx, corners) -> str | None:
+    """Why the mean measured gradient decreases with the intrinsic one (see :func:`admissible`), or None."""
+    ag = np.abs(mocks.g[mocks.g != 0])
+    if ag.size == 0:
+        return None
+    lo, hi = float(ag.min()), float(ag.max())
+    if hi <= lo:
+        return None
+    e_med = float(np.median(mocks.err))
+    s_x = np.zeros_like(xx) if gamma is None else _scatter(np.asarray(gamma, float), xx)
+    tol = MONOTONE_TOL * np.sqrt(s_x**2 + e_med**2) + 1e-12
+    grid = np.linspace(lo, hi, _N_GRID_G)
+    for s, inc, snr in dict.fromkeys((s, i, q) for _, s, i, q in corners):
+        g = s * grid if s > 0 else -grid[::-1]  # increasing intrinsic gradient
+        X, G = np.meshgrid(xx, g, indexing="ij")
+        full = (lambda v: None if v is None else np.full_like(X, v))
+        mean = design(structure, X, G, full(inc), full(snr), refs) @ coef
+        drop = np.maximum.accumulate(mean, axis=1) - mean
+        worst = np.max(drop, axis=1)
+        k = int(np.argmax(worst / tol))
+        if worst[k] > tol[k]:
+            j = int(np.argmax(drop[k]))
+            jmax = int(np.argmax(mean[k, : j + 1]))
+            where = "".join(f", {n} = {v:g}" for n, v in (("inclination", inc), ("snr", snr)) if v is not None)
+            return (f"mean measured gradient decreases with the intrinsic one by {worst[k]:.3g} dex/kpc "
+                    f"({worst[k] / (tol[k] / MONOTONE_TOL):.2f} of the scatter; tolerated {MONOTONE_TOL:g}) "
+                    f"at x = {xx[k]:.2f} from grad_z = {g[jmax]:+.3g} to {g[j]:+.3g} dex/kpc{where}")
     return None
 
 
@@ -521,7 +594,7 @@ def _score(structure, mocks, refs, fold) -> _Scored:
     if mocks.n < 2 * (structure.n_coef + 2):
         return _Scored(structure, None, f"{mocks.n} mocks for {structure.n_coef} coefficients")
     full = fit_structure(structure, mocks, refs)
-    why = admissible(structure, full.coef, mocks, refs)
+    why = admissible(structure, full.coef, mocks, refs, full.gamma)
     return _Scored(structure, cross_validate(structure, mocks, refs, fold), why)
 
 
@@ -721,7 +794,8 @@ def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool 
     elif disc < DISCRIMINATION_MIN:
         reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
     if not admissible_found:
-        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
+        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over, or "
+                       "mean measured gradient decreasing with the intrinsic one)")
     if misfit > MISFIT_MAX:
         reasons.append(f"transfer: residuals off by {misfit:.2f} scatter in a cell of (x, |grad_z|, sign)")
     ratio_ok = not any(r.startswith(("ratio", "both")) for r in reasons)
@@ -825,7 +899,9 @@ class TransferFunction:
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
             "mockzgrad_version": self.mockzgrad_version,
             "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
-                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
+                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0; "
+                     "of abs_grad_inv_x: the abs_grad term times (u - references.inv_x); of sign_abs_grad_inv_x: "
+                     "that for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
                      "(gamma_1 = 0 when structure.scatter is 'flat')",
             "structure": self.structure.as_dict(), "names": self.structure.names(),
             "coefficients": [float(v) for v in self.coefficients],
