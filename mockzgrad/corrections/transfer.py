@@ -1,9 +1,9 @@
 """Transfer function of a suite: measured = a(x) * intrinsic + b(x), with scatter s(x).
 
 The ratio curves (:mod:`.curves`) describe a suite by ``measured /
-intrinsic`` per intrinsic ``|grad_z|``; they cannot describe an additive
-offset (a ratio of an offset diverges at small ``|grad_z|``) and need an
-assumed ``|grad_z|`` to correct a galaxy. The transfer function describes all
+intrinsic`` per intrinsic ``abs(grad_z)``; they cannot describe an additive
+offset (a ratio of an offset diverges at small ``abs(grad_z)``) and need an
+assumed ``abs(grad_z)`` to correct a galaxy. The transfer function describes all
 mocks at once:
 
 ``grad_z_measured = a(x, ...) * grad_z_true + b(x) + e``,
@@ -26,12 +26,12 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   ``exp(+-hundreds)`` at the edge of the data;
 * optional extra terms of the slope, each one coefficient times
   ``grad_z_true``, used only where the suite sweeps the quantity:
-  ``abs_grad`` (``max(|grad_z_true| - knee, 0) - max(ref - knee, 0)``: a
+  ``abs_grad`` (``max(abs(grad_z_true) - knee, 0) - max(ref - knee, 0)``: a
   slope that changes with the gradient's size above ``knee`` and not below
   it, e.g. where a calibration's validity range clips only the strong
   gradients; the knee is chosen by cross-validation among 0 (a slope linear
-  in |grad_z|) and the suite's inner |grad_z| levels or quartiles, so a
-  reduction seen only at the largest |grad_z| is not extrapolated to the
+  in abs(grad_z)) and the suite's inner abs(grad_z) levels or quartiles, so a
+  reduction seen only at the largest abs(grad_z) is not extrapolated to the
   small ones), ``sign`` (1 for negative intrinsic gradients: a different slope
   per sign), ``sign_inv_x`` (``(1 / x - ref)`` for negative intrinsic
   gradients, 0 for positive ones: the negative gradients' slope changes with
@@ -39,11 +39,11 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   flatten differently and at a different rate; tried only in a structure
   that has the ``sign`` term or together with it), ``sign_abs_grad`` (the
   ``abs_grad`` covariate, same knee, for negative intrinsic gradients, 0 for
-  positive ones: the slope's change with |grad_z| differs by sign, e.g. where
+  positive ones: the slope's change with abs(grad_z) differs by sign, e.g. where
   a calibration's upper validity limit clips the strong positive gradients
   only; tried only with ``sign`` and ``abs_grad``, or together with them),
   ``abs_grad_inv_x`` (the ``abs_grad`` covariate times ``(1 / x - ref)``:
-  the |grad_z| term's coefficient changes with ``1 / x``; clipping removes a
+  the abs(grad_z) term's coefficient changes with ``1 / x``; clipping removes a
   fraction of the gradient, so its effect on the slope scales with ``a(x)``,
   which a hinge additive in ``a`` (the same slope change at every x) cannot
   follow where ``a(x)`` is small; tried only with ``abs_grad``),
@@ -52,13 +52,13 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   ``inclination`` (``(i - ref) / 90 deg``) and
   ``snr`` (``ln(snr / ref)``). ``ref`` is the suite's median (of ``1 / x``
   for ``sign_inv_x``), so ``a(x)`` is the slope of a galaxy at the suite's
-  median |grad_z|, inclination and S/N, of positive sign, and ``slope_sign``
+  median abs(grad_z), inclination and S/N, of positive sign, and ``slope_sign``
   is the negative gradients' slope difference at the suite's median ``1 / x``.
   The slope of a negative gradient is then
   ``a_neg(x) = alpha_0 + slope_sign + (alpha_1 + slope_sign_inv_x) / x - slope_sign_inv_x ref (+ ...)``.
   A greedy step adds one term, or a term together with the terms it refines
   when none of them is in yet (a per-sign slope may be admissible only with
-  its own x- or |grad_z|-dependence).
+  its own x- or abs(grad_z)-dependence).
 
 Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
 are a weighted least-squares fit with weights ``1 / (s(x)^2 + err^2)`` and
@@ -79,7 +79,7 @@ Hastie, Tibshirani & Friedman 2009, Elements of Statistical Learning,
 sec. 7.10). A structure is admissible only if its slope stays in
 ``[0, SLOPE_MAX]`` and is monotone in ``x`` over the mocks' range at every
 combination of the suite's extreme covariates, and its mean measured gradient
-does not decrease with the intrinsic one over the suite's |grad_z| range
+does not decrease with the intrinsic one over the suite's abs(grad_z) range
 (per sign, beyond ``MONOTONE_TOL`` of the predictive scatter) at any of them
 (:func:`admissible`).
 
@@ -271,11 +271,11 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
 
 
 def knee_candidates(mocks: SuiteMocks) -> tuple:
-    """Knees (|grad_z|, dex/kpc) tried for the ``abs_grad`` term: 0 (linear) and the inner |grad_z| levels.
+    """Knees (abs(grad_z), dex/kpc) tried for the ``abs_grad`` term: 0 (linear) and the inner abs(grad_z) levels.
 
-    A suite on a grid of |grad_z| levels gets every level but the smallest (where a knee equals the linear
+    A suite on a grid of abs(grad_z) levels gets every level but the smallest (where a knee equals the linear
     term on the grid) and the largest (where the term would vanish); a suite with continuous gradients (more
-    than 8 levels) gets the quartiles of |grad_z|.
+    than 8 levels) gets the quartiles of abs(grad_z).
     """
     ag = np.abs(mocks.g[mocks.g != 0])
     levels = np.unique(np.round(ag, 6))
@@ -302,7 +302,7 @@ class Structure:
     degree_b: int = 0
     extras: tuple = ()
     scatter: str = "inverse_x"
-    #: |grad_z| (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in |grad_z| everywhere)
+    #: abs(grad_z) (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in abs(grad_z) everywhere).
     knee: float = 0.0
 
     def __post_init__(self):
@@ -504,7 +504,7 @@ def cross_validate(structure: Structure, mocks: SuiteMocks, refs, fold) -> np.nd
 
 
 def _corners(mocks: SuiteMocks, structure: Structure) -> list:
-    """(|g|, sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
+    """(abs(g), sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
     gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
           float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
     signs = [1.0, -1.0] if {"sign", "sign_inv_x", "sign_abs_grad", "sign_abs_grad_inv_x"} & set(structure.extras) \
@@ -518,13 +518,13 @@ def _corners(mocks: SuiteMocks, structure: Structure) -> list:
 def admissible(structure: Structure, coef, mocks: SuiteMocks, refs, gamma=None) -> str | None:
     """None if the structure with coefficients ``coef`` is physical over the suite's range, else why not.
 
-    Physical means, at every corner of :func:`_corners` (the suite's extreme |grad_z|, both signs where the
+    Physical means, at every corner of :func:`_corners` (the suite's extreme abs(grad_z), both signs where the
     structure has a per-sign term, extreme inclination and S/N where it has those terms) and on 64 x values
     spanning the mocks' x range:
 
     * the slope ``a(x, ...)`` stays in ``[0, SLOPE_MAX]`` and is monotone in x;
     * the mean measured gradient ``a(x, g, ...) g + b(x)`` does not decrease with the intrinsic gradient
-      ``g``, per sign, on a grid of g spanning the suite's |grad_z| range [min, max]: smearing or clipping
+      ``g``, per sign, on a grid of g spanning the suite's abs(grad_z) range [min, max]: smearing or clipping
       can flatten a gradient, not reverse the order of two gradients. A decrease (from the running maximum
       along the grid) smaller than ``MONOTONE_TOL`` times the predictive scatter
       ``sqrt(s(x)^2 + median err^2)`` at that x is tolerated (indistinguishable from flat for one mock);
@@ -639,7 +639,7 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
 def _steps(extras: tuple, remaining: list) -> list:
     """The terms one greedy step may add: each remaining term whose parents (:data:`_NEEDS`) are in, and a
     term together with its missing parents when those are remaining (a per-sign slope may be admissible
-    only with its own x- or |grad_z|-dependence)."""
+    only with its own x- or abs(grad_z)-dependence)."""
     out = []
     for e in remaining:
         missing = tuple(n for n in _NEEDS.get(e, ()) if n not in extras)
@@ -680,7 +680,7 @@ class Assessment:
     ----------
     offset_fraction : float
         Largest ``|b(x)| / (a(x) g_med)`` over the mocks' x range, ``g_med``
-        the suite's median |grad_z|: the offset relative to the smeared
+        the suite's median abs(grad_z): the offset relative to the smeared
         signal of a typical gradient; ``b(x)`` from a fit with a per-sign
         slope where the suite has both signs (slopes that differ by sign are
         not an offset: per-sign ratio curves describe them).
@@ -688,13 +688,13 @@ class Assessment:
         Largest ``|b(x)| / sigma_b(x)`` over the x range.
     sign_flip_fraction : float
         Fraction of mocks whose measured gradient has the opposite sign of
-        the intrinsic one, in the |grad_z| group where it is largest.
+        the intrinsic one, in the abs(grad_z) group where it is largest.
     discrimination : float
         Largest ``a(x) g_med / sqrt(s(x)^2 + median err^2)`` over the x
         range: how many sigma a typical gradient's measurement lies from 0.
     misfit : float
         Largest ``|mean standardised residual|`` in cells of (x tercile,
-        |grad_z| group, sign) holding >= 10 mocks, where it exceeds
+        abs(grad_z) group, sign) holding >= 10 mocks, where it exceeds
         ``3 / sqrt(n)`` (0 otherwise): lack of fit of the transfer model, in
         units of the scatter.
     ratio_ok, transfer_ok : bool
@@ -822,7 +822,7 @@ class TransferFunction:
     references : dict
         Reference values of the extra terms (suite medians).
     x_range, grad_range : tuple
-        Mocks' x and |grad_z| (dex/kpc) ranges.
+        Mocks' x and abs(grad_z) (dex/kpc) ranges.
     inclination_range, snr_range : tuple or None
     n_mocks : int
     has_errors : bool
