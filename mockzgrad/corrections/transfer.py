@@ -141,6 +141,8 @@ _NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad"), "abs_g
 #: Largest decrease of the mean measured gradient with the intrinsic one that is still admissible, in units
 #: of the predictive scatter sqrt(s(x)^2 + median err^2) at that x (see :func:`admissible`).
 MONOTONE_TOL = 0.1
+# parents a greedy step may add together with the term that refines them
+_MAX_PARENTS_PER_STEP = 2
 # intrinsic gradients per sign on which the mean is checked for monotonicity
 _N_GRID_G = 41
 #: Folds of the cross-validation and the seed of their permutation.
@@ -151,8 +153,8 @@ SELECTION_RULE = (
     f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
-    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad: added after them or with them in "
-    "one step), and every step of that path is also "
+    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad, abs_grad_inv_x only with abs_grad, sign_abs_grad_inv_x only with all four: added after them or with at most two of them in "
+    "one step; each step takes the fewest terms within one standard error of the step's best), and every step of that path is also "
     "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
     f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range and whose "
@@ -619,7 +621,11 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
         good = [s for s in trial if s.admissible is None and s.score < current.score]
         if not good:
             break
-        current = min(good, key=lambda s: s.score)
+        # the one-SE rule within the step too: a step adding several terms at once (a refinement with its
+        # parents) is taken only if it beats every smaller improving step by more than one standard error
+        top = min(good, key=lambda s: s.score)
+        near = [s for s in good if s.score <= top.score + float(np.std(s.nll - top.nll)) / math.sqrt(mocks.n)]
+        current = min(near, key=lambda s: (s.structure.n_coef, s.score))
         for e in current.structure.extras[len(st.extras):]:
             remaining.remove(e)
         path.append(current.structure)
@@ -643,7 +649,9 @@ def _steps(extras: tuple, remaining: list) -> list:
     out = []
     for e in remaining:
         missing = tuple(n for n in _NEEDS.get(e, ()) if n not in extras)
-        if all(n in remaining for n in missing):
+        # at most two parents come along (sign_abs_grad with sign and abs_grad): a five-term jump
+        # (sign_abs_grad_inv_x with all four) can mimic an offset b(x) missing from the base with odd terms in g
+        if all(n in remaining for n in missing) and len(missing) <= _MAX_PARENTS_PER_STEP:
             out.append(missing + (e,))
     return out
 
