@@ -56,9 +56,10 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   is the negative gradients' slope difference at the suite's median ``1 / x``.
   The slope of a negative gradient is then
   ``a_neg(x) = alpha_0 + slope_sign + (alpha_1 + slope_sign_inv_x) / x - slope_sign_inv_x ref (+ ...)``.
-  A greedy step adds one term, or a term together with the terms it refines
-  when none of them is in yet (a per-sign slope may be admissible only with
-  its own x- or abs(grad_z)-dependence).
+  A greedy step adds one term, or a term together with at most two of the
+  terms it refines that are not in yet (a per-sign slope may be admissible
+  only with its own x- or abs(grad_z)-dependence); of the improving steps it
+  takes the one with the fewest terms within one standard error of the best.
 
 Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
 are a weighted least-squares fit with weights ``1 / (s(x)^2 + err^2)`` and
