@@ -453,6 +453,7 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
 
     path = _check_path(path)
     fig, axes = _new_figure(4, panel_size=(4.4, 3.5), max_cols=4)
+    fig.get_layout_engine().set(wspace=0.06)  # room between the colour bar and the next panel's y label
     mocks = read_suite_mocks(table, columns) if table is not None else None
     xx = np.linspace(tf.x_range[0], tf.x_range[1], 200)
     _transfer_data_panel(axes[0], tf, mocks, x_label(columns))
@@ -491,7 +492,12 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
                             label="mocks per x bin" + (f", {lab}" if lab else "")
                             + (" (model's terms refitted per bin)" if k.startswith("a") and tf.structure.extras
                                else ""))
-        axes[3].plot(bins["x"], bins["err"], "s", color="0.5", ms=3, label="mocks' own median error")
+        if bins["x"].size:
+            axes[3].plot(bins["x"], bins["err"], "s", color="0.5", ms=3, label="mocks' own median error per x bin")
+    if mocks is not None and mocks.has_errors:  # the comparison for s(x), also when no x bin has enough mocks
+        axes[3].axhline(float(np.median(mocks.err)), color="0.5", ls="--", lw=0.8,
+                        label="mocks' own median error (all)")
+    _scatter_ylim(axes[3], tf.scatter(xx), bins, mocks)
     labels = (r"slope $a(x)$ (measured / intrinsic)", r"offset $b(x)$ (dex/kpc)",
               r"scatter $s(x)$ beyond the mocks' errors (dex/kpc)")
     xlab = x_label(columns)
@@ -508,11 +514,32 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
     return _save(fig, path)
 
 
+def _short_x(xlab: str) -> str:
+    """``$x$`` with the qualifier of a custom x label (e.g. 'source plane'), for the colour bar."""
+    tail = xlab.rsplit("$", 1)[-1].strip(" ,") if xlab.count("$") >= 2 else ""  # the words after the math
+    return r"$x$" + (f", {tail}" if tail else "") + " (colour)"
+
+
+def _scatter_ylim(ax, s_model, bins, mocks):
+    """y range of the scatter panel from 0 to above everything compared (model, bins, mocks' median error), so
+    that a model at its floor and the mocks' errors are both on the axis."""
+    tops = [float(np.max(s_model))]
+    if bins is not None and bins["x"].size:
+        tops += [float(np.max(bins["s"] + bins["s_err"])), float(np.max(bins["err"]))]
+    if mocks is not None and mocks.has_errors:
+        tops.append(float(np.median(mocks.err)))
+    top = max(tops)
+    ax.set_ylim(0.0, 1.25 * top if top > 0 else 1.0)
+
+
 def _transfer_data_panel(ax, tf, mocks, xlab=_X_LABEL):
     gg = np.linspace(-tf.grad_range[1], tf.grad_range[1], 50)
     if mocks is not None:
         sc = ax.scatter(mocks.g, mocks.m, c=mocks.x, s=8, cmap="viridis", lw=0, alpha=0.7, rasterized=True)
-        ax.figure.colorbar(sc, ax=ax, label=xlab)
+        # the colour bar's label is the short symbol (its definition is on the other panels' x axes): the long
+        # label ran into the next panel's y label
+        cb = ax.figure.colorbar(sc, ax=ax, pad=0.02)
+        cb.set_label(r"$x$ (colour)" if xlab == _X_LABEL else _short_x(xlab), fontsize=8)
     for x, ls in ((tf.x_range[0], ":"), (np.sqrt(tf.x_range[0] * tf.x_range[1]), "--"), (tf.x_range[1], "-")):
         ax.plot(gg, tf.mean(np.full_like(gg, x), gg), color="k", ls=ls, lw=1, label=f"model, x = {x:.2g}")
     ax.plot(gg, gg, color="0.6", lw=0.6, label="measured = intrinsic")
@@ -540,9 +567,10 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
             continue
         inc = mocks.inclination[sel] if mocks.inclination is not None else None
         snr = mocks.snr[sel] if mocks.snr is not None else None
-        # per-sign slopes are refitted per bin (they carry sign_inv_x: x is nearly constant within a bin)
+        # per-sign slopes are refitted per bin; the 1/x interactions are left out (x is nearly constant within
+        # a bin, so they are collinear with their parent terms)
         terms = [g * extra_values(e, g, inc, snr, tf.references, mocks.x[sel]) for e in tf.structure.extras
-                 if e not in ("sign", "sign_inv_x")]
+                 if e != "sign" and not e.endswith("_inv_x")]
         terms = [t for t in terms if np.ptp(t) > 0]
         cols = ([g * (g > 0), g * (g < 0)] if by_sign else [g]) + terms + [np.ones(n)]
         if n < 2 * len(cols):

@@ -13,13 +13,13 @@ intrinsic gradient ``G`` has the posterior
 own errors, the uncertainty of the mean from the coefficient covariance, and
 the galaxy's error: ``err_plus`` where ``mu > m``, ``err_minus`` below), and
 ``<.>_x`` the average over ``x`` uniform in the range (16 points; one for a
-single value). No intrinsic |grad_z| has to be assumed.
+single value). No intrinsic abs(grad_z) has to be assumed.
 
 Prior (state it when quoting results; written in the output meta):
 
 ``"uniform"`` (default)
     Flat in ``G`` on ``[-g_max, g_max]``, ``g_max`` the largest intrinsic
-    |grad_z| of the suite (where the transfer function was measured), or on
+    abs(grad_z) of the suite (where the transfer function was measured), or on
     ``prior_range``.
 ``"normal"``
     ``N(0, prior_width^2)``, truncated to the same range; ``prior_width``
@@ -33,7 +33,7 @@ set to the suite's reference, so their terms vanish (written in the meta).
 
 Flags (``grad_post_flag``): ``x_outside_suite`` (part of the x range outside
 the mocks'), ``below_suite_grad`` / ``above_suite_grad`` (posterior median
-|G| below the smallest / above the largest |grad_z| of the suite: the
+abs(G) below the smallest / above the largest abs(grad_z) of the suite: the
 transfer function is extrapolated there), ``prior_edge`` (more than 2.5 % of
 the posterior in the outer 2 % of the prior range at either end: the prior
 range truncates it), ``transfer_not_ok`` (the suite's assessment says the
@@ -175,7 +175,7 @@ def correct_with_transfer(table, tf: TransferFunction, *, x=None, columns: Mappi
         Role -> column name (see :data:`~mockzgrad.corrections.correct.DEFAULT_COLUMNS`).
     prior : {"uniform", "normal"}
     prior_range : (float, float), optional
-        dex/kpc; default ``±`` the suite's largest |grad_z|.
+        dex/kpc; default ``±`` the suite's largest abs(grad_z).
     prior_width : float, optional
         Width of the normal prior, dex/kpc.
     n_grid : int >= 101

@@ -24,6 +24,19 @@ def _check_line(kind: str, entry: dict) -> str:
             f"{entry['global_sigma']:.1f} sigma over {entry['n_bins']} bins)")
 
 
+def _slope_text(tf: TransferFunction) -> str:
+    """a(x) at both ends of the x range, at the suite's median |grad_z|: per sign when the slope has sign terms."""
+    x0, x1 = tf.x_range
+    g = tf.references.get("abs_grad") or 1.0
+    signs = [("", 1.0)]
+    if any(e.startswith("sign") for e in tf.structure.extras):
+        signs = [("positive ", 1.0), ("negative ", -1.0)]
+    parts = [f"slope a(x) {name}= {float(tf.slope(x0, s * g)):.2f} at x = {x0:.2f} to "
+             f"{float(tf.slope(x1, s * g)):.2f} at x = {x1:.2f}" for name, s in signs]
+    where = f" (|grad_z| = {g:g} dex/kpc)" if len(signs) > 1 else ""
+    return ", ".join(parts) + where
+
+
 def summary_lines(curves: CorrectionCurves, tf: TransferFunction | None = None) -> list:
     """Lines describing the curves' checks, per-sign coverage, shapes and the transfer function."""
     checks = curves.checks or {}
@@ -38,8 +51,7 @@ def summary_lines(curves: CorrectionCurves, tf: TransferFunction | None = None) 
     if tf is not None:
         a = tf.assessment
         lines.append(f"  transfer function: {tf.structure.label()} from {tf.n_mocks} mocks (chosen by "
-                     f"cross-validation); slope a(x) = {float(tf.slope(tf.x_range[0])):.2f} at x = "
-                     f"{tf.x_range[0]:.2f} to {float(tf.slope(tf.x_range[1])):.2f} at x = {tf.x_range[1]:.2f}; "
+                     f"cross-validation); {_slope_text(tf)}; "
                      f"offset b = {float(tf.offset(tf.x_range[1])):+.4f} dex/kpc at large x")
         lines.append(f"  models: ratio {'describes' if a.get('ratio_ok') else 'does NOT describe'} the suite; "
                      f"transfer {'describes' if a.get('transfer_ok') else 'does NOT describe'} it")

@@ -1,9 +1,9 @@
 """Transfer function of a suite: measured = a(x) * intrinsic + b(x), with scatter s(x).
 
 The ratio curves (:mod:`.curves`) describe a suite by ``measured /
-intrinsic`` per intrinsic ``|grad_z|``; they cannot describe an additive
-offset (a ratio of an offset diverges at small ``|grad_z|``) and need an
-assumed ``|grad_z|`` to correct a galaxy. The transfer function describes all
+intrinsic`` per intrinsic ``abs(grad_z)``; they cannot describe an additive
+offset (a ratio of an offset diverges at small ``abs(grad_z)``) and need an
+assumed ``abs(grad_z)`` to correct a galaxy. The transfer function describes all
 mocks at once:
 
 ``grad_z_measured = a(x, ...) * grad_z_true + b(x) + e``,
@@ -26,12 +26,12 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   ``exp(+-hundreds)`` at the edge of the data;
 * optional extra terms of the slope, each one coefficient times
   ``grad_z_true``, used only where the suite sweeps the quantity:
-  ``abs_grad`` (``max(|grad_z_true| - knee, 0) - max(ref - knee, 0)``: a
+  ``abs_grad`` (``max(abs(grad_z_true) - knee, 0) - max(ref - knee, 0)``: a
   slope that changes with the gradient's size above ``knee`` and not below
   it, e.g. where a calibration's validity range clips only the strong
   gradients; the knee is chosen by cross-validation among 0 (a slope linear
-  in |grad_z|) and the suite's inner |grad_z| levels or quartiles, so a
-  reduction seen only at the largest |grad_z| is not extrapolated to the
+  in abs(grad_z)) and the suite's inner abs(grad_z) levels or quartiles, so a
+  reduction seen only at the largest abs(grad_z) is not extrapolated to the
   small ones), ``sign`` (1 for negative intrinsic gradients: a different slope
   per sign), ``sign_inv_x`` (``(1 / x - ref)`` for negative intrinsic
   gradients, 0 for positive ones: the negative gradients' slope changes with
@@ -39,19 +39,27 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   flatten differently and at a different rate; tried only in a structure
   that has the ``sign`` term or together with it), ``sign_abs_grad`` (the
   ``abs_grad`` covariate, same knee, for negative intrinsic gradients, 0 for
-  positive ones: the slope's change with |grad_z| differs by sign, e.g. where
+  positive ones: the slope's change with abs(grad_z) differs by sign, e.g. where
   a calibration's upper validity limit clips the strong positive gradients
   only; tried only with ``sign`` and ``abs_grad``, or together with them),
+  ``abs_grad_inv_x`` (the ``abs_grad`` covariate times ``(1 / x - ref)``:
+  the abs(grad_z) term's coefficient changes with ``1 / x``; clipping removes a
+  fraction of the gradient, so its effect on the slope scales with ``a(x)``,
+  which a hinge additive in ``a`` (the same slope change at every x) cannot
+  follow where ``a(x)`` is small; tried only with ``abs_grad``),
+  ``sign_abs_grad_inv_x`` (the same for negative gradients only; tried only
+  with ``sign``, ``abs_grad``, ``sign_abs_grad`` and ``abs_grad_inv_x``),
   ``inclination`` (``(i - ref) / 90 deg``) and
   ``snr`` (``ln(snr / ref)``). ``ref`` is the suite's median (of ``1 / x``
   for ``sign_inv_x``), so ``a(x)`` is the slope of a galaxy at the suite's
-  median |grad_z|, inclination and S/N, of positive sign, and ``slope_sign``
+  median abs(grad_z), inclination and S/N, of positive sign, and ``slope_sign``
   is the negative gradients' slope difference at the suite's median ``1 / x``.
   The slope of a negative gradient is then
   ``a_neg(x) = alpha_0 + slope_sign + (alpha_1 + slope_sign_inv_x) / x - slope_sign_inv_x ref (+ ...)``.
-  A greedy step adds one term, or a term together with the terms it refines
-  when none of them is in yet (a per-sign slope may be admissible only with
-  its own x- or |grad_z|-dependence).
+  A greedy step adds one term, or a term together with at most two of the
+  terms it refines that are not in yet (a per-sign slope may be admissible
+  only with its own x- or abs(grad_z)-dependence); of the improving steps it
+  takes the one with the fewest terms within one standard error of the best.
 
 Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
 are a weighted least-squares fit with weights ``1 / (s(x)^2 + err^2)`` and
@@ -71,7 +79,10 @@ error (the one-standard-error rule,
 Hastie, Tibshirani & Friedman 2009, Elements of Statistical Learning,
 sec. 7.10). A structure is admissible only if its slope stays in
 ``[0, SLOPE_MAX]`` and is monotone in ``x`` over the mocks' range at every
-combination of the suite's extreme covariates (:func:`admissible`).
+combination of the suite's extreme covariates, and its mean measured gradient
+does not decrease with the intrinsic one over the suite's abs(grad_z) range
+(per sign, beyond ``MONOTONE_TOL`` of the predictive scatter) at any of them
+(:func:`admissible`).
 
 Assessment (:func:`assess`): whether the ratio model and the transfer model
 describe the suite; see :class:`Assessment`.
@@ -109,21 +120,32 @@ __all__ = [
     "SuiteMocks",
     "EXTRA_TERMS",
     "SLOPE_MAX",
+    "MONOTONE_TOL",
     "SELECTION_RULE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
 ]
 
 FORMAT_NAME = "mockzgrad.transfer_function"
-FORMAT_VERSION = 2
-#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term; the same layout).
-FORMAT_VERSIONS_READ = (1, 2)
+FORMAT_VERSION = 3
+#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term, 2: before ``abs_grad_inv_x``;
+#: the same layout).
+FORMAT_VERSIONS_READ = (1, 2, 3)
 #: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
 SLOPE_MAX = 1.2
 #: Extra slope terms, in the order they are tried.
-EXTRA_TERMS = ("abs_grad", "sign", "sign_inv_x", "sign_abs_grad", "inclination", "snr")
+EXTRA_TERMS = ("abs_grad", "sign", "sign_inv_x", "sign_abs_grad", "abs_grad_inv_x", "sign_abs_grad_inv_x",
+               "inclination", "snr")
 #: Terms tried only in a structure that has the terms they refine (or added together with them).
-_NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad")}
+_NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad"), "abs_grad_inv_x": ("abs_grad",),
+          "sign_abs_grad_inv_x": ("sign", "abs_grad", "sign_abs_grad", "abs_grad_inv_x")}
+#: Largest decrease of the mean measured gradient with the intrinsic one that is still admissible, in units
+#: of the predictive scatter sqrt(s(x)^2 + median err^2) at that x (see :func:`admissible`).
+MONOTONE_TOL = 0.1
+# parents a greedy step may add together with the term that refines them
+_MAX_PARENTS_PER_STEP = 2
+# intrinsic gradients per sign on which the mean is checked for monotonicity
+_N_GRID_G = 41
 #: Folds of the cross-validation and the seed of their permutation.
 N_FOLDS = 5
 FOLD_SEED = 20261204
@@ -132,11 +154,13 @@ SELECTION_RULE = (
     f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
-    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad: added after them or with them in "
-    "one step), and every step of that path is also "
+    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad, abs_grad_inv_x only with abs_grad, sign_abs_grad_inv_x only with all four: added after them or with at most two of them in "
+    "one step; each step takes the fewest terms within one standard error of the step's best), and every step of that path is also "
     "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
-    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range; "
+    f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range and whose "
+    f"mean measured gradient does not decrease with the intrinsic one over the suite's |grad_z| range per sign "
+    f"(decreases below {MONOTONE_TOL:g} of sqrt(s(x)^2 + median err^2) tolerated); "
     "finally the flat scatter form (ln s constant) replaces ln s = gamma_0 + gamma_1 / x unless that is better "
     "by more than one standard error"
 )
@@ -238,6 +262,10 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
             out.append("sign_inv_x")
         if "abs_grad" in out and np.unique(np.round(np.abs(mocks.g[mocks.g < 0]), 6)).size >= 2:
             out.append("sign_abs_grad")
+    if "abs_grad" in out and np.unique(np.round(1.0 / mocks.x, 9)).size >= _MIN_DISTINCT:
+        out.insert(out.index("abs_grad") + 1, "abs_grad_inv_x")
+        if "sign_abs_grad" in out:
+            out.insert(out.index("sign_abs_grad") + 1, "sign_abs_grad_inv_x")
     if mocks.inclination is not None and np.unique(np.round(mocks.inclination, 6)).size >= _MIN_DISTINCT:
         out.append("inclination")
     if mocks.snr is not None and np.unique(np.round(mocks.snr, 6)).size >= _MIN_DISTINCT:
@@ -246,11 +274,11 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
 
 
 def knee_candidates(mocks: SuiteMocks) -> tuple:
-    """Knees (|grad_z|, dex/kpc) tried for the ``abs_grad`` term: 0 (linear) and the inner |grad_z| levels.
+    """Knees (abs(grad_z), dex/kpc) tried for the ``abs_grad`` term: 0 (linear) and the inner abs(grad_z) levels.
 
-    A suite on a grid of |grad_z| levels gets every level but the smallest (where a knee equals the linear
+    A suite on a grid of abs(grad_z) levels gets every level but the smallest (where a knee equals the linear
     term on the grid) and the largest (where the term would vanish); a suite with continuous gradients (more
-    than 8 levels) gets the quartiles of |grad_z|.
+    than 8 levels) gets the quartiles of abs(grad_z).
     """
     ag = np.abs(mocks.g[mocks.g != 0])
     levels = np.unique(np.round(ag, 6))
@@ -277,7 +305,7 @@ class Structure:
     degree_b: int = 0
     extras: tuple = ()
     scatter: str = "inverse_x"
-    #: |grad_z| (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in |grad_z| everywhere)
+    #: abs(grad_z) (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in abs(grad_z) everywhere).
     knee: float = 0.0
 
     def __post_init__(self):
@@ -324,10 +352,13 @@ def extra_values(name: str, g, inclination, snr, refs: Mapping, x=None) -> np.nd
         return (g < 0).astype(float)
     if name == "sign_abs_grad":
         return (g < 0) * extra_values("abs_grad", g, inclination, snr, refs)
-    if name == "sign_inv_x":
+    if name in ("sign_inv_x", "abs_grad_inv_x", "sign_abs_grad_inv_x"):
         if x is None:
-            raise ConfigError("extra term 'sign_inv_x' needs x (the resolution); none given")
-        return (g < 0) * (1.0 / np.asarray(x, float) - refs["inv_x"])
+            raise ConfigError(f"extra term {name!r} needs x (the resolution); none given")
+        du = 1.0 / np.asarray(x, float) - refs["inv_x"]
+        if name == "sign_inv_x":
+            return (g < 0) * du
+        return extra_values(name[: -len("_inv_x")], g, inclination, snr, refs) * du
     if name == "inclination":
         return np.zeros_like(g) if inclination is None else (np.asarray(inclination, float) - refs["inclination"]) / 90.0
     if name == "snr":
@@ -476,20 +507,35 @@ def cross_validate(structure: Structure, mocks: SuiteMocks, refs, fold) -> np.nd
 
 
 def _corners(mocks: SuiteMocks, structure: Structure) -> list:
-    """(|g|, sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
+    """(abs(g), sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
     gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
           float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
-    signs = [1.0, -1.0] if {"sign", "sign_inv_x"} & set(structure.extras) else [1.0]
+    signs = [1.0, -1.0] if {"sign", "sign_inv_x", "sign_abs_grad", "sign_abs_grad_inv_x"} & set(structure.extras) \
+        else [1.0]
     incs = [float(mocks.inclination.min()), float(mocks.inclination.max())] \
         if "inclination" in structure.extras else [None]
     snrs = [float(mocks.snr.min()), float(mocks.snr.max())] if "snr" in structure.extras else [None]
     return [(g, s, i, q) for g in gs for s in signs for i in incs for q in snrs]
 
 
-def admissible(structure: Structure, coef, mocks: SuiteMocks, refs) -> str | None:
-    """None if the slope stays in [0, SLOPE_MAX] and is monotone over the mocks' x range, else why not."""
+def admissible(structure: Structure, coef, mocks: SuiteMocks, refs, gamma=None) -> str | None:
+    """None if the structure with coefficients ``coef`` is physical over the suite's range, else why not.
+
+    Physical means, at every corner of :func:`_corners` (the suite's extreme abs(grad_z), both signs where the
+    structure has a per-sign term, extreme inclination and S/N where it has those terms) and on 64 x values
+    spanning the mocks' x range:
+
+    * the slope ``a(x, ...)`` stays in ``[0, SLOPE_MAX]`` and is monotone in x;
+    * the mean measured gradient ``a(x, g, ...) g + b(x)`` does not decrease with the intrinsic gradient
+      ``g``, per sign, on a grid of g spanning the suite's abs(grad_z) range [min, max]: smearing or clipping
+      can flatten a gradient, not reverse the order of two gradients. A decrease (from the running maximum
+      along the grid) smaller than ``MONOTONE_TOL`` times the predictive scatter
+      ``sqrt(s(x)^2 + median err^2)`` at that x is tolerated (indistinguishable from flat for one mock);
+      ``gamma`` gives s(x) (None: s = 0, only the mocks' errors).
+    """
     xx = np.linspace(float(mocks.x.min()), float(mocks.x.max()), 64)
-    for g, s, inc, snr in _corners(mocks, structure):
+    corners = _corners(mocks, structure)
+    for g, s, inc, snr in corners:
         gg = np.full_like(xx, s * max(g, 1e-12))
         slope = slope_design(structure, xx, gg, None if inc is None else np.full_like(xx, inc),
                              None if snr is None else np.full_like(xx, snr), refs) @ coef
@@ -499,6 +545,36 @@ def admissible(structure: Structure, coef, mocks: SuiteMocks, refs) -> str | Non
         tol = 1e-9 * max(1.0, float(np.abs(slope).max()))
         if np.any(d > tol) and np.any(d < -tol):
             return "slope turns over inside the mocks' x range"
+    return _mean_turnover(structure, coef, mocks, refs, gamma, xx, corners)
+
+
+def _mean_turnover(structure, coef, mocks: SuiteMocks, refs, gamma, xx, corners) -> str | None:
+    """Why the mean measured gradient decreases with the intrinsic one (see :func:`admissible`), or None."""
+    ag = np.abs(mocks.g[mocks.g != 0])
+    if ag.size == 0:
+        return None
+    lo, hi = float(ag.min()), float(ag.max())
+    if hi <= lo:
+        return None
+    e_med = float(np.median(mocks.err))
+    s_x = np.zeros_like(xx) if gamma is None else _scatter(np.asarray(gamma, float), xx)
+    tol = MONOTONE_TOL * np.sqrt(s_x**2 + e_med**2) + 1e-12
+    grid = np.linspace(lo, hi, _N_GRID_G)
+    for s, inc, snr in dict.fromkeys((s, i, q) for _, s, i, q in corners):
+        g = s * grid if s > 0 else -grid[::-1]  # increasing intrinsic gradient
+        X, G = np.meshgrid(xx, g, indexing="ij")
+        full = (lambda v: None if v is None else np.full_like(X, v))
+        mean = design(structure, X, G, full(inc), full(snr), refs) @ coef
+        drop = np.maximum.accumulate(mean, axis=1) - mean
+        worst = np.max(drop, axis=1)
+        k = int(np.argmax(worst / tol))
+        if worst[k] > tol[k]:
+            j = int(np.argmax(drop[k]))
+            jmax = int(np.argmax(mean[k, : j + 1]))
+            where = "".join(f", {n} = {v:g}" for n, v in (("inclination", inc), ("snr", snr)) if v is not None)
+            return (f"mean measured gradient decreases with the intrinsic one by {worst[k]:.3g} dex/kpc "
+                    f"({worst[k] / (tol[k] / MONOTONE_TOL):.2f} of the scatter; tolerated {MONOTONE_TOL:g}) "
+                    f"at x = {xx[k]:.2f} from grad_z = {g[jmax]:+.3g} to {g[j]:+.3g} dex/kpc{where}")
     return None
 
 
@@ -521,7 +597,7 @@ def _score(structure, mocks, refs, fold) -> _Scored:
     if mocks.n < 2 * (structure.n_coef + 2):
         return _Scored(structure, None, f"{mocks.n} mocks for {structure.n_coef} coefficients")
     full = fit_structure(structure, mocks, refs)
-    why = admissible(structure, full.coef, mocks, refs)
+    why = admissible(structure, full.coef, mocks, refs, full.gamma)
     return _Scored(structure, cross_validate(structure, mocks, refs, fold), why)
 
 
@@ -546,7 +622,11 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
         good = [s for s in trial if s.admissible is None and s.score < current.score]
         if not good:
             break
-        current = min(good, key=lambda s: s.score)
+        # the one-SE rule within the step too: a step adding several terms at once (a refinement with its
+        # parents) is taken only if it beats every smaller improving step by more than one standard error
+        top = min(good, key=lambda s: s.score)
+        near = [s for s in good if s.score <= top.score + float(np.std(s.nll - top.nll)) / math.sqrt(mocks.n)]
+        current = min(near, key=lambda s: (s.structure.n_coef, s.score))
         for e in current.structure.extras[len(st.extras):]:
             remaining.remove(e)
         path.append(current.structure)
@@ -566,11 +646,13 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
 def _steps(extras: tuple, remaining: list) -> list:
     """The terms one greedy step may add: each remaining term whose parents (:data:`_NEEDS`) are in, and a
     term together with its missing parents when those are remaining (a per-sign slope may be admissible
-    only with its own x- or |grad_z|-dependence)."""
+    only with its own x- or abs(grad_z)-dependence)."""
     out = []
     for e in remaining:
         missing = tuple(n for n in _NEEDS.get(e, ()) if n not in extras)
-        if all(n in remaining for n in missing):
+        # at most two parents come along (sign_abs_grad with sign and abs_grad): a five-term jump
+        # (sign_abs_grad_inv_x with all four) can mimic an offset b(x) missing from the base with odd terms in g
+        if all(n in remaining for n in missing) and len(missing) <= _MAX_PARENTS_PER_STEP:
             out.append(missing + (e,))
     return out
 
@@ -607,7 +689,7 @@ class Assessment:
     ----------
     offset_fraction : float
         Largest ``|b(x)| / (a(x) g_med)`` over the mocks' x range, ``g_med``
-        the suite's median |grad_z|: the offset relative to the smeared
+        the suite's median abs(grad_z): the offset relative to the smeared
         signal of a typical gradient; ``b(x)`` from a fit with a per-sign
         slope where the suite has both signs (slopes that differ by sign are
         not an offset: per-sign ratio curves describe them).
@@ -615,13 +697,13 @@ class Assessment:
         Largest ``|b(x)| / sigma_b(x)`` over the x range.
     sign_flip_fraction : float
         Fraction of mocks whose measured gradient has the opposite sign of
-        the intrinsic one, in the |grad_z| group where it is largest.
+        the intrinsic one, in the abs(grad_z) group where it is largest.
     discrimination : float
         Largest ``a(x) g_med / sqrt(s(x)^2 + median err^2)`` over the x
         range: how many sigma a typical gradient's measurement lies from 0.
     misfit : float
         Largest ``|mean standardised residual|`` in cells of (x tercile,
-        |grad_z| group, sign) holding >= 10 mocks, where it exceeds
+        abs(grad_z) group, sign) holding >= 10 mocks, where it exceeds
         ``3 / sqrt(n)`` (0 otherwise): lack of fit of the transfer model, in
         units of the scatter.
     ratio_ok, transfer_ok : bool
@@ -721,7 +803,8 @@ def assess(tf: "TransferFunction", mocks: SuiteMocks, *, admissible_found: bool 
     elif disc < DISCRIMINATION_MIN:
         reasons.append(f"both: scatter too large (a typical gradient is at most {disc:.2f} sigma from 0)")
     if not admissible_found:
-        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over)")
+        reasons.append(f"transfer: no admissible structure (slope outside [0, {SLOPE_MAX:g}] or turning over, or "
+                       "mean measured gradient decreasing with the intrinsic one)")
     if misfit > MISFIT_MAX:
         reasons.append(f"transfer: residuals off by {misfit:.2f} scatter in a cell of (x, |grad_z|, sign)")
     ratio_ok = not any(r.startswith(("ratio", "both")) for r in reasons)
@@ -748,7 +831,7 @@ class TransferFunction:
     references : dict
         Reference values of the extra terms (suite medians).
     x_range, grad_range : tuple
-        Mocks' x and |grad_z| (dex/kpc) ranges.
+        Mocks' x and abs(grad_z) (dex/kpc) ranges.
     inclination_range, snr_range : tuple or None
     n_mocks : int
     has_errors : bool
@@ -825,7 +908,9 @@ class TransferFunction:
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
             "mockzgrad_version": self.mockzgrad_version,
             "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
-                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
+                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0; "
+                     "of abs_grad_inv_x: the abs_grad term times (u - references.inv_x); of sign_abs_grad_inv_x: "
+                     "that for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
                      "(gamma_1 = 0 when structure.scatter is 'flat')",
             "structure": self.structure.as_dict(), "names": self.structure.names(),
             "coefficients": [float(v) for v in self.coefficients],
