@@ -66,7 +66,7 @@ def test_demo_shows_both_corrections(demo):
         assert paths[name].stat().st_size > 10_000
 
 
-@pytest.mark.xfail(strict=False, reason=(
+@pytest.mark.xfail(strict=True, reason=(
     "round 4b: the per-sign |grad_z| structure a1b0+sign+abs_grad>0.1+sign_abs_grad (which passed) is now "
     "refused because its mean measured gradient falls from +0.152 to +0.2 dex/kpc by 0.0074 dex/kpc (0.28 of "
     "the scatter, tolerance 0.1) at x = 1.04; the admissible a1b0+abs_grad>0.1+sign misses positive bins 1 and "
