@@ -193,3 +193,57 @@ def test_extract_command_passes_the_extraction_options(tmp_path, capsys):
                  "--clean-direct", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clean_direct" in err[0]
+
+
+def _shifted_mock(offset_pixels, *, reject_flag=False):
+    """Two exposures (pa_disp 270, 0); the first (noisier, VAR 4) dispersed with a wavelength zero-point
+    error of ``offset_pixels`` pixels that its header does not know (Wang et al. 2017 Sect. 4.3's offsets)."""
+    from dataclasses import replace
+
+    exps = []
+    for i, pa in enumerate((270.0, 0.0)):
+        m = GrismDispersion(grism="GR150R", filter="F150W", pa=0.0, pa_disp=pa, dispersion=22.0, wave_ref=15000.0,
+                            tilt=0.5, sens_peak=1e17, sens_lo=13000.0, sens_hi=17000.0, sens_taper=200.0)
+        m = make_frame(m, N, PS, 13000.0, 17000.0)
+        true = replace(m, wave_offset=offset_pixels * m.dispersion) if i == 0 else m
+        waves = [LINES[n].wavelength * (1 + Z) for n in ("Hb", "OIII_4960", "OIII_5008")]
+        frame = disperse(np.stack([HB, O3 / gx.OIII_RATIO, O3]), np.array(waves), true)
+        header = dict(m.to_header(), REJECT=True) if (reject_flag and i == 0) else m.to_header()
+        exps.append(GrismExposure(name=f"e{i}", sci=frame, var=np.full(frame.shape, 4.0 if i == 0 else 1.0),
+                                  header=header, exptime=1e3))
+    return GrismMock(exposures=exps, direct={"F150W": HB + O3}, pixel_scale=PS,
+                     psf={"PSF_KIND": "gaussian", "PSF_FWHM": 0.1})
+
+
+def test_isophote_alignment_recovers_an_injected_wavelength_shift():
+    """Wang et al. 2017 Eq. 1: a map shifted by a zero-point error of 0.6 pixel (along +x for pa_disp 270,
+    the direct image's frame: the line lands 0.6 pixel blueward, the map 0.6 pixel to -x) is moved back
+    onto the reference exposure's by +0.6 pixel, to within 0.1 pixel of the shift without the error."""
+    kw = dict(method="isophote", continuum=False, isophote=0.01, align=True)
+    base = gx.extract_line_maps(_shifted_mock(0.0), Z, **kw).provenance["alignment"]["e0"]
+    got = gx.extract_line_maps(_shifted_mock(0.6), Z, **kw).provenance["alignment"]["e0"]
+    assert base["reference"] == "e1" and got["reference"] == "e1"
+    assert got["dx_pixels"] - base["dx_pixels"] == pytest.approx(0.6, abs=0.1)
+    assert got["dy_pixels"] - base["dy_pixels"] == pytest.approx(0.0, abs=0.1)
+    assert abs(base["dx_pixels"]) < 0.1 and abs(base["dy_pixels"]) < 0.1 and abs(got["rotation_deg"]) < 1.0
+    assert got["nccf"] > 0.95
+
+
+@pytest.mark.parametrize("how", ["argument", "header"])
+def test_rejected_exposure_is_left_out_and_listed(how):
+    """A flagged exposure (reject=, or REJECT in its header) does not enter the combination: the maps are
+    those of the other exposure alone, and the provenance names it."""
+    mock = _shifted_mock(0.6, reject_flag=how == "header")
+    kw = dict(method="isophote", continuum=False, isophote=0.01)
+    got = gx.extract_line_maps(mock, Z, reject=("e0",) if how == "argument" else (), **kw)
+    alone = gx.extract_line_maps(GrismMock(exposures=mock.exposures[1:], direct=mock.direct, pixel_scale=PS,
+                                           psf=mock.psf), Z, **kw)
+    assert got.provenance["rejected_exposures"] == ["e0"]
+    np.testing.assert_array_equal(got.flux, alone.flux)
+
+
+def test_reject_names_an_unknown_exposure_or_the_joint_method():
+    with pytest.raises(ConfigError, match="reject"):
+        gx.extract_line_maps(_mock(), Z, method="isophote", reject=("nope",))
+    with pytest.raises(ConfigError, match="isophote"):
+        gx.extract_line_maps(_mock(), Z, method="joint", align=True)
