@@ -110,9 +110,13 @@ def check_cube(cube) -> tuple[np.ndarray, PSF]:
         No finite data, no positive finite variance, or no PSF description.
     """
     data = np.asarray(cube.data, dtype=float)
-    if not np.isfinite(data).any():
+    # the first value settles both checks in the usual case (finite data, finite positive variance)
+    # without a pass over the cube; otherwise the full checks
+    var = np.asarray(cube.variance)
+    if not (data.size and np.isfinite(data.flat[0])) and not np.isfinite(data).any():
         raise DataError("cube: DATA has no finite values")
-    if not np.isfinite(cube.variance).any() or np.nanmax(cube.variance) <= 0:
+    if not (var.size and np.isfinite(var.flat[0]) and var.flat[0] > 0) and (
+            not np.isfinite(var).any() or np.nanmax(var) <= 0):
         raise DataError("cube: VAR has no positive finite values")
     if not cube.psf:
         raise DataError("cube: no PSF description in the header (PSF_KIND, PSF_FWHM); "
