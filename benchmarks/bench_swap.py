@@ -20,8 +20,9 @@ default): old = the calibration-directory key resolved with pathlib on
 every diagnostic look-up, kpc per arcsec from astropy on every cube and
 line groups built afresh in every ``line_factors``. ``--round 4`` (base bfa147c): old = the base's
 separable-blur kernel (indexed row reads, one tap pair per sweep) and its FFT/separable cost rule, and
-the base's ``find_branches`` (a Python loop over the grid steps) and ``estimate_redshift`` (nansum
-copies, channel centres per catalogue line); adds ``build_cube`` at PSF 0.8"
+the base's ``find_branches`` (a Python loop over the grid steps), ``estimate_redshift`` (nansum
+copies, channel centres per catalogue line), ``check_cube`` (full passes) and ``line_map`` (masked
+copies); adds ``build_cube`` at PSF 0.8"
 (FFT before, separable now) and ``recover`` of the flagship cube as shipped (PSF 0.2547").
 
 Run: ``python benchmarks/bench_swap.py --base /tmp/base [--round 3b] [--rounds 15] [--repeats 10]``
@@ -87,14 +88,15 @@ def _swaps_3b(base: Path) -> list:
 
 
 def _swaps_4(base: Path) -> list:
-    """Round 4: the base's blur kernel and FFT/separable rule (``build_cube``), ``find_branches`` and
-    ``estimate_redshift`` (``recover``)."""
+    """Round 4: the base's blur kernel and FFT/separable rule (``build_cube``), ``find_branches``,
+    ``estimate_redshift``, ``check_cube`` and ``line_map`` (``recover``)."""
     from mockzgrad.observation import ifu
     from mockzgrad.observation.psf import convolve
-    from mockzgrad.recovery import frontend
+    from mockzgrad.recovery import frontend, geometry
     from mockzgrad.recovery.metallicity import branches
 
     old_fe = _load_old(base, "mockzgrad/recovery/frontend.py", "mockzgrad.recovery._frontend_base")
+    old_geo = _load_old(base, "mockzgrad/recovery/geometry.py", "mockzgrad.recovery._geometry_base")
     old_blur = _load_old(base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
     old_ifu = _load_old(base, "mockzgrad/observation/ifu.py", "mockzgrad.observation._ifu_base")
     old_br = _load_old(base, "mockzgrad/recovery/metallicity/branches.py",
@@ -102,7 +104,9 @@ def _swaps_4(base: Path) -> list:
     return [(convolve, "blur_separable_nb", old_blur.blur_separable_nb),
             (ifu, "_separable_is_cheaper", old_ifu._separable_is_cheaper),
             (branches, "find_branches", old_br.find_branches),
-            (frontend, "estimate_redshift", old_fe.estimate_redshift)]
+            (frontend, "estimate_redshift", old_fe.estimate_redshift),
+            (frontend, "check_cube", old_fe.check_cube),
+            (geometry, "line_map", old_geo.line_map)]
 
 
 def main(argv=None) -> int:
