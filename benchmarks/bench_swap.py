@@ -18,12 +18,15 @@ all-zero channels) and the base's ``method_ii.py`` (two full-bin Method I
 calls for the branch references). ``--round 3b`` (base d78155d, the
 default): old = the calibration-directory key resolved with pathlib on
 every diagnostic look-up, kpc per arcsec from astropy on every cube and
-line groups built afresh in every ``line_factors``. ``--round 4`` (base bfa147c): old = the base's
-separable-blur kernel (indexed row reads, one tap pair per sweep) and its FFT/separable cost rule, and
-the base's ``find_branches`` (a Python loop over the grid steps), ``estimate_redshift`` (nansum
-copies, channel centres per catalogue line), ``check_cube`` (full passes) and ``line_map`` (masked
-copies); adds ``build_cube`` at PSF 0.8"
-(FFT before, separable now) and ``recover`` of the flagship cube as shipped (PSF 0.2547").
+line groups built afresh in every ``line_factors``.
+
+``--round 4`` (base bfa147c): old = numpy's noise draw (``add_noise``), the
+base's separable-blur kernel (indexed row reads, one tap pair per sweep) and
+its FFT/separable cost rule, ``find_branches`` (a Python loop over the grid
+steps), ``estimate_redshift`` (nansum copies, channel centres per catalogue
+line), ``check_cube`` (full passes) and ``line_map`` (masked copies); adds
+``build_cube`` at PSF 0.8" (FFT before, separable now) and ``recover`` of
+the flagship cube as shipped (PSF 0.2547").
 
 Run: ``python benchmarks/bench_swap.py --base /tmp/base [--round 3b] [--rounds 15] [--repeats 10]``
 (numba writes cache files next to the base's kernels under the names they are loaded as here: give a
@@ -88,20 +91,22 @@ def _swaps_3b(base: Path) -> list:
 
 
 def _swaps_4(base: Path) -> list:
-    """Round 4: the base's blur kernel and FFT/separable rule (``build_cube``), ``find_branches``,
-    ``estimate_redshift``, ``check_cube`` and ``line_map`` (``recover``)."""
-    from mockzgrad.observation import ifu
+    """Round 4: the base's noise draw, blur kernel and FFT/separable rule (``build_cube``),
+    ``find_branches``, ``estimate_redshift``, ``check_cube`` and ``line_map`` (``recover``)."""
+    from mockzgrad.observation import ifu, noise
     from mockzgrad.observation.psf import convolve
     from mockzgrad.recovery import frontend, geometry
     from mockzgrad.recovery.metallicity import branches
 
     old_fe = _load_old(base, "mockzgrad/recovery/frontend.py", "mockzgrad.recovery._frontend_base")
+    old_noise = _load_old(base, "mockzgrad/observation/noise.py", "mockzgrad.observation._noise_base")
     old_geo = _load_old(base, "mockzgrad/recovery/geometry.py", "mockzgrad.recovery._geometry_base")
     old_blur = _load_old(base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
     old_ifu = _load_old(base, "mockzgrad/observation/ifu.py", "mockzgrad.observation._ifu_base")
     old_br = _load_old(base, "mockzgrad/recovery/metallicity/branches.py",
                        "mockzgrad.recovery.metallicity._branches_base")
     return [(convolve, "blur_separable_nb", old_blur.blur_separable_nb),
+            (noise, "add_noise", old_noise.add_noise),
             (ifu, "_separable_is_cheaper", old_ifu._separable_is_cheaper),
             (branches, "find_branches", old_br.find_branches),
             (frontend, "estimate_redshift", old_fe.estimate_redshift),
