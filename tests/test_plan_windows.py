@@ -7,6 +7,7 @@ import pytest
 
 from mockzgrad.config import config_from_dict
 from mockzgrad.corrections import plan as PL
+from mockzgrad.corrections.plan_cache import observe_cached as _OBSERVE_CACHED  # the original, before any spy
 from mockzgrad.errors import ConfigError
 from mockzgrad.observation.ifu import build_cube
 from mockzgrad.observation.presets import load_preset, sensitivity_at
@@ -206,3 +207,69 @@ def test_grism_exposures_take_their_window_scale():
     with pytest.raises(ConfigError, match="blue.sigma") as exc:
         build_grism(_grism_cfg({"blue": {"lines": ["OII_3727"], "sigma": 1e-20}}), keep_noise_free=False)
     assert "\n" not in str(exc.value) and "scale" in str(exc.value)
+
+
+def _grism_plan(tmp_path, windows):
+    """A NIRISS plan setup ([OII] in F115W, [OIII] 5008 the S/N line in F150W) with an optional windowed
+    sensitivity, and a z = 2.2 target of those lines."""
+    sens = {"quantity": "pixel_sigma", "value": 1e-20, "exposure": 3600.0, "citation": "test base"}
+    if windows:
+        sens["windows"] = windows
+    setup = PL.setup_from_dict({
+        "name": "niriss", "preset": "niriss_gr150", "snr": [10.0], "snr_line": "OIII_5008", "n_mocks": 2,
+        "recipe": "wang2022", "sensitivity": sens,
+        "overrides": {"metallicity.diagnostics": ["C20_R3", "C20_O32"], "gating.line": "OIII_5008",
+                      "metallicity.nii_ha": 0.0},
+        "instrument": {"pixel_scale": 0.06, "fov": 1.8, "oversample": 2, "psf": {"kind": "gaussian", "fwhm": 0.1},
+                       "grism": {"noise_model": "snr", "exposures": [
+                           {"grism": "GR150C", "filter": "F115W", "pa": 0.0, "exptime": 5000.0},
+                           {"grism": "GR150C", "filter": "F150W", "pa": 0.0, "exptime": 5000.0}]}}}, "setup")
+    target = PL.target_from_dict({"redshift": 2.2, "r_eff": 1.5, "sersic_n": 1.0, "inclination": 30.0,
+                                  "reference_line": "OIII_5008", "reference_flux": 1e-16, "grad_z": [0.05],
+                                  "lines": ["OII_3727", "OII_3730", "Hb", "OIII_5008"],
+                                  "generating_set": ["C20_R3", "C20_O32"]})
+    return target, setup
+
+
+class _Observed(Exception):
+    """Raised by the spy after observing: the suite marks the mock failed and skips its recovery."""
+
+
+def _spy_suite(monkeypatch, tmp_path, target, setup) -> list:
+    """Run the plan's suites for ``setup`` (serial, in this process) and return, per mock, the noise
+    windows of its configuration and its exposures' noise sigmas, as the planner's job observed them."""
+    from mockzgrad.corrections import plan_cache
+
+    seen, observe = [], _OBSERVE_CACHED
+
+    def spy(cfg, **kw):
+        product = observe(cfg, **kw)
+        seen.append((cfg.seed, cfg.noise.windows, dict(product.truth["noise_sigma"])))
+        raise _Observed("observed")
+
+    monkeypatch.setattr(plan_cache, "observe_cached", spy)
+    groups = PL._run_grid(target, setup, tmp_path / setup.name, [0.05], PL._depths(setup), workers=1, seed=19)
+    assert [r["status"] for rows in groups.values() for r in rows] == ["failed"] * setup.n_mocks
+    return sorted(seen, key=lambda v: v[0])
+
+
+def test_plan_passes_grism_window_depths_to_the_suite_mocks(tmp_path, monkeypatch):
+    """A grism setup whose sensitivity has a window on F115W ([OII]): the plan's suite mocks carry it.
+
+    At a common exposure the F115W window's sigma is (2e-20 sqrt(3600)) / (1e-20 sqrt(3600)) = 2 times
+    the base (which holds [OIII], the S/N line): the F115W exposure of every suite mock has twice the
+    noise sigma of the same mock planned without windows; the F150W exposure (set by the S/N of [OIII])
+    is unchanged.
+    """
+    f115w = [{"wave_min": 10130.0, "wave_max": 12830.0, "value": 2e-20, "citation": "test F115W"}]
+    target, plain_setup = _grism_plan(tmp_path, None)
+    _, win_setup = _grism_plan(tmp_path, f115w)
+    plain = _spy_suite(monkeypatch, tmp_path / "plain", target, plain_setup)
+    win = _spy_suite(monkeypatch, tmp_path / "win", target, win_setup)
+    assert len(win) == len(plain) == 2 and [s for s, _, _ in win] == [s for s, _, _ in plain]
+    for (_, w0, s0), (_, w1, s1) in zip(plain, win):
+        assert w0 is None
+        # one window per line; [OII] at 11927-11936 A is in F115W
+        assert w1["OII_3727"]["scale"] / w1["OIII_5008"]["scale"] == pytest.approx(2.0, rel=1e-12)
+        assert s1["1"] == pytest.approx(2.0 * s0["1"], rel=1e-12)   # F115W: the window's depth
+        assert s1["2"] == pytest.approx(s0["2"], rel=1e-12)         # F150W: set by the S/N of [OIII]

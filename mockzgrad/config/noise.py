@@ -34,10 +34,12 @@ class NoiseConfig:
     enabled : bool
         False: a noise-free cube (the variance still describes ``snr``/``sigma``).
     windows : dict or None
-        Depth per spectral window (IFU and grism modes), ``{name: table}``;
-        None (the default): one sigma for the whole cube. A grism mock
+        Depth per spectral window (IFU, grism and slit-stepping modes),
+        ``{name: table}``; None (the default): one sigma for the whole cube. A grism mock
         (``noise_model = "snr"``) scales each exposure without ``snr_line``
-        by the window of the first line its filter covers (``scale`` only). A window covers the lines
+        by the window of the first line its filter covers (``scale`` only);
+        a slit-stepping mock scales its detector noise per channel (a
+        ``sigma`` window is then per detector pixel, as ``sigma``). A window covers the lines
         named in ``lines`` and the lines whose observed wavelength lies in
         ``[wave_min, wave_max]`` (Angstrom); every channel takes the depth of
         its nearest line. Each window gives one of ``scale`` (relative

@@ -56,7 +56,8 @@ Setups file::
     n_mocks = 8
     # optional: lines (subset of target.lines), snr_line, band = [min, max] (A),
     # exposure_cap (s), snr_cap, [setup.instrument] (values the preset leaves open, e.g. a
-    # grism's PSF), [setup.sensitivity] (quantity "pixel_sigma" or "snr", value, exposure, citation)
+    # grism's PSF), [setup.sensitivity] (quantity "pixel_sigma" or "snr", value, exposure, citation;
+    # a "pixel_sigma" table may list [[setup.sensitivity.windows]]: a depth per grating / band / line)
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ from .. import validate
 from ..config import config_from_dict, read_toml
 from ..config.resolution import x_resolution
 from ..errors import ConfigError
-from ..observation.presets import SENSITIVITY_QUANTITIES, Sensitivity, load_preset, sensitivity_at
+from ..observation.presets import (SENSITIVITY_QUANTITIES, Sensitivity, load_preset, sensitivity_at,
+                                   sensitivity_window)
 from . import plan_solve
 
 __all__ = ["X_UNRESOLVED", "PlanTarget", "PlanSetup", "load_target", "load_setups", "run_plan",
@@ -183,16 +185,27 @@ def _lensing_table(where: str, table) -> dict | None:
 
 
 def _setup_sensitivity(where: str, table) -> Sensitivity | None:
-    """A setup's own depth at a reference exposure (``quantity`` "pixel_sigma" or "snr" of this target)."""
+    """A setup's own depth at a reference exposure (``quantity`` "pixel_sigma" or "snr" of this target).
+
+    A "pixel_sigma" table may list ``[[setup.sensitivity.windows]]`` as a
+    preset's ``[[sensitivity.windows]]`` (:func:`~mockzgrad.observation.presets.sensitivity_window`):
+    a depth per grating, band or line, passed to the mocks as ``noise.windows``.
+    """
     if table is None:
         return None
     if not isinstance(table, dict):
         raise ConfigError(f"{where} = {table!r}; expected a table (quantity, value, exposure, citation)")
     q = validate.choice(f"{where}.quantity", table.get("quantity"), ("pixel_sigma", "snr"))
-    return Sensitivity(q, validate.number(f"{where}.value", table.get("value"), 0.0, None, lo_open=True),
-                       validate.number(f"{where}.exposure", table.get("exposure"), 0.0, None, lo_open=True,
-                                       unit="s"),
-                       validate.text(f"{where}.citation", table.get("citation"), empty=False))
+    t = validate.number(f"{where}.exposure", table.get("exposure"), 0.0, None, lo_open=True, unit="s")
+    windows = table.get("windows", [])
+    if not isinstance(windows, list):
+        raise ConfigError(f"{where}.windows = {windows!r}; expected a list of tables ([[setup.sensitivity.windows]])")
+    if windows and q != "pixel_sigma":
+        raise ConfigError(f"{where}.windows: needs quantity 'pixel_sigma'; got {q!r}")
+    return Sensitivity(q, validate.number(f"{where}.value", table.get("value"), 0.0, None, lo_open=True), t,
+                       validate.text(f"{where}.citation", table.get("citation"), empty=False),
+                       windows=tuple(sensitivity_window(f"{where}.windows[{k}]", w, t)
+                                     for k, w in enumerate(windows)))
 
 
 def setup_from_dict(s: dict, where: str) -> PlanSetup:
@@ -355,7 +368,7 @@ def _sensitivity(setup: PlanSetup) -> Sensitivity | None:
 
 
 def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
-    """``noise.windows`` from a sensitivity with spectral windows (IFU and grism setups), else None.
+    """``noise.windows`` from a sensitivity with spectral windows (IFU, grism and slit-stepping setups), else None.
 
     Each line of ``names`` gets its own window whose ``scale`` is the
     background-limited sigma at a common exposure, value x sqrt(t_ref), of
@@ -368,7 +381,7 @@ def noise_windows(target: PlanTarget, setup: PlanSetup, names) -> dict | None:
     from ..physics.lines import LINES
 
     sens = _sensitivity(setup)
-    if setup.kind == "slitstep" or sens is None or not sens.windows:
+    if sens is None or not sens.windows:
         return None
     out = {}
     for name in names:

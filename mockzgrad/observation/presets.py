@@ -45,7 +45,7 @@ from ..config.toml_io import parse_toml
 from ..errors import ConfigError
 
 __all__ = ["PRESET_KINDS", "PRESET_STATUSES", "SENSITIVITY_QUANTITIES", "Preset", "Sensitivity", "SensitivityWindow",
-           "available_presets", "load_preset", "sensitivity_at", "line_flux_to_pixel_sigma",
+           "available_presets", "load_preset", "sensitivity_at", "sensitivity_window", "line_flux_to_pixel_sigma",
            "config_for_preset", "presets_table", "cli"]
 
 PRESET_KINDS = ("ifu", "grism", "slitstep")
@@ -152,15 +152,21 @@ def _sensitivity(where: str, table) -> Sensitivity | None:
     value = validate.number(f"{where}.sensitivity.value", table.get("value"), 0.0, None, lo_open=True)
     t = validate.number(f"{where}.sensitivity.exposure", table.get("exposure"), 0.0, None, lo_open=True, unit="s")
     cite = validate.text(f"{where}.sensitivity.citation", table.get("citation"), empty=False)
-    windows = tuple(_window(f"{where}.sensitivity.windows[{k}]", w, t)
+    windows = tuple(sensitivity_window(f"{where}.sensitivity.windows[{k}]", w, t)
                     for k, w in enumerate(table.get("windows", [])))
     if windows and q == "snr":
         raise ConfigError(f"{where}.sensitivity.windows: needs quantity 'line_flux' or 'pixel_sigma'; got 'snr'")
     return Sensitivity(q, float(value), float(t), cite, table.get("line"), windows)
 
 
-def _window(where: str, w, exposure: float) -> SensitivityWindow:
-    """One ``[[sensitivity.windows]]`` table."""
+def sensitivity_window(where: str, w, exposure: float) -> SensitivityWindow:
+    """Check one ``[[sensitivity.windows]]`` table; ``exposure`` (s) is the default reference exposure.
+
+    Raises
+    ------
+    ConfigError
+        Not a table, neither ``wave_min``/``wave_max`` nor ``lines``, or a bad value.
+    """
     if not isinstance(w, dict):
         raise ConfigError(f"{where} = {w!r}; expected a table (wave_min, wave_max or lines; value; citation)")
     lines = validate.strings(f"{where}.lines", w["lines"]) if "lines" in w else ()

@@ -10,7 +10,9 @@ Stages (:func:`build_slitstep_cube`), each a pure function of the config and the
 3. telescope PSF per line, then per pointing the shutter mask, the
    intra-shutter wavelength shift and the detector rows (:mod:`.exposures`);
 4. noise per exposure (Gaussian, constant sigma per detector pixel: given
-   as ``noise.sigma`` or set so the reconstructed cube reaches ``noise.snr``);
+   as ``noise.sigma`` or set so the reconstructed cube reaches ``noise.snr``;
+   with ``noise.windows`` one sigma per detector channel, each channel taking
+   the depth of its nearest line, :func:`channel_sigmas`);
 5. the MSA-3D cube build (:mod:`.build`) of the noise-free and the noisy
    exposures, with the variance through the same operator; the noisy 2D
    spectra stay in the product (``store_spectra``) and :func:`rebuild_cube`
@@ -53,7 +55,7 @@ from .plan import SlitstepPlan, plan_slitstep, snr_wavelength
 from .rebuild import cube_from_spectra, rebuild_cube
 
 __all__ = ["build_slitstep_cube", "plan_slitstep", "SlitstepPlan", "effective_kernel", "effective_resolution",
-           "exposure_log", "cube_from_spectra", "rebuild_cube"]
+           "exposure_log", "channel_sigmas", "cube_from_spectra", "rebuild_cube"]
 
 #: Pixel of the effective-kernel image, in cube pixels.
 KERNEL_PIXEL_FRACTION = 0.125
@@ -182,22 +184,53 @@ def build_slitstep_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_nu
     full, not_covered = _covered_lines(cfg, plan)
     _check_fov(cfg, plan, conv, geom, totals, full)
     sigma_e, chan, mask = _noise_level(cfg, plan, clean, unit_var, geom)
+    sig = channel_sigmas(cfg, plan, sigma_e)  # sigma_e, or one sigma per detector channel (noise.windows)
+    sig4 = sig if np.ndim(sig) == 0 else sig[None, None, :, None]
     noisy = exposures
     if cfg.noise.enabled:
-        noisy = exposures + sigma_e * _rng(cfg, 1).standard_normal(exposures.shape)
-    data, var = build_msa3d_cube(noisy * corr, np.broadcast_to(sigma_e**2 * corr**2, exposures.shape), open_frac,
+        noisy = exposures + sig4 * _rng(cfg, 1).standard_normal(exposures.shape)
+    data, var = build_msa3d_cube(noisy * corr, np.broadcast_to(sig4**2 * corr**2, exposures.shape), open_frac,
                                  ss, geom)
-    spectra = _spectra(plan, noisy, sigma_e, open_frac, corr[0, 0, :, 0]) if ss.store_spectra else None
+    spectra = _spectra(plan, noisy, sig, open_frac, corr[0, 0, :, 0]) if ss.store_spectra else None
     return _product(cfg, plan, geom, scene, clean, data, var, totals, not_covered, sigma_e, chan, mask,
                     keep_noise_free, spectra)
 
 
-def _spectra(plan: SlitstepPlan, noisy: np.ndarray, sigma_e: float, open_frac: np.ndarray,
+def channel_sigmas(cfg: MockConfig, plan: SlitstepPlan, sigma_e: float):
+    """Noise sigma per detector pixel of each channel under ``noise.windows`` (else ``sigma_e``).
+
+    As in the IFU mode (:func:`mockzgrad.observation.noise.line_scales`): the
+    ``snr_line`` keeps ``sigma_e`` (given as ``noise.sigma`` or set by
+    ``noise.snr``), a line in a window with ``scale`` s gets ``sigma_e`` x s /
+    (the ``snr_line`` scale), a ``sigma`` window its value (erg/s/cm^2 per
+    detector pixel, the unit of ``noise.sigma`` in this mode), and every
+    channel takes the sigma of its nearest line. The unit normal deviates
+    are the same at every depth, so a window's noise is the no-window noise
+    scaled.
+
+    Returns
+    -------
+    float or ndarray, shape (n_chan,)
+        ``sigma_e`` without windows, else one sigma per channel of ``plan.grid``.
+    """
+    if not cfg.noise.windows:
+        return sigma_e
+    waves = dict(zip(cfg.lines.lines, (float(w) for w in plan.line_waves)))
+    sigmas = noise.line_scales(cfg.noise.windows, waves, cfg.noise.snr_line, float(sigma_e))
+    return noise.channel_sigma(plan.grid.centres, waves, sigmas)
+
+
+def _spectra(plan: SlitstepPlan, noisy: np.ndarray, sigma, open_frac: np.ndarray,
              pathloss: np.ndarray) -> SlitSpectra:
-    """The uncorrected 2D spectra of the pointings, in the order of :func:`exposure_log`."""
+    """The uncorrected 2D spectra of the pointings, in the order of :func:`exposure_log`.
+
+    ``sigma``: the noise sigma per detector pixel, a number or one per channel.
+    """
     n_disp, n_cross, n_chan, n_rows = noisy.shape
     data = noisy.reshape(n_disp * n_cross, n_chan, n_rows)
-    return SlitSpectra(data=data, variance=np.full(data.shape, float(sigma_e) ** 2), open_fraction=open_frac,
+    var = np.full(data.shape, float(sigma) ** 2) if np.ndim(sigma) == 0 else \
+        np.broadcast_to((np.asarray(sigma, dtype=float) ** 2)[None, :, None], data.shape).copy()
+    return SlitSpectra(data=data, variance=var, open_fraction=open_frac,
                        row_lo=float(slit_rows(plan.ss)[0]), row_pixel=plan.ss.detector_pixel,
                        edges_lo=plan.grid.edges_lo, edges_hi=plan.grid.edges_hi, pathloss=np.array(pathloss))
 
