@@ -59,3 +59,14 @@ def test_twins_agree_on_the_flat_layout():
     b = add_noise_ref(cube, sig, np.random.default_rng(6), np.empty_like(cube))
     assert _same_bits(a, b)
     assert np.array_equal(a[3], cube[3])  # sigma 0: the channel is unchanged
+
+
+def test_any_bit_generator_and_any_shape():
+    for bg in (np.random.PCG64, np.random.SFC64, np.random.Philox, np.random.MT19937):
+        cube = np.random.default_rng(0).random((3, 9, 7))
+        got = add_noise(cube, 0.3, np.random.Generator(bg(5)))
+        assert _same_bits(got, _numpy_noise(cube, 0.3, np.random.Generator(bg(5))))
+    for cube in (np.float64(2.0), np.zeros(5), np.zeros((4, 6))):
+        got = add_noise(cube, 1.5, np.random.default_rng(8))
+        assert got.shape == np.shape(cube)
+        assert _same_bits(np.atleast_1d(got), np.atleast_1d(_numpy_noise(cube, 1.5, np.random.default_rng(8))))

@@ -109,7 +109,8 @@ def add_noise(cube, sigma, rng: np.random.Generator, *, use_numba: bool = True) 
     -------
     ndarray of float64, the shape of ``cube``
     """
-    cube = np.ascontiguousarray(cube, dtype=np.float64)
+    shape = np.shape(cube)
+    cube = np.ascontiguousarray(cube, dtype=np.float64)  # (a 0-d cube becomes 1-d here)
     if np.ndim(sigma) == 0:
         flat, sig = cube.reshape(1, -1), np.full(1, sigma, dtype=np.float64)
     else:
@@ -118,7 +119,7 @@ def add_noise(cube, sigma, rng: np.random.Generator, *, use_numba: bool = True) 
     out = np.empty(flat.shape)
     kernel = add_noise_nb if use_numba and isinstance(rng, np.random.Generator) else add_noise_ref
     kernel(flat, sig, rng, out)
-    return out.reshape(cube.shape)
+    return out.reshape(shape)
 
 
 def line_window(windows: dict, line: str, wave_obs: float) -> str | None:
