@@ -34,6 +34,8 @@ _X_LABEL_SOURCE = r"$x = 2\,r_\mathrm{eff}\,/\,\mathrm{FWHM}_\mathrm{PSF}$, sour
 #: Ratio axis limits shown at least; mocks beyond the drawn limits are drawn at the edge (open markers).
 _RATIO_VIEW = (0.0, 1.2)
 _RATIO_LABEL = r"$\nabla Z_\mathrm{measured}\,/\,\nabla Z_\mathrm{intrinsic}$"
+#: gid of a fitted curve's line: its legend entry goes in the panel (with its form), not below the figure.
+_FIT_GID = "ratio_fit"
 
 
 def x_label(columns=None) -> str:
@@ -102,7 +104,9 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
     Each panel shows per sign (pooled black solid, positive blue dashed,
     negative red dotted) the running median (markers) with its 15.87-84.13
     percentile band (shaded for the pooled curve, error bars otherwise) and
-    the fitted polynomial over the mocks' x range; a curve that is not
+    the fitted polynomial over the mocks' x range, labelled in the panel with
+    its form ("deg 2 in x", "deg 1 in 1/x"; a polynomial in x has open
+    squares along it, one in 1/x is a plain line); a curve that is not
     admissible (leaves the ratio bounds or turns over, ``checks["shape"]``)
     is drawn thin and grey and says so in the legend. The ratio axis spans at
     least [0, 1.2] and the running bands and curves; mocks beyond it (the
@@ -129,10 +133,9 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
         ax.set_title(rf"$|\nabla Z| = {g:g}$ dex/kpc" + note, fontsize=10 if not note else 8.5)
         ax.set_xlabel(xlab)
         ax.set_ylabel(_RATIO_LABEL)
-        handles, labels = ax.get_legend_handles_labels()
-        keep = [i for i, lab in enumerate(labels) if "(deg" in lab]
-        ax.legend([handles[i] for i in keep], [labels[i] for i in keep], fontsize=6, loc="lower right",
-                  framealpha=0.8)
+        fits = [(h, lab) for h, lab in zip(*ax.get_legend_handles_labels()) if h.get_gid() == _FIT_GID]
+        if fits:  # the fitted curves of this panel, each with its form (never an empty legend box)
+            ax.legend(*zip(*fits), fontsize=6.5, loc="lower right", framealpha=0.8, handlelength=3.2)
     _figure_legend(fig, axes)
     prov = curves.provenance or {}
     if prov.get("suite"):
@@ -160,7 +163,7 @@ def _figure_legend(fig, axes):
     seen = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if "(deg" not in lab and lab not in seen:
+            if h.get_gid() != _FIT_GID and lab not in seen:
                 seen[lab] = h
     if seen:
         fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncol=min(len(seen), 5),
@@ -203,11 +206,20 @@ def _draw_curve(ax, c, admissible=True):
                         yerr=[run.median[ok] - run.p16[ok], run.p84[ok] - run.median[ok]],
                         fmt="o", color=st["color"], ms=2.5, lw=0.8, capsize=0)
     xx = np.linspace(c.x_range[0], c.x_range[1], 200)
+    form = fit_form_text(c.fit)
+    # a polynomial in x carries open squares along it, one in 1/x is a plain line: forms told apart at a glance
+    marks = {"marker": "s", "markevery": 40, "ms": 3.5, "mfc": "white"} if c.fit.variable == "x" else {}
     if admissible:
-        ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']} ({c.fit.form})")
+        ax.plot(xx, c.fit(xx), color=st["color"], ls=st["ls"], lw=1.4, label=f"{st['label']}, {form}", gid=_FIT_GID,
+                **marks)
     else:
-        ax.plot(xx, c.fit(xx), color="0.55", ls=st["ls"], lw=0.8,
-                label=f"{st['label']} ({c.fit.form}; NOT admissible)")
+        ax.plot(xx, c.fit(xx), color="0.55", ls=st["ls"], lw=0.8, label=f"{st['label']}, {form} (NOT admissible)",
+                gid=_FIT_GID, **marks)
+
+
+def fit_form_text(fit) -> str:
+    """The form of a fitted curve for a legend: ``"deg d in x"`` or ``"deg d in 1/x"``."""
+    return f"deg {fit.degree} in {fit.variable}"
 
 
 def _mock_ratios(curves, table):
@@ -457,7 +469,10 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
         axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)
         if "abs_grad" in tf.structure.extras:  # the slope's spread over the suite's |grad_z|
             for ag, ls in ((tf.grad_range[0], (0, (1, 1))), (tf.grad_range[1], (0, (4, 1, 1, 1)))):
-                axes[1].plot(xx, tf.slope(xx, np.full_like(xx, s * ag)), color="k" if s > 0 else "C3", ls=ls,
+                a_ag = tf.slope(xx, np.full_like(xx, s * ag))
+                if np.allclose(a_ag, a, rtol=0, atol=1e-9):  # below the knee: the same line, not drawn twice
+                    continue
+                axes[1].plot(xx, a_ag, color="k" if s > 0 else "C3", ls=ls,
                              lw=0.8, label=f"model at |grad_z| = {ag:g}" + ("" if len(signs) == 1 else
                                                                          (", positive" if s > 0 else ", negative")))
     b, sb = tf.offset(xx), tf.offset_std(xx)
@@ -525,7 +540,9 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
             continue
         inc = mocks.inclination[sel] if mocks.inclination is not None else None
         snr = mocks.snr[sel] if mocks.snr is not None else None
-        terms = [g * extra_values(e, g, inc, snr, tf.references) for e in tf.structure.extras if e != "sign"]
+        # per-sign slopes are refitted per bin (they carry sign_inv_x: x is nearly constant within a bin)
+        terms = [g * extra_values(e, g, inc, snr, tf.references, mocks.x[sel]) for e in tf.structure.extras
+                 if e not in ("sign", "sign_inv_x")]
         terms = [t for t in terms if np.ptp(t) > 0]
         cols = ([g * (g > 0), g * (g < 0)] if by_sign else [g]) + terms + [np.ones(n)]
         if n < 2 * len(cols):

@@ -66,15 +66,16 @@ def test_demo_shows_both_corrections(demo):
         assert paths[name].stat().st_size > 10_000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open in issue 20: since the Method I branch fix and the 0.20 dex default scatter, CV gives the demo suite "
-    "(80 mocks) a constant per-sign slope term (a1b0+abs_grad>0.1+sign); two positive x-bin slopes at |grad_z| "
-    "0.075 sit 3.07 and 3.61 SE above the model (x ~ 1.2 and ~ 5), i.e. a constant sign shift does not carry the "
-    "sign split's x dependence"))
 def test_transfer_slope_follows_the_x_bins_at_the_median_gradient(demo):
     # the model's slope at the suite's median |grad_z| (0.075) against slopes fitted in x bins with the same
-    # terms and weights: within 2 standard errors of each bin (the clipping at |grad_z| = 0.2 is not carried
-    # down to the small gradients), and the |grad_z| term does not change the slope below the largest level
+    # terms and weights: within the Monte Carlo error of every bin (the clipping at |grad_z| = 0.2 is not
+    # carried down to the small gradients), and the |grad_z| term does not change the slope below the
+    # largest level. The bound is per-bin z < z_max with a 5 % family-wise false-alarm rate over all the bins
+    # compared (two-sided, Bonferroni: 2.87 for 12 bins); a flat |z| < 2 would fail a correct model in ~40 %
+    # of suites. A constant per-sign slope term (before sign_abs_grad) missed two positive bins by 3.07 and
+    # 3.61 SE, so the bound can fail.
+    from scipy.stats import norm
+
     from mockzgrad.corrections.transfer import TransferFunction, read_suite_mocks
     from mockzgrad.plots import _x_bin_stats
 
@@ -83,11 +84,12 @@ def test_transfer_slope_follows_the_x_bins_at_the_median_gradient(demo):
     t = Table.read(out / "suite_results.csv", format="ascii.csv")
     bins = _x_bin_stats(tf, read_suite_mocks(t))
     assert bins["a"].size >= 4
-    for key, s in (("a", 1.0), ("a_neg", -1.0)):
-        if bins[key].size:
-            model = tf.slope(bins["x"], np.full_like(bins["x"], s * 0.075))
-            z = (model - bins[key]) / bins[key + "_err"]
-            assert np.all(np.abs(z) < 2.0), (key, z)
+    keys = [(k, s) for k, s in (("a", 1.0), ("a_neg", -1.0)) if bins[k].size]
+    z_max = float(norm.isf(0.05 / (2 * sum(bins[k].size for k, _ in keys))))
+    for key, s in keys:
+        model = tf.slope(bins["x"], np.full_like(bins["x"], s * 0.075))
+        z = (model - bins[key]) / bins[key + "_err"]
+        assert np.all(np.abs(z) < z_max), (key, z, z_max)
     if "abs_grad" in tf.structure.extras:
         xx = np.linspace(*tf.x_range, 20)
         np.testing.assert_allclose(tf.slope(xx, np.full_like(xx, 0.01)), tf.slope(xx, np.full_like(xx, 0.075)),

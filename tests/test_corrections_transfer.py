@@ -287,3 +287,129 @@ class TestSaturatingGradTerm:
         assert back.structure == tf.structure
         xs, g = np.array([1.5, 4.0]), np.array([0.01, 0.2])
         np.testing.assert_array_equal(back.slope(xs, g), tf.slope(xs, g))
+
+
+@pytest.mark.slow
+class TestPerSignSlope:
+    """Positive and negative gradients flattened differently and at a different rate in 1/x (the flagship's
+    case): the per-sign x-dependence (sign_inv_x) is found and recovered within its covariance; a suite whose
+    signs differ by a constant does not get it."""
+
+    D_SIGN, D_INV = -0.05, 0.30  # a_neg(x) = a_true(x) + D_SIGN + D_INV / x: 1/x coefficient A1 + D_INV
+
+    def suite(self, seed, n, d_inv=D_INV, d_sign=D_SIGN):
+        rng = np.random.default_rng(seeded(seed))
+        x = np.exp(rng.uniform(0.0, math.log(6.4), n))
+        g = rng.choice([0.05, 0.1, 0.2], n) * rng.choice([-1.0, 1.0], n)
+        m = self.a(x, g, d_inv, d_sign) * g + b_true(x) + rng.normal(0, 1, n) * np.sqrt(s_true(x) ** 2 + ERR**2)
+        return Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": m, "x_resolution": x,
+                      "grad_z_measured_lo": m - ERR, "grad_z_measured_hi": m + ERR, "mock_index": np.arange(n)})
+
+    @staticmethod
+    def a(x, g, d_inv=D_INV, d_sign=D_SIGN):
+        return a_true(x) + (np.asarray(g) < 0) * (d_sign + d_inv / np.asarray(x))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def per_sign(cls):
+        t = cls.suite(cls, 51, 1500)
+        return t, fit_transfer(t)
+
+    def test_per_sign_slopes_recovered_within_covariance(self, per_sign):
+        from mockzgrad.corrections.transfer import Structure, _make, fit_structure, read_suite_mocks, references
+
+        t, tf = per_sign
+        assert {"sign", "sign_inv_x"} <= set(tf.structure.extras), tf.structure.label()
+        xs = np.array([1.2, 2.0, 3.5, 6.0])
+        for s in (1.0, -1.0):
+            g = np.full_like(xs, s * 0.1)
+            z = (tf.slope(xs, g) - self.a(xs, g)) / tf.slope_std(xs, g)
+            assert np.all(np.abs(z) < 4), (s, z)  # 4 sigma per point, as above
+        # the 1/x coefficient of the negative gradients: alpha_1 + slope_sign_inv_x, with its covariance
+        names = tf.structure.names()
+        i, j = names.index("alpha_1"), names.index("slope_sign_inv_x")
+        c = tf.coefficients[i] + tf.coefficients[j]
+        sd = math.sqrt(tf.covariance[i, i] + tf.covariance[j, j] + 2 * tf.covariance[i, j])
+        assert abs(c - (A1 + self.D_INV)) < 4 * sd, (c, sd)
+        # the test can fail: a constant per-sign shift misses the negative slopes at the ends of the x range
+        mocks = read_suite_mocks(t)
+        refs = references(mocks)
+        const = Structure(tf.structure.degree_a, tf.structure.degree_b,
+                          tuple(e for e in tf.structure.extras if e != "sign_inv_x"), tf.structure.scatter,
+                          tf.structure.knee)
+        tc = _make(const, fit_structure(const, mocks, refs), refs, mocks, [], None)
+        g = np.full_like(xs, -0.1)
+        assert np.max(np.abs(tc.slope(xs, g) - self.a(xs, g)) / tc.slope_std(xs, g)) > 5
+
+    def test_posterior_uses_the_negative_slope(self, per_sign):
+        # a galaxy measured at -0.06 dex/kpc at x = 1.2 is corrected with a_neg(1.2), not a_pos(1.2): the
+        # model is linear and Gaussian, so with the posterior ~5 sigma from 0 and inside the flat prior its
+        # median is (m - b) / a_neg up to the coefficients' error (~2 % here, << a quarter of the width)
+        _, tf = per_sign
+        rows = Table({"id": ["n"], "gradient_dex_per_kpc": [-0.06], "err_minus": [0.005], "err_plus": [0.005]})
+        out = correct_with_transfer(rows, tf, x=1.2)
+        g_neg = (-0.06 - b_true(1.2)) / self.a(1.2, -1.0)
+        g_pos = (-0.06 - b_true(1.2)) / self.a(1.2, 1.0)
+        width = float(out["grad_post_err_minus"][0] + out["grad_post_err_plus"][0])
+        assert abs(float(out["grad_post"][0]) - g_neg) < 0.25 * width, (float(out["grad_post"][0]), g_neg, width)
+        assert abs(g_neg - g_pos) > 0.5 * width  # and the positive slope would be told apart
+
+    def test_term_round_trips(self, per_sign, tmp_path):
+        _, tf = per_sign
+        tf.write(tmp_path / "s.json")
+        back = TransferFunction.read(tmp_path / "s.json")
+        assert back.structure == tf.structure and back.references == tf.references
+        xs, g = np.array([1.2, 4.0, 1.2, 4.0]), np.array([-0.1, -0.1, 0.1, 0.1])
+        np.testing.assert_array_equal(back.slope(xs, g), tf.slope(xs, g))
+        np.testing.assert_array_equal(back.mean_var(xs, g), tf.mean_var(xs, g))
+
+    @staticmethod
+    def cv_gain(t):
+        """Held-out score gain of adding sign_inv_x to a1b1+sign, and its standard error (paired over mocks)."""
+        from mockzgrad.corrections.transfer import Structure, _folds, cross_validate, read_suite_mocks, references
+
+        mocks = read_suite_mocks(t)
+        refs, fold = references(mocks), _folds(mocks.n)
+        base = cross_validate(Structure(1, 1, ("sign",)), mocks, refs, fold)
+        with_term = cross_validate(Structure(1, 1, ("sign", "sign_inv_x")), mocks, refs, fold)
+        d = with_term - base
+        return float(np.mean(d)), float(np.std(d) / math.sqrt(d.size))
+
+    def test_constant_sign_shift_gains_nothing_beyond_mc_error(self, per_sign):
+        # signs differing by a constant 0.1 in slope: sign_inv_x improves the held-out score by no more than
+        # its Monte Carlo error (3 standard errors, each of 3 seeds). The one-SE rule adds it only when it
+        # gains > 1 SE, so a null suite still gets it now and then (measured: 1 of 12 seeds at 800 mocks,
+        # see the note); that rate is the rule's, not this test's.
+        for seed in (61, 62, 63):
+            gain, se = self.cv_gain(self.suite(seed, 800, d_inv=0.0, d_sign=-0.1))
+            assert gain > -3 * se, (seed, gain, se)
+        # the test can fail: the per-sign suite gains more than the one standard error the rule asks for
+        gain, se = self.cv_gain(per_sign[0])
+        assert gain < -se, (gain, se)
+
+
+@pytest.mark.slow
+class TestPerSignGradTerm:
+    """Only the strong positive gradients flattened (a calibration's upper validity limit clips them, the
+    flagship's case): the |grad_z| term per sign (sign_abs_grad) is found and the slopes are recovered."""
+
+    DROP = 0.25
+
+    def test_clipping_of_positive_gradients_only(self):
+        rng = np.random.default_rng(seeded(71))
+        n = 1500
+        x = np.exp(rng.uniform(0.0, math.log(6.4), n))
+        g = rng.choice([0.05, 0.1, 0.2], n) * rng.choice([-1.0, 1.0], n)
+        slope = a_true(x) - self.DROP * (g > 0.15)
+        m = slope * g + b_true(x) + rng.normal(0, 1, n) * np.sqrt(s_true(x) ** 2 + ERR**2)
+        t = Table({"status": ["ok"] * n, "grad_z_true": g, "grad_z_measured": m, "x_resolution": x,
+                   "grad_z_measured_lo": m - ERR, "grad_z_measured_hi": m + ERR})
+        tf = fit_transfer(t)
+        assert {"sign", "abs_grad", "sign_abs_grad"} <= set(tf.structure.extras), tf.structure.label()
+        assert tf.assessment["transfer_ok"]
+        xs = np.array([1.2, 2.0, 3.5, 6.0])
+        for gv in (0.05, 0.2, -0.05, -0.2):
+            gg = np.full_like(xs, gv)
+            truth = a_true(xs) - self.DROP * (gv > 0.15)
+            z = (tf.slope(xs, gg) - truth) / tf.slope_std(xs, gg)
+            assert np.all(np.abs(z) < 4), (gv, z)

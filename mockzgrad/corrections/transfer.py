@@ -33,10 +33,25 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   in |grad_z|) and the suite's inner |grad_z| levels or quartiles, so a
   reduction seen only at the largest |grad_z| is not extrapolated to the
   small ones), ``sign`` (1 for negative intrinsic gradients: a different slope
-  per sign), ``inclination`` (``(i - ref) / 90 deg``) and ``snr``
-  (``ln(snr / ref)``). ``ref`` is the suite's median, so ``a(x)`` is the
-  slope of a galaxy at the suite's median |grad_z|, inclination and S/N, of
-  positive sign.
+  per sign), ``sign_inv_x`` (``(1 / x - ref)`` for negative intrinsic
+  gradients, 0 for positive ones: the negative gradients' slope changes with
+  ``1 / x`` by its own coefficient, so positive and negative gradients may
+  flatten differently and at a different rate; tried only in a structure
+  that has the ``sign`` term or together with it), ``sign_abs_grad`` (the
+  ``abs_grad`` covariate, same knee, for negative intrinsic gradients, 0 for
+  positive ones: the slope's change with |grad_z| differs by sign, e.g. where
+  a calibration's upper validity limit clips the strong positive gradients
+  only; tried only with ``sign`` and ``abs_grad``, or together with them),
+  ``inclination`` (``(i - ref) / 90 deg``) and
+  ``snr`` (``ln(snr / ref)``). ``ref`` is the suite's median (of ``1 / x``
+  for ``sign_inv_x``), so ``a(x)`` is the slope of a galaxy at the suite's
+  median |grad_z|, inclination and S/N, of positive sign, and ``slope_sign``
+  is the negative gradients' slope difference at the suite's median ``1 / x``.
+  The slope of a negative gradient is then
+  ``a_neg(x) = alpha_0 + slope_sign + (alpha_1 + slope_sign_inv_x) / x - slope_sign_inv_x ref (+ ...)``.
+  A greedy step adds one term, or a term together with the terms it refines
+  when none of them is in yet (a per-sign slope may be admissible only with
+  its own x- or |grad_z|-dependence).
 
 Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
 are a weighted least-squares fit with weights ``1 / (s(x)^2 + err^2)`` and
@@ -100,11 +115,15 @@ __all__ = [
 ]
 
 FORMAT_NAME = "mockzgrad.transfer_function"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term; the same layout).
+FORMAT_VERSIONS_READ = (1, 2)
 #: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
 SLOPE_MAX = 1.2
 #: Extra slope terms, in the order they are tried.
-EXTRA_TERMS = ("abs_grad", "sign", "inclination", "snr")
+EXTRA_TERMS = ("abs_grad", "sign", "sign_inv_x", "sign_abs_grad", "inclination", "snr")
+#: Terms tried only in a structure that has the terms they refine (or added together with them).
+_NEEDS = {"sign_inv_x": ("sign",), "sign_abs_grad": ("sign", "abs_grad")}
 #: Folds of the cross-validation and the seed of their permutation.
 N_FOLDS = 5
 FOLD_SEED = 20261204
@@ -113,7 +132,8 @@ SELECTION_RULE = (
     f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
-    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles), and every step of that path is also "
+    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad: added after them or with them in "
+    "one step), and every step of that path is also "
     "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
     f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range; "
@@ -214,6 +234,10 @@ def swept_terms(mocks: SuiteMocks) -> tuple:
         out.append("abs_grad")
     if min(int(np.sum(mocks.g > 0)), int(np.sum(mocks.g < 0))) >= _MIN_PER_SIGN:
         out.append("sign")
+        if np.unique(np.round(1.0 / mocks.x[mocks.g < 0], 9)).size >= _MIN_DISTINCT:
+            out.append("sign_inv_x")
+        if "abs_grad" in out and np.unique(np.round(np.abs(mocks.g[mocks.g < 0]), 6)).size >= 2:
+            out.append("sign_abs_grad")
     if mocks.inclination is not None and np.unique(np.round(mocks.inclination, 6)).size >= _MIN_DISTINCT:
         out.append("inclination")
     if mocks.snr is not None and np.unique(np.round(mocks.snr, 6)).size >= _MIN_DISTINCT:
@@ -237,6 +261,7 @@ def knee_candidates(mocks: SuiteMocks) -> tuple:
 def references(mocks: SuiteMocks) -> dict:
     """Reference values of the extra terms: the suite's medians."""
     return {"abs_grad": float(np.median(np.abs(mocks.g))), "rms_grad": float(np.sqrt(np.mean(mocks.g**2))),
+            "inv_x": float(np.median(1.0 / mocks.x)),
             "inclination": float(np.median(mocks.inclination)) if mocks.inclination is not None else math.nan,
             "snr": float(np.median(mocks.snr)) if mocks.snr is not None else math.nan}
 
@@ -285,8 +310,11 @@ class Structure:
                 "scatter": self.scatter, "abs_grad_knee": float(self.knee)}
 
 
-def extra_values(name: str, g, inclination, snr, refs: Mapping) -> np.ndarray:
-    """The covariate multiplying ``grad_z_true`` in extra term ``name`` (0 at the reference)."""
+def extra_values(name: str, g, inclination, snr, refs: Mapping, x=None) -> np.ndarray:
+    """The covariate multiplying ``grad_z_true`` in extra term ``name`` (0 at the reference).
+
+    ``x`` (the resolution) is needed by the ``sign_inv_x`` term only.
+    """
     g = np.asarray(g, dtype=float)
     if name == "abs_grad":
         knee = float(refs.get("abs_grad_knee") or 0.0)
@@ -294,6 +322,12 @@ def extra_values(name: str, g, inclination, snr, refs: Mapping) -> np.ndarray:
         return np.maximum(np.abs(g) - knee, 0.0) - max(refs["abs_grad"] - knee, 0.0)
     if name == "sign":
         return (g < 0).astype(float)
+    if name == "sign_abs_grad":
+        return (g < 0) * extra_values("abs_grad", g, inclination, snr, refs)
+    if name == "sign_inv_x":
+        if x is None:
+            raise ConfigError("extra term 'sign_inv_x' needs x (the resolution); none given")
+        return (g < 0) * (1.0 / np.asarray(x, float) - refs["inv_x"])
     if name == "inclination":
         return np.zeros_like(g) if inclination is None else (np.asarray(inclination, float) - refs["inclination"]) / 90.0
     if name == "snr":
@@ -307,7 +341,7 @@ def design(structure: Structure, x, g, inclination, snr, refs: Mapping) -> np.nd
     u = 1.0 / x
     cols = [g * u**k for k in range(structure.degree_a + 1)] + [u**k for k in range(structure.degree_b + 1)]
     refs = structure.refs(refs)
-    cols += [g * extra_values(e, g, inclination, snr, refs) for e in structure.extras]
+    cols += [g * extra_values(e, g, inclination, snr, refs, x) for e in structure.extras]
     return np.stack(cols, axis=-1)
 
 
@@ -318,7 +352,7 @@ def slope_design(structure: Structure, x, g, inclination, snr, refs: Mapping) ->
     zero = np.zeros_like(x)
     cols = [u**k for k in range(structure.degree_a + 1)] + [zero for _ in range(structure.degree_b + 1)]
     refs = structure.refs(refs)
-    cols += [extra_values(e, g, inclination, snr, refs) + zero for e in structure.extras]
+    cols += [extra_values(e, g, inclination, snr, refs, x) + zero for e in structure.extras]
     return np.stack(cols, axis=-1)
 
 
@@ -445,7 +479,7 @@ def _corners(mocks: SuiteMocks, structure: Structure) -> list:
     """(|g|, sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
     gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
           float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
-    signs = [1.0, -1.0] if "sign" in structure.extras else [1.0]
+    signs = [1.0, -1.0] if {"sign", "sign_inv_x"} & set(structure.extras) else [1.0]
     incs = [float(mocks.inclination.min()), float(mocks.inclination.max())] \
         if "inclination" in structure.extras else [None]
     snrs = [float(mocks.snr.min()), float(mocks.snr.max())] if "snr" in structure.extras else [None]
@@ -504,15 +538,17 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
     path = []
     while remaining:
         st = current.structure
-        trial = [_score(Structure(st.degree_a, st.degree_b, st.extras + (e,), st.scatter,
-                                  knee if e == "abs_grad" else st.knee), mocks, refs, fold)
-                 for e in remaining for knee in (knees if e == "abs_grad" else (st.knee,))]
+        trial = [_score(Structure(st.degree_a, st.degree_b, st.extras + step, st.scatter,
+                                  knee if "abs_grad" in step else st.knee), mocks, refs, fold)
+                 for step in _steps(st.extras, remaining)
+                 for knee in (knees if "abs_grad" in step else (st.knee,))]
         scored += trial
         good = [s for s in trial if s.admissible is None and s.score < current.score]
         if not good:
             break
         current = min(good, key=lambda s: s.score)
-        remaining.remove(current.structure.extras[-1])
+        for e in current.structure.extras[len(st.extras):]:
+            remaining.remove(e)
         path.append(current.structure)
     # every step of the greedy path on the other bases too, so the one-SE rule can pick a simpler base
     scored += [_score(Structure(da, db, st.extras, st.scatter, st.knee), mocks, refs, fold)
@@ -525,6 +561,18 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
               and s.score <= best.score + s.se]
     chosen = min(within, key=lambda s: (s.structure.n_coef, s.score))
     return _scatter_form(chosen, mocks, refs, fold, scored)
+
+
+def _steps(extras: tuple, remaining: list) -> list:
+    """The terms one greedy step may add: each remaining term whose parents (:data:`_NEEDS`) are in, and a
+    term together with its missing parents when those are remaining (a per-sign slope may be admissible
+    only with its own x- or |grad_z|-dependence)."""
+    out = []
+    for e in remaining:
+        missing = tuple(n for n in _NEEDS.get(e, ()) if n not in extras)
+        if all(n in remaining for n in missing):
+            out.append(missing + (e,))
+    return out
 
 
 def _scatter_form(chosen: _Scored, mocks: SuiteMocks, refs, fold, scored: list) -> tuple:
@@ -777,7 +825,7 @@ class TransferFunction:
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
             "mockzgrad_version": self.mockzgrad_version,
             "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
-                     "a = sum alpha_k u^k + sum slope_e * term_e, b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
+                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
                      "(gamma_1 = 0 when structure.scatter is 'flat')",
             "structure": self.structure.as_dict(), "names": self.structure.names(),
             "coefficients": [float(v) for v in self.coefficients],
@@ -796,8 +844,9 @@ class TransferFunction:
     def from_dict(cls, d: Mapping) -> "TransferFunction":
         if d.get("format") != FORMAT_NAME:
             raise DataError(f"format = {d.get('format')!r}; expected {FORMAT_NAME!r}")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"format_version = {d.get('format_version')!r}; this mockzgrad reads {FORMAT_VERSION}")
+        if d.get("format_version") not in FORMAT_VERSIONS_READ:
+            raise DataError(f"format_version = {d.get('format_version')!r}; this mockzgrad reads "
+                            f"{', '.join(map(str, FORMAT_VERSIONS_READ))}")
         s = d["structure"]
 
         def tup(v):
