@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_lens.py [--repeats N] [--profile] [--only {flagship,map}]
+    python benchmarks/bench_lens.py [--repeats N] [--profile] [--stages] [--only {flagship,map}]
 
 Sections:
 
@@ -15,13 +15,18 @@ Sections:
    from a cluster-scale SIE (theta_E 10", q 0.8) placed off the field, the
    source put where that image falls, and a given field of mu times the
    unlensed area (the automatic field would reach the counter-image 20"
-   away). ``build_cube`` timed alternately (A/B/C/D rounds), median per
+   away); "mu 3 main_image": the same lens with the automatic field of
+   ``lensing.field = "main_image"`` (the counter-image left out).
+   ``build_cube`` timed alternately (A/B/C/D rounds), median per
    variant and the ratio lensed / unlensed (target < 2); a table gives
    each variant's field, mu, flux and the CPU ratio per field pixel.
 2. NIRISS-like deflection-map mock (``examples/lensed_niriss_z3.toml``):
    the example's SIE sampled on a 0.03" grid and written as alpha_x,
    alpha_y FITS maps (``kind = "deflection_fits"``), against the same SIE
    given analytically and the unlensed mock (target < 0.5 s wall).
+
+``--stages`` adds each variant's CPU time per stage (plan, render, PSF,
+noise, truth) against the unlensed one's and the field-pixel ratio.
 
 One thread (numba, BLAS); one warm-up call per variant; the garbage
 collector is off inside a timed call. Absolute times depend on the
@@ -112,11 +117,69 @@ def mu3_config(base, mu: float = 3.0):
                                            "lensing.source_offset_y": float(by), "instrument.fov": float(fov)})
 
 
-def flagship_variants() -> dict:
+def flagship_variants(main_image: bool = True) -> dict:
+    """The flagship unlensed, as a ring, and at mu 3 with the given field (and, with ``main_image``, with the
+    automatic field of ``lensing.field = "main_image"``, which leaves the counter-image out)."""
     base = load_config(ROOT / "examples" / "flagship_z5.toml")
     lensed = base.replace(**FLAGSHIP_LENS)
-    return {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
-            "ring (default)": lensed, "mu 3 os_crit 3": mu3_config(base)}
+    mu3 = mu3_config(base)
+    out = {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
+           "ring (default)": lensed, "mu 3 os_crit 3": mu3}
+    if main_image:
+        out["mu 3 main_image"] = mu3.replace(**{"instrument.fov": None, "lensing.field": "main_image"})
+    return out
+
+
+def _stages(cfg) -> dict:
+    """CPU time (s) of each stage of one ``build_cube(cfg)``: plan (field, lens, kernels), render (the
+    scene), psf, noise (totals, FoV check, noise and variance), truth (lensing truth included)."""
+    from mockzgrad.observation import ifu
+    from mockzgrad.source import lineflux
+    from mockzgrad.source.scene import render_scene
+
+    c, t = time.process_time, {}
+    t0 = c()
+    plan = ifu.plan_ifu(cfg)
+    t1 = c()
+    scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=ifu._scatter_rng(cfg), lens=plan.lens,
+                         oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
+    t2 = c()
+    cube = ifu.psf_stage(scene.cube, plan, crop=True)
+    t3 = c()
+    setup = ifu.IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
+                         line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
+    totals = lineflux.analytic_line_totals(setup.model, cfg.lines, ratio_offsets=setup.ratio_offsets)
+    ifu._check_fov(cfg, cube, totals, setup.n)
+    nz = ifu._noise_stage(cfg, cube, setup)
+    t4 = c()
+    ifu._truth(cfg, setup, cube, totals, nz)
+    t5 = c()
+    return {"plan": t1 - t0, "render": t2 - t1, "psf": t3 - t2, "noise": t4 - t3, "truth": t5 - t4}
+
+
+def stage_table(variants: dict, repeats: int, ref: str = "unlensed") -> None:
+    """Median CPU time of each stage (alternating rounds after one warm-up each), and each stage's ratio to
+    ``ref``'s with the field-pixel ratio for comparison."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cfg in variants.values():
+            _stages(cfg)
+        runs = {k: [] for k in variants}
+        for _ in range(repeats):
+            for k, cfg in variants.items():
+                gc.disable()
+                try:
+                    runs[k].append(_stages(cfg))
+                finally:
+                    gc.enable()
+        fields = {k: _build(cfg).data.shape[1] for k, cfg in variants.items()}
+    names = ("plan", "render", "psf", "noise", "truth")
+    med = {k: {x: statistics.median(r[x] for r in rs) for x in names} for k, rs in runs.items()}
+    print("  stages, CPU ms (ratio to " + ref + "); field pixels ratio")
+    print(f"  {'':20s} " + " ".join(f"{x:>14s}" for x in names) + f" {'pixels':>7s}")
+    for k, m in med.items():
+        cells = " ".join(f"{1e3 * m[x]:6.1f} (x{m[x] / med[ref][x]:4.1f})" for x in names)
+        print(f"  {k:20s} {cells} x{(fields[k] / fields[ref]) ** 2:5.2f}")
 
 
 def describe(variants: dict, med: dict, ref: str = "unlensed") -> None:
@@ -183,20 +246,27 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--only", choices=("flagship", "map"))
+    ap.add_argument("--stages", action="store_true", help="also time each stage (plan, render, psf, noise, truth)")
     args = ap.parse_args(argv)
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.only in (None, "flagship"):
         v = flagship_variants()
         med = alternate(v, args.repeats)
         _report("1. flagship cube (target: lensed < 2x unlensed)", med)
         describe(v, med)
+        if args.stages:
+            stage_table(v, args.repeats)
         if args.profile:
             _profile(v["mu 3 os_crit 3"])
     if args.only in (None, "map"):
         with tempfile.TemporaryDirectory() as d:
             v = map_variants(Path(d))
             _report("2. NIRISS-like mock, 0.03\" deflection maps (target < 0.5 s)", alternate(v, args.repeats))
+            if args.stages:
+                stage_table(v, args.repeats)
             if args.profile:
                 _profile(v["deflection maps"])
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -217,8 +217,11 @@ def _cmd_lens_check(args) -> int:
     cfg = load_config(args.config)
     if cfg.lensing is None:
         raise ConfigError(f"{args.config}: no [lensing] table (or kind = 'none'): the mock is not lensed")
-    with warnings.catch_warnings(record=True):
+    from .errors import FieldOfViewWarning
+
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pl.CriticalCurveWarning)
+        warnings.simplefilter("always", FieldOfViewWarning)
         plan = plan_ifu(cfg)
     m, s = plan.model, plan.sampling
     t = spatial_offsets(s.n, s.pixel_scale)
@@ -226,7 +229,11 @@ def _cmd_lens_check(args) -> int:
     xx, yy = np.meshgrid(t, t)
     mu = np.abs(plan.lens.magnification(xx, yy))
     print(f"lens {cfg.lensing.kind}: field {s.n} x {s.n} spaxels of {s.pixel_scale:g} arcsec "
-          f"({s.n * s.pixel_scale:.2f} arcsec on a side)")
+          f"({s.n * s.pixel_scale:.2f} arcsec on a side"
+          f"{'' if cfg.instrument.fov else ', automatic, lensing.field = ' + repr(cfg.lensing.field)})")
+    for w in caught:  # the field rule's hint, or the images it leaves out
+        if issubclass(w.category, FieldOfViewWarning):
+            print(str(w.message))
     n_img = tr["n_images"]
     print(f"{n_img} image{'s' if n_img != 1 else ''} of the source centre in the field; the most magnified at "
           f"({tr['lens_image_x']:+.3f}, {tr['lens_image_y']:+.3f}) arcsec (east, north): mu = {tr['mu']:.3f}, "

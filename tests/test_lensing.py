@@ -196,6 +196,28 @@ def test_deflection_maps_must_cover_the_field(tmp_path):
         model_cube(cfg)
 
 
+def test_deflection_maps_are_read_once_until_the_files_change(tmp_path):
+    """Same files, unit and scale: the same (read-only) lens object; a rewritten file (new modification time)
+    or another scale: read again, with the new values."""
+    import os
+
+    px, py = _write_maps(tmp_path, pl.SIELens(0.5), ps=0.05, half=0.5)
+    a = pl.read_deflection_maps(px, py)
+    assert pl.read_deflection_maps(str(px), str(py)) is a
+    assert not a.alpha_x.flags.writeable
+    assert pl.read_deflection_maps(px, py, scale=0.5) is not a
+    x, y = np.array([0.3]), np.array([-0.2])
+    for p in (px, py):
+        os.remove(p)
+    px, py = _write_maps(tmp_path, pl.SIELens(0.5), ps=0.05, half=0.5, factor=2.0)
+    for p in (px, py):
+        st = os.stat(p)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    b = pl.read_deflection_maps(px, py)
+    assert b is not a
+    np.testing.assert_allclose(np.array(b.alpha(x, y)), 2.0 * np.array(a.alpha(x, y)), rtol=1e-12)
+
+
 def test_deflection_map_shape_mismatch(tmp_path):
     from astropy.io import fits
 

@@ -62,6 +62,15 @@ class LensingConfig:
         added to ``galaxy.x_offset``, ``galaxy.y_offset``.
     oversample_near_critical : int
         Sub-pixels per spaxel per axis where ``|mu| > 20``; [1, 64].
+    field : {"all_images", "main_image"}
+        What the automatic field (no ``instrument.fov``) holds
+        ``instrument.fov_flux_fraction`` of: the flux of every image
+        (default; a cluster-scale lens's counter-images lie tens of arcsec
+        away, so the field gets huge, and a one-line hint says so when it
+        is over 3 times the main image's) or of the image nearest the field
+        centre only (the region of lensed light holding the lit point
+        nearest it); ``"main_image"`` warns naming the images of the
+        source centre left out. No effect when ``instrument.fov`` is given.
     observer_model : {"truth", "scaled", "file"}
         The lens model given to the observer (the LENS file): the true one,
         the true deflection times ``1 + observer_eps``, or the maps
@@ -92,6 +101,7 @@ class LensingConfig:
     source_offset_x: float = number_field(0.0, -100.0, 100.0, unit="arcsec")
     source_offset_y: float = number_field(0.0, -100.0, 100.0, unit="arcsec")
     oversample_near_critical: int = integer_field(8, 1, 64)
+    field: str = choice_field("all_images", ("all_images", "main_image"))
     observer_model: str = choice_field("truth", OBSERVER_MODELS)
     observer_eps: float = number_field(0.0, -1.0, 1.0, lo_open=True, hi_open=True)
     observer_alpha_x_file: str | None = None

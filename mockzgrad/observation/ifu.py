@@ -109,17 +109,19 @@ class IFUSetup:
     continuum_flux: float = 0.0  # the stellar continuum's flux in the cube (the FoV check counts lines only)
 
 
-def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens) -> float:
+def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens,
+                field: str = "all_images") -> float:
     """Side (arcsec) of a square field holding the lensed light, as :func:`_auto_fov`: the image-plane radius
-    about the field centre holding sqrt(frac) of the lensed flux (a ray-shot grid over the image of the
-    source's 0.9999 light radius, :func:`~mockzgrad.physics.lensing.image_flux_radius`), plus the PSF radius."""
+    about the field centre holding sqrt(frac) of the lensed flux of every image or of the main one (``field``;
+    a ray-shot grid over the image of the source's 0.9999 light radius,
+    :func:`~mockzgrad.physics.lensing.lensed_flux_radius`), plus the PSF radius."""
     part = math.sqrt(frac)
     r_all = model.light_radius(0.9999)
     r_src = r_all / model.kpc_per_arcsec + math.hypot(model.x_offset, model.y_offset)
-    r_max = lensing_mod.image_extent(lens, lambda bx, by: model.disk_coords(bx, by)[0] <= r_all, 2.0 * r_src,
-                                     n=128)
-    r_img = lensing_mod.image_flux_radius(
-        lens, lambda bx, by: model.surface_brightness(model.disk_coords(bx, by)[0]), r_max, part)
+    r_img = lensing_mod.lensed_flux_radius(
+        lens, lambda bx, by: model.disk_coords(bx, by)[0] <= r_all,
+        lambda bx, by: model.surface_brightness(model.disk_coords(bx, by)[0]), 2.0 * r_src, part, field=field,
+        centre=(model.x_offset, model.y_offset))
     r_psf = max(psf.enclosed_radius(part, wavelength=w) for w in waves)
     return 2.0 * (r_img + r_psf) + 2.0 * pixel_scale
 
@@ -207,9 +209,12 @@ def plan_ifu(cfg: MockConfig) -> IFUPlan:
     grid, window = _spectral_grid(cfg, model, line_waves, line_sigma)
     psf = psf_mod.psf_from_config(inst.psf)
     ps = inst.pixel_scale
-    fov = inst.fov or _auto_fov(model, psf, inst.fov_flux_fraction, ps, line_waves)
+    # lensed, "main_image": the unlensed floor is centred (the source-plane offset says nothing of where images are)
+    main = lens is not None and cfg.lensing.field == "main_image"
+    fov = inst.fov or _auto_fov(dataclasses.replace(model, x_offset=0.0, y_offset=0.0) if main else model, psf,
+                                inst.fov_flux_fraction, ps, line_waves)
     if lens is not None and not inst.fov:
-        fov = max(fov, _lensed_fov(model, psf, inst.fov_flux_fraction, ps, line_waves, lens))
+        fov = max(fov, _lensed_fov(model, psf, inst.fov_flux_fraction, ps, line_waves, lens, cfg.lensing.field))
     n = max(int(math.ceil(fov / ps)), 5)
     kernels, taps = _psf_kernels(psf, ps, line_waves)
     half = max(k.shape[0] for k in kernels.values()) // 2

@@ -31,6 +31,7 @@ Fields lens-model products, scaled by D_ls/D_s).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -38,14 +39,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, MockzgradWarning
+from ..errors import ConfigError, DataError, FieldOfViewWarning, MockzgradWarning
 
 __all__ = [
     "CriticalCurveWarning", "Lens", "ConstantLens", "SIELens", "ExternalShear", "CompositeLens",
     "DeflectionMapLens", "ScaledLens", "read_deflection_maps", "warn_critical", "check_field", "find_image",
     "find_images", "lensing_truth", "distance_ratio", "jacobian_fd", "stretch", "critical_pixels",
-    "image_extent", "image_flux_radius",
+    "image_extent", "image_flux_radius", "FIELD_RULES", "main_image_mask", "lensed_flux_radius",
 ]
+
+#: ``lensing.field``: which images the automatic field holds (:func:`lensed_flux_radius`).
+FIELD_RULES = ("all_images", "main_image")
+
+#: With ``field = "all_images"``, a field whose side exceeds this many times the main image's gets a hint.
+_FIELD_HINT_RATIO = 3.0
 
 #: Below this 1 - q the SIE is evaluated as the SIS (the closed form loses digits).
 _Q_ROUND = 1e-9
@@ -453,14 +460,126 @@ def image_flux_radius(lens: Lens, sb, r_max: float, frac: float, *, n: int = 192
         return 0.0
     t = np.linspace(-r_max, r_max, n)
     xx, yy = np.meshgrid(t, t)
-    w = np.asarray(sb(*lens.ray_shoot(xx, yy)), dtype=float).ravel()
+    return _flux_radius(xx, yy, np.asarray(sb(*lens.ray_shoot(xx, yy)), dtype=float), frac, t[1] - t[0])
+
+
+def _flux_radius(xx, yy, w, frac: float, cell: float) -> float:
+    """Radius about (0, 0) enclosing ``frac`` of the weights ``w`` at grid points (xx, yy), plus half a
+    cell diagonal; 0 when the weights sum to 0."""
+    w = w.ravel()
     r = np.hypot(xx, yy).ravel()
     order = np.argsort(r, kind="stable")
     c = np.cumsum(w[order])
     if not c[-1] > 0.0:
         return 0.0
     k = min(int(np.searchsorted(c, frac * c[-1])), r.size - 1)
-    return float(r[order][k]) + (t[1] - t[0]) / math.sqrt(2.0)
+    return float(r[order][k]) + cell / math.sqrt(2.0)
+
+
+def main_image_mask(lit: np.ndarray, xx, yy) -> np.ndarray:
+    """The main image on a grid: the 8-connected region of ``lit`` points holding the lit point nearest
+    the field centre (0, 0); all False when nothing is lit.
+
+    Parameters
+    ----------
+    lit : ndarray of bool, shape (ny, nx)
+        Grid points whose source position carries light.
+    xx, yy : ndarray, shape (ny, nx)
+        Their sky offsets, arcsec.
+    """
+    from scipy import ndimage
+
+    labels, n_regions = ndimage.label(lit, structure=np.ones((3, 3), dtype=bool))
+    if n_regions == 0:
+        return np.zeros(lit.shape, dtype=bool)
+    d = np.where(lit, np.hypot(xx, yy), np.inf)
+    return labels == labels.flat[int(np.argmin(d))]
+
+
+def lensed_flux_radius(lens: Lens, inside, sb, r_start: float, frac: float, *, field: str = "all_images",
+                       centre=(0.0, 0.0), n_extent: int = 128, n: int = 192) -> float:
+    """Image-plane radius (arcsec) about the field centre holding ``frac`` of the lensed flux.
+
+    ``"all_images"``: the grid of :func:`image_flux_radius` spans every
+    lit point (:func:`image_extent`, doubling from ``r_start``), far
+    counter-images included. ``"main_image"``: only the image nearest the
+    field centre counts (:func:`main_image_mask` of the lit points,
+    ``inside``): the flux radius is taken on a grid spanning that image,
+    and a :class:`~mockzgrad.errors.FieldOfViewWarning` names the images of
+    the source point ``centre`` left out (position, mu). With
+    ``"all_images"`` a field whose radius exceeds 3 times the main image's
+    gets a one-line hint naming ``lensing.field = "main_image"``.
+
+    Parameters
+    ----------
+    lens : Lens
+    inside : callable
+        ``inside(beta_x, beta_y) -> bool array``: source-plane positions
+        carrying light (e.g. within the 0.9999 light radius).
+    sb : callable
+        ``sb(beta_x, beta_y) -> array``: source surface brightness.
+    r_start : float
+        First half-side of the extent search, arcsec.
+    frac : float
+        Fraction of the lensed flux to enclose, in (0, 1].
+    field : {"all_images", "main_image"}
+    centre : (float, float)
+        Source-plane centre of the galaxy (arcsec), for naming the images
+        left out.
+    n_extent, n : int
+        Grid points per axis of the extent search and of the flux grid.
+
+    Returns
+    -------
+    float
+        Radius, arcsec (0 when no light).
+    """
+    if field not in FIELD_RULES:
+        raise ConfigError(f"lensing.field = {field!r}; allowed {', '.join(map(repr, FIELD_RULES))}")
+    r_max = image_extent(lens, inside, r_start, n=n_extent)
+    if not r_max > 0.0:
+        return 0.0
+    t = np.linspace(-r_max, r_max, n)
+    xx, yy = np.meshgrid(t, t)
+    bx, by = lens.ray_shoot(xx, yy)
+    w = np.asarray(sb(bx, by), dtype=float)
+    r_all = _flux_radius(xx, yy, w, frac, t[1] - t[0])  # = image_flux_radius(lens, sb, r_max, frac, n=n)
+    lit = inside(bx, by)
+    main = main_image_mask(lit, xx, yy)
+    if not np.any(lit & ~main):  # one image (or none): both rules agree
+        return r_all
+    if field == "all_images":  # the hint's main-image radius: on this grid (no second ray-shooting)
+        r_img = _flux_radius(xx, yy, np.where(main, w, 0.0), frac, t[1] - t[0])
+        if r_all > _FIELD_HINT_RATIO * r_img:
+            warnings.warn(f"lensing.field = 'all_images': the automatic field reaches {r_all:.1f} arcsec from the "
+                          f"centre to hold every image (the image nearest the centre needs {r_img:.1f} arcsec); "
+                          "lensing.field = 'main_image' keeps that image only", FieldOfViewWarning, stacklevel=4)
+        return r_all
+    # the main image on a grid just spanning it (a cell of the coarse grid beyond its farthest lit point)
+    r_main = float(np.max(np.maximum(np.abs(xx[main]), np.abs(yy[main])))) + (t[1] - t[0])
+    if r_main < r_max:
+        t = np.linspace(-r_main, r_main, n)
+        xx, yy = np.meshgrid(t, t)
+        bx, by = lens.ray_shoot(xx, yy)
+        main = main_image_mask(inside(bx, by), xx, yy)
+        w = np.where(main, np.asarray(sb(bx, by), dtype=float), 0.0)
+    else:
+        w = np.where(main, w, 0.0)
+    r_img = _flux_radius(xx, yy, w, frac, t[1] - t[0])
+    _warn_left_out(lens, centre, r_max, r_img)
+    return r_img
+
+
+def _warn_left_out(lens: Lens, centre, r_max: float, r_img: float, n: int = 192) -> None:
+    """FieldOfViewWarning naming the images of the source point ``centre`` beyond ``r_img`` of the field
+    centre (found within ``r_max``)."""
+    t = np.linspace(-r_max, r_max, n)
+    out = [im for im in find_images(lens, float(centre[0]), float(centre[1]), t)
+           if max(abs(im[0]), abs(im[1])) > r_img]
+    if out:
+        shown = "; ".join(f"({x:+.2f}, {y:+.2f}) arcsec, mu {mu:+.2f}" for x, y, mu in out)
+        warnings.warn(f"lensing.field = 'main_image': {len(out)} image{'s' if len(out) > 1 else ''} of the "
+                      f"source centre left out of the field: {shown}", FieldOfViewWarning, stacklevel=4)
 
 
 def warn_critical(lens: Lens, x, y, where: str = "the field") -> int:
@@ -529,8 +648,29 @@ def read_deflection_maps(path_x, path_y, *, unit: str = "arcsec", scale: float =
     ------
     DataError
         Unreadable file, shapes or WCS of the two maps differ, WCS missing.
+
+    Notes
+    -----
+    The lens (with its spline coefficients) is cached by the two files'
+    paths, sizes and modification times, ``unit`` and ``scale``: a suite
+    reads and prefilters its maps once per process.
     """
+    import os
+
+    try:
+        key = tuple((os.path.abspath(p), st.st_size, st.st_mtime_ns) for p, st in
+                    ((p, os.stat(p)) for p in (path_x, path_y))) + (unit, float(scale))
+    except OSError as exc:
+        raise DataError(f"cannot read deflection map ({exc})") from None
+    return _read_deflection_maps_cached(key, str(path_x), str(path_y))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_deflection_maps_cached(key: tuple, path_x: str, path_y: str) -> DeflectionMapLens:
+    """:func:`read_deflection_maps` of ``key = ((path, size, mtime) x 2, unit, scale)``."""
     from astropy.io import fits
+
+    unit, scale = key[2], key[3]
 
     maps, axes = [], []
     for p in (path_x, path_y):
@@ -553,7 +693,10 @@ def read_deflection_maps(path_x, path_y, *, unit: str = "arcsec", scale: float =
     fx, fy = (abs(dx), abs(dy)) if unit == "pixels" else (1.0, 1.0)
     ax = maps[0] * fx * math.copysign(1.0, dx)
     ay = maps[1] * fy * math.copysign(1.0, dy)
-    return DeflectionMapLens(ax, ay, x0, y0, dx, dy, scale=scale, name=f"{path_x}, {path_y}")
+    lens = DeflectionMapLens(ax, ay, x0, y0, dx, dy, scale=scale, name=f"{path_x}, {path_y}")
+    for a in (lens.alpha_x, lens.alpha_y, *lens._coeffs):  # shared by every caller of the cache
+        a.setflags(write=False)
+    return lens
 
 
 def check_field(lens: Lens, offsets) -> int:
@@ -608,15 +751,41 @@ def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int =
     d = np.hypot(bx - beta_x, by - beta_y)
     cand = np.flatnonzero((d == minimum_filter(d, size=3, mode="nearest")).ravel())
     step = float(np.max(np.abs(np.diff(t)))) if t.size > 1 else 1.0
+    best = cand[np.argsort(d.flat[cand])][:20]
+    xs, ys = _newton_many(lens, xx.flat[best], yy.flat[best], beta_x, beta_y, n_iter)
+    rx, ry = lens.ray_shoot(xs, ys)
+    ok = (np.hypot(rx - beta_x, ry - beta_y) < 1e-6) & (xs >= t.min() - step) & (xs <= t.max() + step) \
+        & (ys >= t.min() - step) & (ys <= t.max() + step)
+    mus = lens.magnification(xs, ys)
     out = []
-    for k in cand[np.argsort(d.flat[cand])][:20]:
-        x, y = _newton(lens, float(xx.flat[k]), float(yy.flat[k]), beta_x, beta_y, n_iter)
-        rx, ry = (float(v) for v in lens.ray_shoot(np.array(x), np.array(y)))
-        inside = t.min() - step <= x <= t.max() + step and t.min() - step <= y <= t.max() + step
-        if inside and math.hypot(rx - beta_x, ry - beta_y) < 1e-6 and \
-                all(math.hypot(x - a, y - b) > 0.5 * step for a, b, _ in out):
-            out.append((x, y, float(lens.magnification(np.array(x), np.array(y)))))
+    for x, y, mu in zip(xs[ok].tolist(), ys[ok].tolist(), mus[ok].tolist()):
+        if all(math.hypot(x - a, y - b) > 0.5 * step for a, b, _ in out):
+            out.append((x, y, float(mu)))
     return sorted(out, key=lambda im: -abs(im[2]))
+
+
+def _newton_many(lens: Lens, x, y, beta_x: float, beta_y: float, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_newton` for many starting points at once: each stops when its step falls below 1e-10 arcsec
+    or is not finite (a singular Jacobian)."""
+    x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+    active = np.ones(x.shape, dtype=bool)
+    for _ in range(n_iter):
+        if not active.any():
+            break
+        xa, ya = x[active], y[active]
+        bx, by = lens.ray_shoot(xa, ya)
+        kap, g1, g2 = lens.convergence_shear(xa, ya)
+        a, b, c = 1.0 - kap - g1, -g2, 1.0 - kap + g1  # A = [[a, b], [b, c]]
+        rx, ry = beta_x - bx, beta_y - by
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            det = a * c - b * b
+            sx, sy = (c * rx - b * ry) / det, (a * ry - b * rx) / det
+        good = np.isfinite(sx) & np.isfinite(sy)
+        idx = np.flatnonzero(active)
+        x[idx[good]] += sx[good]
+        y[idx[good]] += sy[good]
+        active[idx[~good | (np.hypot(sx, sy) < 1e-10)]] = False
+    return x, y
 
 
 def find_image(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30) -> tuple[float, float]:

@@ -283,16 +283,17 @@ def _os_map(passes: list, shape) -> np.ndarray:
 
 
 def _render_pass(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
-                 line_waves: np.ndarray, p: _Pass, use_numba: bool, lens=None) -> np.ndarray:
-    """Render one pass; returns the cube of its box, shape (n_chan, i1 - i0, j1 - j0)."""
+                 line_waves: np.ndarray, p: _Pass, use_numba: bool, lens=None, disk=None) -> np.ndarray:
+    """Render one pass; returns the cube of its box, shape (n_chan, i1 - i0, j1 - j0). ``disk``: the
+    (r_kpc, cos_phi) of its sub-pixels when already known (the spaxel centres of a one-sub-pixel pass)."""
     i0, i1, j0, j1 = p.box
     os_k, ps = p.os_k, s.pixel_scale
     py = s.pixel_offsets(i0, i1, os_k)
     px = s.pixel_offsets(j0, j1, os_k)
     xx, yy = np.meshgrid(-px * ps, py * ps)  # east is -column
-    use = np.repeat(np.repeat(p.use, os_k, axis=0), os_k, axis=1)
+    use = p.use if os_k == 1 else np.repeat(np.repeat(p.use, os_k, axis=0), os_k, axis=1)
     return _render_subpixels(model, lines, s, line_waves, xx, yy, use, os_k, use_numba, lens,
-                             lambda r_kpc: scatter.at(r_kpc, p.box, os_k))
+                             lambda r_kpc: scatter.at(r_kpc, p.box, os_k), disk)
 
 
 def _render_cells(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scatter: _RatioScatter,
@@ -312,11 +313,13 @@ def _render_cells(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, scat
 
 
 def _render_subpixels(model: GalaxyModel, lines: LinesConfig, s: SceneSampling, line_waves: np.ndarray,
-                      xx, yy, use, os_k: int, use_numba: bool, lens, offsets_at) -> np.ndarray:
+                      xx, yy, use, os_k: int, use_numba: bool, lens, offsets_at, disk=None) -> np.ndarray:
     """Render sub-pixels at sky offsets (xx, yy), arcsec, binned ``os_k x os_k`` into spaxels; ``use``:
-    the sub-pixels of the pass; ``offsets_at(r_kpc)``: the ratio offsets there."""
+    the sub-pixels of the pass; ``offsets_at(r_kpc)``: the ratio offsets there; ``disk``: their
+    (r_kpc, cos_phi) when already known (else traced and computed here)."""
     ps = s.pixel_scale
-    r_kpc, cos_phi = model.disk_coords(*_traced(lens, xx, yy))  # lensed: at beta, surface brightness conserved
+    # lensed: at beta, surface brightness conserved
+    r_kpc, cos_phi = model.disk_coords(*_traced(lens, xx, yy)) if disk is None else disk
     offsets = offsets_at(r_kpc)
     factors = lineflux.line_factors(lines, model.metallicity(r_kpc), r_kpc=r_kpc, ratio_offsets=offsets)
     sb = model.surface_brightness(r_kpc) * (ps / os_k) ** 2 * lines.reference_flux
@@ -381,7 +384,7 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     line_waves = observed_line_waves(model, lines)
     centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
     pxx, pyy = np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
-    r_pix, _ = model.disk_coords(*_traced(lens, pxx, pyy))
+    r_pix, cos_pix = model.disk_coords(*_traced(lens, pxx, pyy))
     scatter = _draw_scatter(model, lines, s, r_pix, rng)
     inner = r_pix <= s.oversample_radius * model.r_eff
     passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
@@ -395,10 +398,14 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
             os_map[cells.rows, cells.cols] = cells.os_k
         _warn_undersampled(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL), os_map,
                            s.pixel_scale, mu)
-    cube = _render_pass(model, lines, s, scatter, line_waves, passes[0], use_numba, lens)
-    for p in passes[1:]:
-        i0, i1, j0, j1 = p.box
-        cube[:, i0:i1, j0:j1] += _render_pass(model, lines, s, scatter, line_waves, p, use_numba, lens)
+    first = passes[0]
+    whole = first.os_k == 1 and first.box == (0, s.n_ext, 0, s.n_ext)  # its sub-pixels are the spaxel centres
+    cube = _render_pass(model, lines, s, scatter, line_waves, first, use_numba, lens,
+                        (r_pix, cos_pix) if whole else None)
+    for p in passes[1:]:  # only the pass's own spaxels (its box holds others: the corners; a lensed arc's)
+        rows, cols = np.nonzero(p.use)
+        c = _Cells(rows + p.box[0], cols + p.box[2], p.os_k)
+        cube[:, c.rows, c.cols] += _render_cells(model, lines, s, scatter, line_waves, c, use_numba, lens)
     if cells is not None:
         cube[:, cells.rows, cells.cols] += _render_cells(model, lines, s, scatter, line_waves, cells, use_numba,
                                                          lens)
