@@ -20,7 +20,17 @@ default): old = the calibration-directory key resolved with pathlib on
 every diagnostic look-up, kpc per arcsec from astropy on every cube and
 line groups built afresh in every ``line_factors``.
 
+``--round 4`` (base bfa147c): old = numpy's noise draw (``add_noise``), the
+base's separable-blur kernel (indexed row reads, one tap pair per sweep) and
+its FFT/separable cost rule, ``find_branches`` (a Python loop over the grid
+steps), ``estimate_redshift`` (nansum copies, channel centres per catalogue
+line), ``check_cube`` (full passes) and ``line_map`` (masked copies); adds
+``build_cube`` at PSF 0.8" (FFT before, separable now) and ``recover`` of
+the flagship cube as shipped (PSF 0.2547").
+
 Run: ``python benchmarks/bench_swap.py --base /tmp/base [--round 3b] [--rounds 15] [--repeats 10]``
+(numba writes cache files next to the base's kernels under the names they are loaded as here: give a
+separate ``NUMBA_CACHE_DIR`` to anything else that imports the base checkout afterwards)
 """
 
 from __future__ import annotations
@@ -80,13 +90,37 @@ def _swaps_3b(base: Path) -> list:
             (lineflux, "_line_groups", lineflux.line_groups)]
 
 
+def _swaps_4(base: Path) -> list:
+    """Round 4: the base's noise draw, blur kernel and FFT/separable rule (``build_cube``),
+    ``find_branches``, ``estimate_redshift``, ``check_cube`` and ``line_map`` (``recover``)."""
+    from mockzgrad.observation import ifu, noise
+    from mockzgrad.observation.psf import convolve
+    from mockzgrad.recovery import frontend, geometry
+    from mockzgrad.recovery.metallicity import branches
+
+    old_fe = _load_old(base, "mockzgrad/recovery/frontend.py", "mockzgrad.recovery._frontend_base")
+    old_noise = _load_old(base, "mockzgrad/observation/noise.py", "mockzgrad.observation._noise_base")
+    old_geo = _load_old(base, "mockzgrad/recovery/geometry.py", "mockzgrad.recovery._geometry_base")
+    old_blur = _load_old(base, "mockzgrad/kernels/blur.py", "mockzgrad.kernels._blur_base")
+    old_ifu = _load_old(base, "mockzgrad/observation/ifu.py", "mockzgrad.observation._ifu_base")
+    old_br = _load_old(base, "mockzgrad/recovery/metallicity/branches.py",
+                       "mockzgrad.recovery.metallicity._branches_base")
+    return [(convolve, "blur_separable_nb", old_blur.blur_separable_nb),
+            (noise, "add_noise", old_noise.add_noise),
+            (ifu, "_separable_is_cheaper", old_ifu._separable_is_cheaper),
+            (branches, "find_branches", old_br.find_branches),
+            (frontend, "estimate_redshift", old_fe.estimate_redshift),
+            (frontend, "check_cube", old_fe.check_cube),
+            (geometry, "line_map", old_geo.line_map)]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, type=Path, help="checkout of the base commit")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--round", choices=("3", "3b"), default="3b",
-                        help="which round's changes to swap (3: base 38e88e4; 3b: base d78155d)")
+    parser.add_argument("--round", choices=("3", "3b", "4"), default="3b",
+                        help="which round's changes to swap (3: base 38e88e4; 3b: base d78155d; 4: base bfa147c)")
     args = parser.parse_args(argv)
 
     from mockzgrad.config import load_config, load_recipe
@@ -94,7 +128,7 @@ def main(argv=None) -> int:
     from mockzgrad.recovery import metallicity, pipeline
 
     new_m2 = metallicity.method_two
-    swaps = _swaps_3b(args.base) if args.round == "3b" else _swaps_3(args.base)
+    swaps = {"3": _swaps_3, "3b": _swaps_3b, "4": _swaps_4}[args.round](args.base)
     new_attrs = [(mod, name, getattr(mod, name)) for mod, name, _ in swaps]
 
     def use(old: bool):
@@ -107,6 +141,7 @@ def main(argv=None) -> int:
     # recover on cubes across the suite's PSF range: whether R3 has two roots (and Method II
     # needs branch references) depends on the bins' metallicities
     cubes = [build_cube(flagship.replace(**{"instrument.psf.fwhm": f})) for f in PSF_FWHM]
+    flag_cube = build_cube(flagship)
     saved = []
     metallicity.method_two = lambda r, **k: saved.append((r, k)) or new_m2(r, **k)
     for c in cubes:
@@ -114,6 +149,8 @@ def main(argv=None) -> int:
     metallicity.method_two = new_m2  # stop recording (round 3b swaps nothing there)
     figures = {
         "build_cube": lambda: build_cube(cfg),
+        **({"build_cube 0.8\"": lambda: build_cube(flagship.replace(**{"instrument.psf.fwhm": 0.8})),
+            "recover flagship": lambda: pipeline.recover(flag_cube, recipe)} if args.round == "4" else {}),
         f"recover x{len(cubes)}": lambda: [pipeline.recover(c, recipe) for c in cubes],
         f"method_two x{len(cubes)}": lambda: [metallicity.method_two(r, **k) for r, k in saved],
     }

@@ -31,7 +31,7 @@ def _moments(img):
     return out
 
 
-@pytest.mark.parametrize("h, pad, n", [(1, 1, 5), (4, 6, 11), (8, 9, 30)])
+@pytest.mark.parametrize("h, pad, n", [(1, 1, 5), (3, 3, 8), (4, 6, 11), (5, 5, 13), (8, 9, 30)])
 def test_blur_twins_agree_and_match_a_direct_2d_convolution(h, pad, n):
     rng = np.random.default_rng(23)
     n_ext = pad + n + h + 2
@@ -48,7 +48,7 @@ def test_blur_twins_agree_and_match_a_direct_2d_convolution(h, pad, n):
         np.testing.assert_allclose(out_nb[c], full[pad:pad + n, pad:pad + n], rtol=1e-12)
 
 
-@pytest.mark.parametrize("h, pad, n", [(2, 3, 7), (4, 4, 9)])
+@pytest.mark.parametrize("h, pad, n", [(2, 3, 7), (3, 3, 6), (4, 4, 9)])
 def test_blur_of_zero_channels_and_of_light_at_the_edge_of_the_read_region(h, pad, n):
     """All-zero channels give 0; one lit pixel anywhere in the read region still reaches the field."""
     n_ext = pad + n + h + 2

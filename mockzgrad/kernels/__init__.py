@@ -1,7 +1,7 @@
 """Compiled kernels and their plain-numpy reference twins.
 
 Each kernel family lives in its own module (``render``: line profiles into a
-cube; ``blur``: separable PSF blur). A kernel ``name_nb`` is numba-compiled, its twin ``name_ref`` is plain
+cube; ``blur``: separable PSF blur; ``noise``: Gaussian noise from a numpy Generator). A kernel ``name_nb`` is numba-compiled, its twin ``name_ref`` is plain
 numpy; both take plain arrays and floats in documented units and check
 nothing. Kernels import only numpy, numba and the standard library; the
 public wrappers that check their inputs and pick one of the twins live in
@@ -9,6 +9,7 @@ the layer that calls them (:mod:`mockzgrad.source.render`).
 """
 
 from .blur import blur_separable_nb, blur_separable_ref
+from .noise import add_noise_nb, add_noise_ref
 from .render import (
     C_KMS,
     bin_subpixels_nb,
@@ -20,6 +21,8 @@ from .render import (
 )
 
 __all__ = [
+    "add_noise_nb",
+    "add_noise_ref",
     "blur_separable_nb",
     "blur_separable_ref",
     "C_KMS",

@@ -266,10 +266,12 @@ def psf_stage(cube: np.ndarray, plan: IFUPlan, *, crop: bool = False, use_numba:
 
 def _separable_is_cheaper(h: int, s: SceneSampling) -> bool:
     """Whether two 1-D passes of 2h + 1 symmetric taps over the kept field cost less than a 2-D FFT
-    of the padded field: (h + 1) ((n + 2h) n + n^2) multiply-adds against ~2 n_ext^2 log2(n_ext^2)
-    (per-unit costs measured on one core; separable up to ~50 taps for the flagship's fields)."""
+    of the padded field: (h + 1) ((n + 2h) n + n^2) multiply-adds against ~4 n_ext^2 log2(n_ext^2)
+    (per-unit costs measured on one core with the vectorised passes: the separable stage took 0.2-0.5
+    of the FFT's CPU at PSF 0.5-3" on the flagship's fields, where this rule's ratio is 0.4-1.2, so it
+    keeps a margin; separable up to ~2.4" PSF, ~150 taps, for the flagship)."""
     n, n_ext = s.n, s.n_ext
-    return (h + 1) * ((n + 2 * h) * n + n * n) <= 2.0 * n_ext**2 * math.log2(n_ext**2)
+    return (h + 1) * ((n + 2 * h) * n + n * n) <= 4.0 * n_ext**2 * math.log2(n_ext**2)
 
 
 def _by_line(cube: np.ndarray, plan: IFUPlan, shape: tuple, convolve) -> np.ndarray:

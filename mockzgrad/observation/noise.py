@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from ..kernels.noise import add_noise_nb, add_noise_ref
 from ..physics.lines import C_KMS
 
 __all__ = ["ellipse_mask", "peak_channel", "sigma_for_snr", "measured_snr", "add_noise", "line_window",
@@ -80,20 +81,45 @@ def measured_snr(signal_map, mask, sigma: float) -> float:
     return float(np.mean(signal_map[mask]) / sigma)
 
 
-def add_noise(cube, sigma, rng: np.random.Generator) -> np.ndarray:
+def add_noise(cube, sigma, rng: np.random.Generator, *, use_numba: bool = True) -> np.ndarray:
     """Return ``cube`` plus Gaussian noise of constant ``sigma`` (or one sigma per channel).
 
-    The unit normal deviates are drawn in float64 straight into the result
-    (as fast as a float32 draw here, and no float32 array and cast), then
-    scaled and added in place. ``sigma`` of shape (n_chan,) scales each
-    channel (per-window depth, :func:`channel_sigma`); the deviates are the
-    same as for a scalar sigma, so two depths of one seed share them.
+    The unit normal deviates are ``rng.standard_normal`` in C order of the
+    cube, scaled and added: the result is ``cube + z * sigma`` to the bit of
+    ``z = rng.standard_normal(cube.shape); z *= sigma; z += cube``. The
+    compiled kernel (:func:`mockzgrad.kernels.noise.add_noise_nb`) draws the
+    same deviates from the same generator ~2.5x faster than numpy and adds
+    them in the same pass. ``sigma`` of shape (n_chan,) scales each channel
+    (per-window depth, :func:`channel_sigma`); the deviates are the same as
+    for a scalar sigma, so two depths of one seed share them.
+
+    Parameters
+    ----------
+    cube : array_like
+        Noise-free values, any unit; shape (n_chan, ny, nx) when ``sigma``
+        is per channel.
+    sigma : float or array_like, shape (n_chan,)
+        Noise sigma, the unit of ``cube``.
+    rng : numpy.random.Generator
+        Advanced by ``cube.size`` standard normal draws.
+    use_numba : bool
+        Use the compiled kernel (False: its numpy twin).
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``cube``
     """
-    out = np.empty(np.shape(cube))
-    rng.standard_normal(out=out)
-    out *= sigma if np.ndim(sigma) == 0 else np.asarray(sigma, dtype=float)[:, None, None]
-    out += cube
-    return out
+    shape = np.shape(cube)
+    cube = np.ascontiguousarray(cube, dtype=np.float64)  # (a 0-d cube becomes 1-d here)
+    if np.ndim(sigma) == 0:
+        flat, sig = cube.reshape(1, -1), np.full(1, sigma, dtype=np.float64)
+    else:
+        sig = np.ascontiguousarray(sigma, dtype=np.float64)
+        flat = cube.reshape(sig.size, -1)
+    out = np.empty(flat.shape)
+    kernel = add_noise_nb if use_numba and isinstance(rng, np.random.Generator) else add_noise_ref
+    kernel(flat, sig, rng, out)
+    return out.reshape(shape)
 
 
 def line_window(windows: dict, line: str, wave_obs: float) -> str | None:

@@ -151,13 +151,10 @@ def find_branches(grid: np.ndarray, chi2: np.ndarray, delta_chi2: float = DELTA_
             mins, maxs = [0], []
         else:
             dd = d[nz]
-            mins = [0] if dd[0] > 0 else []
-            maxs = []
-            for a, b, pos in zip(dd[:-1], dd[1:], nz[1:]):
-                if a < 0 < b:
-                    mins.append(int(pos))
-                elif a > 0 > b:
-                    maxs.append(int(pos))
+            # a sign change - to + at a step is a local minimum there, + to - a maximum
+            a, b, pos = dd[:-1], dd[1:], nz[1:]
+            mins = ([0] if dd[0] > 0 else []) + pos[(a < 0) & (b > 0)].tolist()
+            maxs = pos[(a > 0) & (b < 0)].tolist()
             if dd[-1] < 0:
                 mins.append(v.size - 1)
         cuts = [0] + maxs + [v.size - 1]
