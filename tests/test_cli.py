@@ -97,6 +97,14 @@ def test_demo_inputs_are_the_examples():
     assert digest == LEE2026_SHA256
 
 
+def test_plan_example_inputs_are_the_examples():
+    from mockzgrad.corrections.plan import EXAMPLES as PLAN_EXAMPLES
+
+    data = ROOT / "mockzgrad" / "data"
+    for name in {n for _, t, s in PLAN_EXAMPLES for n in (t, s)}:
+        assert filecmp.cmp(data / name, EXAMPLES / name, shallow=False), name
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"

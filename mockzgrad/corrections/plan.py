@@ -913,20 +913,29 @@ def _print(rows: list[dict]) -> None:
               f"  {r['verdict']} {r['reason']} ({r['preset_status']}; {r['preset_sources']})")
 
 
-#: ``plan --example``: (subfolder, target file, setups file) in examples/.
+#: ``plan --example``: (subfolder, target file, setups file), shipped in ``mockzgrad.data`` (copies of
+#: the files of the same names in examples/; a test keeps them equal).
 EXAMPLES = (("z2", "plan_target_z2.toml", "plan_setups.toml"), ("z5", "plan_target_z5.toml", "plan_setups_z5.toml"))
+
+
+def _example_inputs(outdir: Path) -> list:
+    """Copy the packaged example target and setups files to ``outdir/inputs``; the runs to make."""
+    from importlib import resources
+    import shutil
+
+    inputs = outdir / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    data = resources.files("mockzgrad.data")
+    for name in {n for _, t, s in EXAMPLES for n in (t, s)}:
+        with resources.as_file(data.joinpath(name)) as src:
+            shutil.copyfile(src, inputs / name)
+    return [(outdir / sub, inputs / t, inputs / s) for sub, t, s in EXAMPLES]
 
 
 def cli(args) -> int:
     """``mockzgrad plan TARGET.toml --setups SETUPS.toml -o plan_dir [--workers N] | --example``."""
     if args.example:
-        root = Path(__file__).resolve().parents[2] / "examples"
-        outdir = Path(args.output or "mockzgrad-plan-example")
-        runs = [(outdir / sub, root / t, root / s) for sub, t, s in EXAMPLES]
-        for _, t, s in runs:
-            if not t.is_file() or not s.is_file():
-                raise ConfigError(f"plan --example needs {t} and {s} (examples/ of a source checkout); "
-                                  "give TARGET.toml and --setups instead")
+        runs = _example_inputs(Path(args.output or "mockzgrad-plan-example"))
     else:
         if not args.target or not args.setups or not args.output:
             raise ConfigError("plan needs TARGET.toml, --setups SETUPS.toml and -o plan_dir (or --example)")
