@@ -869,7 +869,7 @@ def plot_plan(rows: list[dict], path, target: PlanTarget) -> None:
 
     rows = [r for r in rows if not r["solved"]]  # the solver's rows are in the table and the design map
     labels = list(dict.fromkeys((r["setup"], r["depth"]) for r in rows))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(10.0, 2.4 * len(labels)), 4.4))  # room for four-line labels
     ng = len(target.grad_z)
     for j, g in enumerate(target.grad_z):
         sel = {(r["setup"], r["depth"]): r for r in rows if r["grad_z_abs"] == g}
