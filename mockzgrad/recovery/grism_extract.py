@@ -998,6 +998,35 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     DataError
         No exposure, or no line covered at ``redshift``.
     """
+    _check_arguments(mock, method, redshift, isophote, segmentation, max_support, damp, clean_direct,
+                     velocities, align, reject)
+    all_groups = _selected_groups(nii_ha, maps)
+    models = _models(mock)
+    groups, left = _covered_groups(models, all_groups, redshift)
+    if not groups:
+        raise DataError(f"no line of {[g.name for g in all_groups]} is covered by any exposure "
+                        f"at redshift {redshift}")
+    z_fit = {}
+    if redshift_fit:
+        guess = redshift
+        redshift = fit_redshift(mock, guess, nii_ha=nii_ha, segmentation=segmentation,
+                                max_support=max_support, damp=damp, continuum=continuum)
+        z_fit = {"redshift_guess": guess, "redshift_fitted": redshift}
+        groups, left = _covered_groups(models, all_groups, redshift)
+    run = _extract_joint if method == "joint" else _extract_isophote
+    res, sizes, fitted = run(mock, models, groups, redshift, isophote=isophote, damp=damp, continuum=continuum,
+                             segmentation=segmentation, max_support=max_support, velocities=velocities,
+                             clean_direct=clean_direct, offsets=cov_offsets() if covariance else None, halo=halo,
+                             align=align, reject=tuple(reject))
+    return _line_maps(mock, method, groups, left, res, sizes, redshift, nii_ha=nii_ha, damp=damp,
+                      velocities=velocities, isophote=isophote, segmentation=segmentation,
+                      extra={**z_fit, **fitted})
+
+
+def _check_arguments(mock, method, redshift, isophote, segmentation, max_support, damp, clean_direct,
+                     velocities, align, reject) -> None:
+    """One-line ConfigError (DataError for a product without exposures) for each bad argument of
+    :func:`extract_line_maps`."""
     if method not in EXTRACTION_METHODS:
         raise ConfigError(f"method = {method!r}; allowed: {', '.join(EXTRACTION_METHODS)}")
     if not (isinstance(redshift, (int, float)) and math.isfinite(redshift) and redshift > 0):
@@ -1021,6 +1050,10 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     if unknown or (method == "joint" and (align or reject)):
         raise ConfigError(f"reject = {list(reject)!r}, align = {align!r}: unknown exposures {unknown}; allowed "
                           f"names of {[e.name for e in mock.exposures]}, with method = \"isophote\" only")
+
+
+def _selected_groups(nii_ha: float, maps) -> tuple:
+    """The line groups to fit: all of :func:`line_groups`, or those named in ``maps``."""
     all_groups = line_groups(nii_ha)
     if maps is not None:
         unknown = sorted(set(maps) - {g.name for g in all_groups})
@@ -1028,23 +1061,12 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
             raise ConfigError(f"maps = {list(maps)!r}: unknown {unknown}; allowed a non-empty subset of "
                               f"{[g.name for g in all_groups]}")
         all_groups = tuple(g for g in all_groups if g.name in maps)
-    models = _models(mock)
-    groups, left = _covered_groups(models, all_groups, redshift)
-    if not groups:
-        raise DataError(f"no line of {[g.name for g in all_groups]} is covered by any exposure "
-                        f"at redshift {redshift}")
-    z_fit = {}
-    if redshift_fit:
-        guess = redshift
-        redshift = fit_redshift(mock, guess, nii_ha=nii_ha, segmentation=segmentation,
-                                max_support=max_support, damp=damp, continuum=continuum)
-        z_fit = {"redshift_guess": guess, "redshift_fitted": redshift}
-        groups, left = _covered_groups(models, all_groups, redshift)
-    run = _extract_joint if method == "joint" else _extract_isophote
-    res, sizes, fitted = run(mock, models, groups, redshift, isophote=isophote, damp=damp, continuum=continuum,
-                             segmentation=segmentation, max_support=max_support, velocities=velocities,
-                             clean_direct=clean_direct, offsets=cov_offsets() if covariance else None, halo=halo,
-                             align=align, reject=tuple(reject))
+    return all_groups
+
+
+def _line_maps(mock, method, groups, left, res, sizes, redshift, *, nii_ha, damp, velocities, isophote,
+               segmentation, extra) -> LineMaps:
+    """The :class:`LineMaps` product of a solved extraction, with its provenance."""
     names = [g.name for g in groups if g.name in res]
     stencils = [res[n][2] for n in names]
     has_cov = all(c is not None for c in stencils)
@@ -1052,7 +1074,7 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     provenance = {"method": method, "nii_ha_assumed": nii_ha, "damp": damp, "support_pixels": sizes,
                   "exposures": [e.name for e in mock.exposures], "mockzgrad_version": __version__,
                   "excluded": [{"line": g.name, "reason": "not covered"} for g in left],
-                  "velocities": velocities, **z_fit, **fitted}
+                  "velocities": velocities, **extra}
     if method == "isophote":
         provenance["isophote"] = isophote
     else:
