@@ -108,7 +108,10 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
     its form ("deg 2 in x", "deg 1 in 1/x"; a polynomial in x has open
     squares along it, one in 1/x is a plain line); a curve that is not
     admissible (leaves the ratio bounds or turns over, ``checks["shape"]``)
-    is drawn thin and grey and says so in the legend. The ratio axis spans at
+    is drawn thin and grey and says so in the legend; a pooled curve whose
+    mocks are all of one sign (the other sign's left out, e.g. for the
+    calibrations' range) is drawn once and labelled "pooled (negative mocks
+    only)". The ratio axis spans at
     least [0, 1.2] and the running bands and curves; mocks beyond it (the
     ratio of a weak gradient is dominated by noise) are drawn at the edge as
     open markers and counted in the panel. The x label names the source plane
@@ -124,8 +127,10 @@ def plot_curves(curves: CorrectionCurves, path, *, table=None) -> Figure:
         mine = [c for c in curves.curves if c.abs_grad == g]
         lims = _ratio_limits(mine)
         n_out = _draw_mocks(ax, g, *mocks, lims=lims) if mocks is not None else (0, 0)
-        for c in mine:
-            _draw_curve(ax, c, admissible=(float(c.abs_grad), c.sign) not in bad)
+        for c in _distinct_curves(mine):
+            only = _one_sign_only(c, mine)
+            _draw_curve(ax, c, admissible=(float(c.abs_grad), c.sign) not in bad,
+                        label=None if only is None else f"pooled ({_SIGN_STYLE[only]['label']} mocks only)")
         ax.set_ylim(*lims)
         ax.axhline(1.0, color="0.5", lw=0.6)
         note = (f"\n{n_out[0]} of {n_out[1]} mocks beyond the axis (open markers)"
@@ -189,10 +194,28 @@ def _draw_mocks(ax, g, x, r, label, sgn, lims=None):
     return int(np.sum(sel & ~((r >= lo) & (r <= hi)))), int(sel.sum())
 
 
-def _draw_curve(ax, c, admissible=True):
+def _one_sign_only(c, mine):
+    """For a pooled curve whose mocks are all of one sign (the other's were left out, e.g. for the
+    calibrations' range): that sign ("pos" or "neg"); else None."""
+    if c.sign != "both":
+        return None
+    same = [o.sign for o in mine if o.sign in ("pos", "neg") and o.n_mocks == c.n_mocks]
+    others = [o for o in mine if o.sign in ("pos", "neg")]
+    return same[0] if len(others) == 1 and same else None
+
+
+def _distinct_curves(mine):
+    """The curves of one panel, without a one-sign curve identical to the pooled one (drawn once, as pooled)."""
+    return [c for c in mine if not (c.sign in ("pos", "neg")
+                                    and any(_one_sign_only(o, mine) == c.sign for o in mine))]
+
+
+def _draw_curve(ax, c, admissible=True, label=None):
     """One curve: running median with its 16-84 band (pooled) or error bars (one sign), and the polynomial
-    (thin grey, labelled, when it is not admissible)."""
-    st = _SIGN_STYLE[c.sign]
+    (thin grey, labelled, when it is not admissible); ``label`` replaces the sign's name in the legend."""
+    st = dict(_SIGN_STYLE[c.sign])
+    if label is not None:
+        st["label"] = label
     run = c.running
     ok = np.isfinite(run.median)
     if ok.any():
@@ -469,7 +492,7 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
         axes[1].plot(xx, a, color="k" if s > 0 else "C3", ls="-" if s > 0 else "--", label=lab)
         axes[1].fill_between(xx, a - sa, a + sa, color="k" if s > 0 else "C3", alpha=0.2, lw=0)
         if "abs_grad" in tf.structure.extras:  # the slope's spread over the suite's |grad_z|
-            for ag, ls in ((tf.grad_range[0], (0, (1, 1))), (tf.grad_range[1], (0, (4, 1, 1, 1)))):
+            for ag, ls in zip(tf.sign_grad_range(s), ((0, (1, 1)), (0, (4, 1, 1, 1)))):
                 a_ag = tf.slope(xx, np.full_like(xx, s * ag))
                 if np.allclose(a_ag, a, rtol=0, atol=1e-9):  # below the knee: the same line, not drawn twice
                     continue
@@ -533,7 +556,9 @@ def _scatter_ylim(ax, s_model, bins, mocks):
 
 
 def _transfer_data_panel(ax, tf, mocks, xlab=_X_LABEL):
-    gg = np.linspace(-tf.grad_range[1], tf.grad_range[1], 50)
+    # the model where it was measured: each sign up to its own mocks' largest |grad_z| (mocks left out for the
+    # calibrations' range shorten one side)
+    gg = np.linspace(-tf.sign_grad_range(-1.0)[1], tf.sign_grad_range(1.0)[1], 61)
     if mocks is not None:
         sc = ax.scatter(mocks.g, mocks.m, c=mocks.x, s=8, cmap="viridis", lw=0, alpha=0.7, rasterized=True)
         # the colour bar's label is the short symbol (its definition is on the other panels' x axes): the long

@@ -33,8 +33,12 @@ set to the suite's reference, so their terms vanish (written in the meta).
 
 Flags (``grad_post_flag``): ``x_outside_suite`` (part of the x range outside
 the mocks'), ``below_suite_grad`` / ``above_suite_grad`` (posterior median
-abs(G) below the smallest / above the largest abs(grad_z) of the suite: the
-transfer function is extrapolated there), ``prior_edge`` (more than 2.5 % of
+abs(G) below the smallest / above the largest abs(grad_z) of the suite's
+mocks of its sign: the transfer function is extrapolated there; after
+``mockzgrad curves`` left out the mocks whose Z(r) runs beyond the
+calibrations' range (:mod:`.calibration_range`) ``above_suite_grad`` marks a
+gradient in the range where the measured gradient shows the calibrations,
+not the resolution: e.g. above +0.1 dex/kpc on the flagship suite), ``prior_edge`` (more than 2.5 % of
 the posterior in the outer 2 % of the prior range at either end: the prior
 range truncates it), ``transfer_not_ok`` (the suite's assessment says the
 transfer model does not describe it).
@@ -221,6 +225,9 @@ def correct_with_transfer(table, tf: TransferFunction, *, x=None, columns: Mappi
     t.meta["mockzgrad_transfer"] = {
         "prior": pr.describe(), "model": tf.structure.label(), "x_source": obs.x_source,
         "x_range_suite": list(tf.x_range), "grad_range_suite": list(tf.grad_range),
+        "grad_range_suite_by_sign": {k: list(tf.sign_grad_range(s)) for k, s in (("positive", 1.0),
+                                                                                 ("negative", -1.0))},
+        "left_out_for_calibration_range": (tf.provenance.get("calibration_range") or {}).get("n_left_out"),
         "covariates": ("inclination from the table" if use_inc else "suite reference values") +
                       " (S/N: suite reference)",
         "assessment": tf.assessment, "suite": tf.provenance.get("suite", ""), "flags": list(POSTERIOR_FLAGS),
@@ -235,9 +242,10 @@ def _row_flags(tf: TransferFunction, x_lo, x_hi, p50, g, cdf) -> str:
     tol = 1e-9 * tf.x_range[1]
     if x_lo < tf.x_range[0] - tol or x_hi > tf.x_range[1] + tol:
         f.append("x_outside_suite")
-    if abs(p50) < tf.grad_range[0]:
+    lo, hi = tf.sign_grad_range(p50)  # the range of the mocks of the posterior median's sign
+    if abs(p50) < lo:
         f.append("below_suite_grad")
-    if abs(p50) > tf.grad_range[1]:
+    if abs(p50) > hi:
         f.append("above_suite_grad")
     span = g[-1] - g[0]
     lo_mass = np.interp(g[0] + 0.02 * span, g, cdf)

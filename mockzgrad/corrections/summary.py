@@ -53,6 +53,10 @@ def summary_lines(curves: CorrectionCurves, tf: TransferFunction | None = None) 
         lines.append(f"  transfer function: {tf.structure.label()} from {tf.n_mocks} mocks (chosen by "
                      f"cross-validation); {_slope_text(tf)}; "
                      f"offset b = {float(tf.offset(tf.x_range[1])):+.4f} dex/kpc at large x")
+        pos, neg = tf.sign_grad_range(1.0), tf.sign_grad_range(-1.0)
+        if pos != neg:  # e.g. strong gradients of one sign left out for the calibrations' range
+            lines.append(f"  transfer function measured for intrinsic grad_z from {-neg[1]:+g} to {-neg[0]:+g} and "
+                         f"{pos[0]:+g} to {pos[1]:+g} dex/kpc (correct flags gradients beyond: above_suite_grad)")
         lines.append(f"  models: ratio {'describes' if a.get('ratio_ok') else 'does NOT describe'} the suite; "
                      f"transfer {'describes' if a.get('transfer_ok') else 'does NOT describe'} it")
         lines += [f"    - {r}" for r in a.get("reasons", [])]

@@ -127,10 +127,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "mockzgrad.transfer_function"
-FORMAT_VERSION = 3
-#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term, 2: before ``abs_grad_inv_x``;
-#: the same layout).
-FORMAT_VERSIONS_READ = (1, 2, 3)
+FORMAT_VERSION = 4
+#: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term, 2: before ``abs_grad_inv_x``,
+#: 3: before ``grad_range_by_sign``; the same layout otherwise).
+FORMAT_VERSIONS_READ = (1, 2, 3, 4)
 #: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
 SLOPE_MAX = 1.2
 #: Extra slope terms, in the order they are tried.
@@ -506,28 +506,49 @@ def cross_validate(structure: Structure, mocks: SuiteMocks, refs, fold) -> np.nd
 # --------------------------------------------------------------------------- admissibility
 
 
+def _has_sign_terms(structure: Structure) -> bool:
+    return bool({"sign", "sign_inv_x", "sign_abs_grad", "sign_abs_grad_inv_x"} & set(structure.extras))
+
+
+def _abs_grad_range(mocks: SuiteMocks, sign: float | None = None) -> tuple:
+    """(min, max) abs(grad_z) of the mocks with g != 0 of one sign (None: both; all signs when that sign has
+    none), dex/kpc; (0, 0) without such mocks."""
+    ag = np.abs(mocks.g[mocks.g != 0]) if sign is None else np.abs(mocks.g[np.sign(mocks.g) == sign])
+    if ag.size == 0:
+        return (0.0, 0.0) if sign is None else _abs_grad_range(mocks)
+    return float(ag.min()), float(ag.max())
+
+
 def _corners(mocks: SuiteMocks, structure: Structure) -> list:
-    """(abs(g), sign, inclination, snr) at the suite's extremes of every extra term the structure has."""
-    gs = [float(np.min(np.abs(mocks.g[mocks.g != 0]))) if np.any(mocks.g != 0) else 0.0,
-          float(np.max(np.abs(mocks.g)))] if "abs_grad" in structure.extras else [float(np.median(np.abs(mocks.g)))]
-    signs = [1.0, -1.0] if {"sign", "sign_inv_x", "sign_abs_grad", "sign_abs_grad_inv_x"} & set(structure.extras) \
-        else [1.0]
+    """(abs(g), sign, inclination, snr) at the suite's extremes of every extra term the structure has.
+
+    With per-sign terms each sign is checked over its own mocks' abs(grad_z) range (a suite whose strong
+    gradients of one sign were left out, e.g. for the calibrations' range, is not judged where it has no mocks);
+    without them over the range of both signs."""
+    by_sign = _has_sign_terms(structure)
+    signs = [1.0, -1.0] if by_sign else [1.0]
     incs = [float(mocks.inclination.min()), float(mocks.inclination.max())] \
         if "inclination" in structure.extras else [None]
     snrs = [float(mocks.snr.min()), float(mocks.snr.max())] if "snr" in structure.extras else [None]
-    return [(g, s, i, q) for g in gs for s in signs for i in incs for q in snrs]
+    out = []
+    for s in signs:
+        gs = list(_abs_grad_range(mocks, s if by_sign else None)) if "abs_grad" in structure.extras \
+            else [float(np.median(np.abs(mocks.g)))]
+        out += [(g, s, i, q) for g in gs for i in incs for q in snrs]
+    return out
 
 
 def admissible(structure: Structure, coef, mocks: SuiteMocks, refs, gamma=None) -> str | None:
     """None if the structure with coefficients ``coef`` is physical over the suite's range, else why not.
 
     Physical means, at every corner of :func:`_corners` (the suite's extreme abs(grad_z), both signs where the
-    structure has a per-sign term, extreme inclination and S/N where it has those terms) and on 64 x values
-    spanning the mocks' x range:
+    structure has a per-sign term, each over its own mocks' abs(grad_z) range, extreme inclination and S/N
+    where it has those terms) and on 64 x values spanning the mocks' x range:
 
     * the slope ``a(x, ...)`` stays in ``[0, SLOPE_MAX]`` and is monotone in x;
     * the mean measured gradient ``a(x, g, ...) g + b(x)`` does not decrease with the intrinsic gradient
-      ``g``, per sign, on a grid of g spanning the suite's abs(grad_z) range [min, max]: smearing or clipping
+      ``g``, per sign, on a grid of g spanning that sign's abs(grad_z) range [min, max] (both signs' range
+      for a structure without per-sign terms): smearing or clipping
       can flatten a gradient, not reverse the order of two gradients. A decrease (from the running maximum
       along the grid) smaller than ``MONOTONE_TOL`` times the predictive scatter
       ``sqrt(s(x)^2 + median err^2)`` at that x is tolerated (indistinguishable from flat for one mock);
@@ -550,17 +571,17 @@ def admissible(structure: Structure, coef, mocks: SuiteMocks, refs, gamma=None) 
 
 def _mean_turnover(structure, coef, mocks: SuiteMocks, refs, gamma, xx, corners) -> str | None:
     """Why the mean measured gradient decreases with the intrinsic one (see :func:`admissible`), or None."""
-    ag = np.abs(mocks.g[mocks.g != 0])
-    if ag.size == 0:
-        return None
-    lo, hi = float(ag.min()), float(ag.max())
-    if hi <= lo:
+    if not np.any(mocks.g != 0):
         return None
     e_med = float(np.median(mocks.err))
     s_x = np.zeros_like(xx) if gamma is None else _scatter(np.asarray(gamma, float), xx)
     tol = MONOTONE_TOL * np.sqrt(s_x**2 + e_med**2) + 1e-12
-    grid = np.linspace(lo, hi, _N_GRID_G)
+    by_sign = _has_sign_terms(structure)
     for s, inc, snr in dict.fromkeys((s, i, q) for _, s, i, q in corners):
+        lo, hi = _abs_grad_range(mocks, s if by_sign else None)
+        if hi <= lo:
+            continue
+        grid = np.linspace(lo, hi, _N_GRID_G)
         g = s * grid if s > 0 else -grid[::-1]  # increasing intrinsic gradient
         X, G = np.meshgrid(xx, g, indexing="ij")
         full = (lambda v: None if v is None else np.full_like(X, v))
@@ -832,6 +853,11 @@ class TransferFunction:
         Reference values of the extra terms (suite medians).
     x_range, grad_range : tuple
         Mocks' x and abs(grad_z) (dex/kpc) ranges.
+    grad_range_by_sign : dict or None
+        ``{"positive": (min, max), "negative": (min, max)}``: abs(grad_z) (dex/kpc) of the mocks of each
+        sign (None for a sign without mocks; None altogether in files before format 4). The transfer
+        function is measured only there: a suite whose strong gradients of one sign were left out (the
+        calibrations' range, :mod:`.calibration_range`) reaches less far on that side.
     inclination_range, snr_range : tuple or None
     n_mocks : int
     has_errors : bool
@@ -853,6 +879,7 @@ class TransferFunction:
     grad_range: tuple
     inclination_range: tuple | None = None
     snr_range: tuple | None = None
+    grad_range_by_sign: dict | None = None
     n_mocks: int = 0
     has_errors: bool = False
     selection: list = field(default_factory=list)
@@ -862,6 +889,13 @@ class TransferFunction:
     mockzgrad_version: str = ""
 
     # ------------------------------------------------------------- evaluation
+    def sign_grad_range(self, sign: float) -> tuple:
+        """(min, max) abs(grad_z) (dex/kpc) of the suite's mocks of the sign of ``sign`` (where the transfer
+        function was measured for that sign); :attr:`grad_range` where not recorded or the sign had no mocks."""
+        key = "negative" if sign < 0 else "positive"
+        r = (self.grad_range_by_sign or {}).get(key)
+        return tuple(self.grad_range) if r is None else tuple(r)
+
     def _d(self, x, g, inclination=None, snr=None):
         return design(self.structure, x, g, inclination, snr, self.references)
 
@@ -920,6 +954,8 @@ class TransferFunction:
             "references": {k: (float(v) if math.isfinite(v) else None) for k, v in self.references.items()},
             "x_range": rng(self.x_range), "grad_range": rng(self.grad_range),
             "inclination_range": rng(self.inclination_range), "snr_range": rng(self.snr_range),
+            "grad_range_by_sign": None if self.grad_range_by_sign is None else
+            {k: rng(v) for k, v in self.grad_range_by_sign.items()},
             "n_mocks": int(self.n_mocks), "has_errors": bool(self.has_errors),
             "selection_rule": SELECTION_RULE, "selection": self.selection, "assessment": self.assessment,
             "provenance": self.provenance,
@@ -944,7 +980,10 @@ class TransferFunction:
                    references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
                    x_range=tup(d["x_range"]),
                    grad_range=tup(d["grad_range"]), inclination_range=tup(d.get("inclination_range")),
-                   snr_range=tup(d.get("snr_range")), n_mocks=int(d["n_mocks"]), has_errors=bool(d["has_errors"]),
+                   snr_range=tup(d.get("snr_range")),
+                   grad_range_by_sign=None if d.get("grad_range_by_sign") is None else
+                   {k: tup(v) for k, v in d["grad_range_by_sign"].items()},
+                   n_mocks=int(d["n_mocks"]), has_errors=bool(d["has_errors"]),
                    selection=list(d.get("selection", [])), assessment=dict(d.get("assessment", {})),
                    provenance=dict(d.get("provenance", {})), created=str(d.get("created", "")),
                    mockzgrad_version=str(d.get("mockzgrad_version", "")))
@@ -1057,7 +1096,10 @@ def _make(structure, fit, refs, mocks: SuiteMocks, scored, provenance) -> Transf
     return TransferFunction(
         structure=structure, coefficients=fit.coef, covariance=fit.cov, gamma=fit.gamma,
         gamma_covariance=fit.gamma_cov, references=structure.refs(refs), x_range=rng(mocks.x), grad_range=rng(np.abs(mocks.g)),
-        inclination_range=rng(mocks.inclination), snr_range=rng(mocks.snr), n_mocks=mocks.n,
+        inclination_range=rng(mocks.inclination), snr_range=rng(mocks.snr),
+        grad_range_by_sign={name: rng(np.abs(mocks.g[np.sign(mocks.g) == s])) if np.any(np.sign(mocks.g) == s)
+                            else None for name, s in (("positive", 1.0), ("negative", -1.0))},
+        n_mocks=mocks.n,
         has_errors=mocks.has_errors, selection=selection, provenance=dict(provenance or {}),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         mockzgrad_version=_package_version())

@@ -1,0 +1,147 @@
+"""Mocks whose lines come partly from where the intrinsic Z(r) leaves the calibrations' range: left out of curves.
+
+A mock's ``outside_flux_frac`` (results column; :func:`mockzgrad.source.galaxy.outside_flux_share`) is the
+largest share, over its emission lines, of line flux emitted where the intrinsic Z(r) lies outside the range
+of the calibrations that generate the lines (there Z was clipped to the range's edge, or the relations were
+extrapolated; ``lines.outside_range``). A recovery can only return metallicities inside the range, so a
+gradient whose Z(r) runs far beyond it is measured flatter whatever the resolution: its measured gradient
+levels off at the range's span (a ceiling), not at a fraction of the intrinsic gradient. Such mocks measure
+the calibrations' range, not the beam smearing the correction curves are for, and a transfer function or ratio
+curve fitted through them describes neither.
+
+:func:`split_outside_range` leaves out the mocks above ``max_frac`` (default :data:`MAX_OUTSIDE_FLUX`) and
+says how many, of which intrinsic gradients; ``mockzgrad curves`` applies it by default
+(``--max-outside-flux FRAC`` changes the share, ``--keep-outside-range`` keeps every mock) and records it in
+the provenance of both output files. The correction is then valid only for intrinsic gradients inside the
+range of the mocks kept, per sign (``correct`` flags rows beyond it: ``above_suite_grad``).
+
+Why 5 %: on the flagship suite (1500 mocks, lee2026 recipe, measured 2026-12-06) the share is a property of
+the galaxy model (the same for every PSF and S/N): 0 for abs(grad_z) = 0.01 and 0.05 dex/kpc, 0.007 at -0.1,
+0.045 at -0.2, 0.048 at +0.1 and 0.30 at +0.2. The mocks up to 0.048 follow one slope per sign within their
+errors (the transfer model a1b1+sign describes them: misfit below MISFIT_MAX); the +0.2 mocks (0.30) saturate at
+x < 0.8 (measured 0.065 dex/kpc against 0.055 at +0.1) and no admissible transfer structure describes the suite
+with them. Every threshold in [0.048, 0.30) leaves out the same mocks there; 0.05 keeps every level shown to
+be harmless and nothing more, so a suite with a new level between 5 % and 30 % is left out rather than trusted
+unmeasured (``--max-outside-flux`` to include it after checking the curves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..validate import number
+
+__all__ = ["MAX_OUTSIDE_FLUX", "OUTSIDE_COLUMN", "LeftOut", "split_outside_range"]
+
+#: Results column: the largest share, over the mock's lines, of flux emitted where Z was clipped or extrapolated
+#: (the same column ``mockzgrad.budget.flags`` reads; corrections sit below budget, so it is named here too).
+OUTSIDE_COLUMN = "outside_flux_frac"
+
+#: Default largest share of a mock's line flux from where Z(r) leaves the calibrations' range (see module
+#: docstring for the measurement behind it).
+MAX_OUTSIDE_FLUX = 0.05
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Which mocks :func:`split_outside_range` left out, and why.
+
+    Attributes
+    ----------
+    max_frac : float or None
+        The threshold on ``outside_flux_frac`` (None: no mock left out on purpose, ``--keep-outside-range``).
+    n_total, n_left_out : int
+        Mocks in the table, and left out.
+    column_present : bool
+        The table has ``outside_flux_frac`` (suites run before it was recorded do not: nothing left out).
+    by_grad : tuple of (float, float, int, int, float)
+        Per intrinsic gradient level (dex/kpc, signed) with at least one mock left out, or per sign for a
+        suite of continuous gradients: the lowest and highest gradient left out (equal for a level), mocks
+        left out, mocks in that interval, median ``outside_flux_frac`` of those left out (fraction).
+    """
+
+    max_frac: float | None
+    n_total: int
+    n_left_out: int
+    column_present: bool
+    by_grad: tuple = ()
+
+    def describe(self) -> str:
+        """One line for the command's output."""
+        if self.max_frac is None:
+            return (f"kept all {self.n_total} mocks, also those with line flux from where Z(r) leaves the "
+                    "calibrations' range (--keep-outside-range)")
+        if not self.column_present:
+            return (f"results have no {OUTSIDE_COLUMN!r} column (suite run before it was recorded): no mock left "
+                    "out for the calibrations' range; check the curves at the largest |grad_z|")
+        if self.n_left_out == 0:
+            return (f"no mock takes more than {self.max_frac:.0%} of its line flux from where Z(r) leaves the "
+                    "calibrations' range: all kept")
+        groups = ", ".join((f"grad_z = {lo:+g}" if lo == hi else f"grad_z {lo:+g} to {hi:+g}")
+                           + f": {n} of {n_g} (median share {f:.2f})" for lo, hi, n, n_g, f in self.by_grad)
+        return (f"left out {self.n_left_out} of {self.n_total} mocks that take more than {self.max_frac:.0%} of "
+                f"their line flux from where the intrinsic Z(r) leaves the calibrations' range ({OUTSIDE_COLUMN} > "
+                f"{self.max_frac:g}; {groups}): their measured gradient shows the calibrations' range, not the "
+                "resolution; the correction holds only inside the |grad_z| of the mocks kept "
+                "(--keep-outside-range keeps them)")
+
+    def as_dict(self) -> dict:
+        """Plain JSON types (written in the provenance of the curves and the transfer function)."""
+        return {"column": OUTSIDE_COLUMN, "max_frac": self.max_frac, "n_total": self.n_total,
+                "n_left_out": self.n_left_out, "column_present": self.column_present,
+                "by_grad": [{"grad_z_true_min": lo, "grad_z_true_max": hi, "n_left_out": n, "n_mocks": n_g,
+                             "median_share": f} for lo, hi, n, n_g, f in self.by_grad]}
+
+
+def split_outside_range(table, max_frac: float | None = MAX_OUTSIDE_FLUX):
+    """The rows of a suite's results kept for curves, and what was left out (module docstring).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Suite results (:func:`mockzgrad.suites.store.load_results_table`).
+    max_frac : float or None
+        Largest accepted ``outside_flux_frac`` (fraction of line flux, [0, 1]); None keeps every row.
+
+    Returns
+    -------
+    kept : astropy.table.Table
+        The rows with ``outside_flux_frac <= max_frac`` or missing (NaN, or no such column).
+    left_out : LeftOut
+    """
+    n = len(table)
+    present = OUTSIDE_COLUMN in table.colnames
+    if max_frac is None:
+        return table, LeftOut(None, n, 0, present)
+    max_frac = number("max_outside_flux", max_frac, 0.0, 1.0)
+    frac = np.full(n, np.nan)
+    if present:
+        frac = np.array([np.nan if v is None or v is np.ma.masked else float(v) for v in table[OUTSIDE_COLUMN]],
+                        dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = frac > max_frac  # NaN (not recorded) is kept
+    by_grad = ()
+    if out.any() and "grad_z_true" in table.colnames:
+        g = np.array([float(v) for v in table["grad_z_true"]], float)
+        by_grad = _groups(g, frac, out)
+    left = LeftOut(float(max_frac), n, int(out.sum()), present, by_grad)
+    return table[~out], left
+
+
+def _groups(g: np.ndarray, frac: np.ndarray, out: np.ndarray) -> tuple:
+    """(lo, hi, left out, mocks in [lo, hi], median share of those left out) per intrinsic gradient level
+    left out, or per sign (lo..hi the range of those left out) when more than 8 levels are (continuous)."""
+    levels = np.unique(np.round(g[out], 6))
+    if levels.size <= 8:
+        spans = [(lv, lv) for lv in levels]
+    else:
+        spans = [(float(g[out & (np.sign(g) == s)].min()), float(g[out & (np.sign(g) == s)].max()))
+                 for s in (-1.0, 1.0) if np.any(out & (np.sign(g) == s))]
+    rows = []
+    for lo, hi in spans:
+        inside = (g >= lo - 5e-7) & (g <= hi + 5e-7)
+        sel = out & inside
+        rows.append((float(lo), float(hi), int(sel.sum()), int(inside.sum()), float(np.median(frac[sel]))))
+    return tuple(rows)
