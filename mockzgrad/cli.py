@@ -452,18 +452,22 @@ def _cmd_curves(args) -> int:
     _check_suffix("--transfer", transfer_out, (".json",))
     check_output_path(transfer_out, args.overwrite)
     table, meta = load_results_table(args.results)
-    from .corrections.calibration_range import MAX_OUTSIDE_FLUX, split_outside_range
+    import dataclasses
 
-    # mocks with much line flux from where Z(r) leaves the calibrations' range measure the range, not the
-    # resolution: left out by default (corrections.calibration_range)
-    max_frac = MAX_OUTSIDE_FLUX if args.max_outside_flux is None else args.max_outside_flux
-    table, left_out = split_outside_range(table, None if args.keep_outside_range else max_frac)
-    print(left_out.describe())
+    from .corrections.calibration_range import choose_mocks
+
     columns = {"x_resolution": args.x_column} if args.x_column else None
-    provenance = {**suite_provenance(meta, args.results), "calibration_range": left_out.as_dict()}
+    provenance = suite_provenance(meta, args.results)
+    # mocks with much line flux from where Z(r) leaves the calibrations' range may measure the range, not the
+    # resolution: left out by default (corrections.calibration_range)
+    table, left_out, tf = choose_mocks(table, args.max_outside_flux, args.outside_range, columns=columns,
+                                       provenance=provenance)
+    print(left_out.describe())
+    provenance = {**provenance, "calibration_range": left_out.as_dict()}
     curves = derive_curves(table, provenance=provenance, degree=args.degree, columns=columns)
     try:
-        tf = fit_transfer(table, provenance=provenance, columns=columns)
+        tf = fit_transfer(table, provenance=provenance, columns=columns) if tf is None \
+            else dataclasses.replace(tf, provenance=provenance)
     except DataError as exc:
         tf = None
         print(f"  no transfer function: {exc}")
@@ -722,15 +726,15 @@ def _add_suite_commands(sub) -> None:
     p.add_argument("--degree", default="auto", type=_degree, help="polynomial degree or 'auto' (BIC, 1-4)")
     p.add_argument("--x-column", help="results column used as x (default x_resolution; e.g. x_resolution_source "
                                       "for lensed suites, x_resolution_geomean)")
-    keep = p.add_mutually_exclusive_group()
-    keep.add_argument("--max-outside-flux", type=float, metavar="FRAC",
-                      help=f"leave out mocks whose lines take more than FRAC of their flux from where the intrinsic "
-                           f"Z(r) leaves the calibrations' range (results column outside_flux_frac; default "
-                           f"{_MAX_OUTSIDE_FLUX_HELP}): their measured gradient levels off at the range's span whatever "
-                           f"the resolution, so they measure the calibrations, not beam smearing; the correction "
-                           f"then holds for the |grad_z| of the mocks kept, per sign")
-    keep.add_argument("--keep-outside-range", action="store_true",
-                      help="keep every mock, also those with line flux from outside the calibrations' range")
+    p.add_argument("--max-outside-flux", type=float, metavar="FRAC",
+                   help=f"share of a mock's line flux from where the intrinsic Z(r) leaves the calibrations' range "
+                        f"(results column outside_flux_frac) above which --outside-range applies (default "
+                        f"{_MAX_OUTSIDE_FLUX_HELP})")
+    p.add_argument("--outside-range", choices=("auto", "leave-out", "keep"), default="auto",
+                   help="mocks above that share: 'auto' (default) leaves them out (their measured gradient may "
+                        "show the calibrations' range, not beam smearing; the correction then holds for the "
+                        "|grad_z| of the mocks kept, per sign) unless the others alone cannot be corrected and all "
+                        "together can; 'leave-out' always; 'keep' never")
     p.add_argument("--plot", help="figure of the curves (.png or .pdf); also <plot>_transfer.<ext>")
     p.add_argument("--transfer", help="transfer-function JSON (default: <output stem>_transfer.json)")
     p.add_argument("--force", action="store_true",

@@ -456,7 +456,12 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
     the model at three x; the slope a(x), the offset b(x) and the scatter s(x)
     (model with its 1-sigma band from the covariance) against x with, from the
     mocks, least-squares slopes, intercepts and scatters in x bins (an
-    independent check of the smooth forms).
+    independent check of the smooth forms) and, as open circles, the same
+    bin fit applied to the model's mean at each bin's mocks (what the bin
+    should measure if the model is right: a(x) changes across a wide bin, so
+    the curve at the bin's median x is not the like value). The model is
+    drawn in the first panel over each sign's own range of intrinsic
+    gradients.
 
     Parameters
     ----------
@@ -515,6 +520,9 @@ def plot_transfer(tf, path, *, table=None, columns=None) -> Figure:
                             label="mocks per x bin" + (f", {lab}" if lab else "")
                             + (" (model's terms refitted per bin)" if k.startswith("a") and tf.structure.extras
                                else ""))
+            if k + "_model" in bins and bins[k + "_model"].size:  # the like-for-like model value of each bin
+                ax.plot(bins["x"], bins[k + "_model"], "o", mfc="none", mec=color, ms=6, mew=0.8,
+                        label="model through the same bin fit" + (f", {lab}" if lab else ""))
         if bins["x"].size:
             axes[3].plot(bins["x"], bins["err"], "s", color="0.5", ms=3, label="mocks' own median error per x bin")
     if mocks is not None and mocks.has_errors:  # the comparison for s(x), also when no x bin has enough mocks
@@ -578,12 +586,14 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
     weights 1 / (s(x)^2 + err^2), so that a bin and the model average the mocks alike), with the model's
     extra slope terms refitted in the bin (so the bin's slope is at the same reference |grad_z|, sign,
     inclination and S/N as the model's a(x); one slope per sign when the model has a sign term), and the
-    scatter about the model beyond the mocks' errors (each with a rough 1-sigma error)."""
+    scatter about the model beyond the mocks' errors (each with a rough 1-sigma error); ``*_model``: the same
+    bin estimator applied to the model's mean at the bin's mocks (the like-for-like model value of a bin)."""
     from .corrections.transfer import extra_values
 
     edges = np.quantile(mocks.x, np.linspace(0, 1, n_bins + 1))
     by_sign = "sign" in tf.structure.extras
-    out = {k: [] for k in ("x", "a", "a_err", "a_neg", "a_neg_err", "b", "b_err", "s", "s_err", "err")}
+    out = {k: [] for k in ("x", "a", "a_err", "a_neg", "a_neg_err", "b", "b_err", "s", "s_err", "err", "a_model",
+                           "a_neg_model", "b_model")}
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (mocks.x >= lo) & (mocks.x <= hi)
         n = int(sel.sum())
@@ -604,12 +614,19 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
         sw = 1.0 / np.sqrt(tf.scatter(mocks.x[sel]) ** 2 + mocks.err[sel] ** 2)  # the model's weights
         sw = sw / np.mean(sw)
         coef, *_ = np.linalg.lstsq(a_mat * sw[:, None], mocks.m[sel] * sw, rcond=None)
+        # the same estimator on the model's mean at the bin's own mocks: what the bin measures if the model is
+        # right (a(x) changes across a wide bin, so the model at the bin's median x is not the like quantity)
+        m_model = tf.mean(mocks.x[sel], g, inc, snr)
+        coef_model, *_ = np.linalg.lstsq(a_mat * sw[:, None], m_model * sw, rcond=None)
         res = (mocks.m[sel] - a_mat @ coef) * sw
         cov = np.linalg.pinv((a_mat * sw[:, None]).T @ (a_mat * sw[:, None])) * float(np.sum(res**2)) \
             / max(n - a_mat.shape[1], 1)
         if by_sign:
             out["a_neg"].append(float(coef[1]))
             out["a_neg_err"].append(float(np.sqrt(cov[1, 1])))
+            out["a_neg_model"].append(float(coef_model[1]))
+        out["a_model"].append(float(coef_model[0]))
+        out["b_model"].append(float(coef_model[-1]))
         r_model = mocks.m[sel] - tf.mean(mocks.x[sel], mocks.g[sel], mocks.inclination[sel]
                                          if mocks.inclination is not None else None,
                                          mocks.snr[sel] if mocks.snr is not None else None)

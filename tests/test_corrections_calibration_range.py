@@ -9,7 +9,8 @@ import pytest
 from astropy.table import Table
 
 from mockzgrad.cli import _MAX_OUTSIDE_FLUX_HELP, main
-from mockzgrad.corrections.calibration_range import MAX_OUTSIDE_FLUX, OUTSIDE_COLUMN, split_outside_range
+from mockzgrad.corrections.calibration_range import (MAX_OUTSIDE_FLUX, OUTSIDE_COLUMN, choose_mocks,
+                                                     split_outside_range)
 from mockzgrad.errors import ConfigError
 
 # the flagship's measured share of line flux from outside the calibrations' range per intrinsic gradient
@@ -43,7 +44,7 @@ def test_split_counts_and_names_what_it_leaves_out():
     assert (left.n_total, left.n_left_out, left.max_frac) == (5, 3, MAX_OUTSIDE_FLUX)
     assert left.by_grad == ((-0.2, -0.2, 1, 1, 0.06), (0.2, 0.2, 2, 2, 0.3))
     text = left.describe()
-    assert "left out 3 of 5" in text and "grad_z = +0.2: 2 of 2" in text and "--keep-outside-range" in text
+    assert "left out 3 of 5" in text and "grad_z = +0.2: 2 of 2" in text and "--outside-range keep" in text
     assert json.loads(json.dumps(left.as_dict()))["n_left_out"] == 3
     kept, left = split_outside_range(t, 0.5)
     assert len(kept) == 5 and left.n_left_out == 0
@@ -75,6 +76,30 @@ def test_cli_help_states_the_default():
     assert float(_MAX_OUTSIDE_FLUX_HELP) == MAX_OUTSIDE_FLUX
 
 
+def test_bad_mode_is_named():
+    with pytest.raises(ConfigError, match="outside_range = 'drop'"):
+        choose_mocks(Table({"grad_z_true": [0.1], OUTSIDE_COLUMN: [0.0]}), mode="drop")
+
+
+@pytest.mark.slow
+def test_auto_keeps_them_when_the_others_alone_cannot_be_corrected():
+    """As on the KURVS-like suite: the mocks within the share have gradients too small to discriminate
+    (0.005 dex/kpc against 0.02 errors), those above it (0.1 dex/kpc, share 0.2) follow the same linear
+    transfer function: `auto` keeps them and says why; `leave-out` does not."""
+    rng = np.random.default_rng(7)
+    g = np.repeat([-0.1, -0.005, 0.005, 0.1], 40)
+    x = rng.uniform(1.0, 6.0, g.size)
+    m = (1.1 - 0.5 / x) * g + rng.normal(0.0, 0.02, g.size)
+    t = Table({"status": ["ok"] * g.size, "grad_z_true": g, "grad_z_measured": m, "grad_z_measured_lo": m - 0.02,
+               "grad_z_measured_hi": m + 0.02, "x_resolution": x, OUTSIDE_COLUMN: np.where(np.abs(g) > 0.05, 0.2, 0.0)})
+    kept, left, tf = choose_mocks(t)
+    assert len(kept) == 160 and left.n_left_out == 0 and left.n_above == 80
+    assert "scatter too large" in left.fallback and tf.assessment["transfer_ok"]
+    assert "kept 80 of 160" in left.describe()
+    kept, left, tf = choose_mocks(t, mode="leave-out")
+    assert len(kept) == 80 and left.n_left_out == 80 and tf is None
+
+
 @pytest.mark.slow
 def test_default_command_leaves_out_the_clipped_mocks_and_is_accepted(tmp_path, capsys):
     """Fails on the old default (every mock kept): the suite is refused without --force, as the flagship was.
@@ -93,7 +118,7 @@ def test_default_command_leaves_out_the_clipped_mocks_and_is_accepted(tmp_path, 
     assert tf["grad_range_by_sign"] == {"positive": [0.05, 0.1], "negative": [0.05, 0.2]}
     assert tf["n_mocks"] == 200
     # the old default: kept, the same suite is refused
-    assert main(["curves", str(results), "-o", str(tmp_path / "k.ecsv"), "--keep-outside-range"]) == 2
+    assert main(["curves", str(results), "-o", str(tmp_path / "k.ecsv"), "--outside-range", "keep"]) == 2
     err = capsys.readouterr().err
     assert "neither the ratio curves nor the transfer function describe the suite" in err
     assert not (tmp_path / "k.ecsv").exists()

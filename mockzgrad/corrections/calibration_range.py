@@ -9,20 +9,35 @@ levels off at the range's span (a ceiling), not at a fraction of the intrinsic g
 the calibrations' range, not the beam smearing the correction curves are for, and a transfer function or ratio
 curve fitted through them describes neither.
 
-:func:`split_outside_range` leaves out the mocks above ``max_frac`` (default :data:`MAX_OUTSIDE_FLUX`) and
-says how many, of which intrinsic gradients; ``mockzgrad curves`` applies it by default
-(``--max-outside-flux FRAC`` changes the share, ``--keep-outside-range`` keeps every mock) and records it in
-the provenance of both output files. The correction is then valid only for intrinsic gradients inside the
-range of the mocks kept, per sign (``correct`` flags rows beyond it: ``above_suite_grad``).
+:func:`split_outside_range` splits off the mocks above ``max_frac`` (default :data:`MAX_OUTSIDE_FLUX`) and
+says how many, of which intrinsic gradients. :func:`choose_mocks` is what ``mockzgrad curves`` does
+(``--outside-range``): ``auto`` (default) leaves them out, unless the mocks within the share cannot be
+corrected alone (neither model describes them) while all mocks together can (an admissible transfer model
+with no cell of (x tercile, abs(grad_z), sign) off by more than MISFIT_MAX, or the ratio model): then the
+clipping is not measurable at the suite's precision and every mock is kept, saying why. The share is a proxy
+(whether clipped flux changes the measured gradient depends on where it sits: beyond the fitted annuli it
+hardly matters), so it alone does not condemn a mock that the transfer model describes. ``leave-out`` leaves
+them out without the fallback, ``keep`` keeps them; ``--max-outside-flux FRAC`` changes the share. Both
+output files record the decision in their provenance (``calibration_range``). Where mocks were left out the
+correction holds only inside the abs(grad_z) of the mocks kept, per sign (``correct`` flags rows beyond it:
+``above_suite_grad``).
+
+Measured (2026-12-06): flagship, left out the 250 +0.2 dex/kpc mocks (share 0.30), the 1250 others are
+described (a1b0+sign+sign_inv_x). KURVS-like suite (800 mocks, C20_N2 lines, KMOS): 161 mocks above 5 % (up
+to 0.35 at +0.1 dex/kpc, varying with r_eff); without them the suite cannot be corrected (a typical
+gradient 0.34 sigma from 0), with them a1b1+inclination describes it (misfit 0), and within each level the
+residual does not trend with the share (+0.1: +0.027 +- 0.017 dex/kpc per unit share, not flatter): kept.
+Quickstart (80 mocks, the flagship's galaxy): the 10 +0.2 mocks (0.30) left out.
 
 Why 5 %: on the flagship suite (1500 mocks, lee2026 recipe, measured 2026-12-06) the share is a property of
-the galaxy model (the same for every PSF and S/N): 0 for abs(grad_z) = 0.01 and 0.05 dex/kpc, 0.007 at -0.1,
-0.045 at -0.2, 0.048 at +0.1 and 0.30 at +0.2. The mocks up to 0.048 follow one slope per sign within their
-errors (the transfer model a1b1+sign describes them: misfit below MISFIT_MAX); the +0.2 mocks (0.30) saturate at
+the galaxy model (the same for every PSF and S/N): 0 at -0.05 dex/kpc, 0.001 at +0.05, 0.007 at -0.1, 0.045
+at -0.2, 0.048 at +0.1 and 0.30 at +0.2 (the quickstart suite's +-0.01: 0). The mocks up to 0.048 follow
+one slope a(x) per sign within their errors (the transfer model a1b0+sign+sign_inv_x describes them: no cell off by more than MISFIT_MAX,
+x-bin slopes within 2.3 sigma of the model); the +0.2 mocks (0.30) saturate at
 x < 0.8 (measured 0.065 dex/kpc against 0.055 at +0.1) and no admissible transfer structure describes the suite
 with them. Every threshold in [0.048, 0.30) leaves out the same mocks there; 0.05 keeps every level shown to
 be harmless and nothing more, so a suite with a new level between 5 % and 30 % is left out rather than trusted
-unmeasured (``--max-outside-flux`` to include it after checking the curves).
+unmeasured, unless the fallback above keeps it (``--max-outside-flux`` to include it after checking the curves).
 """
 
 from __future__ import annotations
@@ -33,7 +48,11 @@ import numpy as np
 
 from ..validate import number
 
-__all__ = ["MAX_OUTSIDE_FLUX", "OUTSIDE_COLUMN", "LeftOut", "split_outside_range"]
+__all__ = ["MAX_OUTSIDE_FLUX", "OUTSIDE_COLUMN", "OUTSIDE_MODES", "LeftOut", "split_outside_range", "choose_mocks"]
+
+#: What ``mockzgrad curves`` does with mocks above the share: leave them out unless the others alone cannot be
+#: corrected and all together can ("auto", the default), leave them out, or keep them.
+OUTSIDE_MODES = ("auto", "leave-out", "keep")
 
 #: Results column: the largest share, over the mock's lines, of flux emitted where Z was clipped or extrapolated
 #: (the same column ``mockzgrad.budget.flags`` reads; corrections sit below budget, so it is named here too).
@@ -52,10 +71,16 @@ class LeftOut:
     ----------
     max_frac : float or None
         The threshold on ``outside_flux_frac`` (None: no mock left out on purpose, ``--keep-outside-range``).
-    n_total, n_left_out : int
-        Mocks in the table, and left out.
+    n_total, n_left_out, n_above : int
+        Mocks in the table, left out, and above the share (``n_above > n_left_out`` when ``auto`` kept
+        them).
     column_present : bool
         The table has ``outside_flux_frac`` (suites run before it was recorded do not: nothing left out).
+    mode : str
+        One of :data:`OUTSIDE_MODES`.
+    fallback : str or None
+        ``auto`` only, when it kept the mocks above the share: why the mocks within it could not be corrected
+        alone (the assessment's reasons); None otherwise.
     by_grad : tuple of (float, float, int, int, float)
         Per intrinsic gradient level (dex/kpc, signed) with at least one mock left out, or per sign for a
         suite of continuous gradients: the lowest and highest gradient left out (equal for a level), mocks
@@ -67,30 +92,42 @@ class LeftOut:
     n_left_out: int
     column_present: bool
     by_grad: tuple = ()
+    mode: str = "leave-out"
+    n_above: int = 0
+    fallback: str | None = None
 
     def describe(self) -> str:
         """One line for the command's output."""
         if self.max_frac is None:
             return (f"kept all {self.n_total} mocks, also those with line flux from where Z(r) leaves the "
-                    "calibrations' range (--keep-outside-range)")
+                    "calibrations' range (--outside-range keep)")
         if not self.column_present:
             return (f"results have no {OUTSIDE_COLUMN!r} column (suite run before it was recorded): no mock left "
                     "out for the calibrations' range; check the curves at the largest |grad_z|")
+        if self.n_above and self.n_left_out == 0:
+            return (f"kept {self.n_above} of {self.n_total} mocks that take more than {100 * self.max_frac:g} % of "
+                    f"their line flux from where the intrinsic Z(r) leaves the calibrations' range ({self._groups()}): "
+                    f"without them the suite cannot be corrected ({self.fallback}); with them the transfer model "
+                    f"describes every cell of (x, |grad_z|, sign), so their clipping is not measurable here")
         if self.n_left_out == 0:
-            return (f"no mock takes more than {self.max_frac:.0%} of its line flux from where Z(r) leaves the "
+            return (f"no mock takes more than {100 * self.max_frac:g} % of its line flux from where Z(r) leaves the "
                     "calibrations' range: all kept")
-        groups = ", ".join((f"grad_z = {lo:+g}" if lo == hi else f"grad_z {lo:+g} to {hi:+g}")
-                           + f": {n} of {n_g} (median share {f:.2f})" for lo, hi, n, n_g, f in self.by_grad)
-        return (f"left out {self.n_left_out} of {self.n_total} mocks that take more than {self.max_frac:.0%} of "
+        groups = self._groups()
+        return (f"left out {self.n_left_out} of {self.n_total} mocks that take more than {100 * self.max_frac:g} % of "
                 f"their line flux from where the intrinsic Z(r) leaves the calibrations' range ({OUTSIDE_COLUMN} > "
                 f"{self.max_frac:g}; {groups}): their measured gradient shows the calibrations' range, not the "
                 "resolution; the correction holds only inside the |grad_z| of the mocks kept "
-                "(--keep-outside-range keeps them)")
+                "(--outside-range keep keeps them)")
+
+    def _groups(self) -> str:
+        return ", ".join((f"grad_z = {lo:+g}" if lo == hi else f"grad_z {lo:+g} to {hi:+g}")
+                         + f": {n} of {n_g} (median share {f:.2f})" for lo, hi, n, n_g, f in self.by_grad)
 
     def as_dict(self) -> dict:
         """Plain JSON types (written in the provenance of the curves and the transfer function)."""
-        return {"column": OUTSIDE_COLUMN, "max_frac": self.max_frac, "n_total": self.n_total,
-                "n_left_out": self.n_left_out, "column_present": self.column_present,
+        return {"column": OUTSIDE_COLUMN, "max_frac": self.max_frac, "mode": self.mode, "n_total": self.n_total,
+                "n_above": self.n_above, "n_left_out": self.n_left_out, "fallback": self.fallback,
+                "column_present": self.column_present,
                 "by_grad": [{"grad_z_true_min": lo, "grad_z_true_max": hi, "n_left_out": n, "n_mocks": n_g,
                              "median_share": f} for lo, hi, n, n_g, f in self.by_grad]}
 
@@ -126,8 +163,64 @@ def split_outside_range(table, max_frac: float | None = MAX_OUTSIDE_FLUX):
     if out.any() and "grad_z_true" in table.colnames:
         g = np.array([float(v) for v in table["grad_z_true"]], float)
         by_grad = _groups(g, frac, out)
-    left = LeftOut(float(max_frac), n, int(out.sum()), present, by_grad)
+    left = LeftOut(float(max_frac), n, int(out.sum()), present, by_grad, n_above=int(out.sum()))
     return table[~out], left
+
+
+def choose_mocks(table, max_frac: float | None = MAX_OUTSIDE_FLUX, mode: str = "auto", *, columns=None,
+                 provenance=None):
+    """The mocks a suite's curves are made from (module docstring), what was left out, and the transfer function.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Suite results.
+    max_frac : float or None
+        Share of line flux (fraction) above which a mock is left out (``auto``, ``leave-out``); None:
+        :data:`MAX_OUTSIDE_FLUX`.
+    mode : str
+        One of :data:`OUTSIDE_MODES`.
+    columns, provenance : mapping, optional
+        As for :func:`~.transfer.fit_transfer`.
+
+    Returns
+    -------
+    kept : astropy.table.Table
+    left_out : LeftOut
+    tf : TransferFunction or None
+        ``auto`` with mocks above the share: the transfer function of the mocks returned (fitted to decide;
+        its provenance lacks ``calibration_range``), else None.
+    """
+    from ..errors import ConfigError, DataError
+    from .transfer import fit_transfer
+
+    if mode not in OUTSIDE_MODES:
+        raise ConfigError(f"outside_range = {mode!r}; allowed {', '.join(OUTSIDE_MODES)}")
+    max_frac = MAX_OUTSIDE_FLUX if max_frac is None else max_frac
+    kept, left = split_outside_range(table, max_frac)
+    base = dict(max_frac=left.max_frac, n_total=left.n_total, column_present=left.column_present,
+                by_grad=left.by_grad, mode=mode, n_above=left.n_above)
+    if mode == "keep":
+        return table, LeftOut(**{**base, "max_frac": None, "n_left_out": 0}), None
+    if mode == "leave-out" or left.n_left_out == 0:
+        return kept, LeftOut(**base, n_left_out=left.n_left_out), None
+
+    def fit(t):
+        try:
+            tf = fit_transfer(t, provenance=provenance, columns=columns)
+        except DataError as exc:
+            return None, str(exc)
+        a = tf.assessment
+        ok = bool(a.get("transfer_ok") or a.get("ratio_ok"))
+        return tf, None if ok else "; ".join(a.get("reasons", []))
+
+    tf_kept, why_kept = fit(kept)
+    if why_kept is None:
+        return kept, LeftOut(**base, n_left_out=left.n_left_out), tf_kept
+    tf_all, why_all = fit(table)
+    if why_all is None:  # the clean mocks cannot be corrected alone; with the others the model fits every cell
+        return table, LeftOut(**base, n_left_out=0, fallback=why_kept), tf_all
+    return kept, LeftOut(**base, n_left_out=left.n_left_out), tf_kept
 
 
 def _groups(g: np.ndarray, frac: np.ndarray, out: np.ndarray) -> tuple:

@@ -58,7 +58,9 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   ``a_neg(x) = alpha_0 + slope_sign + (alpha_1 + slope_sign_inv_x) / x - slope_sign_inv_x ref (+ ...)``.
   A greedy step adds one term, or a term together with at most two of the
   terms it refines that are not in yet (a per-sign slope may be admissible
-  only with its own x- or abs(grad_z)-dependence); of the improving steps it
+  only with its own x- or abs(grad_z)-dependence); a step that improves the
+  score but is inadmissible on the current base (degrees of a and b) is also
+  fitted on the other bases; of the improving admissible steps it
   takes the one with the fewest terms within one standard error of the best.
 
 Fitting (:func:`fit_transfer`): for a given structure the mean coefficients
@@ -155,7 +157,8 @@ SELECTION_RULE = (
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
     "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad, abs_grad_inv_x only with abs_grad, sign_abs_grad_inv_x only with all four: added after them or with at most two of them in "
-    "one step; each step takes the fewest terms within one standard error of the step's best), and every step of that path is also "
+    "one step; each step takes the fewest terms within one standard error of the step's best; a step that improves the score but is "
+    "inadmissible on the current base is also fitted on the other bases), and every step of that path is also "
     "fitted on every other base; the simplest structure "
     "within one standard error (of the mean per-mock difference to the best) is kept (Hastie et al. 2009, sec. 7.10); "
     f"only structures whose slope stays in [0, {SLOPE_MAX}] and is monotone in x over the mocks' range and whose "
@@ -639,6 +642,13 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
                                   knee if "abs_grad" in step else st.knee), mocks, refs, fold)
                  for step in _steps(st.extras, remaining)
                  for knee in (knees if "abs_grad" in step else (st.knee,))]
+        # a step that improves the score but is inadmissible on this base (e.g. a per-sign 1/x slope whose
+        # linear-in-1/x extrapolation crosses 0 at the smallest x) is also fitted on the other bases, where
+        # a(x) or b(x) of another degree may keep it physical
+        trial += [_score(Structure(da, db, s.structure.extras, s.structure.scatter, s.structure.knee), mocks, refs,
+                         fold)
+                  for s in list(trial) if s.admissible is not None and s.score < current.score
+                  for da in (0, 1, 2) for db in (0, 1) if (da, db) != (st.degree_a, st.degree_b)]
         scored += trial
         good = [s for s in trial if s.admissible is None and s.score < current.score]
         if not good:
