@@ -101,7 +101,8 @@ def _x_bin_z(tf, mocks):
 
 def test_transfer_slope_follows_the_x_bins_at_the_median_gradient(demo):
     # the model's slope against slopes fitted in x bins with the same terms and weights (the model passed
-    # through the same bin fit, at the suite's median |grad_z|): within the Monte Carlo error of every bin, and an abs(grad_z) term, if chosen, does not change
+    # through the same bin fit, at the suite's median |grad_z|): within the Monte Carlo error of every bin, and
+    # an abs(grad_z) term, if chosen, does not change
     # the slope below the largest level. The bound is per-bin z < z_max with a 5 % family-wise false-alarm
     # rate over all the bins compared (two-sided, Bonferroni: 2.64 for 6 bins, 2.87 for 12); a flat |z| < 2
     # would fail a correct model in ~25-40 % of suites. (The bin errors are scaled by the bin's own residuals,

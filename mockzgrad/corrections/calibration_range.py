@@ -32,7 +32,8 @@ Quickstart (80 mocks, the flagship's galaxy): the 10 +0.2 mocks (0.30) left out.
 Why 5 %: on the flagship suite (1500 mocks, lee2026 recipe, measured 2026-12-06) the share is a property of
 the galaxy model (the same for every PSF and S/N): 0 at -0.05 dex/kpc, 0.001 at +0.05, 0.007 at -0.1, 0.045
 at -0.2, 0.048 at +0.1 and 0.30 at +0.2 (the quickstart suite's +-0.01: 0). The mocks up to 0.048 follow
-one slope a(x) per sign within their errors (the transfer model a1b0+sign+sign_inv_x describes them: no cell off by more than MISFIT_MAX,
+one slope a(x) per sign within their errors (the transfer model a1b0+sign+sign_inv_x describes them: no
+cell off by more than MISFIT_MAX,
 x-bin slopes within 2.3 sigma of the model); the +0.2 mocks (0.30) saturate at
 x < 0.8 (measured 0.065 dex/kpc against 0.055 at +0.1) and no admissible transfer structure describes the suite
 with them. Every threshold in [0.048, 0.30) leaves out the same mocks there; 0.05 keeps every level shown to
@@ -70,7 +71,7 @@ class LeftOut:
     Attributes
     ----------
     max_frac : float or None
-        The threshold on ``outside_flux_frac`` (None: no mock left out on purpose, ``--keep-outside-range``).
+        The threshold on ``outside_flux_frac`` (None: every mock kept, ``--outside-range keep``).
     n_total, n_left_out, n_above : int
         Mocks in the table, left out, and above the share (``n_above > n_left_out`` when ``auto`` kept
         them).
