@@ -146,3 +146,11 @@ def test_posterior_flags_gradients_beyond_the_range_of_their_sign():
     assert "above_suite_grad" not in flags["neg"].split(";") and "above_suite_grad" not in flags["pos_in"]
     meta = out.meta["mockzgrad_transfer"]["grad_range_suite_by_sign"]
     assert meta == {"positive": [0.05, 0.1], "negative": [0.05, 0.2]}
+
+
+def test_cli_names_a_bad_share(tmp_path, capsys):
+    results = tmp_path / "results.ecsv"
+    _suite(1, n_per=3).write(results, format="ascii.ecsv")
+    assert main(["curves", str(results), "-o", str(tmp_path / "c.ecsv"), "--max-outside-flux", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "max_outside_flux" in err and "1.5" in err and not (tmp_path / "c.ecsv").exists()
