@@ -107,7 +107,7 @@ def test_transfer_slope_follows_the_x_bins_at_the_median_gradient(demo):
     # rate over all the bins compared (two-sided, Bonferroni: 2.64 for 6 bins, 2.87 for 12); a flat |z| < 2
     # would fail a correct model in ~25-40 % of suites. (The bin errors are scaled by the bin's own residuals,
     # n - p ~ 10 degrees of freedom: Student-t quantiles would be wider, so the normal bound is the stricter.)
-    # Until round 4b the demo's curves kept the +0.2 dex/kpc mocks, whose lines come 30 % from outside the
+    # Until round 5 the demo's curves kept the +0.2 dex/kpc mocks, whose lines come 30 % from outside the
     # calibrations' range: their measured gradient is a ceiling, and the admissible structure
     # a1b0+abs_grad>0.1+sign missed positive bins 1 and 5 by 3.07 and 3.61 SE. Left out (the default of
     # `mockzgrad curves`), the chosen structure follows every bin.
