@@ -16,7 +16,11 @@ Sections:
    source put where that image falls, and a given field of mu times the
    unlensed area (the automatic field would reach the counter-image 20"
    away); "mu 3 main_image": the same lens with the automatic field of
-   ``lensing.field = "main_image"`` (the counter-image left out).
+   ``lensing.field = "main_image"`` (the counter-image left out); "mu 3
+   equal field": the same lens with a given field equal to the unlensed
+   automatic one (what lensing itself costs, the field held fixed); "mu 3
+   no reuse": "mu 3 os_crit 3" with the lens evaluated in every stage (the
+   plan's GridTrace dropped, as before round 5).
    ``build_cube`` timed alternately (A/B/C/D rounds), median per
    variant and the ratio lensed / unlensed (target < 2); a table gives
    each variant's field, mu, flux and the CPU ratio per field pixel.
@@ -70,10 +74,32 @@ CLUSTER_LENS = {"lensing.kind": "sie", "lensing.theta_e": 10.0, "lensing.q": 0.8
                 "lensing.z_lens": 0.5, "lensing.oversample_near_critical": 3}
 
 
+class NoReuse:
+    """A variant built with the lens evaluated in every stage, as before round 5 (the plan's GridTrace
+    dropped: the scene, the noise stage and the truth trace the spaxel centres themselves)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __getattr__(self, name):
+        return getattr(self.cfg, name)
+
+
 def _build(cfg):
+    import dataclasses
+
+    from mockzgrad.observation import ifu
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return build_cube(cfg, keep_noise_free=False)
+        if not isinstance(cfg, NoReuse):
+            return build_cube(cfg, keep_noise_free=False)
+        orig = ifu.plan_ifu
+        ifu.plan_ifu = lambda c: dataclasses.replace(orig(c), trace=None)
+        try:
+            return build_cube(cfg.cfg, keep_noise_free=False)
+        finally:
+            ifu.plan_ifu = orig
 
 
 def alternate(variants: dict, repeats: int) -> dict:
@@ -95,10 +121,10 @@ def alternate(variants: dict, repeats: int) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
 
 
-def mu3_config(base, mu: float = 3.0):
+def mu3_config(base, mu: float = 3.0, area: float | None = None):
     """``base`` lensed by :data:`CLUSTER_LENS` with magnification ``mu`` at the field centre: one image there
     (the counter-image lies ~2 theta_E away), the source at that image's source position, and a given
-    square field of ``mu`` times the unlensed field's area (sqrt(mu) times its side)."""
+    square field of ``area`` (default ``mu``) times the unlensed field's area."""
     from scipy.optimize import brentq
 
     from mockzgrad.config import lens_from_config
@@ -112,7 +138,7 @@ def mu3_config(base, mu: float = 3.0):
     theta_e = CLUSTER_LENS["lensing.theta_e"]  # SIS: mu = d / (d - theta_E), i.e. mu 3 at d = 1.5 theta_E
     cx = brentq(lambda c: float(lens_at(c).magnification(zero, zero)) - mu, -3.0 * theta_e, -1.05 * theta_e)
     bx, by = lens_at(cx).ray_shoot(zero, zero)
-    fov = _build(base).truth["fov"] * np.sqrt(mu)
+    fov = _build(base).truth["fov"] * np.sqrt(mu if area is None else area)
     return base.replace(**CLUSTER_LENS, **{"lensing.centre_x": cx, "lensing.source_offset_x": float(bx),
                                            "lensing.source_offset_y": float(by), "instrument.fov": float(fov)})
 
@@ -124,7 +150,8 @@ def flagship_variants(main_image: bool = True) -> dict:
     lensed = base.replace(**FLAGSHIP_LENS)
     mu3 = mu3_config(base)
     out = {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
-           "ring (default)": lensed, "mu 3 os_crit 3": mu3}
+           "ring (default)": lensed, "mu 3 os_crit 3": mu3, "mu 3 no reuse": NoReuse(mu3),
+           "mu 3 equal field": mu3_config(base, area=1.0)}
     if main_image:
         out["mu 3 main_image"] = mu3.replace(**{"instrument.fov": None, "lensing.field": "main_image"})
     return out
@@ -137,17 +164,25 @@ def _stages(cfg) -> dict:
     from mockzgrad.source import lineflux
     from mockzgrad.source.scene import render_scene
 
+    import dataclasses
+
+    reuse = not isinstance(cfg, NoReuse)
+    cfg = cfg if reuse else cfg.cfg
     c, t = time.process_time, {}
     t0 = c()
     plan = ifu.plan_ifu(cfg)
+    if not reuse:
+        plan = dataclasses.replace(plan, trace=None)
     t1 = c()
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=ifu._scatter_rng(cfg), lens=plan.lens,
-                         oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
+                         oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1),
+                         trace=plan.trace)
     t2 = c()
     cube = ifu.psf_stage(scene.cube, plan, crop=True)
     t3 = c()
     setup = ifu.IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
-                         line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
+                         line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens,
+                         field_trace=None if plan.trace is None else plan.trace.crop(plan.sampling.pad, plan.sampling.n))
     totals = lineflux.analytic_line_totals(setup.model, cfg.lines, ratio_offsets=setup.ratio_offsets)
     ifu._check_fov(cfg, cube, totals, setup.n)
     nz = ifu._noise_stage(cfg, cube, setup)
@@ -220,7 +255,8 @@ def map_variants(tmp: Path) -> dict:
     maps = cfg.replace(**{"lensing.kind": "deflection_fits", "lensing.alpha_x_file": str(tmp / "ax.fits"),
                           "lensing.alpha_y_file": str(tmp / "ay.fits"), "lensing.alpha_redshift": cfg.galaxy.redshift,
                           "lensing.z_lens": None})
-    return {"unlensed": cfg.replace(**{"lensing.kind": "none"}), "SIE": cfg, "deflection maps": maps}
+    return {"unlensed": cfg.replace(**{"lensing.kind": "none"}), "SIE": cfg, "deflection maps": maps,
+            "maps no reuse": NoReuse(maps)}
 
 
 def _report(title, med, ref="unlensed"):

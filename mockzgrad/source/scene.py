@@ -36,7 +36,8 @@ from . import lineflux
 from .galaxy import GalaxyModel
 from .render import render_lines
 
-__all__ = ["PROFILE_TRUNCATION_SIGMA", "SceneSampling", "Scene", "observed_line_waves", "render_scene"]
+__all__ = ["PROFILE_TRUNCATION_SIGMA", "SceneSampling", "Scene", "observed_line_waves", "spaxel_centres",
+           "render_scene"]
 
 #: Line profiles are truncated at this many standard deviations.
 PROFILE_TRUNCATION_SIGMA = 5.0
@@ -254,7 +255,7 @@ def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_sc
 MU_NEAR_CRITICAL = 20.0
 
 
-def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scale: float):
+def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scale: float, kcs=None):
     """Lit spaxels with |mu| > MU_NEAR_CRITICAL at centres (x, y), and the magnification there.
 
     A spaxel is lit when some of it may fall within the light radius: its
@@ -262,9 +263,10 @@ def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scal
     radius plus twice the source-plane half-diagonal of the spaxel (its
     image under the Jacobian, largest singular value |1 - kappa| + |gamma|,
     deprojected by 1 / axis ratio). Dark spaxels get nothing from extra
-    sub-pixels, so they keep the field's sampling.
+    sub-pixels, so they keep the field's sampling. ``kcs``: (kappa, gamma1,
+    gamma2) at (x, y) when already known.
     """
-    kap, g1, g2 = lens.convergence_shear(x, y)
+    kap, g1, g2 = lens.convergence_shear(x, y) if kcs is None else kcs
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = 1.0 / ((1.0 - kap) ** 2 - g1 * g1 - g2 * g2)
         reach = (np.abs(1.0 - kap) + np.hypot(g1, g2)) * pixel_scale * math.sqrt(2.0) \
@@ -343,9 +345,17 @@ def _passes(inner: np.ndarray, os_in: int, os_out: int) -> list[_Pass]:
             _Pass((i0, i1, j0, j1), os_in, inner[i0:i1, j0:j1])]
 
 
+def spaxel_centres(sampling: SceneSampling) -> tuple[np.ndarray, np.ndarray]:
+    """Sky offsets (x east, y north; arcsec) of the padded field's spaxel centres, (n_ext, n_ext) each
+    (east is -column); the kept field is ``[pad:pad + n, pad:pad + n]``."""
+    s = sampling
+    centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
+    return np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
+
+
 def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling, *,
                  rng: np.random.Generator, use_numba: bool = True, lens=None,
-                 oversample_near_critical: int = 1) -> Scene:
+                 oversample_near_critical: int = 1, trace=None) -> Scene:
     """Render the noise-free, pre-PSF scene of a galaxy on a mode's sampling.
 
     Parameters
@@ -373,6 +383,10 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     oversample_near_critical : int
         Sub-pixels per axis of the lit spaxels whose |mu| > 20 (lensed
         only; used when above ``sampling.oversample``).
+    trace : mockzgrad.physics.lensing.GridTrace or None
+        ``lens`` already evaluated at the padded field's spaxel centres
+        (:func:`spaxel_centres`, :func:`mockzgrad.physics.lensing.trace_grid`);
+        None: evaluated here.
 
     Returns
     -------
@@ -382,15 +396,16 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     """
     s = sampling
     line_waves = observed_line_waves(model, lines)
-    centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
-    pxx, pyy = np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
-    r_pix, cos_pix = model.disk_coords(*_traced(lens, pxx, pyy))
+    pxx, pyy = spaxel_centres(s)
+    traced = (trace.beta_x, trace.beta_y) if lens is not None and trace is not None else _traced(lens, pxx, pyy)
+    r_pix, cos_pix = model.disk_coords(*traced)
     scatter = _draw_scatter(model, lines, s, r_pix, rng)
     inner = r_pix <= s.oversample_radius * model.r_eff
     passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
     cells = None
     if lens is not None:
-        near, mu = _near_critical(model, lens, pxx, pyy, r_pix, s.pixel_scale)
+        near, mu = _near_critical(model, lens, pxx, pyy, r_pix, s.pixel_scale,
+                                  None if trace is None else (trace.kappa, trace.gamma1, trace.gamma2))
         if oversample_near_critical > s.oversample and near.any():
             passes, cells = _critical_passes(passes, near, oversample_near_critical)
         os_map = _os_map(passes, pxx.shape)
