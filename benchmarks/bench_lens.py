@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_lens.py [--repeats N] [--profile] [--stages] [--only {flagship,map}]
+    python benchmarks/bench_lens.py [--repeats N] [--profile] [--stages] [--lens-cpu] [--only {flagship,map}]
 
 Sections:
 
@@ -18,9 +18,7 @@ Sections:
    away); "mu 3 main_image": the same lens with the automatic field of
    ``lensing.field = "main_image"`` (the counter-image left out); "mu 3
    equal field": the same lens with a given field equal to the unlensed
-   automatic one (what lensing itself costs, the field held fixed); "mu 3
-   no reuse": "mu 3 os_crit 3" with the lens evaluated in every stage (the
-   plan's GridTrace dropped, as before round 5).
+   automatic one (what lensing itself costs, the field held fixed).
    ``build_cube`` timed alternately (A/B/C/D rounds), median per
    variant and the ratio lensed / unlensed (target < 2); a table gives
    each variant's field, mu, flux and the CPU ratio per field pixel.
@@ -30,7 +28,9 @@ Sections:
    given analytically and the unlensed mock (target < 0.5 s wall).
 
 ``--stages`` adds each variant's CPU time per stage (plan, render, PSF,
-noise, truth) against the unlensed one's and the field-pixel ratio.
+noise, truth) against the unlensed one's and the field-pixel ratio;
+``--lens-cpu`` the CPU time spent evaluating the lens per build (calls,
+positions).
 
 One thread (numba, BLAS); one warm-up call per variant; the garbage
 collector is off inside a timed call. Absolute times depend on the
@@ -74,32 +74,54 @@ CLUSTER_LENS = {"lensing.kind": "sie", "lensing.theta_e": 10.0, "lensing.q": 0.8
                 "lensing.z_lens": 0.5, "lensing.oversample_near_critical": 3}
 
 
-class NoReuse:
-    """A variant built with the lens evaluated in every stage, as before round 5 (the plan's GridTrace
-    dropped: the scene, the noise stage and the truth trace the spaxel centres themselves)."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def __getattr__(self, name):
-        return getattr(self.cfg, name)
-
-
 def _build(cfg):
-    import dataclasses
-
-    from mockzgrad.observation import ifu
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if not isinstance(cfg, NoReuse):
-            return build_cube(cfg, keep_noise_free=False)
-        orig = ifu.plan_ifu
-        ifu.plan_ifu = lambda c: dataclasses.replace(orig(c), trace=None)
-        try:
-            return build_cube(cfg.cfg, keep_noise_free=False)
-        finally:
-            ifu.plan_ifu = orig
+        return build_cube(cfg, keep_noise_free=False)
+
+
+def lens_cpu(variants: dict, repeats: int) -> None:
+    """CPU time spent evaluating the lens (``alpha``, ``convergence_shear`` of every lens class, ray shooting
+    included) per build, with the number of calls and of positions: the lensing-only work that the plan's
+    single evaluation of the spaxel centres (round 5) cut. Medians after one warm-up."""
+    from mockzgrad.physics import lensing as pl
+
+    acc = {"t": 0.0, "n": 0, "pts": 0}
+    saved = []
+
+    def wrap(cls, name):
+        f = cls.__dict__[name]
+
+        def timed(self, x, y):
+            c0 = time.process_time()
+            try:
+                return f(self, x, y)
+            finally:
+                acc["t"] += time.process_time() - c0
+                acc["n"] += 1
+                acc["pts"] += int(np.size(x))
+        saved.append((cls, name, f))
+        setattr(cls, name, timed)
+
+    for cls in (pl.SIELens, pl.DeflectionMapLens, pl.ConstantLens, pl.ExternalShear):
+        for name in ("alpha", "convergence_shear"):
+            wrap(cls, name)
+    try:
+        print("  lens evaluation per build: calls, positions, CPU (median)")
+        for k, cfg in variants.items():
+            ts, tot = [], []
+            for i in range(repeats + 1):
+                acc.update(t=0.0, n=0, pts=0)
+                c0 = time.process_time()
+                _build(cfg)
+                if i:
+                    ts.append(acc["t"])
+                    tot.append(time.process_time() - c0)
+            print(f"  {k:20s} {acc['n']:4d} calls {acc['pts'] / 1e3:7.1f}k positions {1e3 * statistics.median(ts):6.2f} ms "
+                  f"of {1e3 * statistics.median(tot):6.1f} ms")
+    finally:
+        for cls, name, f in saved:
+            setattr(cls, name, f)
 
 
 def alternate(variants: dict, repeats: int) -> dict:
@@ -150,8 +172,7 @@ def flagship_variants(main_image: bool = True) -> dict:
     lensed = base.replace(**FLAGSHIP_LENS)
     mu3 = mu3_config(base)
     out = {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
-           "ring (default)": lensed, "mu 3 os_crit 3": mu3, "mu 3 no reuse": NoReuse(mu3),
-           "mu 3 equal field": mu3_config(base, area=1.0)}
+           "ring (default)": lensed, "mu 3 os_crit 3": mu3, "mu 3 equal field": mu3_config(base, area=1.0)}
     if main_image:
         out["mu 3 main_image"] = mu3.replace(**{"instrument.fov": None, "lensing.field": "main_image"})
     return out
@@ -164,15 +185,9 @@ def _stages(cfg) -> dict:
     from mockzgrad.source import lineflux
     from mockzgrad.source.scene import render_scene
 
-    import dataclasses
-
-    reuse = not isinstance(cfg, NoReuse)
-    cfg = cfg if reuse else cfg.cfg
     c, t = time.process_time, {}
     t0 = c()
     plan = ifu.plan_ifu(cfg)
-    if not reuse:
-        plan = dataclasses.replace(plan, trace=None)
     t1 = c()
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=ifu._scatter_rng(cfg), lens=plan.lens,
                          oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1),
@@ -255,8 +270,7 @@ def map_variants(tmp: Path) -> dict:
     maps = cfg.replace(**{"lensing.kind": "deflection_fits", "lensing.alpha_x_file": str(tmp / "ax.fits"),
                           "lensing.alpha_y_file": str(tmp / "ay.fits"), "lensing.alpha_redshift": cfg.galaxy.redshift,
                           "lensing.z_lens": None})
-    return {"unlensed": cfg.replace(**{"lensing.kind": "none"}), "SIE": cfg, "deflection maps": maps,
-            "maps no reuse": NoReuse(maps)}
+    return {"unlensed": cfg.replace(**{"lensing.kind": "none"}), "SIE": cfg, "deflection maps": maps}
 
 
 def _report(title, med, ref="unlensed"):
@@ -283,6 +297,7 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--only", choices=("flagship", "map"))
     ap.add_argument("--stages", action="store_true", help="also time each stage (plan, render, psf, noise, truth)")
+    ap.add_argument("--lens-cpu", action="store_true", help="also time the lens evaluations per build")
     args = ap.parse_args(argv)
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.only in (None, "flagship"):
@@ -292,6 +307,8 @@ def main(argv=None):
         describe(v, med)
         if args.stages:
             stage_table(v, args.repeats)
+        if args.lens_cpu:
+            lens_cpu({k: c for k, c in v.items() if k != "unlensed"}, args.repeats)
         if args.profile:
             _profile(v["mu 3 os_crit 3"])
     if args.only in (None, "map"):
@@ -300,6 +317,8 @@ def main(argv=None):
             _report("2. NIRISS-like mock, 0.03\" deflection maps (target < 0.5 s)", alternate(v, args.repeats))
             if args.stages:
                 stage_table(v, args.repeats)
+            if args.lens_cpu:
+                lens_cpu({k: c for k, c in v.items() if k != "unlensed"}, args.repeats)
             if args.profile:
                 _profile(v["deflection maps"])
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
