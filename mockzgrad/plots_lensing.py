@@ -29,8 +29,13 @@ used; a suite needs both signs of each intrinsic |grad_z| for ``a`` and
 Run::
 
     python -m mockzgrad.plots_lensing RESULTS -o lensed_vs_mu.png
+    python -m mockzgrad.plots_lensing RESULTS_A RESULTS_B -o compare.png   # a of each against each x
 
-``RESULTS``: a suite output folder, its results.sqlite or an exported table.
+``RESULTS``: a suite output folder, its results.sqlite or an exported
+table. With several, :func:`plot_compare` draws the slope a of each suite
+against the image-plane, source-plane and radial x (``x_resolution_r`` =
+2 r_eff |mu_r| / FWHM): the column on which suites of different lens
+geometry coincide is the resolution their gradients follow.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 
-__all__ = ["lensing_ratios", "median_with_error", "slope_offset", "summary", "plot_lensing", "main"]
+__all__ = ["lensing_ratios", "median_with_error", "slope_offset", "summary", "plot_lensing", "compare_lines",
+           "plot_compare", "X_LABELS", "COMPARE_COLUMNS", "x_label", "main"]
 
 #: Relative width of the |mu| groups: mocks whose |mu| agree within this factor form one group.
 _MU_GROUP = 1.15
@@ -100,8 +106,24 @@ def lensing_ratios(table, x_column: str = "x_resolution_source") -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = meas / true
         err = 0.5 * np.abs(hi - lo) / np.abs(true)
-    return {"ratio": ratio[ok], "meas": meas[ok], "err": err[ok], "x_image": col("x_resolution")[ok], "x_source": col(x_column)[ok],
+    return {"x_column": x_column, "ratio": ratio[ok], "meas": meas[ok], "err": err[ok],
+            "x_image": col("x_resolution")[ok], "x_source": col(x_column)[ok],
+            "x": {c: col(c)[ok] for c in X_LABELS if c in names},
             "mu": np.abs(col("mu"))[ok], "grad_true": true[ok], "n_dropped": int((~ok).sum())}
+
+
+#: Axis labels of the resolution columns of a lensed suite's results.
+X_LABELS = {
+    "x_resolution": r"image-plane $x = 2\,r_\mathrm{eff}/\mathrm{FWHM}$ (lens ignored)",
+    "x_resolution_source": r"source-plane $x = 2\,r_\mathrm{eff}\sqrt{|\mu_t\mu_r|}/\mathrm{FWHM}$",
+    "x_resolution_r": r"radial $x = 2\,r_\mathrm{eff}|\mu_r|/\mathrm{FWHM}$",
+    "x_resolution_t": r"tangential $x = 2\,r_\mathrm{eff}|\mu_t|/\mathrm{FWHM}$",
+}
+
+
+def x_label(column) -> str:
+    """Axis label of a resolution column (:data:`X_LABELS`; else the column's name)."""
+    return X_LABELS.get(str(column or "x_resolution_source"), str(column))
 
 
 def _num(v) -> float:
@@ -247,9 +269,7 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
     FigureCanvasAgg(fig)
     axs = fig.subplots(2, 3, sharex="col", sharey="row")
     fig.subplots_adjust(left=0.06, right=0.985, bottom=0.15, top=0.9, wspace=0.06, hspace=0.08)
-    for j, (x, name) in enumerate(((xi, r"image-plane $x = 2\,r_\mathrm{eff}/\mathrm{FWHM}$ (lens ignored)"),
-                                   (xs, r"source-plane $x = 2\,r_\mathrm{eff}\sqrt{|\mu_t\mu_r|}/"
-                                        r"\mathrm{FWHM}$"))):
+    for j, (x, name) in enumerate(((xi, X_LABELS["x_resolution"]), (xs, x_label(r.get("x_column"))))):
         edges = _x_bins(x, n_bins)
         for k, (m_mu, m) in enumerate(groups):
             v = _binned(x[m], meas[m], true[m], edges)
@@ -287,7 +307,9 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
     axs[0, 0].set_ylabel("$a$: measured / intrinsic (sign-symmetric)")
     axs[1, 0].set_ylabel(r"$b$: offset, dex kpc$^{-1}$")
     axs[0, 0].set_title("(a) against image-plane resolution", fontsize=10)
-    axs[0, 1].set_title("(b) against source-plane resolution", fontsize=10)
+    axs[0, 1].set_title("(b) against " + ("source-plane" if r.get("x_column", "x_resolution_source") ==
+                                           "x_resolution_source" else str(r.get("x_column"))) + " resolution",
+                        fontsize=10)
     axs[0, 2].set_title(r"(c) against $|\mu|$, at fixed source-plane $x$", fontsize=10)
     axs[0, 1].legend(loc="lower right", fontsize=7.5, ncol=2)
     axs[0, 2].legend(loc="lower right", fontsize=7.5)
@@ -300,20 +322,95 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
     return fig
 
 
+#: Resolution columns the comparison figure (:func:`plot_compare`) draws, one panel each.
+COMPARE_COLUMNS = ("x_resolution", "x_resolution_source", "x_resolution_r")
+
+
+def compare_lines(runs: dict, columns=COMPARE_COLUMNS, n_bins: int = 6) -> list[str]:
+    """Printable lines: the slope a (:func:`slope_offset`) of each run in common bins of each column."""
+    out = []
+    for c in columns:
+        have = [r["x"][c] for r in runs.values() if c in r["x"]]
+        if not have:
+            continue
+        edges = _x_bins(np.concatenate(have), n_bins)
+        out.append(f"a in bins of {c}: " + " ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:])))
+        for label, r in runs.items():
+            if c not in r["x"]:
+                continue
+            cells = []
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                inb = (r["x"][c] >= lo) & (r["x"][c] < hi)
+                a, ae, _, _, n = slope_offset(r["meas"][inb], r["grad_true"][inb])
+                cells.append(f"{a:5.2f}+-{ae:4.2f} ({n:3d})" if math.isfinite(a) else f"{'-':>16s}")
+            out.append(f"  {label:24s} " + " ".join(cells))
+    return out
+
+
+def plot_compare(runs: dict, path, *, columns=COMPARE_COLUMNS, n_bins: int = 6):
+    """Slope a (:func:`slope_offset`) of several lensed suites against each resolution column, one line per
+    suite in common log bins (e.g. a tangential-only stretch against an isotropic magnification: the column
+    on which the suites coincide is the resolution the recovered gradient follows); saved atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .fileio import atomic_write
+
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() not in (".png", ".pdf"):
+        raise ConfigError(f"output = {path!r}: extension {os.path.splitext(path)[1]!r}; allowed .png, .pdf")
+    columns = [c for c in columns if any(c in r["x"] for r in runs.values())]
+    fig = Figure(figsize=(5.0 * len(columns), 4.6))
+    FigureCanvasAgg(fig)
+    axs = np.atleast_1d(fig.subplots(1, len(columns), sharey=True))
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.15, top=0.85, wspace=0.06)
+    for ax, c in zip(axs, columns):
+        edges = _x_bins(np.concatenate([r["x"][c] for r in runs.values() if c in r["x"]]), n_bins)
+        for k, (label, r) in enumerate(runs.items()):
+            if c not in r["x"]:
+                continue
+            v = _binned(r["x"][c], r["meas"], r["grad_true"], edges)
+            if v.size:
+                ax.errorbar(v[:, 0] * (1.0 + 0.02 * (k - 0.5 * (len(runs) - 1))), v[:, 1], yerr=v[:, 2],
+                            marker="os^Dv"[k % 5], ms=5, lw=1.6, capsize=2, color=f"C{k}",
+                            label=f"{label} ({r['meas'].size})")
+        ax.set_xscale("log")
+        ax.set_xlabel(x_label(c))
+        ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    axs[0].set_ylabel("$a$: measured / intrinsic (sign-symmetric)")
+    axs[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Which resolution do lensed gradients follow? Slope $a$ of measured = $a$ x intrinsic + $b$ "
+                 "in bins of each column\n(medians of each sign; errors: standard errors of those medians)",
+                 fontsize=10)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:]), overwrite=True)
+    return fig
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mockzgrad.plots_lensing", description=__doc__.splitlines()[0])
-    ap.add_argument("results", help="suite output folder, results.sqlite, or an exported table")
+    ap.add_argument("results", nargs="+", help="suite output folder, results.sqlite, or an exported table; "
+                                               "several: the comparison figure (plot_compare)")
     ap.add_argument("-o", "--output", required=True, help="figure (.png or .pdf)")
-    ap.add_argument("--x-column", default="x_resolution_source", help="source-plane resolution column")
+    ap.add_argument("--x-column", default="x_resolution_source", help="resolution column of panel (b)")
     ap.add_argument("--x-bins", type=int, default=3, help="source-plane x bins of panel (c)")
     args = ap.parse_args(argv)
     from .suites.store import load_results_table
 
-    table, meta = load_results_table(args.results)
-    r = lensing_ratios(table, args.x_column)
-    for line in summary(r, args.x_bins):
-        print(line)
-    plot_lensing(r, args.output, title=str(meta.get("name", "") or ""), n_x=args.x_bins)
+    runs, title = {}, ""
+    for path in args.results:
+        table, meta = load_results_table(path)
+        label = str(meta.get("suite_name", "") or os.path.basename(os.path.normpath(path)))
+        runs[label if label not in runs else f"{label} ({path})"] = lensing_ratios(table, args.x_column)
+        title = label
+    if len(runs) > 1:
+        for line in compare_lines(runs):
+            print(line)
+        plot_compare(runs, args.output)
+    else:
+        r = next(iter(runs.values()))
+        for line in summary(r, args.x_bins):
+            print(line)
+        plot_lensing(r, args.output, title=title, n_x=args.x_bins)
     print(f"wrote {args.output}")
     return 0
 

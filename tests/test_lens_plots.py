@@ -98,3 +98,49 @@ def test_unlensed_results_are_a_one_line_error():
     with pytest.raises(DataError) as e:
         lensing_ratios(t)
     assert "x_resolution_source, mu" in str(e.value) and "\n" not in str(e.value)
+
+
+def _suite(rng, geometry, n_per=25):
+    """Mocks whose slope follows the radial x (= 2 r_eff |mu_r| / FWHM) only: a = 1 - exp(-x_r / 2)."""
+    rows = []
+    for mu in (1.5, 3.0, 8.0):
+        mu_t, mu_r = (mu, 1.0) if geometry == "tangential" else (math.sqrt(mu), math.sqrt(mu))
+        for g in LEVELS:
+            x_img = 0.26 / np.exp(rng.uniform(np.log(0.06), np.log(0.3), n_per))
+            x_r = x_img * mu_r
+            meas = (1 - np.exp(-x_r / 2)) * g + B + SIGMA * rng.standard_normal(n_per)
+            for i in range(n_per):
+                rows.append({"status": "ok", "grad_z_true": g, "grad_z_measured": meas[i], "mu": mu,
+                             "x_resolution": x_img[i], "x_resolution_source": x_img[i] * math.sqrt(mu_t * mu_r),
+                             "x_resolution_r": x_r[i], "x_resolution_t": x_img[i] * mu_t})
+    return Table(rows=rows)
+
+
+def test_compare_finds_the_column_the_suites_share(tmp_path):
+    """Two suites whose slope follows the radial x: in bins of x_resolution_r their a agree within errors,
+    in bins of x_resolution_source the tangential one (less radial resolution there) lies below."""
+    from mockzgrad.plots_lensing import _x_bins, compare_lines, plot_compare
+
+    rng = np.random.default_rng(5)
+    runs = {k: lensing_ratios(_suite(rng, k, n_per=100)) for k in ("tangential", "isotropic")}
+    for col, agree in (("x_resolution_r", True), ("x_resolution_source", False)):
+        edges = _x_bins(np.concatenate([r["x"][col] for r in runs.values()]), 8)
+        pulls = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            (at, et, _, _, nt), (ai, ei, _, _, ni) = (
+                slope_offset(r["meas"][(r["x"][col] >= lo) & (r["x"][col] < hi)],
+                             r["grad_true"][(r["x"][col] >= lo) & (r["x"][col] < hi)]) for r in runs.values())
+            if min(nt, ni) >= 40:  # the median's error is a large-N one
+                pulls.append((at - ai) / math.hypot(et, ei))
+        pulls = np.array(pulls)
+        assert pulls.size >= 4
+        if agree:  # rms of the pulls ~1 when they agree (20 seeds: 0.3-2.0)
+            assert np.sqrt(np.mean(pulls**2)) < 2.5
+        else:  # the tangential suite's slope lies below at the same source-plane x (20 seeds: mean pull -3.9 to -5.2)
+            assert pulls.mean() < -2.5
+    lines = compare_lines(runs)
+    assert any(line.startswith("a in bins of x_resolution_r") for line in lines)
+    assert sum("tangential" in line for line in lines) == 3
+    out = tmp_path / "c.png"
+    plot_compare(runs, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
