@@ -256,15 +256,13 @@ def _warn_undersampled(cube: np.ndarray, candidates: np.ndarray, os_map: np.ndar
                        tol: float = UNDERSAMPLED_TOL, priority: np.ndarray | None = None) -> int:
     """Warn (CriticalCurveWarning) when candidate spaxels (:func:`_undersampled_candidates`) are not converged.
 
-    Of more than :data:`_MAX_CHECKED` candidates, those with the largest ``priority`` (e.g. the
-    magnification) are checked.
-
     Each group of candidates with the same sub-pixels per axis k is rendered again at 2k (``render_at(rows,
     cols, k)`` -> flux per channel, (n_chan, n_cells)); if its spaxels' flux changes by more than ``tol`` of
     the brightest spaxel's flux in ``cube``, k doubles again, up to 64. The warning names the smallest k that
     converged (the needed ``oversample_near_critical``). Surface brightness is conserved, so an extended
     source's image is smooth across a fold and the few sub-pixels of the field usually suffice; a compact
-    source on a caustic is what needs more. Returns the needed oversample (0: none).
+    source on a caustic is what needs more. Of more than :data:`_MAX_CHECKED` candidates, those with the
+    largest ``priority`` (e.g. the magnification) are checked. Returns the needed oversample (0: none).
     """
     import warnings
 
@@ -301,7 +299,8 @@ def _warn_undersampled(cube: np.ndarray, candidates: np.ndarray, os_map: np.ndar
             need = max(need, k if k < _OS_MAX or not (change > tol).any() else _OS_MAX + 1)
     if not n_short:
         return 0
-    shown = f">= {need}" if need <= _OS_MAX else f">= {_OS_MAX} (the largest allowed; not converged there)"
+    shown = f">= {need}" if need <= _OS_MAX else \
+        f">= {_OS_MAX} (the largest allowed; their flux still changed from {_OS_MAX // 2} to {_OS_MAX})"
     checked = f" (of the {_MAX_CHECKED} most magnified of {n_cand} checked)" if n_cand > _MAX_CHECKED else ""
     warnings.warn(f"{n_short} rendered spaxels{checked} have |mu| > {MU_UNDERSAMPLED:g} with too few sub-pixels "
                   f"(up to {shown_os} per axis; doubling them changes their flux by up to {100 * worst:.2g} % of "
