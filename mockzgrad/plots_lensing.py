@@ -394,6 +394,9 @@ def main(argv=None) -> int:
     ap.add_argument("--x-column", default="x_resolution_source", help="resolution column of panel (b)")
     ap.add_argument("--x-bins", type=int, default=3, help="source-plane x bins of panel (c)")
     args = ap.parse_args(argv)
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in (".png", ".pdf"):  # checked before any work
+        raise ConfigError(f"output = {args.output!r}: extension {ext!r}; allowed .png, .pdf")
     from .suites.store import load_results_table
 
     runs, title = {}, ""
@@ -415,5 +418,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def _run(argv=None) -> int:
+    """:func:`main`, with a bad input (ConfigError, DataError) reported as one line on stderr, status 2."""
+    import sys
+
+    try:
+        return main(argv)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(_run())

@@ -144,3 +144,16 @@ def test_compare_finds_the_column_the_suites_share(tmp_path):
     out = tmp_path / "c.png"
     plot_compare(runs, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input_is_one_line_with_status_2(tmp_path, capsys):
+    from mockzgrad.plots_lensing import _run
+
+    csv = tmp_path / "r.csv"
+    Table({"grad_z_true": [-0.1], "grad_z_measured": [-0.05], "x_resolution": [2.0]}).write(csv, format="ascii.csv")
+    assert _run([str(csv), "-o", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: results lack column(s) x_resolution_source, mu") and "\n" not in err
+    assert _run([str(tmp_path / "missing"), "-o", str(tmp_path / "f.png")]) == 2
+    assert _run([str(csv), "-o", str(tmp_path / "f.txt")]) == 2
+    assert "extension '.txt'; allowed .png, .pdf" in capsys.readouterr().err
