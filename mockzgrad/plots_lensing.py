@@ -162,6 +162,15 @@ def _mu_groups(mu: np.ndarray) -> list[tuple[float, np.ndarray]]:
     return out
 
 
+def _plain_log_ticks(ax) -> None:
+    """Log x axis labelled 1, 2, 3, 5, 10 (no 2 x 10^0)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator([0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _x_bins(x: np.ndarray, n: int) -> np.ndarray:
     """``n + 1`` log-spaced bin edges spanning ``x``."""
     lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
@@ -265,10 +274,10 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
     groups = _mu_groups(mu)
     mu_cmap, x_cmap = colormaps["viridis"], colormaps["plasma"]
     mu_norm = LogNorm(vmin=min(m for m, _ in groups) / 1.1, vmax=max(m for m, _ in groups) * 1.25)
-    fig = Figure(figsize=(15.0, 8.6))
+    fig = Figure(figsize=(15.0, 8.0))
     FigureCanvasAgg(fig)
     axs = fig.subplots(2, 3, sharex="col", sharey="row")
-    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.15, top=0.9, wspace=0.06, hspace=0.08)
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.08, top=0.9, wspace=0.06, hspace=0.08)
     for j, (x, name) in enumerate(((xi, X_LABELS["x_resolution"]), (xs, x_label(r.get("x_column"))))):
         edges = _x_bins(x, n_bins)
         for k, (m_mu, m) in enumerate(groups):
@@ -281,6 +290,7 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
                                rf"({int(m.sum())})", **style)
             axs[1, j].errorbar(v[:, 0] * shift, v[:, 3], yerr=v[:, 4], **style)
         axs[1, j].set_xscale("log")
+        _plain_log_ticks(axs[1, j])
         axs[1, j].set_xlabel(name)
     edges = _x_source_bins(xs, n_x)
     x_norm = LogNorm(vmin=float(xs.min()), vmax=float(xs.max()))
@@ -375,6 +385,7 @@ def plot_compare(runs: dict, path, *, columns=COMPARE_COLUMNS, n_bins: int = 6):
                             marker="os^Dv"[k % 5], ms=5, lw=1.6, capsize=2, color=f"C{k}",
                             label=f"{label} ({r['meas'].size})")
         ax.set_xscale("log")
+        _plain_log_ticks(ax)
         ax.set_xlabel(x_label(c))
         ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
     axs[0].set_ylabel("$a$: measured / intrinsic (sign-symmetric)")
