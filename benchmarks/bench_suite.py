@@ -9,9 +9,11 @@ Each run is split into its start-up and its steady state, both printed:
 
 - steady state: the mocks recorded between the 10 % and the 90 % marks of
   the run, their rate (mocks/s) and the CPU they cost per mock, in the
-  worker processes (every child process, read with psutil at the two marks)
-  and in this parent process (with dask the scheduler, the nannies and the
-  client live here);
+  worker processes (every child process, read with psutil as each mock is
+  recorded) and in this parent process (with dask the scheduler, the nannies
+  and the client live here): least-squares slopes of wall and CPU time over
+  the count of recorded mocks, so mocks that arrive in chunks (dask) do not
+  bias them;
 - start-up: the wall time the steady rate does not explain
   (``wall - n / rate``: spawning the workers, imports, numba's cache, the
   first mocks, the last chunk, shutting down) and the workers' CPU that
@@ -62,30 +64,47 @@ def _children_cpu() -> dict:
     return out
 
 
-def _mark():
-    """(wall, parent CPU, children's CPU by pid) now."""
-    return time.perf_counter(), time.process_time(), _children_cpu()
-
-
 @contextlib.contextmanager
-def _marks_at(counts):
-    """Takes a :func:`_mark` when the ``counts``-th mocks are recorded (wraps ResultsStore.record)."""
+def _marks_between(k0: int, k1: int):
+    """Marks ``(count, wall, parent CPU, workers' CPU)`` at each recorded mock from the ``k0``-th to the
+    ``k1``-th (wraps ResultsStore.record), and the wall at the first.
+
+    The workers' CPU is accumulated over the processes alive at consecutive marks (a worker that is
+    replaced drops out); the parent's excludes the marks' own cost.
+    """
     from mockzgrad.suites.store import ResultsStore
 
-    marks, seen, original = {}, [0], ResultsStore.record
+    state = {"n": 0, "prev": None, "workers": 0.0, "own": 0.0, "first": None, "marks": []}
+    original = ResultsStore.record
 
     def record(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
-        seen[0] += 1
-        if seen[0] in counts:
-            marks[seen[0]] = _mark()
+        state["n"] += 1
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        if k0 <= state["n"] <= k1:
+            c = time.process_time()
+            wall, kids = time.perf_counter(), _children_cpu()
+            if state["prev"] is not None:
+                state["workers"] += sum(v - state["prev"][pid] for pid, v in kids.items() if pid in state["prev"])
+            state["prev"] = kids
+            state["marks"].append((state["n"], wall, c - state["own"], state["workers"]))
+            state["own"] += time.process_time() - c
         return out
 
     ResultsStore.record = record
     try:
-        yield marks
+        yield state
     finally:
         ResultsStore.record = original
+
+
+def _slope(x, y) -> float:
+    """Least-squares slope of y on x."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
 
 
 def _reaped_children_cpu() -> float:
@@ -107,21 +126,22 @@ def timed_run(spec, executor: str, workers) -> dict:
 
     n = spec.n_mocks
     k0, k1 = max(1, n // 10), max(2, n - n // 10)
-    with tempfile.TemporaryDirectory() as tmp, _marks_at({1, k0, k1}) as marks:
+    with tempfile.TemporaryDirectory() as tmp, _marks_between(k0, k1) as marks:
         t, c, reaped = time.perf_counter(), time.process_time(), _reaped_children_cpu()
         run = run_suite(spec, Path(tmp) / "run", "mockzgrad.suites.job:run_mock", workers=workers,
                         executor=executor, progress=False)
         wall, cpu, reaped = time.perf_counter() - t, time.process_time() - c, _reaped_children_cpu() - reaped
-    out = {"wall": wall, "n_ok": run.n_ok, "n_failed": run.n_failed, "parent_total": cpu,
-           "workers_total": reaped, "first": marks[1][0] - t if 1 in marks else float("nan")}
-    if k0 in marks and k1 in marks and k1 > k0:
-        (w0, p0, c0), (w1, p1, c1) = marks[k0], marks[k1]
-        m = k1 - k0
-        out["rate"] = m / (w1 - w0)
+    out = {"wall": wall, "n_ok": run.n_ok, "n_failed": run.n_failed, "parent_total": cpu - marks["own"],
+           "workers_total": reaped, "first": (marks["first"] or float("nan")) - t}
+    rows = marks["marks"]
+    if len(rows) >= 3 and rows[-1][1] > rows[0][1]:
+        count = [r[0] for r in rows]
+        # slopes over every recorded mock of the window: robust to mocks arriving in chunks
+        out["rate"] = 1.0 / _slope(count, [r[1] for r in rows])
         out["startup_wall"] = wall - n / out["rate"]
-        if c1:
-            out["worker_ms"] = 1e3 * sum(v - c0.get(pid, 0.0) for pid, v in c1.items()) / m
-            out["parent_ms"] = 1e3 * (p1 - p0) / m
+        if marks["prev"]:  # psutil saw the workers
+            out["worker_ms"] = 1e3 * _slope(count, [r[3] for r in rows])
+            out["parent_ms"] = 1e3 * _slope(count, [r[2] for r in rows])
             out["startup_cpu"] = (reaped - n * out["worker_ms"] / 1e3) / (workers or 1)
     return out
 

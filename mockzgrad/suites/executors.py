@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import os
 import signal
 import sys
@@ -54,6 +55,7 @@ __all__ = [
     "DASK_TASKS_PER_SLOT",
     "describe",
     "worker_init",
+    "worker_environ",
     "ByName",
     "import_target",
 ]
@@ -99,6 +101,26 @@ def worker_init(parent_pid: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="mockzgrad-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def worker_environ():
+    """:data:`WORKER_ENV` in this process's environment while worker processes are spawned, then as before.
+
+    A spawned worker runs the parent's main script again before its initializer (as ``__mp_main__``);
+    a script that imports numpy at its top would load OpenBLAS there with one thread per core, which
+    :func:`worker_init` can no longer change. Set at spawn time, the variables hold from the start.
+    """
+    old = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def import_target(target: str) -> Callable:
@@ -277,6 +299,9 @@ class LocalBackend:
 
     def submit(self, spec):
         try:
+            if len(getattr(self.pool, "_processes", None) or ()) < self.workers:
+                with worker_environ():  # the pool spawns its workers in submit
+                    return self.pool.submit(run_one, self.run_mock, spec)
             return self.pool.submit(run_one, self.run_mock, spec)
         except BrokenProcessPool as exc:  # broke before we saw it: report via the future
             fut = cf.Future()
@@ -437,7 +462,7 @@ class DaskBackend:
         """Mocks in the next chunk: :func:`chunk_size`, small enough for the pending limit, and at most
         the queued mocks' share of one worker thread (so the last chunks of a run shrink and the
         workers finish together)."""
-        n = chunk_size(self._recent)
+        n = chunk_size(self._recent, DASK_CHUNK_S, DASK_MAX_CHUNK)
         if self.limit is not None:
             n = min(n, max(1, self.limit // (self.n_slots * (DASK_TASKS_PER_SLOT + 1))))
         return min(n, max(1, -(-len(self._queue) // self.n_slots)))
