@@ -53,6 +53,7 @@ __all__ = [
     "DASK_CHUNK_S",
     "DASK_MAX_CHUNK",
     "DASK_TASKS_PER_SLOT",
+    "LOCAL_CLUSTER_CONFIG",
     "describe",
     "worker_init",
     "worker_environ",
@@ -75,6 +76,17 @@ DASK_CHUNK_S = 0.5
 DASK_MAX_CHUNK = 32
 #: Dask tasks sent and unfinished per worker thread (one running, one ready to start).
 DASK_TASKS_PER_SLOT = 2
+#: dask settings of the LocalCluster a suite starts (a scheduler given by address keeps its own).
+#: The profiler is off (it sampled every thread's stack every 10 ms). The event-loop tick (a check for
+#: a blocked loop, diagnostics only; 20 ms), the memory monitor (spill/pause/terminate checks; 100 ms)
+#: and the system monitor (dashboard metrics; 500 ms) ran often enough to cost an idle 2-worker
+#: cluster ~27 ms CPU per second in the parent and ~26 ms in the workers; at these intervals ~8 and ~6.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.admin.system-monitor.interval": "5s",
+}
 #: Per-mock times the chunk size is taken from (the most recent ones).
 _N_RECENT = 16
 
@@ -445,8 +457,8 @@ class DaskBackend:
             # and unmapped afresh (~20,000 page faults and ~60 ms system CPU a
             # mock). LocalCluster(env=...) is applied too late for malloc, so
             # the key is replaced here by the thread-count variables alone.
-            with dask.config.set({"distributed.worker.profile.enabled": False,
-                                  "distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
+            # LOCAL_CLUSTER_CONFIG also slows the periodic callbacks (see there).
+            with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             dashboard_address=":0", env=dict(WORKER_ENV))
             return Client(self.cluster)
