@@ -160,7 +160,10 @@ def run_suite(spec: SuiteSpec, outdir, run_mock, *, workers: int | None = None,
         Re-run mocks recorded as ``"failed"`` (their rows are replaced).
     max_pending : int or None
         Mocks submitted but not finished at any time; >= 1; None = 4 per
-        worker. Submission is lazy, so memory stays bounded for any ``n_mocks``.
+        worker (local, serial), or room for two full chunks per worker
+        thread and one being filled (dask: 96 per worker thread; a smaller
+        value also makes the chunks smaller). Submission is lazy, so memory
+        stays bounded for any ``n_mocks``.
 
     Returns
     -------
