@@ -550,7 +550,9 @@ class DaskBackend:
             if error is None:
                 try:
                     error = chunk.future.exception() or RuntimeError(f"dask task {chunk.future.status}")
-                except BaseException as exc:  # cancelled
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as exc:  # a cancelled future raises its CancelledError
                     error = exc
             chunk.future = None
             if len(chunk.handles) > 1:  # again, one mock per task: only a culprit fails
