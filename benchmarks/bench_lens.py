@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_lens.py [--repeats N] [--profile] [--stages] [--only {flagship,map}]
+    python benchmarks/bench_lens.py [--repeats N] [--profile] [--stages] [--lens-cpu] [--only {flagship,map}]
 
 Sections:
 
@@ -16,7 +16,9 @@ Sections:
    source put where that image falls, and a given field of mu times the
    unlensed area (the automatic field would reach the counter-image 20"
    away); "mu 3 main_image": the same lens with the automatic field of
-   ``lensing.field = "main_image"`` (the counter-image left out).
+   ``lensing.field = "main_image"`` (the counter-image left out); "mu 3
+   equal field": the same lens with a given field equal to the unlensed
+   automatic one (what lensing itself costs, the field held fixed).
    ``build_cube`` timed alternately (A/B/C/D rounds), median per
    variant and the ratio lensed / unlensed (target < 2); a table gives
    each variant's field, mu, flux and the CPU ratio per field pixel.
@@ -26,7 +28,9 @@ Sections:
    given analytically and the unlensed mock (target < 0.5 s wall).
 
 ``--stages`` adds each variant's CPU time per stage (plan, render, PSF,
-noise, truth) against the unlensed one's and the field-pixel ratio.
+noise, truth) against the unlensed one's and the field-pixel ratio;
+``--lens-cpu`` the CPU time spent evaluating the lens per build (calls,
+positions).
 
 One thread (numba, BLAS); one warm-up call per variant; the garbage
 collector is off inside a timed call. Absolute times depend on the
@@ -76,6 +80,50 @@ def _build(cfg):
         return build_cube(cfg, keep_noise_free=False)
 
 
+def lens_cpu(variants: dict, repeats: int) -> None:
+    """CPU time spent evaluating the lens (``alpha``, ``convergence_shear`` of every lens class, ray shooting
+    included) per build, with the number of calls and of positions: the lensing-only work that the plan's
+    single evaluation of the spaxel centres (round 5) cut. Medians after one warm-up."""
+    from mockzgrad.physics import lensing as pl
+
+    acc = {"t": 0.0, "n": 0, "pts": 0}
+    saved = []
+
+    def wrap(cls, name):
+        f = cls.__dict__[name]
+
+        def timed(self, x, y):
+            c0 = time.process_time()
+            try:
+                return f(self, x, y)
+            finally:
+                acc["t"] += time.process_time() - c0
+                acc["n"] += 1
+                acc["pts"] += int(np.size(x))
+        saved.append((cls, name, f))
+        setattr(cls, name, timed)
+
+    for cls in (pl.SIELens, pl.DeflectionMapLens, pl.ConstantLens, pl.ExternalShear):
+        for name in ("alpha", "convergence_shear"):
+            wrap(cls, name)
+    try:
+        print("  lens evaluation per build: calls, positions, CPU (median)")
+        for k, cfg in variants.items():
+            ts, tot = [], []
+            for i in range(repeats + 1):
+                acc.update(t=0.0, n=0, pts=0)
+                c0 = time.process_time()
+                _build(cfg)
+                if i:
+                    ts.append(acc["t"])
+                    tot.append(time.process_time() - c0)
+            print(f"  {k:20s} {acc['n']:4d} calls {acc['pts'] / 1e3:7.1f}k positions {1e3 * statistics.median(ts):6.2f} ms "
+                  f"of {1e3 * statistics.median(tot):6.1f} ms")
+    finally:
+        for cls, name, f in saved:
+            setattr(cls, name, f)
+
+
 def alternate(variants: dict, repeats: int) -> dict:
     """Median wall and CPU (process) time (s) of each variant's build, timed in alternating rounds after one
     warm-up each: ``{name: (wall, cpu)}``. On a shared machine the CPU time is the steadier of the two."""
@@ -95,10 +143,10 @@ def alternate(variants: dict, repeats: int) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in variants}
 
 
-def mu3_config(base, mu: float = 3.0):
+def mu3_config(base, mu: float = 3.0, area: float | None = None):
     """``base`` lensed by :data:`CLUSTER_LENS` with magnification ``mu`` at the field centre: one image there
     (the counter-image lies ~2 theta_E away), the source at that image's source position, and a given
-    square field of ``mu`` times the unlensed field's area (sqrt(mu) times its side)."""
+    square field of ``area`` (default ``mu``) times the unlensed field's area."""
     from scipy.optimize import brentq
 
     from mockzgrad.config import lens_from_config
@@ -112,7 +160,7 @@ def mu3_config(base, mu: float = 3.0):
     theta_e = CLUSTER_LENS["lensing.theta_e"]  # SIS: mu = d / (d - theta_E), i.e. mu 3 at d = 1.5 theta_E
     cx = brentq(lambda c: float(lens_at(c).magnification(zero, zero)) - mu, -3.0 * theta_e, -1.05 * theta_e)
     bx, by = lens_at(cx).ray_shoot(zero, zero)
-    fov = _build(base).truth["fov"] * np.sqrt(mu)
+    fov = _build(base).truth["fov"] * np.sqrt(mu if area is None else area)
     return base.replace(**CLUSTER_LENS, **{"lensing.centre_x": cx, "lensing.source_offset_x": float(bx),
                                            "lensing.source_offset_y": float(by), "instrument.fov": float(fov)})
 
@@ -124,7 +172,7 @@ def flagship_variants(main_image: bool = True) -> dict:
     lensed = base.replace(**FLAGSHIP_LENS)
     mu3 = mu3_config(base)
     out = {"unlensed": base, "ring os_crit 3": lensed.replace(**{"lensing.oversample_near_critical": 3}),
-           "ring (default)": lensed, "mu 3 os_crit 3": mu3}
+           "ring (default)": lensed, "mu 3 os_crit 3": mu3, "mu 3 equal field": mu3_config(base, area=1.0)}
     if main_image:
         out["mu 3 main_image"] = mu3.replace(**{"instrument.fov": None, "lensing.field": "main_image"})
     return out
@@ -142,12 +190,14 @@ def _stages(cfg) -> dict:
     plan = ifu.plan_ifu(cfg)
     t1 = c()
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=ifu._scatter_rng(cfg), lens=plan.lens,
-                         oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
+                         oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1),
+                         trace=plan.trace)
     t2 = c()
     cube = ifu.psf_stage(scene.cube, plan, crop=True)
     t3 = c()
     setup = ifu.IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
-                         line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens)
+                         line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens,
+                         field_trace=None if plan.trace is None else plan.trace.crop(plan.sampling.pad, plan.sampling.n))
     totals = lineflux.analytic_line_totals(setup.model, cfg.lines, ratio_offsets=setup.ratio_offsets)
     ifu._check_fov(cfg, cube, totals, setup.n)
     nz = ifu._noise_stage(cfg, cube, setup)
@@ -247,6 +297,7 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--only", choices=("flagship", "map"))
     ap.add_argument("--stages", action="store_true", help="also time each stage (plan, render, psf, noise, truth)")
+    ap.add_argument("--lens-cpu", action="store_true", help="also time the lens evaluations per build")
     args = ap.parse_args(argv)
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.only in (None, "flagship"):
@@ -256,6 +307,8 @@ def main(argv=None):
         describe(v, med)
         if args.stages:
             stage_table(v, args.repeats)
+        if args.lens_cpu:
+            lens_cpu({k: c for k, c in v.items() if k != "unlensed"}, args.repeats)
         if args.profile:
             _profile(v["mu 3 os_crit 3"])
     if args.only in (None, "map"):
@@ -264,6 +317,8 @@ def main(argv=None):
             _report("2. NIRISS-like mock, 0.03\" deflection maps (target < 0.5 s)", alternate(v, args.repeats))
             if args.stages:
                 stage_table(v, args.repeats)
+            if args.lens_cpu:
+                lens_cpu({k: c for k, c in v.items() if k != "unlensed"}, args.repeats)
             if args.profile:
                 _profile(v["deflection maps"])
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -35,7 +35,7 @@ LAYERS = ("foundation", "physics", "config", "kernels", "source", "products", "o
 #: (its entry points import anything, lazily); imported, it gives only what its
 #: body binds eagerly (``__version__``, the errors), see ``_ROOT_AS_TARGET``.
 LAYER_OF = {
-    "": "top", "cli": "top", "plots": "top", "demo": "top", "__main__": "top",
+    "": "top", "cli": "top", "plots": "top", "plots_lensing": "top", "demo": "top", "__main__": "top",
     "cliargs": "top",
     "errors": "foundation", "validate": "foundation",
     "fileio": "foundation",

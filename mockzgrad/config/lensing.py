@@ -60,6 +60,13 @@ class LensingConfig:
     source_offset_x, source_offset_y : float
         Shift of the galaxy in the source plane, arcsec (east, north),
         added to ``galaxy.x_offset``, ``galaxy.y_offset``.
+    image_at_centre : bool
+        Place the galaxy where the lens maps the field centre: its
+        source-plane centre is beta(0, 0) = -alpha(0, 0) plus the offsets
+        above, so an image of the galaxy's centre lies at the field centre
+        (with a cluster-scale lens off the field, ``centre_x``,
+        ``centre_y`` then set the magnification there). False (default):
+        the offsets alone place it.
     oversample_near_critical : int
         Sub-pixels per spaxel per axis where ``|mu| > 20``; [1, 64].
     field : {"all_images", "main_image"}
@@ -100,6 +107,7 @@ class LensingConfig:
     z_lens: float | None = number_field(None, 0.0, 30.0, lo_open=True)
     source_offset_x: float = number_field(0.0, -100.0, 100.0, unit="arcsec")
     source_offset_y: float = number_field(0.0, -100.0, 100.0, unit="arcsec")
+    image_at_centre: bool = bool_field(False)
     oversample_near_critical: int = integer_field(8, 1, 64)
     field: str = choice_field("all_images", ("all_images", "main_image"))
     observer_model: str = choice_field("truth", OBSERVER_MODELS)

@@ -52,7 +52,7 @@ from ..products.lens import radius_map_truth
 from ..source import lineflux
 from ..source.galaxy import GalaxyModel, resolve_galaxy
 from ..source.continuum import continuum_cube
-from ..source.scene import SceneSampling, observed_line_waves, render_scene
+from ..source.scene import SceneSampling, observed_line_waves, render_scene, spaxel_centres
 from . import lsf, noise, psf as psf_mod
 
 __all__ = ["IFUPlan", "IFUSetup", "plan_ifu", "psf_stage", "model_cube", "build_cube"]
@@ -92,6 +92,7 @@ class IFUPlan:
     sampling: SceneSampling
     lens: object = None  # mockzgrad.physics.lensing.Lens of cfg.lensing, None when unlensed
     taps: dict | None = None
+    trace: object = None  # lensed: the lens evaluated at the padded field's spaxel centres (GridTrace), once
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +108,7 @@ class IFUSetup:
     ratio_offsets: dict | None
     lens: object = None
     continuum_flux: float = 0.0  # the stellar continuum's flux in the cube (the FoV check counts lines only)
+    field_trace: object = None  # lensed: the plan's GridTrace cropped to the kept field (data orientation)
 
 
 def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves, lens,
@@ -127,14 +129,17 @@ def _lensed_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves,
 
 
 def _lensed_model(cfg: MockConfig, model: GalaxyModel):
-    """The galaxy moved by ``lensing.source_offset_*`` in the source plane, and the true lens (None: unlensed)."""
+    """The galaxy moved by ``lensing.source_offset_*`` in the source plane (plus the traced field centre with
+    ``lensing.image_at_centre``), and the true lens (None: unlensed)."""
     lcfg = cfg.lensing
     lens = lens_from_config(lcfg, model.redshift, cfg.cosmology.to_astropy())
     if lens is None:
         return model, None
-    model = dataclasses.replace(model, x_offset=model.x_offset + lcfg.source_offset_x,
-                                y_offset=model.y_offset + lcfg.source_offset_y)
-    return model, lens
+    x0, y0 = model.x_offset + lcfg.source_offset_x, model.y_offset + lcfg.source_offset_y
+    if lcfg.image_at_centre:  # the source where the field centre traces to
+        bx, by = lens.ray_shoot(np.array(0.0), np.array(0.0))
+        x0, y0 = x0 + float(bx), y0 + float(by)
+    return dataclasses.replace(model, x_offset=x0, y_offset=y0), lens
 
 
 def _auto_fov(model: GalaxyModel, psf, frac: float, pixel_scale: float, waves) -> float:
@@ -226,10 +231,12 @@ def plan_ifu(cfg: MockConfig) -> IFUPlan:
                              pad=(n_ext - n) // 2, n_ext=n_ext, line_sigma=line_sigma,
                              oversample=inst.oversample, oversample_outer=inst.oversample_outer,
                              oversample_radius=inst.oversample_radius)
-    if lens is not None:
-        lensing_mod.check_field(lens, spatial_offsets(n, ps))
+    trace = None
+    if lens is not None:  # the spaxel centres traced once, for the scene, the noise stage and the truth
+        trace = lensing_mod.trace_grid(lens, *spaxel_centres(sampling))
+        lensing_mod.check_field(lens, spatial_offsets(n, ps), trace=trace.crop(sampling.pad, n).mirrored())
     return IFUPlan(model=model, grid=grid, psf=psf, kernels=kernels, window=window,
-                   line_waves=line_waves, sampling=sampling, lens=lens, taps=taps)
+                   line_waves=line_waves, sampling=sampling, lens=lens, taps=taps, trace=trace)
 
 
 def psf_stage(cube: np.ndarray, plan: IFUPlan, *, crop: bool = False, use_numba: bool = True) -> np.ndarray:
@@ -315,7 +322,8 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     """
     plan = plan_ifu(cfg)
     scene = render_scene(plan.model, cfg.lines, plan.sampling, rng=_scatter_rng(cfg), use_numba=use_numba,
-                         lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1))
+                         lens=plan.lens, oversample_near_critical=getattr(cfg.lensing, "oversample_near_critical", 1),
+                         trace=plan.trace)
     pre, cont_flux = scene.cube, 0.0
     if cfg.continuum is not None:  # the optional stellar continuum joins the scene before the PSF
         cont = continuum_cube(cfg.continuum, plan.model, cfg.lines, plan.sampling, lens=plan.lens)
@@ -324,7 +332,8 @@ def model_cube(cfg: MockConfig, *, apply_psf: bool = True, use_numba: bool = Tru
     cube = psf_stage(pre, plan, crop=True, use_numba=use_numba) if apply_psf else scene.crop(pre)
     setup = IFUSetup(model=plan.model, grid=plan.grid, psf=plan.psf, n=plan.sampling.n, window=plan.window,
                      line_waves=plan.line_waves, ratio_offsets=scene.ratio_offsets, lens=plan.lens,
-                     continuum_flux=cont_flux)
+                     continuum_flux=cont_flux,
+                     field_trace=None if plan.trace is None else plan.trace.crop(plan.sampling.pad, plan.sampling.n))
     return cube, setup
 
 
@@ -383,7 +392,8 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
     model, grid, ps = setup.model, setup.grid, cfg.instrument.pixel_scale
     xg, yg = np.meshgrid(-spatial_offsets(setup.n, ps), spatial_offsets(setup.n, ps))
     if setup.lens is not None:  # the r_eff ellipse in the source plane
-        xg, yg = setup.lens.ray_shoot(xg, yg)
+        ft = setup.field_trace
+        xg, yg = setup.lens.ray_shoot(xg, yg) if ft is None else (ft.beta_x, ft.beta_y)
     mask = noise.ellipse_mask(xg, yg, a_arcsec=model.r_eff_arcsec, axis_ratio=model.axis_ratio,
                               pa=model.pa, x_offset=model.x_offset, y_offset=model.y_offset)
     snr_wave = LINES[cfg.noise.snr_line].wavelength * (1.0 + model.redshift)
@@ -426,12 +436,13 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         truth["continuum"] = config_to_dict(cfg.continuum)
     truth.update(resolution_truth(cfg))  # elliptical PSF: x_resolution_geomean, ... (config.resolution)
     if setup.lens is not None:
-        m = setup.model
+        m, ft = setup.model, setup.field_trace
         truth.update(lensing_mod.lensing_truth(setup.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, inst.psf.fwhm,
                                                spatial_offsets(setup.n, inst.pixel_scale),
                                                (float(cube.sum()) - setup.continuum_flux) / sum(totals.values())
-                                               if totals else math.nan))
-        truth["source_radius_map_kpc"] = radius_map_truth(m, setup.lens, setup.n, inst.pixel_scale)
+                                               if totals else math.nan, trace=None if ft is None else ft.mirrored()))
+        truth["source_radius_map_kpc"] = radius_map_truth(m, setup.lens, setup.n, inst.pixel_scale,
+                                                          traced=None if ft is None else (ft.beta_x, ft.beta_y))
     return truth
 
 

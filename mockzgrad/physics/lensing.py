@@ -46,6 +46,7 @@ __all__ = [
     "DeflectionMapLens", "ScaledLens", "read_deflection_maps", "warn_critical", "check_field", "find_image",
     "find_images", "lensing_truth", "distance_ratio", "jacobian_fd", "stretch", "critical_pixels",
     "image_extent", "image_flux_radius", "FIELD_RULES", "main_image_mask", "lensed_flux_radius",
+    "GridTrace", "trace_grid",
 ]
 
 #: ``lensing.field``: which images the automatic field holds (:func:`lensed_flux_radius`).
@@ -407,9 +408,71 @@ def _jacobian_nodes(cx, cy, dx: float, dy: float) -> tuple[np.ndarray, np.ndarra
     return 0.5 * (axx + ayy), 0.5 * (axx - ayy), 0.5 * (axy + ayx)
 
 
-def critical_pixels(lens: Lens, x, y) -> int:
-    """Number of positions (x, y) with det A <= 0 (inside a critical curve)."""
-    return int(np.count_nonzero(lens.det_a(x, y) <= 0.0))
+def critical_pixels(lens: Lens, x, y, trace: GridTrace | None = None) -> int:
+    """Number of positions (x, y) with det A <= 0 (inside a critical curve); ``trace``: the lens already
+    evaluated there (:func:`trace_grid`; x, y unused)."""
+    det = lens.det_a(x, y) if trace is None else trace.det_a()
+    return int(np.count_nonzero(det <= 0.0))
+
+
+@dataclass(frozen=True, eq=False)
+class GridTrace:
+    """A lens evaluated once on a grid of positions, for every stage that needs it there.
+
+    Attributes
+    ----------
+    x, y : ndarray
+        Sky offsets, arcsec (x east, y north), one shape.
+    beta_x, beta_y : ndarray
+        Source-plane positions beta = theta - alpha(theta), arcsec.
+    kappa, gamma1, gamma2 : ndarray
+        Convergence and shear there (x, y frame).
+
+    Notes
+    -----
+    The arrays are read-only (shared by the stages). Crops and column
+    reversals are views of the same values: a stage that used to evaluate
+    the lens on a sub-grid (or on its mirror image) gets the numbers it
+    would have computed, element by element.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    beta_x: np.ndarray
+    beta_y: np.ndarray
+    kappa: np.ndarray
+    gamma1: np.ndarray
+    gamma2: np.ndarray
+
+    def _arrays(self):
+        return (self.x, self.y, self.beta_x, self.beta_y, self.kappa, self.gamma1, self.gamma2)
+
+    def det_a(self) -> np.ndarray:
+        """det A = (1 - kappa)^2 - gamma^2 (as :meth:`Lens.det_a`)."""
+        with np.errstate(invalid="ignore"):
+            return (1.0 - self.kappa) ** 2 - self.gamma1 * self.gamma1 - self.gamma2 * self.gamma2
+
+    def crop(self, start: int, n: int) -> "GridTrace":
+        """The square sub-grid ``[start:start + n, start:start + n]`` (views)."""
+        sl = (slice(start, start + n), slice(start, start + n))
+        return GridTrace(*(a[sl] for a in self._arrays()))
+
+    def mirrored(self) -> "GridTrace":
+        """Columns reversed (views): a grid with x east = -column becomes one with x = +column."""
+        return GridTrace(*(a[:, ::-1] for a in self._arrays()))
+
+
+def trace_grid(lens: Lens, x, y) -> GridTrace:
+    """Evaluate ``lens`` once at sky offsets (x, y), arcsec: :meth:`Lens.ray_shoot` and
+    :meth:`Lens.convergence_shear` (:class:`GridTrace`)."""
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    bx, by = lens.ray_shoot(x, y)
+    k, g1, g2 = lens.convergence_shear(x, y)
+    arrays = [np.array(x), np.array(y)] + [np.asarray(np.broadcast_to(a, x.shape), dtype=float)
+                                           for a in (bx, by, k, g1, g2)]
+    for a in arrays:
+        a.setflags(write=False)
+    return GridTrace(*arrays)
 
 
 def image_extent(lens: Lens, inside, r_start: float, *, n: int = 256, max_doublings: int = 6) -> float:
@@ -582,9 +645,10 @@ def _warn_left_out(lens: Lens, centre, r_max: float, r_img: float, n: int = 192)
                       f"source centre left out of the field: {shown}", FieldOfViewWarning, stacklevel=4)
 
 
-def warn_critical(lens: Lens, x, y, where: str = "the field") -> int:
-    """Warn (CriticalCurveWarning) when det A <= 0 somewhere among (x, y); return that count."""
-    n_crit = critical_pixels(lens, x, y)
+def warn_critical(lens: Lens, x, y, where: str = "the field", trace: GridTrace | None = None) -> int:
+    """Warn (CriticalCurveWarning) when det A <= 0 somewhere among (x, y); return that count (``trace``: the
+    lens already evaluated there)."""
+    n_crit = critical_pixels(lens, x, y, trace)
     if n_crit:
         warnings.warn(f"{where} crosses a critical curve: {n_crit} pixels with det A <= 0 "
                       "(multiple images)", CriticalCurveWarning, stacklevel=4)
@@ -699,18 +763,19 @@ def _read_deflection_maps_cached(key: tuple, path_x: str, path_y: str) -> Deflec
     return lens
 
 
-def check_field(lens: Lens, offsets) -> int:
+def check_field(lens: Lens, offsets, trace: GridTrace | None = None) -> int:
     """Check a lens over a square field (offsets of its pixel centres, arcsec, per axis).
 
     Deflection maps must cover it (DataError naming both extents); a
     CriticalCurveWarning says how many pixels lie inside a critical curve.
-    Returns that number.
+    Returns that number. ``trace``: the lens already evaluated on that
+    field (:func:`trace_grid`, any orientation).
     """
     t = np.asarray(offsets, dtype=float)
     xx, yy = np.meshgrid(t, t)
     if isinstance(lens, DeflectionMapLens):
         lens.check_covers(xx, yy)
-    return warn_critical(lens, xx, yy, where=f"the field ({t.size} x {t.size} pixels)")
+    return warn_critical(lens, xx, yy, where=f"the field ({t.size} x {t.size} pixels)", trace=trace)
 
 
 def _newton(lens: Lens, x: float, y: float, beta_x: float, beta_y: float, n_iter: int) -> tuple[float, float]:
@@ -731,12 +796,13 @@ def _newton(lens: Lens, x: float, y: float, beta_x: float, beta_y: float, n_iter
     return x, y
 
 
-def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30) -> list:
+def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 30, traced=None) -> list:
     """Every image of the source point (beta_x, beta_y) inside a square field.
 
     Grid points whose traced position is a local minimum of the distance to
     the source are refined by Newton steps; converged, distinct solutions
-    inside the field are kept.
+    inside the field are kept. ``traced``: (beta_x, beta_y) of the grid
+    ``meshgrid(offsets, offsets)`` when already known.
 
     Returns
     -------
@@ -747,7 +813,7 @@ def find_images(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int =
 
     t = np.asarray(offsets, dtype=float)
     xx, yy = np.meshgrid(t, t)
-    bx, by = lens.ray_shoot(xx, yy)
+    bx, by = lens.ray_shoot(xx, yy) if traced is None else traced
     d = np.hypot(bx - beta_x, by - beta_y)
     cand = np.flatnonzero((d == minimum_filter(d, size=3, mode="nearest")).ravel())
     step = float(np.max(np.abs(np.diff(t)))) if t.size > 1 else 1.0
@@ -802,14 +868,15 @@ def find_image(lens: Lens, beta_x: float, beta_y: float, offsets, n_iter: int = 
 
 
 def lensing_truth(lens: Lens, source_centre, r_eff_arcsec: float, psf_fwhm: float, offsets,
-                  flux_magnification: float = math.nan) -> dict:
+                  flux_magnification: float = math.nan, trace: GridTrace | None = None) -> dict:
     """What lensing did to a mock, for its truth.
 
     ``source_centre`` is the galaxy's source-plane centre (arcsec, east,
     north), ``r_eff_arcsec`` its effective radius (source plane),
     ``psf_fwhm`` the image-plane PSF FWHM (arcsec), ``offsets`` the field's
     pixel-centre offsets per axis (arcsec) and ``flux_magnification`` the
-    lensed over intrinsic line flux (NaN when unknown).
+    lensed over intrinsic line flux (NaN when unknown); ``trace`` the lens
+    already evaluated on ``meshgrid(offsets, offsets)`` (:func:`trace_grid`).
 
     Returns
     -------
@@ -823,7 +890,8 @@ def lensing_truth(lens: Lens, source_centre, r_eff_arcsec: float, psf_fwhm: floa
         field; the values above are those of the most magnified) and
         ``critical_pixels``.
     """
-    images = find_images(lens, float(source_centre[0]), float(source_centre[1]), offsets)
+    images = find_images(lens, float(source_centre[0]), float(source_centre[1]), offsets,
+                         traced=None if trace is None else (trace.beta_x, trace.beta_y))
     x, y = (images[0][0], images[0][1]) if images else find_image(lens, *map(float, source_centre), offsets)
     st = {k: float(v) for k, v in lens.stretch(np.array(x), np.array(y)).items()}
     t = np.asarray(offsets, dtype=float)
@@ -834,4 +902,4 @@ def lensing_truth(lens: Lens, source_centre, r_eff_arcsec: float, psf_fwhm: floa
             "x_resolution_source": x_img * math.sqrt(abs(st["mu_t"] * st["mu_r"])),
             "x_resolution_t": x_img * abs(st["mu_t"]), "x_resolution_r": x_img * abs(st["mu_r"]),
             "flux_magnification": float(flux_magnification), "n_images": len(images),
-            "critical_pixels": critical_pixels(lens, xx, yy)}
+            "critical_pixels": critical_pixels(lens, xx, yy, trace)}

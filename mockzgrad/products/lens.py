@@ -174,15 +174,17 @@ def lens_path_for(cube_path) -> str:
 RADIUS_MAP_DIGITS = 5
 
 
-def source_radius_map(model, lens, n, pixel_scale: float) -> np.ndarray:
+def source_radius_map(model, lens, n, pixel_scale: float, traced=None) -> np.ndarray:
     """True source-plane deprojected radius (kpc) of every spaxel centre of an ``n x n`` (or ``(ny, nx)``) grid.
 
     Each spaxel centre theta is ray-traced to beta = theta - alpha(theta) with
     the true lens and its radius in the galaxy's disk is taken there
     (:meth:`mockzgrad.source.galaxy.GalaxyModel.disk_coords`; rows north, columns west, as the data).
+    ``traced``: those (beta_x, beta_y) when already known.
     """
-    x, y = _grid(n, pixel_scale)
-    return np.asarray(model.disk_coords(*lens.ray_shoot(x, y))[0], dtype=float)
+    if traced is None:
+        traced = lens.ray_shoot(*_grid(n, pixel_scale))
+    return np.asarray(model.disk_coords(*traced)[0], dtype=float)
 
 
 def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnification: float) -> dict:
@@ -215,9 +217,9 @@ def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnifi
     return truth
 
 
-def radius_map_truth(model, lens, n, pixel_scale: float) -> list:
+def radius_map_truth(model, lens, n, pixel_scale: float, traced=None) -> list:
     """:func:`source_radius_map` as nested lists (rows), :data:`RADIUS_MAP_DIGITS` significant digits (JSON)."""
-    return round_significant(source_radius_map(model, lens, n, pixel_scale), RADIUS_MAP_DIGITS).tolist()
+    return round_significant(source_radius_map(model, lens, n, pixel_scale, traced), RADIUS_MAP_DIGITS).tolist()
 
 
 def round_significant(values, digits: int) -> np.ndarray:

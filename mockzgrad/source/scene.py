@@ -36,7 +36,8 @@ from . import lineflux
 from .galaxy import GalaxyModel
 from .render import render_lines
 
-__all__ = ["PROFILE_TRUNCATION_SIGMA", "SceneSampling", "Scene", "observed_line_waves", "render_scene"]
+__all__ = ["PROFILE_TRUNCATION_SIGMA", "SceneSampling", "Scene", "observed_line_waves", "spaxel_centres",
+           "render_scene"]
 
 #: Line profiles are truncated at this many standard deviations.
 PROFILE_TRUNCATION_SIGMA = 5.0
@@ -214,7 +215,9 @@ def needed_oversample(lens, x, y, pixel_scale: float) -> np.ndarray:
     Near a fold mu ~ 1 / d (d the distance to the critical curve, estimated
     as |det A| / |grad det A|); sub-pixels no larger than 2 d / 3 keep
     mu within a factor 2 across each of them, so the spaxel needs
-    ceil(1.5 pixel_scale / d) of them per axis.
+    ceil(1.5 pixel_scale / d) of them per axis. A geometric pre-filter:
+    the spaxels it flags are rendered again with twice the sub-pixels and
+    warned about only when their flux changes (:func:`_warn_undersampled`).
     """
     h = 0.05 * pixel_scale
     det = lens.det_a(x, y)
@@ -226,35 +229,91 @@ def needed_oversample(lens, x, y, pixel_scale: float) -> np.ndarray:
     return np.where(np.isfinite(need), np.maximum(need, 1.0), np.inf)
 
 
-def _warn_undersampled(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_scale: float,
-                       mu: np.ndarray | None = None) -> int:
-    """Warn (CriticalCurveWarning) when a lit spaxel with |mu| > MU_UNDERSAMPLED has too few sub-pixels;
-    returns the largest needed oversample (0: none flagged). ``mu``: the magnification at (x, y), when known."""
+#: A flagged spaxel is under-sampled when doubling its sub-pixels per axis changes its flux by more than this
+#: fraction of the brightest spaxel's (the IFU mode's oversampling tolerance, 0.5 % of the peak).
+UNDERSAMPLED_TOL = 5e-3
+
+#: Largest sub-pixels per axis (``lensing.oversample_near_critical``'s upper bound).
+_OS_MAX = 64
+
+
+def _undersampled_candidates(lens, x, y, lit: np.ndarray, os_map: np.ndarray, pixel_scale: float,
+                             mu: np.ndarray | None = None) -> np.ndarray:
+    """Lit spaxels with |mu| > MU_UNDERSAMPLED whose sub-pixels are coarser than :func:`needed_oversample`
+    asks and below the largest allowed (boolean map). ``mu``: the magnification at (x, y), when known."""
+    mu = lens.magnification(x, y) if mu is None else mu
+    flag = lit & (np.abs(mu) > MU_UNDERSAMPLED) & (os_map < _OS_MAX)
+    if flag.any():
+        flag[flag] = needed_oversample(lens, x[flag], y[flag], pixel_scale) > os_map[flag]
+    return flag
+
+
+#: At most this many candidates (the most magnified) are rendered again per scene: bounds the check's cost.
+_MAX_CHECKED = 32
+
+
+def _warn_undersampled(cube: np.ndarray, candidates: np.ndarray, os_map: np.ndarray, render_at,
+                       tol: float = UNDERSAMPLED_TOL, priority: np.ndarray | None = None) -> int:
+    """Warn (CriticalCurveWarning) when candidate spaxels (:func:`_undersampled_candidates`) are not converged.
+
+    Each group of candidates with the same sub-pixels per axis k is rendered again at 2k (``render_at(rows,
+    cols, k)`` -> flux per channel, (n_chan, n_cells)); if its spaxels' flux changes by more than ``tol`` of
+    the brightest spaxel's flux in ``cube``, k doubles again, up to 64. The warning names the smallest k that
+    converged (the needed ``oversample_near_critical``). Surface brightness is conserved, so an extended
+    source's image is smooth across a fold and the few sub-pixels of the field usually suffice; a compact
+    source on a caustic is what needs more. Of more than :data:`_MAX_CHECKED` candidates, those with the
+    largest ``priority`` (e.g. the magnification) are checked. Returns the needed oversample (0: none).
+    """
     import warnings
 
     from ..physics.lensing import CriticalCurveWarning
 
-    mu = lens.magnification(x, y) if mu is None else mu
-    flag = lit & (np.abs(mu) > MU_UNDERSAMPLED)
-    if not flag.any():
+    if not candidates.any():
         return 0
-    need = needed_oversample(lens, x[flag], y[flag], pixel_scale)
-    short = need > os_map[flag]
-    if not short.any():
+    peak = float(cube.sum(axis=0).max())
+    if not peak > 0.0:
         return 0
-    worst = float(need[short].max())
-    shown = f">= {int(worst)}" if worst <= 64 else ">= 64 (the largest allowed; a spaxel straddles the curve)"
-    warnings.warn(f"{int(short.sum())} rendered spaxels have |mu| > {MU_UNDERSAMPLED:g} with too few sub-pixels "
-                  f"(up to {int(os_map[flag][short].max())} per axis): set lensing.oversample_near_critical "
-                  f"{shown}", CriticalCurveWarning, stacklevel=4)
-    return int(min(worst, 64)) if math.isfinite(worst) else 64
+    n_cand = int(candidates.sum())
+    if n_cand > _MAX_CHECKED:
+        prio = np.where(candidates, np.inf if priority is None else priority, -np.inf).ravel()
+        keep = np.zeros(candidates.size, dtype=bool)
+        keep[np.argsort(-prio, kind="stable")[:_MAX_CHECKED]] = True
+        candidates = keep.reshape(candidates.shape)
+    need, n_short, worst, shown_os = 0, 0, 0.0, 0
+    for k0 in np.unique(os_map[candidates]).astype(int):
+        rows, cols = np.nonzero(candidates & (os_map == k0))
+        flux, k, short = cube[:, rows, cols].sum(axis=0), k0, None
+        while k < _OS_MAX:
+            k2 = min(2 * k, _OS_MAX)
+            flux2 = render_at(rows, cols, k2).sum(axis=0)
+            change = np.abs(flux2 - flux) / peak
+            if short is None:
+                short = change > tol  # the spaxels not converged at their own sampling
+                worst = max(worst, float(change.max()))
+            if not (change > tol).any():
+                break
+            flux, k = flux2, k2
+        if short is not None and short.any():
+            n_short += int(short.sum())
+            shown_os = max(shown_os, k0)
+            need = max(need, k if k < _OS_MAX or not (change > tol).any() else _OS_MAX + 1)
+    if not n_short:
+        return 0
+    shown = f">= {need}" if need <= _OS_MAX else \
+        f">= {_OS_MAX} (the largest allowed; their flux still changed from {_OS_MAX // 2} to {_OS_MAX})"
+    checked = f" (of the {_MAX_CHECKED} most magnified of {n_cand} checked)" if n_cand > _MAX_CHECKED else ""
+    warnings.warn(f"{n_short} rendered spaxels{checked} have |mu| > {MU_UNDERSAMPLED:g} with too few sub-pixels "
+                  f"(up to {shown_os} per axis; doubling them changes their flux by up to {100 * worst:.2g} % of "
+                  f"the brightest spaxel's): set lensing.oversample_near_critical {shown}",
+                  CriticalCurveWarning, stacklevel=4)
+    return min(need, _OS_MAX)
 
 
 #: |mu| above which a lit spaxel is rendered with ``oversample_near_critical`` sub-pixels per axis.
 MU_NEAR_CRITICAL = 20.0
 
 
-def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scale: float):
+def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scale: float, kcs=None):
     """Lit spaxels with |mu| > MU_NEAR_CRITICAL at centres (x, y), and the magnification there.
 
     A spaxel is lit when some of it may fall within the light radius: its
@@ -262,9 +321,10 @@ def _near_critical(model: GalaxyModel, lens, x, y, r_pix: np.ndarray, pixel_scal
     radius plus twice the source-plane half-diagonal of the spaxel (its
     image under the Jacobian, largest singular value |1 - kappa| + |gamma|,
     deprojected by 1 / axis ratio). Dark spaxels get nothing from extra
-    sub-pixels, so they keep the field's sampling.
+    sub-pixels, so they keep the field's sampling. ``kcs``: (kappa, gamma1,
+    gamma2) at (x, y) when already known.
     """
-    kap, g1, g2 = lens.convergence_shear(x, y)
+    kap, g1, g2 = lens.convergence_shear(x, y) if kcs is None else kcs
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = 1.0 / ((1.0 - kap) ** 2 - g1 * g1 - g2 * g2)
         reach = (np.abs(1.0 - kap) + np.hypot(g1, g2)) * pixel_scale * math.sqrt(2.0) \
@@ -343,9 +403,17 @@ def _passes(inner: np.ndarray, os_in: int, os_out: int) -> list[_Pass]:
             _Pass((i0, i1, j0, j1), os_in, inner[i0:i1, j0:j1])]
 
 
+def spaxel_centres(sampling: SceneSampling) -> tuple[np.ndarray, np.ndarray]:
+    """Sky offsets (x east, y north; arcsec) of the padded field's spaxel centres, (n_ext, n_ext) each
+    (east is -column); the kept field is ``[pad:pad + n, pad:pad + n]``."""
+    s = sampling
+    centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
+    return np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
+
+
 def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling, *,
                  rng: np.random.Generator, use_numba: bool = True, lens=None,
-                 oversample_near_critical: int = 1) -> Scene:
+                 oversample_near_critical: int = 1, trace=None) -> Scene:
     """Render the noise-free, pre-PSF scene of a galaxy on a mode's sampling.
 
     Parameters
@@ -373,6 +441,10 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     oversample_near_critical : int
         Sub-pixels per axis of the lit spaxels whose |mu| > 20 (lensed
         only; used when above ``sampling.oversample``).
+    trace : mockzgrad.physics.lensing.GridTrace or None
+        ``lens`` already evaluated at the padded field's spaxel centres
+        (:func:`spaxel_centres`, :func:`mockzgrad.physics.lensing.trace_grid`);
+        None: evaluated here.
 
     Returns
     -------
@@ -382,22 +454,23 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     """
     s = sampling
     line_waves = observed_line_waves(model, lines)
-    centres = np.arange(s.n_ext) - s.pad - 0.5 * (s.n - 1)  # spaxel centres, spaxels from the field centre
-    pxx, pyy = np.meshgrid(-centres * s.pixel_scale, centres * s.pixel_scale)
-    r_pix, cos_pix = model.disk_coords(*_traced(lens, pxx, pyy))
+    pxx, pyy = spaxel_centres(s)
+    traced = (trace.beta_x, trace.beta_y) if lens is not None and trace is not None else _traced(lens, pxx, pyy)
+    r_pix, cos_pix = model.disk_coords(*traced)
     scatter = _draw_scatter(model, lines, s, r_pix, rng)
     inner = r_pix <= s.oversample_radius * model.r_eff
     passes = _passes(inner, s.oversample, min(s.oversample_outer, s.oversample))
     cells = None
     if lens is not None:
-        near, mu = _near_critical(model, lens, pxx, pyy, r_pix, s.pixel_scale)
+        near, mu = _near_critical(model, lens, pxx, pyy, r_pix, s.pixel_scale,
+                                  None if trace is None else (trace.kappa, trace.gamma1, trace.gamma2))
         if oversample_near_critical > s.oversample and near.any():
             passes, cells = _critical_passes(passes, near, oversample_near_critical)
         os_map = _os_map(passes, pxx.shape)
         if cells is not None:
             os_map[cells.rows, cells.cols] = cells.os_k
-        _warn_undersampled(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL), os_map,
-                           s.pixel_scale, mu)
+        candidates = _undersampled_candidates(lens, pxx, pyy, r_pix <= model.light_radius(1.0 - _LIGHT_TAIL),
+                                              os_map, s.pixel_scale, mu)
     first = passes[0]
     whole = first.os_k == 1 and first.box == (0, s.n_ext, 0, s.n_ext)  # its sub-pixels are the spaxel centres
     cube = _render_pass(model, lines, s, scatter, line_waves, first, use_numba, lens,
@@ -409,4 +482,7 @@ def render_scene(model: GalaxyModel, lines: LinesConfig, sampling: SceneSampling
     if cells is not None:
         cube[:, cells.rows, cells.cols] += _render_cells(model, lines, s, scatter, line_waves, cells, use_numba,
                                                          lens)
+    if lens is not None:  # flagged spaxels checked by rendering them again with twice the sub-pixels
+        _warn_undersampled(cube, candidates, os_map, lambda rows, cols, k: _render_cells(
+            model, lines, s, scatter, line_waves, _Cells(rows, cols, k), use_numba, lens), priority=np.abs(mu))
     return Scene(cube=cube, sampling=s, line_waves=line_waves, ratio_offsets=scatter.recorded())

@@ -62,7 +62,7 @@ def execute(spec, store, run_mock, todo, n_todo: int, outdir: Path, *, executor:
         of mocks recorded.
     """
     backend = make_backend(executor, run_mock, workers, scheduler)
-    limit = max_pending or 4 * backend.n_slots
+    limit = backend.pending_limit(max_pending)
     bar = progress_bar(n_todo, spec.name, progress)
     loop = RunLoop(spec, store, backend, todo, outdir, stop=stop, bar=bar, limit=limit)
     loop.run()

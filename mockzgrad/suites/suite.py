@@ -160,7 +160,10 @@ def run_suite(spec: SuiteSpec, outdir, run_mock, *, workers: int | None = None,
         Re-run mocks recorded as ``"failed"`` (their rows are replaced).
     max_pending : int or None
         Mocks submitted but not finished at any time; >= 1; None = 4 per
-        worker. Submission is lazy, so memory stays bounded for any ``n_mocks``.
+        worker (local, serial), or room for two full chunks per worker
+        thread and one being filled (dask: 96 per worker thread; a smaller
+        value also makes the chunks smaller). Submission is lazy, so memory
+        stays bounded for any ``n_mocks``.
 
     Returns
     -------
@@ -183,9 +186,14 @@ def run_suite(spec: SuiteSpec, outdir, run_mock, *, workers: int | None = None,
     as results arrive. A dead local worker process restarts the pool and its
     mocks are re-run one at a time; one that kills its worker alone is
     recorded ``"failed"`` (``WorkerDied: ...``; see :mod:`.loop`). Under dask
-    a dead worker's task is rescheduled by dask (``KilledWorker`` once dask
-    gives up). A mock whose configuration cannot be built is recorded
-    ``"failed"`` without running.
+    mocks are sent in chunks of about half a second of work (one dask task
+    each; see :class:`~mockzgrad.suites.executors.DaskBackend`), each mock
+    still recorded in its own transaction as soon as its chunk returns; an
+    interrupted run runs the chunks that were running again when resumed. A
+    dead worker's task is rescheduled by dask; a chunk dask gives up on
+    (``KilledWorker``) is run again one mock per task, so only a mock that
+    kills its worker alone is recorded ``"failed"``. A mock whose
+    configuration cannot be built is recorded ``"failed"`` without running.
     """
     from .store import ResultsStore
 
