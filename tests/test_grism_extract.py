@@ -249,9 +249,10 @@ def test_reject_names_an_unknown_exposure_or_the_joint_method():
         gx.extract_line_maps(_mock(), Z, method="joint", align=True)
 
 
-def test_default_velocity_model_depends_on_the_method():
-    """No velocities given: the isophote method (which has no velocity model) uses none; the joint default is the
-    fitted rotation field (asserted on the rotating NIRISS mock in test_grism_suite, too slow for this blob)."""
-    assert gx.DEFAULT_VELOCITIES == {"joint": "rotation", "isophote": "none"}
+def test_default_velocity_model_is_none_for_both_methods():
+    """No velocities given: "none" (DEFAULT_VELOCITIES; "rotation" is opt-in, see its comment)."""
+    assert gx.DEFAULT_VELOCITIES == {"joint": "none", "isophote": "none"}
     got = gx.extract_line_maps(_mock(), Z, method="isophote", continuum=False, isophote=0.01)
+    assert got.provenance["velocities"] == "none"
+    got = gx.extract_line_maps(_mock(), Z, continuum=False, segmentation=0.05)
     assert got.provenance["velocities"] == "none"

@@ -62,8 +62,8 @@ that light went into the support's maps, most into faint ones whose traces overl
 per group, the direct image outside the support as its shape, marginalised like the continuum
 (:func:`_halo_columns`), brings Hbeta to 1.0000 with exact profiles.
 
-Line-of-sight velocities (``velocities="rotation"``, the joint method's default since 2026-12-06; ``"none"``
-optional). Diagnosis on the
+Line-of-sight velocities (``velocities="rotation"``, joint method; default ``"none"``, see
+:data:`DEFAULT_VELOCITIES`). Diagnosis on the
 NIRISS z = 3.06 example (PSF 0.01", noise-free, wang2022; the truth's own line maps give -0.0491 /
 +0.0501 for -0.05 / +0.05, so every error below is the extraction's). A rotating disk moves each line
 by v/c lambda / dispersion pixels (NIRISS at 0.03": 150 km/s ~ 0.45 pixel) and widens it by sigma0
@@ -97,8 +97,9 @@ Not the filter edge (Hgamma at 1.763 um lies on F200W's blue taper): with ``"rot
 within 0.5 % of the truth everywhere; without rotation in the mock Hgamma is within 0.3 % and only
 Hbeta deviates (channel quantisation: the mock disperses each 5.5 A channel at its centre, Hbeta
 -2.0 A and [OIII] 4960 +2.5 A from their wavelengths when sigma0 = 0); at z = 3.2 (Hgamma mid-filter)
-``"none"`` falls the same way. Hence ``"rotation"`` is the joint default (:data:`DEFAULT_VELOCITIES`),
-~2-3x the time of ``"none"``; its support is capped at ROTATION_MAX_PIXELS. Not modelled: non-circular
+``"none"`` falls the same way. ``"rotation"`` costs ~2-3x the time of ``"none"`` (its support is capped
+at ROTATION_MAX_PIXELS) and is not the default: with noise it doubles the map variances and its line sigma
+can run away on a nearly face-on disk (:data:`DEFAULT_VELOCITIES`). Not modelled: non-circular
 motions, a dispersion varying over the disk, a kinematic axis ratio other than the direct images'.
 The ``"isophote"`` method has no velocities; it can align the exposures' maps (``align``, Wang et al.
 2017 Eq. 1: shift and rotation at the NCCF maximum) and leave out flagged ones (``reject`` or a
@@ -439,10 +440,12 @@ def _solve(exps, groups, redshift, support, *, damp, velocity=None, offsets=None
 
 #: Velocity models of the joint extraction.
 VELOCITY_MODELS = ("none", "rotation", "arctan")
-#: Velocity model per extraction method when none is given: the fitted rotation field for the joint
-#: inversion (without it a rotating disk's extracted Hbeta/Hgamma are biased outward, module notes),
-#: none for the isophote method (which has no velocity model).
-DEFAULT_VELOCITIES = {"joint": "rotation", "isophote": "none"}
+#: Velocity model per extraction method when none is given: "none" for both. The fitted rotation field removes
+#: the noise-free bias of the joint inversion on rotating disks (module notes) but is not the default: on noisy
+#: NIRISS suite mocks (noise.snr = 30) it doubles the map variances (Voronoi bins 64 -> 29, 89 -> 58, 355 -> 169
+#: on three mocks) and on a nearly face-on one (inclination 12 deg) the fitted line sigma ran to 175 km/s (80
+#: intrinsic): 6 bins instead of 152 and -0.137 for grad_z = -0.03 (2026-12-06).
+DEFAULT_VELOCITIES = {"joint": "none", "isophote": "none"}
 #: Trial amplitude (km/s) of the rotation fit: chi2 at V = 0, +-step, parabola through them.
 ROTATION_STEP = 100.0
 #: Turnover radius of the arctan rotation curve, in units of the direct image's half-light radius.
@@ -977,8 +980,8 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     continuum : bool
         Fit a continuum amplitude per exposure (needs the direct image of its filter).
     velocities : {None, "none", "rotation", "arctan"}
-        Line-of-sight velocities in the model (None: :data:`DEFAULT_VELOCITIES` of the method, ``"rotation"``
-        for ``"joint"``, ``"none"`` for ``"isophote"``): ``"none"`` places every line at ``lambda (1 + redshift)``,
+        Line-of-sight velocities in the model (None: :data:`DEFAULT_VELOCITIES` of the method, ``"none"``):
+        ``"none"`` places every line at ``lambda (1 + redshift)``,
         ``"rotation"`` fits ring velocities, the disk's centre and major axis and a line dispersion
         (:func:`_fit_kinematics`), ``"arctan"`` the former one-amplitude arctan field (module notes;
         ``"joint"`` only; ~2x the time).
