@@ -655,9 +655,9 @@ def _add_observation_commands(sub) -> None:
                                                   "--redshift-guess or the file's catalogue redshift ZCAT)")
     p.add_argument("--redshift-guess", type=float, help="start of the grism redshift fit")
     p.add_argument("--nii-ha", type=float, default=0.05, help="[NII]6585/Halpha inside the Halpha blend map")
-    p.add_argument("--velocities", choices=["none", "rotation"], default="none",
+    p.add_argument("--velocities", choices=["none", "rotation"], default=None,
                    help="line-of-sight velocities in the joint model: none (default) or a fitted rotation field "
-                        "(~3x the time; docs/modes.md)")
+                        "(~2-3x the time; docs/modes.md)")
     p.add_argument("--clean-direct", type=int, default=0, metavar="N",
                    help="joint method: re-solve N times with continuum templates from the direct images minus the "
                         "line maps (N = 3 keeps line totals within ~1 %% at EW ~100 A; default 0)")

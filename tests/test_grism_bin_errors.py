@@ -35,7 +35,7 @@ def _block_labels(valid, size):
 def realisations():
     """Noise-free maps and K_REAL noisy extractions (sigma varying x1 to x3 across each frame)."""
     mock = _mock()
-    free = gx.extract_line_maps(mock, Z, continuum=False, segmentation=0.05)
+    free = gx.extract_line_maps(mock, Z, velocities="none", continuum=False, segmentation=0.05)
     rng = np.random.default_rng(seeded(1610))
     noisy = []
     for _ in range(K_REAL):
@@ -45,7 +45,7 @@ def realisations():
             exps.append(GrismExposure(name=e.name, sci=e.sci + sigma * rng.normal(size=e.sci.shape), var=sigma**2,
                                       header=e.header, exptime=e.exptime))
         got = gx.extract_line_maps(GrismMock(exposures=exps, direct=mock.direct, pixel_scale=PS, psf=mock.psf), Z,
-                                   continuum=False, segmentation=0.05)
+                                   velocities="none", continuum=False, segmentation=0.05)
         noisy.append(got)
     return free, noisy
 

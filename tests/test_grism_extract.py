@@ -43,7 +43,7 @@ def _mock(pas=(270.0, 0.0), o3=O3):
 
 @pytest.fixture(scope="module")
 def joint():
-    return gx.extract_line_maps(_mock(), Z, method="joint", continuum=False, segmentation=1e-4)
+    return gx.extract_line_maps(_mock(), Z, method="joint", velocities="none", continuum=False, segmentation=1e-4)
 
 
 @pytest.mark.parametrize("name, truth", [("Hb", HB), ("OIII_5008", O3)])
@@ -98,7 +98,7 @@ def _noise_pulls(k_real, *, continuum):
     The noise sigma varies across each frame (x 1 to x 3), so the 1/VAR weighting matters.
     """
     mock = _mock()
-    free = gx.extract_line_maps(mock, Z, continuum=continuum, segmentation=0.05)
+    free = gx.extract_line_maps(mock, Z, velocities="none", continuum=continuum, segmentation=0.05)
     rng = np.random.default_rng(np.random.SeedSequence(16))
     pulls = []
     for _ in range(k_real):
@@ -108,7 +108,7 @@ def _noise_pulls(k_real, *, continuum):
             exps.append(GrismExposure(name=e.name, sci=e.sci + sigma * rng.normal(size=e.sci.shape), var=sigma**2,
                                       header=e.header, exptime=e.exptime))
         noisy = GrismMock(exposures=exps, direct=mock.direct, pixel_scale=PS, psf=mock.psf)
-        got = gx.extract_line_maps(noisy, Z, continuum=continuum, segmentation=0.05)
+        got = gx.extract_line_maps(noisy, Z, velocities="none", continuum=continuum, segmentation=0.05)
         pulls.append((got.flux - free.flux) / np.sqrt(got.variance))
     pulls = np.asarray(pulls)
     return pulls[:, np.isfinite(pulls[0])], got.variance[np.isfinite(pulls[0])]
@@ -141,7 +141,7 @@ def test_bad_arguments():
 
 def test_a_map_selection_fits_only_those_maps():
     """maps=("Hb",) on a source of Hbeta alone: only Hbeta is fitted, and it is the input map to 1 % of its peak."""
-    got = gx.extract_line_maps(_mock(o3=0 * O3), Z, method="joint", continuum=False, segmentation=1e-4,
+    got = gx.extract_line_maps(_mock(o3=0 * O3), Z, method="joint", velocities="none", continuum=False, segmentation=1e-4,
                                maps=("Hb",))
     assert got.names == ("Hb",) and got.flux.shape == (1, N, N)
     sel = HB > 0.01 * HB.max()
@@ -247,3 +247,12 @@ def test_reject_names_an_unknown_exposure_or_the_joint_method():
         gx.extract_line_maps(_mock(), Z, method="isophote", reject=("nope",))
     with pytest.raises(ConfigError, match="isophote"):
         gx.extract_line_maps(_mock(), Z, method="joint", align=True)
+
+
+def test_default_velocity_model_is_none_for_both_methods():
+    """No velocities given: "none" (DEFAULT_VELOCITIES; "rotation" is opt-in, see its comment)."""
+    assert gx.DEFAULT_VELOCITIES == {"joint": "none", "isophote": "none"}
+    got = gx.extract_line_maps(_mock(), Z, method="isophote", continuum=False, isophote=0.01)
+    assert got.provenance["velocities"] == "none"
+    got = gx.extract_line_maps(_mock(), Z, continuum=False, segmentation=0.05)
+    assert got.provenance["velocities"] == "none"

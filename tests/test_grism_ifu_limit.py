@@ -51,7 +51,7 @@ def _ifu_maps(cfg):
 def _max_error(dispersion_scale):
     """max |extracted - IFU map| / IFU peak, per map."""
     cfg = _cfg(dispersion_scale)
-    got = extract_line_maps(build_grism(cfg, keep_noise_free=False), Z, continuum=False, segmentation=1e-6,
+    got = extract_line_maps(build_grism(cfg, keep_noise_free=False), Z, velocities="none", continuum=False, segmentation=1e-6,
                             maps=tuple(MAPS))
     out = {}
     for name, ifu in _ifu_maps(cfg).items():

@@ -6,8 +6,8 @@ binned [OIII] was high by ~0.8 sigma (1.6 sigma in the outer half), R3 and O32 h
 metallicities low. The maps front end now bins on a ring model of the gating map
 (``binning.gate_model``). These tests use line maps made here (an exponential disk and line
 ratios from the Bian et al. 2018 calibrations), not the grism forward model, so they test the
-front end and back end alone. Still open (not tested here): the grism extraction ignores line-of-sight
-velocities, which biases Hbeta in small outer bins even without noise (``grism_extract`` module notes).
+front end and back end alone. The extraction's line-of-sight velocities (which biased Hbeta in outer bins
+when ignored) are tested in test_grism_suite.py (``grism_extract`` module notes).
 """
 
 import numpy as np

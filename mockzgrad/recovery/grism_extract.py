@@ -62,7 +62,8 @@ that light went into the support's maps, most into faint ones whose traces overl
 per group, the direct image outside the support as its shape, marginalised like the continuum
 (:func:`_halo_columns`), brings Hbeta to 1.0000 with exact profiles.
 
-Line-of-sight velocities (``velocities="rotation"``, joint method; default ``"none"``). Diagnosis on the
+Line-of-sight velocities (``velocities="rotation"``, joint method; default ``"none"``, see
+:data:`DEFAULT_VELOCITIES`). Diagnosis on the
 NIRISS z = 3.06 example (PSF 0.01", noise-free, wang2022; the truth's own line maps give -0.0491 /
 +0.0501 for -0.05 / +0.05, so every error below is the extraction's). A rotating disk moves each line
 by v/c lambda / dispersion pixels (NIRISS at 0.03": 150 km/s ~ 0.45 pixel) and widens it by sigma0
@@ -84,9 +85,22 @@ chi2 of even the truth-projected curve was 30x that of the true field), the disk
 axis (started from the direct images' moments) and one line dispersion; every line of a pixel is
 dispersed at ``lambda (1 + z)(1 + v / c)`` with that Gaussian width. Measured: ring speeds within
 3-9 km/s of the truth's, sigma 94-95 km/s (80 intrinsic, 84 with the mock's channel quantisation),
-Hbeta rms 0.35-0.46 %, grad_z -0.0508 / +0.0561 (+0.05 still 0.0011 outside the issue's 0.005):
-not the default yet (2x the time, one sign still out). Not modelled: non-circular motions, a
-dispersion varying over the disk, a kinematic axis ratio other than the direct images'.
+Hbeta rms 0.35-0.46 %, grad_z -0.0508 / +0.0561. That +0.0561 is not the maps' error: at the
+example's noise.snr = 10 the larger variances of the fitted-width model leave 4 Voronoi bins, and the
+TRUE line maps with those variances give +0.0550; at noise.snr = 30 (the NIRISS suite's depth; 49-59
+bins) ``"rotation"`` gives +0.0513 / -0.0529 (truth maps +0.0520 / -0.0511), ``"none"`` +0.0752 /
+-0.0231. The extracted Hgamma/Hbeta per annulus (noise-free, no dust: Case B 0.468 everywhere) stays
+within 0.5 % of the truth to 0.5" (2.6 r_eff) with ``"rotation"``; with ``"none"`` it falls to 0.33 at
+0.4-0.5" (Hbeta 1.16-1.30x the truth at 0.3-0.5" from the [OIII] core, Hgamma 0.53-0.92 beyond
+0.4"), which wang2022's per-bin A_V turns into dust rising outward (the suites' positive offset).
+Not the filter edge (Hgamma at 1.763 um lies on F200W's blue taper): with ``"rotation"`` Hgamma is
+within 0.5 % of the truth everywhere; without rotation in the mock Hgamma is within 0.3 % and only
+Hbeta deviates (channel quantisation: the mock disperses each 5.5 A channel at its centre, Hbeta
+-2.0 A and [OIII] 4960 +2.5 A from their wavelengths when sigma0 = 0); at z = 3.2 (Hgamma mid-filter)
+``"none"`` falls the same way. ``"rotation"`` costs ~2-3x the time of ``"none"`` (its support is capped
+at ROTATION_MAX_PIXELS) and is not the default: with noise it doubles the map variances and its line sigma
+can run away on a nearly face-on disk (:data:`DEFAULT_VELOCITIES`). Not modelled: non-circular
+motions, a dispersion varying over the disk, a kinematic axis ratio other than the direct images'.
 The ``"isophote"`` method has no velocities; it can align the exposures' maps (``align``, Wang et al.
 2017 Eq. 1: shift and rotation at the NCCF maximum) and leave out flagged ones (``reject`` or a
 ``REJECT`` header keyword).
@@ -426,6 +440,12 @@ def _solve(exps, groups, redshift, support, *, damp, velocity=None, offsets=None
 
 #: Velocity models of the joint extraction.
 VELOCITY_MODELS = ("none", "rotation", "arctan")
+#: Velocity model per extraction method when none is given: "none" for both. The fitted rotation field removes
+#: the noise-free bias of the joint inversion on rotating disks (module notes) but is not the default: on noisy
+#: NIRISS suite mocks (noise.snr = 30) it doubles the map variances (Voronoi bins 64 -> 29, 89 -> 58, 355 -> 169
+#: on three mocks) and on a nearly face-on one (inclination 12 deg) the fitted line sigma ran to 175 km/s (80
+#: intrinsic): 6 bins instead of 152 and -0.137 for grad_z = -0.03 (2026-12-06).
+DEFAULT_VELOCITIES = {"joint": "none", "isophote": "none"}
 #: Trial amplitude (km/s) of the rotation fit: chi2 at V = 0, +-step, parabola through them.
 ROTATION_STEP = 100.0
 #: Turnover radius of the arctan rotation curve, in units of the direct image's half-light radius.
@@ -512,6 +532,11 @@ ROTATION_RINGS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.5)
 ROTATION_REACH = 0.8
 #: Support of the velocity fit: direct-image pixels at >= this fraction of the peak (the rest: halo columns).
 ROTATION_SUPPORT = 0.01
+#: At most this many (the brightest) pixels in the velocity fit's support. Uncapped, the NIRISS suite's largest
+#: mocks (r_eff 3 kpc, inclination 10 deg) have 7366 pixels at >= 1 % of the peak, i.e. dense normal equations
+#: of ~22000 unknowns (3 maps of the F200W block) at every Gauss-Newton step (a suite worker reached 12.5 GB
+#: resident, 2026-12-06); the NIRISS example has 1114 (unchanged by the cap).
+ROTATION_MAX_PIXELS = 1500
 #: Gauss-Newton iterations of the velocity fit (at most; it stops when the steps fall below 0.5 km/s).
 ROTATION_ITERATIONS = 8
 #: Finite-difference step (km/s) of the model's velocity and dispersion derivatives.
@@ -546,7 +571,7 @@ def _fit_kinematics(mock, exps, groups, redshift, geometry, *, damp) -> _Kinemat
     VELOCITY_STEP) are solved for with the maps, and the step is applied; from V = 0, sigma = SIGMA_START.
     """
     n = exps[0].model.n_direct
-    support = _segmentation(mock, n, ROTATION_SUPPORT, n * n)
+    support = _segmentation(mock, n, ROTATION_SUPPORT, ROTATION_MAX_PIXELS)
     halo = _halo_images(mock, support)
     grp, sub = _brightest_block(exps, groups, redshift)
     b = np.concatenate([e.data.ravel() for e in sub])
@@ -925,7 +950,7 @@ def _map_psfs(mock, names, redshift) -> dict:
 
 def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: float = 0.05,
                       isophote: float = 0.1, segmentation: float = 1e-3, max_support: int = 2500,
-                      damp: float = 1e-4, continuum: bool = True, velocities: str = "none",
+                      damp: float = 1e-4, continuum: bool = True, velocities: str | None = None,
                       clean_direct: int = 0, maps: tuple | None = None, covariance: bool = True,
                       redshift_fit: bool = False, halo: bool = True, align: bool = False,
                       reject: tuple = ()) -> LineMaps:
@@ -954,8 +979,9 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
         against an exactly singular block).
     continuum : bool
         Fit a continuum amplitude per exposure (needs the direct image of its filter).
-    velocities : {"none", "rotation", "arctan"}
-        Line-of-sight velocities in the model: ``"none"`` places every line at ``lambda (1 + redshift)``,
+    velocities : {None, "none", "rotation", "arctan"}
+        Line-of-sight velocities in the model (None: :data:`DEFAULT_VELOCITIES` of the method, ``"none"``):
+        ``"none"`` places every line at ``lambda (1 + redshift)``,
         ``"rotation"`` fits ring velocities, the disk's centre and major axis and a line dispersion
         (:func:`_fit_kinematics`), ``"arctan"`` the former one-amplitude arctan field (module notes;
         ``"joint"`` only; ~2x the time).
@@ -998,6 +1024,8 @@ def extract_line_maps(mock, redshift: float, *, method: str = "joint", nii_ha: f
     DataError
         No exposure, or no line covered at ``redshift``.
     """
+    if velocities is None and method in DEFAULT_VELOCITIES:
+        velocities = DEFAULT_VELOCITIES[method]
     _check_arguments(mock, method, redshift, isophote, segmentation, max_support, damp, clean_direct,
                      velocities, align, reject)
     all_groups = _selected_groups(nii_ha, maps)
