@@ -94,3 +94,25 @@ def test_chosen_model_follows_the_mocks_slope_per_sign_at_the_lowest_x(suite):
     x0 = np.array([0.7])
     a_neg_true = (_truth(x0, -0.1) - _truth(x0, 0.0)) / -0.1
     assert abs(tf.slope(x0, np.array([-0.1]))[0] - a_neg_true[0]) < 2 * tf.slope_std(x0, np.array([-0.1]))[0] + 1e-3
+
+
+def test_knee_round_trips_and_caps_the_negative_slopes_inv_x(suite, tmp_path):
+    # below the knee the negative slope changes with 1/x only as the positive one does; the file keeps the knee
+    from mockzgrad.corrections.transfer import TransferFunction
+
+    t, mocks = suite
+    refs = references(mocks)
+    st = Structure(1, 1, ("sign", "sign_inv_x"), "flat", sign_inv_x_knee=0.8)
+    tf = _make(st, fit_structure(st, mocks, refs), refs, mocks, [], None)
+    xx = np.array([0.6, 0.7, 0.8])
+    neg = tf.slope(xx, np.full(3, -0.1))
+    pos = tf.slope(xx)
+    np.testing.assert_allclose(np.diff(neg), np.diff(pos), atol=1e-12)
+    assert "sign_inv_x(x>0.8)" in st.label()
+    path = tmp_path / "tf.json"
+    tf.write(path)
+    back = TransferFunction.read(path)
+    assert back.structure == st
+    np.testing.assert_allclose(back.slope(xx, np.full(3, -0.1)), neg, rtol=0, atol=1e-12)
+    with pytest.raises(Exception, match="sign_inv_x_knee"):
+        Structure(1, 0, ("sign", "sign_inv_x"), sign_inv_x_knee=-1.0)
