@@ -125,6 +125,7 @@ __all__ = [
     "fit_structure",
     "admissible",
     "knee_candidates",
+    "sign_inv_x_knee_candidates",
     "assess",
     "read_suite_mocks",
     "SuiteMocks",
