@@ -37,7 +37,15 @@ a constant at large ``x`` (a resolved galaxy is not smeared further):
   gradients, 0 for positive ones: the negative gradients' slope changes with
   ``1 / x`` by its own coefficient, so positive and negative gradients may
   flatten differently and at a different rate; tried only in a structure
-  that has the ``sign`` term or together with it), ``sign_abs_grad`` (the
+  that has the ``sign`` term or together with it; with a knee ``x_k``
+  chosen by cross-validation among none and low quantiles of the negative
+  mocks' x (:func:`sign_inv_x_knee_candidates`), ``1 / x`` is capped at
+  ``1 / x_k``: below the knee the negative slope's own 1/x-dependence stops,
+  so a steep trend measured at larger x is not extrapolated linearly into the
+  smallest x — on the flagship the linear term drove a_neg(0.6) to 0.02
+  where the mocks below x = 0.8 measure 0.17 with an offset b near -0.015
+  dex/kpc, and the b(x)-in-1/x structure that follows them turned negative
+  there, hence inadmissible), ``sign_abs_grad`` (the
   ``abs_grad`` covariate, same knee, for negative intrinsic gradients, 0 for
   positive ones: the slope's change with abs(grad_z) differs by sign, e.g. where
   a calibration's upper validity limit clips the strong positive gradients
@@ -100,7 +108,7 @@ import datetime
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -117,6 +125,7 @@ __all__ = [
     "fit_structure",
     "admissible",
     "knee_candidates",
+    "sign_inv_x_knee_candidates",
     "assess",
     "read_suite_mocks",
     "SuiteMocks",
@@ -129,10 +138,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "mockzgrad.transfer_function"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Format versions this mockzgrad reads (1: before the ``sign_inv_x`` term, 2: before ``abs_grad_inv_x``,
-#: 3: before ``grad_range_by_sign``; the same layout otherwise).
-FORMAT_VERSIONS_READ = (1, 2, 3, 4)
+#: 3: before ``grad_range_by_sign``, 4: before ``sign_inv_x_knee``; the same layout otherwise).
+FORMAT_VERSIONS_READ = (1, 2, 3, 4, 5)
 #: Upper bound of an admissible slope a(x) (measured / intrinsic); the lower bound is 0.
 SLOPE_MAX = 1.2
 #: Extra slope terms, in the order they are tried.
@@ -156,7 +165,7 @@ SELECTION_RULE = (
     f"{N_FOLDS}-fold cross-validation over mocks (folds from a permutation seeded with {FOLD_SEED}), "
     "score = mean held-out negative log predictive density; base structures (degree_a in 0..2, degree_b "
     "in 0..1) first, then extra terms added greedily while the score improves (the abs_grad term with each "
-    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign, sign_abs_grad only with sign and abs_grad, abs_grad_inv_x only with abs_grad, sign_abs_grad_inv_x only with all four: added after them or with at most two of them in "
+    "knee of knee_candidates: 0 and the inner |grad_z| levels or quartiles; sign_inv_x only with sign and with each knee of sign_inv_x_knee_candidates (none and the 2.5/5/10/25 % quantiles of the negative mocks' x with >= 10 of them below), sign_abs_grad only with sign and abs_grad, abs_grad_inv_x only with abs_grad, sign_abs_grad_inv_x only with all four: added after them or with at most two of them in "
     "one step; each step takes the fewest terms within one standard error of the step's best; a step that improves the score but is "
     "inadmissible on the current base is also fitted on the other bases), and every step of that path is also "
     "fitted on every other base; the simplest structure "
@@ -289,6 +298,21 @@ def knee_candidates(mocks: SuiteMocks) -> tuple:
     return (0.0,) + tuple(float(k) for k in inner)
 
 
+#: Quantiles of the negative mocks' x tried as the ``sign_inv_x`` knee (with 0: no knee), each only when at least
+#: ``_MIN_PER_SIGN`` negative mocks lie below it.
+SIGN_INV_X_KNEE_QUANTILES = (0.025, 0.05, 0.1, 0.25)
+
+
+def sign_inv_x_knee_candidates(mocks: SuiteMocks) -> tuple:
+    """Knees (resolution x) tried for the ``sign_inv_x`` term: 0 (linear in 1 / x everywhere) and the
+    :data:`SIGN_INV_X_KNEE_QUANTILES` of the negative mocks' x with at least ``_MIN_PER_SIGN`` negative mocks
+    below (a linear-in-1/x slope measured at larger x is not extrapolated into the smallest x: below the knee
+    the negative gradients' slope changes with 1 / x as the positive ones' does)."""
+    xn = np.sort(mocks.x[mocks.g < 0])
+    out = [float(np.quantile(xn, q)) for q in SIGN_INV_X_KNEE_QUANTILES if q * xn.size >= _MIN_PER_SIGN]
+    return (0.0,) + tuple(k for k in dict.fromkeys(round(v, 6) for v in out) if k > 0)
+
+
 def references(mocks: SuiteMocks) -> dict:
     """Reference values of the extra terms: the suite's medians."""
     return {"abs_grad": float(np.median(np.abs(mocks.g))), "rms_grad": float(np.sqrt(np.mean(mocks.g**2))),
@@ -302,7 +326,11 @@ def references(mocks: SuiteMocks) -> dict:
 
 @dataclass(frozen=True)
 class Structure:
-    """Which terms a transfer function has: degrees of a(x) and b(x) in u = 1/x, and extra slope terms."""
+    """Which terms a transfer function has: degrees of a(x) and b(x) in u = 1/x, and extra slope terms.
+
+    ``knee``: abs(grad_z) (dex/kpc) below which the ``abs_grad`` term is flat; ``sign_inv_x_knee``: resolution
+    x (dimensionless) below which the ``sign_inv_x`` term is constant (0: none for either).
+    """
 
     degree_a: int = 1
     degree_b: int = 0
@@ -310,16 +338,20 @@ class Structure:
     scatter: str = "inverse_x"
     #: abs(grad_z) (dex/kpc) below which the ``abs_grad`` term is flat (0: linear in abs(grad_z) everywhere).
     knee: float = 0.0
+    #: Resolution x below which the ``sign_inv_x`` term stops changing (0: linear in 1 / x everywhere).
+    sign_inv_x_knee: float = 0.0
 
     def __post_init__(self):
         if self.scatter not in SCATTER_FORMS:
             raise ConfigError(f"scatter = {self.scatter!r}; allowed {SCATTER_FORMS}")
         if not (math.isfinite(self.knee) and self.knee >= 0):
             raise ConfigError(f"knee = {self.knee!r}; allowed a finite |grad_z| >= 0 (dex/kpc)")
+        if not (math.isfinite(self.sign_inv_x_knee) and self.sign_inv_x_knee >= 0):
+            raise ConfigError(f"sign_inv_x_knee = {self.sign_inv_x_knee!r}; allowed a finite resolution x >= 0")
 
     def refs(self, refs: Mapping) -> dict:
         """``refs`` with this structure's ``abs_grad_knee`` (what :func:`extra_values` reads)."""
-        return {**refs, "abs_grad_knee": float(self.knee)}
+        return {**refs, "abs_grad_knee": float(self.knee), "sign_inv_x_knee": float(self.sign_inv_x_knee)}
 
     @property
     def n_coef(self) -> int:
@@ -331,14 +363,17 @@ class Structure:
                 + [f"slope_{e}" for e in self.extras])
 
     def label(self) -> str:
-        names = [f"abs_grad>{self.knee:g}" if e == "abs_grad" and self.knee > 0 else e for e in self.extras]
+        names = [f"abs_grad>{self.knee:g}" if e == "abs_grad" and self.knee > 0 else
+                 f"sign_inv_x(x>{self.sign_inv_x_knee:.3g})" if e == "sign_inv_x" and self.sign_inv_x_knee > 0 else e
+                 for e in self.extras]
         extra = "+" + "+".join(names) if names else ""
         flat = ", flat s" if self.scatter == "flat" else ""
         return f"a{self.degree_a}b{self.degree_b}{extra}{flat}"
 
     def as_dict(self) -> dict:
         return {"degree_a": self.degree_a, "degree_b": self.degree_b, "extras": list(self.extras),
-                "scatter": self.scatter, "abs_grad_knee": float(self.knee)}
+                "scatter": self.scatter, "abs_grad_knee": float(self.knee),
+                "sign_inv_x_knee": float(self.sign_inv_x_knee)}
 
 
 def extra_values(name: str, g, inclination, snr, refs: Mapping, x=None) -> np.ndarray:
@@ -360,6 +395,9 @@ def extra_values(name: str, g, inclination, snr, refs: Mapping, x=None) -> np.nd
             raise ConfigError(f"extra term {name!r} needs x (the resolution); none given")
         du = 1.0 / np.asarray(x, float) - refs["inv_x"]
         if name == "sign_inv_x":
+            xk = float(refs.get("sign_inv_x_knee") or 0.0)
+            if xk > 0 and math.isfinite(xk):  # saturates below the knee: 1/x capped at 1/x_knee
+                return (g < 0) * (np.minimum(1.0 / np.asarray(x, float), 1.0 / xk) - min(refs["inv_x"], 1.0 / xk))
             return (g < 0) * du
         return extra_values(name[: -len("_inv_x")], g, inclination, snr, refs) * du
     if name == "inclination":
@@ -635,18 +673,20 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
     current = min(ok, key=lambda s: s.score)
     remaining = list(extras_allowed)
     knees = knee_candidates(mocks)
+    x_knees = sign_inv_x_knee_candidates(mocks)
     path = []
     while remaining:
         st = current.structure
         trial = [_score(Structure(st.degree_a, st.degree_b, st.extras + step, st.scatter,
-                                  knee if "abs_grad" in step else st.knee), mocks, refs, fold)
+                                  knee if "abs_grad" in step else st.knee,
+                                  xk if "sign_inv_x" in step else st.sign_inv_x_knee), mocks, refs, fold)
                  for step in _steps(st.extras, remaining)
-                 for knee in (knees if "abs_grad" in step else (st.knee,))]
+                 for knee in (knees if "abs_grad" in step else (st.knee,))
+                 for xk in (x_knees if "sign_inv_x" in step else (st.sign_inv_x_knee,))]
         # a step that improves the score but is inadmissible on this base (e.g. a per-sign 1/x slope whose
         # linear-in-1/x extrapolation crosses 0 at the smallest x) is also fitted on the other bases, where
         # a(x) or b(x) of another degree may keep it physical
-        trial += [_score(Structure(da, db, s.structure.extras, s.structure.scatter, s.structure.knee), mocks, refs,
-                         fold)
+        trial += [_score(replace(s.structure, degree_a=da, degree_b=db), mocks, refs, fold)
                   for s in list(trial) if s.admissible is not None and s.score < current.score
                   for da in (0, 1, 2) for db in (0, 1) if (da, db) != (st.degree_a, st.degree_b)]
         scored += trial
@@ -662,7 +702,7 @@ def select_structure(mocks: SuiteMocks, refs, extras_allowed: tuple) -> tuple:
             remaining.remove(e)
         path.append(current.structure)
     # every step of the greedy path on the other bases too, so the one-SE rule can pick a simpler base
-    scored += [_score(Structure(da, db, st.extras, st.scatter, st.knee), mocks, refs, fold)
+    scored += [_score(replace(st, degree_a=da, degree_b=db), mocks, refs, fold)
                for st in path for da in (0, 1, 2) for db in (0, 1) if (da, db) != (st.degree_a, st.degree_b)]
     best = min((s for s in scored if s.admissible is None and math.isfinite(s.score)), key=lambda s: s.score)
     scored = [s if s.nll is None else
@@ -691,7 +731,7 @@ def _steps(extras: tuple, remaining: list) -> list:
 def _scatter_form(chosen: _Scored, mocks: SuiteMocks, refs, fold, scored: list) -> tuple:
     """The chosen structure with the flat scatter form unless ``inverse_x`` is better by > 1 standard error."""
     st = chosen.structure
-    flat = _score(Structure(st.degree_a, st.degree_b, st.extras, "flat", st.knee), mocks, refs, fold)
+    flat = _score(replace(st, scatter="flat"), mocks, refs, fold)
     if flat.nll is None or chosen.nll is None:
         return st, scored
     se = float(np.std(flat.nll - chosen.nll) / math.sqrt(mocks.n))
@@ -952,7 +992,7 @@ class TransferFunction:
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": self.created,
             "mockzgrad_version": self.mockzgrad_version,
             "model": "grad_z_measured = a(x, ...) grad_z_true + b(x) + N(0, s(x)^2 + err^2), u = 1/x, "
-                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0; of sign_abs_grad: the abs_grad term for g < 0; "
+                     "a = sum alpha_k u^k + sum slope_e * term_e (term of sign_inv_x: (u - references.inv_x) for g < 0, u capped at 1 / structure.sign_inv_x_knee when that is > 0; of sign_abs_grad: the abs_grad term for g < 0; "
                      "of abs_grad_inv_x: the abs_grad term times (u - references.inv_x); of sign_abs_grad_inv_x: "
                      "that for g < 0), b = sum beta_k u^k, ln s = gamma_0 + gamma_1 u "
                      "(gamma_1 = 0 when structure.scatter is 'flat')",
@@ -984,7 +1024,8 @@ class TransferFunction:
             return None if v is None else tuple(float(a) for a in v)
 
         return cls(structure=Structure(int(s["degree_a"]), int(s["degree_b"]), tuple(s["extras"]),
-                                       str(s.get("scatter", "inverse_x")), float(s.get("abs_grad_knee", 0.0))),
+                                       str(s.get("scatter", "inverse_x")), float(s.get("abs_grad_knee", 0.0)),
+                                       float(s.get("sign_inv_x_knee", 0.0))),
                    coefficients=np.array(d["coefficients"], float), covariance=np.array(d["covariance"], float),
                    gamma=np.array(d["gamma"], float), gamma_covariance=np.array(d["gamma_covariance"], float),
                    references={k: (math.nan if v is None else float(v)) for k, v in d["references"].items()},
