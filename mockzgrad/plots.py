@@ -627,9 +627,7 @@ def _x_bin_stats(tf, mocks, n_bins: int = 6) -> dict:
             out["a_neg_model"].append(float(coef_model[1]))
         out["a_model"].append(float(coef_model[0]))
         out["b_model"].append(float(coef_model[-1]))
-        r_model = mocks.m[sel] - tf.mean(mocks.x[sel], mocks.g[sel], mocks.inclination[sel]
-                                         if mocks.inclination is not None else None,
-                                         mocks.snr[sel] if mocks.snr is not None else None)
+        r_model = mocks.m[sel] - m_model
         s2 = max(float(np.mean(r_model**2) - np.mean(mocks.err[sel] ** 2)), 0.0)
         out["x"].append(float(np.median(mocks.x[sel])))
         out["a"].append(float(coef[0]))
