@@ -452,8 +452,6 @@ def _cmd_curves(args) -> int:
     _check_suffix("--transfer", transfer_out, (".json",))
     check_output_path(transfer_out, args.overwrite)
     table, meta = load_results_table(args.results)
-    import dataclasses
-
     from .corrections.calibration_range import choose_mocks
 
     columns = {"x_resolution": args.x_column} if args.x_column else None
@@ -466,8 +464,7 @@ def _cmd_curves(args) -> int:
     provenance = {**provenance, "calibration_range": left_out.as_dict()}
     curves = derive_curves(table, provenance=provenance, degree=args.degree, columns=columns)
     try:
-        tf = fit_transfer(table, provenance=provenance, columns=columns) if tf is None \
-            else dataclasses.replace(tf, provenance=provenance)
+        tf = fit_transfer(table, provenance=provenance, columns=columns) if tf is None else tf
     except DataError as exc:
         tf = None
         print(f"  no transfer function: {exc}")

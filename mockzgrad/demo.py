@@ -77,12 +77,14 @@ def run_demo(outdir="mockzgrad-demo", *, workers: int | None = None, progress: b
         store.export(out / "suite_results.csv", overwrite=True)
     # as `mockzgrad curves` does by default: mocks whose Z(r) runs beyond the calibrations' range are left out
     # when they depart from the others' transfer function
-    table, left_out, _ = choose_mocks(table)
-    provenance = {**suite_provenance(meta, results), "calibration_range": left_out.as_dict()}
+    provenance = suite_provenance(meta, results)
+    table, left_out, tf = choose_mocks(table, provenance=provenance)
+    provenance = {**provenance, "calibration_range": left_out.as_dict()}
     curves = derive_curves(table, provenance=provenance)
     curves.write(out / "curves.ecsv", overwrite=True)
     plot_curves(curves, out / "curves.png", table=table)
-    tf = fit_transfer(table, provenance=provenance)
+    if tf is None:  # choose_mocks fits only when it has to decide
+        tf = fit_transfer(table, provenance=provenance)
     tf.write(out / "transfer.json", overwrite=True)
     plot_transfer(tf, out / "transfer.png", table=table)
     gradients = read_gradient_table(inputs / "observed_gradients_lee2026.csv")

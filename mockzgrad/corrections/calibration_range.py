@@ -43,20 +43,21 @@ unmeasured, unless the fallback above keeps it (``--max-outside-flux`` to includ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..validate import number
+from ..validate import choice, number
 
-__all__ = ["MAX_OUTSIDE_FLUX", "OUTSIDE_COLUMN", "OUTSIDE_MODES", "LeftOut", "split_outside_range", "choose_mocks"]
+__all__ = ["MAX_OUTSIDE_FLUX", "OUTSIDE_COLUMN", "OUTSIDE_MODES", "LeftOut", "split_outside_range", "choose_mocks",
+           "outside_fraction", "outside_range_rows"]
 
 #: What ``mockzgrad curves`` does with mocks above the share: leave them out unless the others alone cannot be
 #: corrected and all together can ("auto", the default), leave them out, or keep them.
 OUTSIDE_MODES = ("auto", "leave-out", "keep")
 
 #: Results column: the largest share, over the mock's lines, of flux emitted where Z was clipped or extrapolated
-#: (the same column ``mockzgrad.budget.flags`` reads; corrections sit below budget, so it is named here too).
+#: (``mockzgrad.budget.flags`` takes it from here).
 OUTSIDE_COLUMN = "outside_flux_frac"
 
 #: Default largest share of a mock's line flux from where Z(r) leaves the calibrations' range (see module
@@ -154,10 +155,7 @@ def split_outside_range(table, max_frac: float | None = MAX_OUTSIDE_FLUX):
     if max_frac is None:
         return table, LeftOut(None, n, 0, present)
     max_frac = number("max_outside_flux", max_frac, 0.0, 1.0)
-    frac = np.full(n, np.nan)
-    if present:
-        frac = np.array([np.nan if v is None or v is np.ma.masked else float(v) for v in table[OUTSIDE_COLUMN]],
-                        dtype=float)
+    frac = outside_fraction(table)
     with np.errstate(invalid="ignore"):
         out = frac > max_frac  # NaN (not recorded) is kept
     by_grad = ()
@@ -166,6 +164,34 @@ def split_outside_range(table, max_frac: float | None = MAX_OUTSIDE_FLUX):
         by_grad = _groups(g, frac, out)
     left = LeftOut(float(max_frac), n, int(out.sum()), present, by_grad, n_above=int(out.sum()))
     return table[~out], left
+
+
+def outside_fraction(table) -> np.ndarray:
+    """A suite's ``outside_flux_frac`` per row (fraction of line flux); NaN where missing or without the column."""
+    if OUTSIDE_COLUMN not in table.colnames:
+        return np.full(len(table), np.nan)
+    return np.array([np.nan if v is None or v is np.ma.masked else float(v) for v in table[OUTSIDE_COLUMN]],
+                    dtype=float)
+
+
+def outside_range_rows(table, max_frac: float) -> np.ndarray:
+    """Rows of a suite's results whose ``outside_flux_frac`` exceeds ``max_frac`` (False where it is missing).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Suite results (:func:`mockzgrad.suites.store.load_results_table`).
+    max_frac : float
+        Largest accepted share, [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for the rows to leave out or flag; all False when the table has no such column (older suites).
+    """
+    max_frac = number("max_outside_flux", max_frac, 0.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        return outside_fraction(table) > max_frac
 
 
 def choose_mocks(table, max_frac: float | None = MAX_OUTSIDE_FLUX, mode: str = "auto", *, columns=None,
@@ -190,21 +216,19 @@ def choose_mocks(table, max_frac: float | None = MAX_OUTSIDE_FLUX, mode: str = "
     left_out : LeftOut
     tf : TransferFunction or None
         ``auto`` with mocks above the share: the transfer function of the mocks returned (fitted to decide;
-        its provenance lacks ``calibration_range``), else None.
+        its provenance is ``provenance`` with ``calibration_range``), else None.
     """
-    from ..errors import ConfigError, DataError
+    from ..errors import DataError
     from .transfer import fit_transfer
 
-    if mode not in OUTSIDE_MODES:
-        raise ConfigError(f"outside_range = {mode!r}; allowed {', '.join(OUTSIDE_MODES)}")
+    choice("outside_range", mode, OUTSIDE_MODES)
     max_frac = MAX_OUTSIDE_FLUX if max_frac is None else max_frac
     kept, left = split_outside_range(table, max_frac)
-    base = dict(max_frac=left.max_frac, n_total=left.n_total, column_present=left.column_present,
-                by_grad=left.by_grad, mode=mode, n_above=left.n_above)
+    left = replace(left, mode=mode)
     if mode == "keep":
-        return table, LeftOut(**{**base, "max_frac": None, "n_left_out": 0}), None
+        return table, replace(left, max_frac=None, n_left_out=0), None
     if mode == "leave-out" or left.n_left_out == 0:
-        return kept, LeftOut(**base, n_left_out=left.n_left_out), None
+        return kept, left, None
 
     def fit(t):
         try:
@@ -215,13 +239,18 @@ def choose_mocks(table, max_frac: float | None = MAX_OUTSIDE_FLUX, mode: str = "
         ok = bool(a.get("transfer_ok") or a.get("ratio_ok"))
         return tf, None if ok else "; ".join(a.get("reasons", []))
 
+    def chosen(t, left_out, tf):
+        if tf is not None:
+            tf = replace(tf, provenance={**(provenance or {}), "calibration_range": left_out.as_dict()})
+        return t, left_out, tf
+
     tf_kept, why_kept = fit(kept)
     if why_kept is None:
-        return kept, LeftOut(**base, n_left_out=left.n_left_out), tf_kept
+        return chosen(kept, left, tf_kept)
     tf_all, why_all = fit(table)
     if why_all is None:  # the clean mocks cannot be corrected alone; with the others the model fits every cell
-        return table, LeftOut(**base, n_left_out=0, fallback=why_kept), tf_all
-    return kept, LeftOut(**base, n_left_out=left.n_left_out), tf_kept
+        return chosen(table, replace(left, n_left_out=0, fallback=why_kept), tf_all)
+    return chosen(kept, left, tf_kept)
 
 
 def _groups(g: np.ndarray, frac: np.ndarray, out: np.ndarray) -> tuple:
