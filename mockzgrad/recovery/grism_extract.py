@@ -195,14 +195,12 @@ def _continuum_template(mock, model: GrismDispersion, direct_images=None) -> np.
     return disperse(slices, waves, model)
 
 
-def _prepare(mock, models, which, continuum: bool, direct_images=None, extra_var=None) -> list[_Exposure]:
-    """Weighted exposures; ``extra_var`` (index -> frame, (e-/s)^2) is added to their VAR (model error)."""
+def _prepare(mock, models, which, continuum: bool, direct_images=None) -> list[_Exposure]:
+    """Weighted exposures."""
     out = []
     for i in which:
         e, m = mock.exposures[i], models[i]
         var = np.asarray(e.var, float)
-        if extra_var is not None and i in extra_var:
-            var = var + extra_var[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             w = np.where(np.isfinite(var) & (var > 0) & np.isfinite(e.sci), 1.0 / np.sqrt(var), 0.0)
         cont = _continuum_template(mock, m, direct_images) if continuum else None
@@ -1112,14 +1110,3 @@ def _line_maps(mock, method, groups, left, res, sizes, redshift, *, nii_ha, damp
                     psfs=_map_psfs(mock, names, redshift), redshift=float(redshift), blends=blends,
                     provenance=provenance, config_toml=getattr(mock, "config_toml", ""),
                     covariance=np.stack(stencils) if has_cov else None, cov_offsets=cov_offsets() if has_cov else None)
-
-
-def _model_frames(exps, groups, redshift, support, maps, velocity=None) -> list[np.ndarray]:
-    """Unweighted line model (e-/s) of every exposure for ``maps`` (NaN -> 0), frame-shaped."""
-    x = np.concatenate([np.nan_to_num(mp[support]) for mp in maps])
-    out = []
-    for e in exps:
-        a = _design_matrix([e], groups, redshift, support, velocity)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(np.where(e.weight > 0, (a @ x).reshape(e.data.shape) / e.weight, 0.0))
-    return out
