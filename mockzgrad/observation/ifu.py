@@ -48,7 +48,7 @@ from ..physics import lensing as lensing_mod
 from ..physics.lines import LINES
 from ..products.cube import MockCube
 from ..products.grids import SpectralGrid, spatial_offsets, spectral_grid
-from ..products.lens import radius_map_truth
+from ..products.lens import lens_truth
 from ..source import lineflux
 from ..source.galaxy import GalaxyModel, resolve_galaxy
 from ..source.continuum import continuum_cube
@@ -387,7 +387,7 @@ class _Noise:
     mask: np.ndarray
 
 
-def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
+def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup, use_numba: bool = True) -> _Noise:
     """Gaussian noise of constant sigma, given or set by the S/N inside the r_eff ellipse."""
     model, grid, ps = setup.model, setup.grid, cfg.instrument.pixel_scale
     xg, yg = np.meshgrid(-spatial_offsets(setup.n, ps), spatial_offsets(setup.n, ps))
@@ -407,7 +407,7 @@ def _noise_stage(cfg: MockConfig, cube: np.ndarray, setup: IFUSetup) -> _Noise:
         waves = dict(zip(cfg.lines.lines, setup.line_waves))
         scale = noise.channel_sigma(grid.centres, waves, noise.line_scales(cfg.noise.windows, waves,
                                                                            cfg.noise.snr_line, sigma))
-    data = noise.add_noise(cube, scale, _noise_rng(cfg)) if cfg.noise.enabled else cube.copy()
+    data = noise.add_noise(cube, scale, _noise_rng(cfg), use_numba=use_numba) if cfg.noise.enabled else cube.copy()
     variance = np.full_like(cube, sigma**2) if np.ndim(scale) == 0 else \
         np.broadcast_to((scale**2)[:, None, None], cube.shape).astype(cube.dtype)
     return _Noise(data=data, variance=variance, sigma=sigma, chan=chan, mask=mask)
@@ -436,13 +436,9 @@ def _truth(cfg: MockConfig, setup: IFUSetup, cube: np.ndarray, totals: dict, nz:
         truth["continuum"] = config_to_dict(cfg.continuum)
     truth.update(resolution_truth(cfg))  # elliptical PSF: x_resolution_geomean, ... (config.resolution)
     if setup.lens is not None:
-        m, ft = setup.model, setup.field_trace
-        truth.update(lensing_mod.lensing_truth(setup.lens, (m.x_offset, m.y_offset), m.r_eff_arcsec, inst.psf.fwhm,
-                                               spatial_offsets(setup.n, inst.pixel_scale),
-                                               (float(cube.sum()) - setup.continuum_flux) / sum(totals.values())
-                                               if totals else math.nan, trace=None if ft is None else ft.mirrored()))
-        truth["source_radius_map_kpc"] = radius_map_truth(m, setup.lens, setup.n, inst.pixel_scale,
-                                                          traced=None if ft is None else (ft.beta_x, ft.beta_y))
+        ratio = (float(cube.sum()) - setup.continuum_flux) / sum(totals.values()) if totals else math.nan
+        truth.update(lens_truth(setup.model, setup.lens, inst.psf.fwhm, setup.n, inst.pixel_scale, ratio,
+                                trace=setup.field_trace))
     return truth
 
 
@@ -473,7 +469,7 @@ def build_cube(cfg: MockConfig, *, keep_noise_free: bool = True, use_numba: bool
     totals = lineflux.analytic_line_totals(setup.model, lcfg, ratio_offsets=setup.ratio_offsets) \
         if lcfg.ratio_scatter in ("none", "per_mock") else {}
     _check_fov(cfg, cube, totals, setup.n, setup.continuum_flux)
-    nz = _noise_stage(cfg, cube, setup)
+    nz = _noise_stage(cfg, cube, setup, use_numba)
     grid = setup.grid
     return MockCube(data=nz.data, variance=nz.variance, edges_lo=grid.edges_lo, edges_hi=grid.edges_hi,
                     pixel_scale=inst.pixel_scale, psf=setup.psf.to_header(), lsf_sigma=inst.lsf_sigma,

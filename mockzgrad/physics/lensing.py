@@ -619,6 +619,7 @@ def lensed_flux_radius(lens: Lens, inside, sb, r_start: float, frac: float, *, f
                           "lensing.field = 'main_image' keeps that image only", FieldOfViewWarning, stacklevel=4)
         return r_all
     # the main image on a grid just spanning it (a cell of the coarse grid beyond its farthest lit point)
+    coarse = (t, (bx, by))  # the images left out are found on the coarse grid, already traced
     r_main = float(np.max(np.maximum(np.abs(xx[main]), np.abs(yy[main])))) + (t[1] - t[0])
     if r_main < r_max:
         t = np.linspace(-r_main, r_main, n)
@@ -629,15 +630,14 @@ def lensed_flux_radius(lens: Lens, inside, sb, r_start: float, frac: float, *, f
     else:
         w = np.where(main, w, 0.0)
     r_img = _flux_radius(xx, yy, w, frac, t[1] - t[0])
-    _warn_left_out(lens, centre, r_max, r_img)
+    _warn_left_out(lens, centre, *coarse, r_img)
     return r_img
 
 
-def _warn_left_out(lens: Lens, centre, r_max: float, r_img: float, n: int = 192) -> None:
+def _warn_left_out(lens: Lens, centre, offsets, traced, r_img: float) -> None:
     """FieldOfViewWarning naming the images of the source point ``centre`` beyond ``r_img`` of the field
-    centre (found within ``r_max``)."""
-    t = np.linspace(-r_max, r_max, n)
-    out = [im for im in find_images(lens, float(centre[0]), float(centre[1]), t)
+    centre (found on the grid ``meshgrid(offsets, offsets)``, whose traced positions are ``traced``)."""
+    out = [im for im in find_images(lens, float(centre[0]), float(centre[1]), offsets, traced=traced)
            if max(abs(im[0]), abs(im[1])) > r_img]
     if out:
         shown = "; ".join(f"({x:+.2f}, {y:+.2f}) arcsec, mu {mu:+.2f}" for x, y, mu in out)

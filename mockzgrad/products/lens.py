@@ -187,7 +187,8 @@ def source_radius_map(model, lens, n, pixel_scale: float, traced=None) -> np.nda
     return np.asarray(model.disk_coords(*traced)[0], dtype=float)
 
 
-def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnification: float) -> dict:
+def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnification: float,
+               trace=None) -> dict:
     """Truth keys of a lensed mock: :func:`mockzgrad.physics.lensing.lensing_truth` on the product's grid and
     ``source_radius_map_kpc``, the true source-plane radius map (:func:`source_radius_map`) as nested lists
     (rows of the data grid) rounded to :data:`RADIUS_MAP_DIGITS` significant digits.
@@ -206,14 +207,17 @@ def lens_truth(model, lens, psf_fwhm: float, n, pixel_scale: float, flux_magnifi
         Spaxel size, arcsec.
     flux_magnification : float
         Lensed over intrinsic line flux (NaN when unknown).
+    trace : mockzgrad.physics.lensing.GridTrace, optional
+        The lens already evaluated on this ``n x n`` grid (data orientation); None traces it here.
     """
     from ..physics.lensing import lensing_truth
 
     ny, nx = (n, n) if np.ndim(n) == 0 else (int(n[0]), int(n[1]))
     square = spatial_offsets(max(ny, nx), pixel_scale)  # image search over the enclosing square
     truth = lensing_truth(lens, (model.x_offset, model.y_offset), model.r_eff_arcsec, psf_fwhm, square,
-                          flux_magnification)
-    truth["source_radius_map_kpc"] = radius_map_truth(model, lens, (ny, nx), pixel_scale)
+                          flux_magnification, trace=None if trace is None else trace.mirrored())
+    truth["source_radius_map_kpc"] = radius_map_truth(model, lens, (ny, nx), pixel_scale,
+                                                      traced=None if trace is None else (trace.beta_x, trace.beta_y))
     return truth
 
 

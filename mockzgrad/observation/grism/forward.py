@@ -250,7 +250,8 @@ def _truth(cfg: MockConfig, scene: GrismScene, offsets, sigmas, totals) -> dict:
     })
     if setup.lens is not None:  # lensed (the IFU scene is): the same keys as the IFU mode's truth
         ratio = float(scene.cube.sum()) / sum(totals.values()) if totals else math.nan
-        truth.update(lens_truth(setup.model, setup.lens, inst.psf.fwhm, setup.n, inst.pixel_scale, ratio))
+        truth.update(lens_truth(setup.model, setup.lens, inst.psf.fwhm, setup.n, inst.pixel_scale, ratio,
+                                trace=setup.field_trace))
     return truth
 
 
