@@ -88,20 +88,14 @@ def lensing_ratios(table, x_column: str = "x_resolution_source") -> dict:
         raise DataError(f"results lack column(s) {', '.join(missing)}: a lensed suite's results are needed "
                         f"(has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})")
 
-    def col(name, default=np.nan):
-        if name not in names:
-            return np.full(len(table[need[0]]), default, dtype=float)
-        c = table[name]
-        if hasattr(c, "filled"):
-            c = c.filled(np.nan) if c.dtype.kind == "f" else c.filled("")
-        try:
-            return np.asarray(c, dtype=float)
-        except (TypeError, ValueError):
-            return np.asarray([_num(v) for v in c], dtype=float)
+    from .corrections.columns import soft_numeric, status_ok
 
-    status = np.asarray(table["status"]).astype(str) if "status" in names else np.full(len(col("mu")), "ok")
+    def col(name):
+        return soft_numeric(table, name) if name in names else np.full(len(table), np.nan)
+
+    status = status_ok(table) if "status" in names else np.ones(len(table), dtype=bool)
     true, meas = col("grad_z_true"), col("grad_z_measured")
-    ok = (status == "ok") & np.isfinite(meas) & np.isfinite(true) & (true != 0.0)
+    ok = status & np.isfinite(meas) & np.isfinite(true) & (true != 0.0)
     lo, hi = col("grad_z_measured_lo"), col("grad_z_measured_hi")
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = meas / true
@@ -126,11 +120,11 @@ def x_label(column) -> str:
     return X_LABELS.get(str(column or "x_resolution_source"), str(column))
 
 
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
+def _check_output(path) -> None:
+    """ConfigError unless ``path`` ends in .png or .pdf."""
+    ext = os.path.splitext(path)[1]
+    if ext.lower() not in (".png", ".pdf"):
+        raise ConfigError(f"output = {path!r}: extension {ext!r}; allowed .png, .pdf")
 
 
 def median_with_error(values) -> tuple[float, float, int]:
@@ -263,11 +257,10 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    from .fileio import atomic_write
+    from .plots import _save
 
     path = os.fspath(path)
-    if os.path.splitext(path)[1].lower() not in (".png", ".pdf"):
-        raise ConfigError(f"output = {path!r}: extension {os.path.splitext(path)[1]!r}; allowed .png, .pdf")
+    _check_output(path)
     if r["ratio"].size < MIN_PER_BIN:
         raise DataError(f"{r['ratio'].size} usable mocks; a figure needs at least {MIN_PER_BIN}")
     meas, true, mu, xs, xi = r["meas"], r["grad_true"], r["mu"], r["x_source"], r["x_image"]
@@ -328,7 +321,7 @@ def plot_lensing(r: dict, path, *, title: str = "", n_x: int = 3, n_bins: int = 
                  r"measured = $a$ x intrinsic + $b$ per bin, from the medians of each sign"
                  "\n(errors: standard errors of those medians; median per-mock error of the ratio "
                  f"{np.nanmedian(r['err']):.2f})", fontsize=10)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:]), overwrite=True)
+    _save(fig, path)
     return fig
 
 
@@ -364,11 +357,10 @@ def plot_compare(runs: dict, path, *, columns=COMPARE_COLUMNS, n_bins: int = 6):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .fileio import atomic_write
+    from .plots import _save
 
     path = os.fspath(path)
-    if os.path.splitext(path)[1].lower() not in (".png", ".pdf"):
-        raise ConfigError(f"output = {path!r}: extension {os.path.splitext(path)[1]!r}; allowed .png, .pdf")
+    _check_output(path)
     columns = [c for c in columns if any(c in r["x"] for r in runs.values())]
     fig = Figure(figsize=(5.0 * len(columns), 4.6))
     FigureCanvasAgg(fig)
@@ -393,7 +385,7 @@ def plot_compare(runs: dict, path, *, columns=COMPARE_COLUMNS, n_bins: int = 6):
     fig.suptitle("Which resolution do lensed gradients follow? Slope $a$ of measured = $a$ x intrinsic + $b$ "
                  "in bins of each column\n(medians of each sign; errors: standard errors of those medians)",
                  fontsize=10)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:]), overwrite=True)
+    _save(fig, path)
     return fig
 
 
@@ -405,9 +397,7 @@ def main(argv=None) -> int:
     ap.add_argument("--x-column", default="x_resolution_source", help="resolution column of panel (b)")
     ap.add_argument("--x-bins", type=int, default=3, help="source-plane x bins of panel (c)")
     args = ap.parse_args(argv)
-    ext = os.path.splitext(args.output)[1].lower()
-    if ext not in (".png", ".pdf"):  # checked before any work
-        raise ConfigError(f"output = {args.output!r}: extension {ext!r}; allowed .png, .pdf")
+    _check_output(args.output)  # before any work
     from .suites.store import load_results_table
 
     runs, title = {}, ""
