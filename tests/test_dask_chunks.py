@@ -198,6 +198,16 @@ def test_local_cluster_rows_equal_local_rows(spec60, tmp_path):
     assert _rows(dask_run.store_path) == _rows(local.store_path)
 
 
+def test_local_cluster_leaves_this_process_numba_thread_count_alone(spec60, tmp_path, monkeypatch):
+    # distributed's nanny writes its pre-spawn environment into the parent and keeps it there: a
+    # NUMBA_NUM_THREADS = 1 left behind made the parent's next numba compile raise once its threads ran
+    pytest.importorskip("distributed")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    run = run_suite(spec60, tmp_path / "dask", FAKE, workers=1, executor="dask", progress=False)
+    assert run.n_ok + run.n_failed == 60
+    assert "NUMBA_NUM_THREADS" not in os.environ
+
+
 KILL_SUITE = """
 [suite]
 name = "kill"

@@ -458,7 +458,13 @@ class DaskBackend:
             # mock). LocalCluster(env=...) is applied too late for malloc, so
             # the key is replaced here by the thread-count variables alone.
             # LOCAL_CLUSTER_CONFIG also slows the periodic callbacks (see there).
-            with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
+            # The nanny writes pre-spawn-environ into THIS process's environment
+            # and leaves it there; NUMBA_NUM_THREADS there would make numba's
+            # next compile here fail once its threads run at another count, so
+            # it reaches the workers through env= alone (numba reads it at its
+            # first compile in the worker, after env= is applied).
+            pre_spawn = {k: v for k, v in WORKER_ENV.items() if k != "NUMBA_NUM_THREADS"}
+            with dask.config.set({**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": pre_spawn}):
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             dashboard_address=":0", env=dict(WORKER_ENV))
             return Client(self.cluster)
